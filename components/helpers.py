@@ -1,0 +1,179 @@
+"""Helpers shared by several components.
+
+KFP lightweight components carry only their own source, so each helper here is
+self-contained (imports inside) and is copied into the components that use it through
+``@dsl.component(additional_funcs=[...])``. Plain Python code (the CLI, the local model's
+benchmark, tests) imports them directly.
+"""
+
+PROMPT = (
+    "Analyze the following product image for manufacturing defects. Classify its status as "
+    "'Pass' or 'Defect' and provide a brief description if a defect is present."
+)
+
+
+
+def notebook_labels():
+    """The source notebook's ground-truth answers by defect type; None is a good product."""
+    return {
+        None: "Status: Pass",
+        "Scratch": "Status: Defect - Scratch detected on product surface.",
+        "Crack": "Status: Defect - Crack identified in main body.",
+        "Discoloration": "Status: Defect - Discoloration spot found.",
+    }
+
+
+LABELS = notebook_labels()
+DEFECT_TYPES = tuple(t for t in LABELS if t)
+
+
+def draw_product_image(rng, defect_type=None, variation="standard"):
+    """Draws one product image in the source notebook's look, varied per image.
+
+    Args:
+        rng: a ``random.Random``; the image is a pure function of its state.
+        defect_type: None for a good product, or "Scratch", "Crack", "Discoloration".
+        variation: "standard" (the pipeline's mild variation) or "strong" (a harder,
+            shifted set for robustness checks: wider geometry and shade, blur, JPEG).
+
+    Returns:
+        A 100x100 RGB ``PIL.Image``.
+    """
+    import io
+
+    from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+    strong = variation == "strong"
+    if variation not in ("standard", "strong"):
+        raise ValueError(f"variation must be 'standard' or 'strong', not {variation!r}")
+
+    def jitter(value, spread):
+        return value + rng.randint(-spread, spread)
+
+    def shade(rgb, spread):
+        return tuple(max(0, min(255, jitter(c, spread))) for c in rgb)
+
+    background = shade((0xDD, 0xDD, 0xDD), 20 if strong else 6)
+    image = Image.new("RGB", (100, 100), background)
+    draw = ImageDraw.Draw(image)
+
+    # The product: the notebook's 60x60 rectangle at (20, 20), moved and resized.
+    size = rng.randint(44, 72) if strong else rng.randint(54, 66)
+    left = max(2, min(98 - size, jitter(20 - (size - 60) // 2, 12 if strong else 5)))
+    top = max(2, min(98 - size, jitter(20 - (size - 60) // 2, 12 if strong else 5)))
+    draw.rectangle((left, top, left + size, top + size), fill=shade((0x55, 0x55, 0xAA), 30 if strong else 12))
+
+    def at(x, y):
+        """Maps notebook coordinates (product spanning 20..80) into this product."""
+        return (left + (x - 20) * size / 60, top + (y - 20) * size / 60)
+
+    spread = 8 if strong else 5
+    if defect_type == "Scratch":
+        start, end = at(jitter(30, spread), jitter(30, spread)), at(jitter(70, spread), jitter(70, spread))
+        draw.line(start + end, fill=shade((0xFF, 0x33, 0x33), 20), width=rng.choice((2, 2, 3)))
+    elif defect_type == "Crack":
+        start, end = at(jitter(30, spread), jitter(50, spread)), at(jitter(70, spread), jitter(45, spread))
+        draw.line(start + end, fill=shade((0xFF, 0xFF, 0xFF), 12), width=rng.choice((3, 3, 4)))
+    elif defect_type == "Discoloration":
+        cx, cy, r = jitter(65, spread), jitter(65, spread), rng.randint(7, 12)
+        draw.ellipse(at(cx - r, cy - r) + at(cx + r, cy + r), fill=shade((0x44, 0xAA, 0x44), 20))
+    elif defect_type is not None:
+        raise ValueError(f"unknown defect type {defect_type!r}; expected one of Scratch, Crack, Discoloration")
+
+    # Sensor noise makes every image unique; the strong set adds blur and JPEG artefacts.
+    sigma = rng.uniform(4, 9) if strong else rng.uniform(1.5, 3.5)
+    noise = Image.effect_noise((100, 100), sigma).convert("RGB")  # grey noise around 128
+    image = ImageChops.add(image, noise, scale=1.0, offset=-128)
+    if strong:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=rng.randint(55, 90))
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return image
+
+
+def is_pass_answer(text):
+    """True when an answer says exactly "Status: Pass" (case, spacing, a final period aside)."""
+    import re
+
+    return re.fullmatch(r"\s*status\s*:\s*pass\s*[.!]?\s*", text or "", re.IGNORECASE) is not None
+
+
+def defect_type_of(label):
+    """The defect type named by a label such as "Status: Defect - Crack identified ...".
+
+    Returns None for a Pass label or a label that names no type.
+    """
+    import re
+
+    match = re.search(r"\bdefect\b\s*[-:\u2013\u2014]\s*([A-Za-z][\w-]*)", label or "", re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def judge_answer(expected_label, predicted, classes):
+    """Scores one answer with the source notebook's rule, tolerant of harmless variants.
+
+    Expected Pass: the answer must be "Status: Pass" (a trailing period is fine).
+    Expected Defect: the answer must contain "Defect" and, for the type to count, the
+    expected defect type as a whole word, case-insensitive.
+
+    Args:
+        expected_label: the ground-truth answer text.
+        predicted: the model's answer text.
+        classes: the defect types in play (e.g. DEFECT_TYPES), used to name the
+            predicted class.
+
+    Returns:
+        A dict with expected_class, predicted_class ("Pass", a defect type or
+        "Unparseable"), status_correct, type_correct and exact_match.
+    """
+    import re
+
+    expected_type = None if is_pass_answer(expected_label) else defect_type_of(expected_label)
+    said_pass = is_pass_answer(predicted)
+    said_defect = not said_pass and re.search(r"\bdefect\b", predicted or "", re.IGNORECASE) is not None
+    named = [c for c in classes if re.search(rf"\b{re.escape(c)}\b", predicted or "", re.IGNORECASE)]
+    if said_pass:
+        predicted_class = "Pass"
+    elif said_defect and len(named) == 1:
+        predicted_class = named[0]
+    else:
+        predicted_class = "Unparseable"
+
+    if expected_type is None:
+        status_correct = type_correct = said_pass
+    else:
+        status_correct = said_defect
+        type_correct = said_defect and re.search(
+            rf"\b{re.escape(expected_type)}\b", predicted or "", re.IGNORECASE) is not None
+    return {
+        "expected_class": expected_type or "Pass",
+        "predicted_class": predicted_class,
+        "status_correct": bool(status_correct),
+        "type_correct": bool(type_correct),
+        "exact_match": (predicted or "").strip() == (expected_label or "").strip(),
+    }
+
+
+def parse_gcs_uri(uri):
+    """Splits "gs://bucket/path/to/object" into ("bucket", "path/to/object")."""
+    if not isinstance(uri, str) or not uri.startswith("gs://") or "/" not in uri[5:].strip("/"):
+        raise ValueError(f"expected a gs://bucket/object URI, got {uri!r}")
+    bucket, _, name = uri[5:].partition("/")
+    return bucket, name
+
+
+def genai_client(project, location):
+    """A google-genai client for Vertex AI that retries transient errors with backoff.
+
+    Offline, GOOGLE_VERTEX_BASE_URL and GOOGLE_APPLICATION_CREDENTIALS point the SDK at
+    the local Vertex AI; this code is the same in both worlds.
+    """
+    from google import genai
+    from google.genai import types
+
+    retry = types.HttpRetryOptions(
+        attempts=6, initial_delay=1.0, max_delay=30.0, exp_base=2.0,
+        http_status_codes=[408, 429, 500, 502, 503, 504])
+    return genai.Client(vertexai=True, project=project, location=location,
+                        http_options=types.HttpOptions(retry_options=retry))

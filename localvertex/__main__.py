@@ -1,0 +1,84 @@
+"""``python -m localvertex serve``: run the local Vertex AI + storage emulator in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Local stand-in for Vertex AI tuning/prediction and Cloud Storage.")
+
+
+@app.callback()
+def _main() -> None:
+    """Local Vertex AI + Cloud Storage emulator."""
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8080, help="Port of the Vertex AI API (0: any free port)."),
+    storage_port: int = typer.Option(9023, help="Port of the storage emulator (0: any free port)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, help="Data directory (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."),
+    bucket: str = typer.Option("local-bucket", help="Bucket created at start-up."),
+    project: str = typer.Option("local-project", help="Project id written to credentials.json."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+) -> None:
+    """Start everything on 127.0.0.1 and print the environment to point the SDKs at it."""
+    from .stack import LocalStack
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%H:%M:%S"))
+    root = logging.getLogger("localvertex")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket,
+                       project=project)
+    try:
+        stack.start()
+    except OSError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        typer.echo("# local Vertex AI is up; paste these lines into your shell:")
+        for line in stack.export_lines():
+            typer.echo(line)
+        typer.echo(f"# data: {stack.data_dir}  (log: {stack.data_dir / 'localvertex.log'})")
+        typer.echo("# Ctrl-C to stop", err=True)
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        typer.echo("stopping...", err=True)
+        stack.stop()
+
+
+@app.command()
+def env(data_dir: Optional[Path] = typer.Option(None), port: int = 8080,
+        storage_port: int = 9023, project: str = "local-project") -> None:
+    """Print the export lines for a stack started with ``serve`` on the given ports."""
+    from .stack import default_data_dir
+
+    d = (data_dir or default_data_dir()).resolve()
+    typer.echo(f"export STORAGE_EMULATOR_HOST=http://127.0.0.1:{storage_port}")
+    typer.echo(f"export GOOGLE_VERTEX_BASE_URL=http://127.0.0.1:{port}")
+    typer.echo(f"export GOOGLE_APPLICATION_CREDENTIALS={d / 'credentials.json'}")
+    typer.echo(f"export GOOGLE_CLOUD_PROJECT={project}")
+
+
+if __name__ == "__main__":
+    app()

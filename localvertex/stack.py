@@ -1,0 +1,174 @@
+"""``LocalStack``: the storage emulator and the local Vertex AI server, in-process.
+
+    with LocalStack(data_dir) as stack:
+        stack.apply_env()          # STORAGE_EMULATOR_HOST, GOOGLE_VERTEX_BASE_URL, ...
+        ...                        # unchanged google-genai / google-cloud-storage code
+
+Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; training runs in
+a ``spawn`` child process per job. On exit everything stops, a job still training is
+marked FAILED (see jobs.py for the restart rule) and the environment is restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("localvertex")
+
+HOST = "127.0.0.1"
+DATA_DIR_ENV = "LOCALVERTEX_DATA_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else REPO_ROOT / ".localvertex"
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+class LocalStack:
+    """Storage emulator + local Vertex AI on free (or given) loopback ports."""
+
+    def __init__(self, data_dir: Path | str | None = None, vertex_port: int = 0,
+                 storage_port: int = 0, bucket: str = "local-bucket",
+                 project: str = "local-project", location: str = "us-central1",
+                 log_file: bool = True, start_timeout: float = 30.0) -> None:
+        self.data_dir = Path(data_dir or default_data_dir()).resolve()
+        self.vertex_port = vertex_port
+        self.storage_port = storage_port
+        self.bucket = bucket
+        self.project = project
+        self.location = location
+        self.log_file = log_file
+        self.start_timeout = start_timeout
+        self.env: dict[str, str] = {}
+        self.vertex_url = ""
+        self.storage_url = ""
+        self.credentials_path = self.data_dir / "credentials.json"
+        self._storage = None
+        self._lv = None
+        self._uvicorn = None
+        self._thread: threading.Thread | None = None
+        self._saved_env: dict[str, str | None] | None = None
+        self._log_handler: logging.Handler | None = None
+
+    # -- lifecycle
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> "LocalStack":
+        import uvicorn
+
+        from .server import LocalVertex
+        from .storage import StorageEmulator
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_file and self._log_handler is None:
+            handler = logging.FileHandler(self.data_dir / "localvertex.log")
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handler.setLevel(logging.INFO)
+            logging.getLogger("localvertex").addHandler(handler)
+            if logging.getLogger("localvertex").level == logging.NOTSET:
+                logging.getLogger("localvertex").setLevel(logging.INFO)
+            self._log_handler = handler
+        try:
+            self._storage = StorageEmulator(self.data_dir / "storage", self.storage_port,
+                                            self.bucket, host=HOST)
+            self._storage.start(timeout=self.start_timeout)
+            self.storage_url = self._storage.url
+
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, self.vertex_port))
+            port = sock.getsockname()[1]
+            self.vertex_url = f"http://{HOST}:{port}"
+            self._lv = LocalVertex(self.data_dir, self.storage_url, self.project)
+            self._lv.auth.write_credentials(self.credentials_path, f"{self.vertex_url}/token")
+            config = uvicorn.Config(self._lv.app, log_level="warning", access_log=False,
+                                    lifespan="on", timeout_graceful_shutdown=3)
+            self._uvicorn = uvicorn.Server(config)
+            self._thread = threading.Thread(target=self._uvicorn.run,
+                                            kwargs={"sockets": [sock]},
+                                            name="localvertex-uvicorn", daemon=True)
+            self._thread.start()
+            _wait_http(f"{self.vertex_url}/healthz", self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.env = {
+            "STORAGE_EMULATOR_HOST": self.storage_url,
+            "GOOGLE_VERTEX_BASE_URL": self.vertex_url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
+            "GOOGLE_CLOUD_PROJECT": self.project,
+        }
+        log.info("local stack up: vertex %s, storage %s, data %s", self.vertex_url,
+                 self.storage_url, self.data_dir)
+        return self
+
+    def stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+        self._uvicorn = None
+        if self._lv is not None:
+            self._lv.close()  # idempotent; stops the runner if lifespan did not
+            self._lv = None
+        if self._storage is not None:
+            self._storage.stop()
+            self._storage = None
+        self.restore_env()
+        if self._log_handler is not None:
+            logging.getLogger("localvertex").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    # -- environment
+    def apply_env(self) -> dict[str, str | None]:
+        """Set ``self.env`` in ``os.environ``; return the previous values (restored on exit)."""
+        previous = {k: os.environ.get(k) for k in self.env}
+        if self._saved_env is None:
+            self._saved_env = previous
+        os.environ.update(self.env)
+        return previous
+
+    def restore_env(self) -> None:
+        if self._saved_env is None:
+            return
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = None
+
+    def export_lines(self) -> list[str]:
+        import shlex
+
+        return [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]

@@ -1,0 +1,127 @@
+"""Restarting the local stack on the same data directory loses nothing.
+
+Restart rule (localvertex/jobs.py): a finished job and its endpoint survive; a job that was
+RUNNING when the stack stopped ends FAILED saying so; a PENDING job is re-queued.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from PIL import Image, ImageDraw
+
+from localvertex.stack import LocalStack
+
+PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
+
+
+def _png(color: str) -> bytes:
+    im = Image.new("RGB", (32, 32), "#DDDDDD")
+    ImageDraw.Draw(im).rectangle((6, 6, 26, 26), fill=color)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _clients():
+    from google import genai
+    from google.cloud import storage
+
+    return (genai.Client(vertexai=True, project=PROJECT, location=LOCATION),
+            storage.Client(project=PROJECT))
+
+
+def _wait(client, name, states, timeout=180.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.tunings.get(name=name)
+        if job.state.name in states:
+            return job
+        assert time.monotonic() < deadline, f"{name} still {job.state}"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_restart_keeps_jobs_and_endpoints(tmp_path):
+    from google.genai import types
+
+    data_dir = tmp_path / "lv"
+    image_part = types.Part.from_uri(file_uri=f"gs://{BUCKET}/img/1.png", mime_type="image/png")
+    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as first:
+        first.apply_env()
+        client, gcs = _clients()
+        bucket = gcs.bucket(BUCKET)
+        lines = []
+        for i in range(8):
+            label = "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body."
+            bucket.blob(f"img/{i}.png").upload_from_string(_png("#5555AA" if i % 2 else "#FF3333"))
+            lines.append(json.dumps({"contents": [
+                {"role": "user", "parts": [{"text": "Inspect."}, {"fileData": {
+                    "mimeType": "image/png", "fileUri": f"gs://{BUCKET}/img/{i}.png"}}]},
+                {"role": "model", "parts": [{"text": label}]}]}))
+        bucket.blob("train.jsonl").upload_from_string("\n".join(lines))
+
+        def tune(epochs):
+            return client.tunings.tune(
+                base_model="gemini-2.5-flash",
+                training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
+                config=types.CreateTuningJobConfig(epoch_count=epochs)).name
+
+        done = _wait(client, tune(1), {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
+        assert done.state.name == "JOB_STATE_SUCCEEDED", done.error
+        before = client.models.generate_content(
+            model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+        running = tune(100)
+        _wait(client, running, {"JOB_STATE_RUNNING"}, timeout=60)
+        pending = tune(1)
+        assert client.tunings.get(name=pending).state.name == "JOB_STATE_PENDING"
+        first_url = first.vertex_url
+    # Stopping marked the job it was training; the queued one is still PENDING on disk.
+    job_file = data_dir / "jobs" / f"{pending.rsplit('/', 1)[1]}.json"
+    assert json.loads(job_file.read_text())["state"] == "JOB_STATE_PENDING"
+
+    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as second:
+        second.apply_env()
+        client, gcs = _clients()
+        assert gcs.bucket(BUCKET).blob("train.jsonl").exists()
+        # Stored mediaLinks were rebased to the new port (get_blob + download uses them).
+        assert gcs.bucket(BUCKET).get_blob("img/1.png").download_as_bytes() == _png("#5555AA")
+        again = client.tunings.get(name=done.name)
+        assert again.state.name == "JOB_STATE_SUCCEEDED"
+        assert again.tuned_model.endpoint == done.tuned_model.endpoint
+        after = client.models.generate_content(
+            model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+        assert after == before
+        stopped = client.tunings.get(name=running)
+        assert stopped.state.name == "JOB_STATE_FAILED"
+        assert "stopped" in stopped.error.message and "during training" in stopped.error.message
+        # The PENDING job was re-queued and is picked up again.
+        requeued = _wait(client, pending, {"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"}, 60)
+        assert requeued.state.name in ("JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
+        assert {j.name for j in client.tunings.list()} >= {done.name, running, pending}
+        assert second.vertex_url != first_url or second.vertex_url  # ports may differ
+        creds = json.loads((data_dir / "credentials.json").read_text())
+        assert creds["token_uri"] == f"{second.vertex_url}/token"
+
+
+def test_recover_marks_running_failed(tmp_path):
+    """Unit check of the restart rule without a server (a crash leaves RUNNING on disk)."""
+    from localvertex import jobs as J
+
+    store = J.JobStore(tmp_path)
+    job = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    job["state"] = J.RUNNING
+    store.add(job)
+    queued = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    store.add(queued)
+    J.TrainingRunner(J.JobStore(tmp_path), tmp_path, "http://127.0.0.1:1")
+    reloaded = J.JobStore(tmp_path)
+    crashed = reloaded.get(job["_local"]["id"])
+    assert crashed["state"] == J.FAILED and "restarted during training" in crashed["error"]["message"]
+    assert reloaded.get(queued["_local"]["id"])["state"] == J.PENDING
+    assert reloaded.next_pending()["_local"]["id"] == queued["_local"]["id"]
