@@ -110,29 +110,55 @@ def defect_type_of(label):
     return match.group(1) if match else None
 
 
-def judge_answer(expected_label, predicted, classes):
+def judge_answer(expected_label, predicted, classes=None):
     """Scores one answer with the source notebook's rule, tolerant of harmless variants.
 
-    Expected Pass: the answer must be "Status: Pass" (a trailing period is fine).
-    Expected Defect: the answer must contain "Defect" and, for the type to count, the
-    expected defect type as a whole word, case-insensitive.
+    Expected Pass: the answer must be "Status: Pass" (case, spacing and a final period
+    aside; "Status: Passed" or "Status: Pass - no defect" are not a clean Pass).
+    Expected Defect: the answer must call the product defective and, for the type to
+    count, name the expected defect type as a whole word, case-insensitive, and no other
+    known type (naming every type does not earn type credit).
+
+    An answer calls the product defective when its "Status:" says Defect, or, when it
+    states no status, when it contains the word "Defect" not negated ("no defect").
+    "Status: Pass - no Defect" therefore states Pass: it is no defect call (never a
+    status hit for a defect image), and, not being exactly "Status: Pass", no Pass either.
 
     Args:
         expected_label: the ground-truth answer text.
-        predicted: the model's answer text.
-        classes: the defect types in play (e.g. DEFECT_TYPES), used to name the
-            predicted class.
+        predicted: the model's answer text (None counts as empty).
+        classes: the defect types in play (e.g. the types found in the test labels);
+            None means the notebook's three (Scratch, Crack, Discoloration).
 
     Returns:
-        A dict with expected_class, predicted_class ("Pass", a defect type or
-        "Unparseable"), status_correct, type_correct and exact_match.
+        A dict with expected_class ("Pass", the expected defect type, or "Defect" for a
+        defect label naming no type), predicted_class ("Pass", exactly one named defect
+        type, or "Unparseable"), predicted_status ("Pass", "Defect" or "Unparseable"),
+        status_correct, type_correct and exact_match.
     """
     import re
 
-    expected_type = None if is_pass_answer(expected_label) else defect_type_of(expected_label)
-    said_pass = is_pass_answer(predicted)
-    said_defect = not said_pass and re.search(r"\bdefect\b", predicted or "", re.IGNORECASE) is not None
-    named = [c for c in classes if re.search(rf"\b{re.escape(c)}\b", predicted or "", re.IGNORECASE)]
+    if classes is None:
+        classes = ("Scratch", "Crack", "Discoloration")
+    text = predicted or ""
+
+    def names(word):
+        return re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE) is not None
+
+    said_pass = is_pass_answer(text)
+    declared = re.search(r"\bstatus\s*:\s*(pass|defect)\b", text, re.IGNORECASE)
+    if said_pass:
+        said_defect = False
+    elif declared:
+        said_defect = declared.group(1).lower() == "defect"
+    else:
+        said_defect = names("defect") and re.search(
+            r"\b(?:no|not|without|zero)\s+(?:a\s+|any\s+)?defects?\b", text, re.IGNORECASE) is None
+
+    named = []
+    for c in classes:
+        if c and names(c) and c.lower() not in [n.lower() for n in named]:
+            named.append(c)
     if said_pass:
         predicted_class = "Pass"
     elif said_defect and len(named) == 1:
@@ -140,18 +166,27 @@ def judge_answer(expected_label, predicted, classes):
     else:
         predicted_class = "Unparseable"
 
-    if expected_type is None:
+    if is_pass_answer(expected_label):
+        expected_class = "Pass"
         status_correct = type_correct = said_pass
     else:
+        expected_type = defect_type_of(expected_label)
         status_correct = said_defect
-        type_correct = said_defect and re.search(
-            rf"\b{re.escape(expected_type)}\b", predicted or "", re.IGNORECASE) is not None
+        if expected_type is None:  # a defect label that names no type: status is all there is
+            expected_class = "Defect"
+            type_correct = said_defect and not named
+        else:
+            expected_class = next((c for c in classes if c and c.lower() == expected_type.lower()),
+                                  expected_type)
+            type_correct = said_defect and names(expected_type) and all(
+                n.lower() == expected_type.lower() for n in named)
     return {
-        "expected_class": expected_type or "Pass",
+        "expected_class": expected_class,
         "predicted_class": predicted_class,
+        "predicted_status": "Pass" if said_pass else "Defect" if said_defect else "Unparseable",
         "status_correct": bool(status_correct),
         "type_correct": bool(type_correct),
-        "exact_match": (predicted or "").strip() == (expected_label or "").strip(),
+        "exact_match": text.strip() == (expected_label or "").strip(),
     }
 
 

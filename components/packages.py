@@ -14,6 +14,7 @@ PILLOW = "pillow==13.0.0"
 
 # kfp is listed explicitly (and install_kfp_package=False set) so its version is pinned
 # here rather than chosen by the compiler, and local runs skip a pip call per task.
+BASE_PACKAGES = [KFP]
 STORAGE_PACKAGES = [KFP, STORAGE]
 IMAGE_PACKAGES = [KFP, STORAGE, PILLOW]
 GENAI_PACKAGES = [KFP, GENAI]

@@ -1,0 +1,40 @@
+"""Labelled image sets drawn with the pipeline's synthesizer (components.helpers)."""
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image
+
+from components.helpers import DEFECT_TYPES, LABELS, draw_product_image
+
+
+@dataclass
+class Sample:
+    """One drawn image with its ground truth."""
+
+    image: Image.Image
+    defect_type: str | None
+    label: str
+
+
+def make_samples(count: int, seed: int, defect_ratio: float = 0.5, variation: str = "standard") -> list[Sample]:
+    """Draws `count` images: round(count * defect_ratio) defects of uniformly drawn types, shuffled."""
+    rng = random.Random(seed)
+    defects = round(count * defect_ratio)
+    types = [None] * (count - defects) + [rng.choice(DEFECT_TYPES) for _ in range(defects)]
+    rng.shuffle(types)
+    return [Sample(draw_product_image(rng, t, variation), t, LABELS[t]) for t in types]
+
+
+def stratified_split(samples: list[Sample]) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Splits 80/10/10 (exactly, for 200 samples), each class spread evenly over the three parts.
+
+    Samples are ordered by class and dealt out by position modulo 10, so every part gets
+    its share of each class to within one sample.
+    """
+    order = {t: i for i, t in enumerate((None, *DEFECT_TYPES))}
+    ranked = sorted(samples, key=lambda s: order.get(s.defect_type, len(order)))
+    parts: tuple[list[Sample], list[Sample], list[Sample]] = ([], [], [])
+    for i, sample in enumerate(ranked):
+        parts[0 if i % 10 < 8 else 1 if i % 10 == 8 else 2].append(sample)
+    return parts

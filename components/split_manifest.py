@@ -1,0 +1,98 @@
+"""Component 2: stratified train/validation/test split of the image manifest."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components.packages import BASE_IMAGE, BASE_PACKAGES
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=BASE_PACKAGES, install_kfp_package=False)
+def split_manifest(
+    manifest: Input[Dataset],
+    train_manifest: Output[Dataset],
+    validation_manifest: Output[Dataset],
+    test_manifest: Output[Dataset],
+    split_metrics: Output[Metrics],
+    train_fraction: float = 0.8,
+    validation_fraction: float = 0.1,
+    seed: int = 42,
+):
+    """Splits the manifest by class, so each split keeps the class mix.
+
+    Images with the same content (``sha256`` column, when present) always land in the
+    same split, so no test image is a copy of a training image. Each class keeps at
+    least one training example. The split is a pure function of the manifest and seed.
+
+    Args:
+        manifest: CSV with at least gcs_uri and label columns (status, defect_type and
+            sha256 are used when present).
+        train_manifest: output CSV, same columns.
+        validation_manifest: output CSV, same columns.
+        test_manifest: output CSV, same columns.
+        split_metrics: example counts per split and class (``split_*`` names).
+        train_fraction: share for training, in (0, 1].
+        validation_fraction: share for validation; the rest is the test split.
+        seed: random seed of the shuffle.
+    """
+    import csv
+    import random
+    import re
+    from collections import defaultdict
+
+    if not (0 < train_fraction <= 1 and 0 <= validation_fraction and train_fraction + validation_fraction <= 1):
+        raise ValueError(
+            f"need 0 < train_fraction <= 1 and train_fraction + validation_fraction <= 1, "
+            f"got {train_fraction} and {validation_fraction}")
+    with open(manifest.path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    if not rows:
+        raise ValueError("the manifest has no rows: nothing to split")
+    missing = {"gcs_uri", "label"} - set(fields)
+    if missing:
+        raise ValueError(f"the manifest lacks the column(s) {sorted(missing)}; columns present: {fields}")
+
+    def class_of(row):
+        return row.get("defect_type") if row.get("status") == "Defect" else row.get("status") or row["label"]
+
+    # Groups of identical content move together; groups are stratified by class.
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row.get("sha256") or row["gcs_uri"]].append(row)
+    by_class = defaultdict(list)
+    for key in sorted(groups):
+        by_class[class_of(groups[key][0])].append(groups[key])
+
+    rng = random.Random(seed)
+    splits = {"train": [], "validation": [], "test": []}
+    counts = {}
+    for name in sorted(by_class, key=str):
+        class_groups = by_class[name]
+        rng.shuffle(class_groups)
+        total = len(class_groups)
+        n_train = max(1, round(total * train_fraction))
+        n_validation = min(total - n_train, round(total * validation_fraction))
+        parts = {
+            "train": class_groups[:n_train],
+            "validation": class_groups[n_train:n_train + n_validation],
+            "test": class_groups[n_train + n_validation:],
+        }
+        for split, part in parts.items():
+            members = [row for group in part for row in group]
+            splits[split].extend(members)
+            counts[(split, name)] = len(members)
+
+    outputs = {"train": train_manifest, "validation": validation_manifest, "test": test_manifest}
+    for split, artifact in outputs.items():
+        with open(artifact.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(sorted(splits[split], key=lambda r: r["gcs_uri"]))
+        artifact.metadata["examples"] = len(splits[split])
+        split_metrics.log_metric(f"split_{split}_examples", len(splits[split]))
+        print(f"{split}: {len(splits[split])} examples", flush=True)
+    for (split, name), count in sorted(counts.items(), key=str):
+        slug = re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
+        split_metrics.log_metric(f"split_{split}_{slug}", count)
+    with open(split_metrics.path, "w") as f:  # a file at .path lets KFP cache this task
+        f.write(repr(sorted(split_metrics.metadata.items())))

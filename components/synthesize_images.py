@@ -1,0 +1,107 @@
+"""Component 1: synthesize product images in the source notebook's look."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.helpers import draw_product_image, notebook_labels, parse_gcs_uri
+from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
+               additional_funcs=[draw_product_image, notebook_labels, parse_gcs_uri])
+def synthesize_images(
+    project: str,
+    bucket: str,
+    manifest: Output[Dataset],
+    num_images: int = 200,
+    defect_ratio: float = 0.5,
+    seed: int = 42,
+    variation: str = "standard",
+    image_folder: str = "images",
+    upload_workers: int = 8,
+):
+    """Draws varied product images, uploads them as PNGs and writes their manifest.
+
+    Defective images are split evenly between Scratch, Crack and Discoloration; every
+    image differs (position, size, shade, defect geometry, noise), and the whole set is
+    a pure function of ``seed``.
+
+    Args:
+        project: Google Cloud project that owns the bucket.
+        bucket: ``gs://`` URI of the bucket; images go to ``{bucket}/{image_folder}/``.
+        manifest: output CSV with image_name, gcs_uri, status, defect_type, label, sha256.
+        num_images: number of images, at least 1.
+        defect_ratio: share of defective images, in [0, 1].
+        seed: random seed for classes and drawings.
+        variation: "standard", or "strong" for a harder, shifted set.
+        image_folder: folder inside the bucket.
+        upload_workers: parallel uploads (bounded to be kind to the API).
+    """
+    import csv
+    import hashlib
+    import io
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.cloud import storage
+
+    if num_images < 1:
+        raise ValueError(f"num_images must be at least 1, got {num_images}")
+    if not 0.0 <= defect_ratio <= 1.0:
+        raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
+    bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
+    labels = notebook_labels()
+    defect_types = [t for t in labels if t]
+
+    # Exactly balanced classes in a seeded order: "equally likely" without sampling noise.
+    num_defects = round(num_images * defect_ratio)
+    classes = [defect_types[i % len(defect_types)] for i in range(num_defects)]
+    classes += [None] * (num_images - num_defects)
+    random.Random(seed).shuffle(classes)
+
+    def render(index):
+        """PNG bytes of image ``index``; redrawn on the (unlikely) chance of a duplicate."""
+        for attempt in range(10):
+            image = draw_product_image(random.Random(f"{seed}:{index}:{attempt}"), classes[index], variation)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            data = buffer.getvalue()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                return data, digest
+        raise RuntimeError(f"could not draw a unique image for index {index}")
+
+    seen = set()
+    rows, payloads = [], []
+    for index in range(num_images):
+        data, digest = render(index)
+        name = f"product_image_{index}.png"
+        defect_type = classes[index]
+        rows.append({
+            "image_name": name,
+            "gcs_uri": f"gs://{bucket_name}/{image_folder}/{name}",
+            "status": "Defect" if defect_type else "Pass",
+            "defect_type": defect_type or "None",
+            "label": labels[defect_type],
+            "sha256": digest,
+        })
+        payloads.append(data)
+
+    target = storage.Client(project=project).bucket(bucket_name)
+
+    def upload(i):
+        target.blob(f"{image_folder}/{rows[i]['image_name']}").upload_from_string(
+            payloads[i], content_type="image/png")
+
+    step = max(1, num_images // 10)
+    with ThreadPoolExecutor(max_workers=max(1, upload_workers)) as pool:
+        for done, _ in enumerate(pool.map(upload, range(num_images)), start=1):
+            if done % step == 0 or done == num_images:
+                print(f"uploaded {done}/{num_images} images to gs://{bucket_name}/{image_folder}/", flush=True)
+
+    with open(manifest.path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest.metadata.update({"num_images": num_images, "num_defects": num_defects})

@@ -1,0 +1,77 @@
+"""Component 5: wait for the tuning job, with a bound on the wait."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Metrics, Output
+
+from components.helpers import genai_client
+from components.packages import BASE_IMAGE, GENAI_PACKAGES
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
+               additional_funcs=[genai_client])
+def wait_for_tuning(
+    project: str,
+    location: str,
+    job_name: str,
+    tuning_metrics: Output[Metrics],
+    poll_interval_seconds: int = 30,
+    timeout_seconds: int = 6 * 3600,
+) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str)]):
+    """Polls the job until it ends; on timeout cancels it and fails.
+
+    A job that ends FAILED, CANCELLED or EXPIRED fails this task with the job's own
+    error message. PAUSED never ends by itself, which is why the wait is bounded.
+
+    Args:
+        project: Google Cloud project of the job.
+        location: Vertex AI region of the job.
+        job_name: resource name from launch_tuning.
+        tuning_metrics: the job's data statistics (``train_*`` names).
+        poll_interval_seconds: seconds between polls.
+        timeout_seconds: overall bound on the wait.
+
+    Returns:
+        tuned_endpoint: ``projects/.../endpoints/ID`` serving the tuned model.
+        tuned_model: ``projects/.../models/ID@1``.
+    """
+    import json
+    import time
+    from collections import namedtuple
+
+    client = genai_client(project, location)
+    deadline = time.monotonic() + timeout_seconds
+    last_report = None
+    while True:
+        job = client.tunings.get(name=job_name)
+        state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
+        epochs = len(job.tuned_model.checkpoints or []) if job.tuned_model else 0
+        if (state, epochs) != last_report:
+            print(f"{job_name}: {state}" + (f", {epochs} epoch(s) done" if epochs else ""), flush=True)
+            last_report = (state, epochs)
+        if job.has_ended:
+            break
+        if time.monotonic() >= deadline:
+            client.tunings.cancel(name=job_name)
+            raise TimeoutError(f"{job_name} still {state} after {timeout_seconds} s; cancelled it")
+        time.sleep(max(0.0, min(poll_interval_seconds, deadline - time.monotonic())))
+
+    if state != "JOB_STATE_SUCCEEDED":
+        message = job.error.message if job.error and job.error.message else "no error message"
+        raise RuntimeError(f"{job_name} ended {state}: {message}")
+
+    stats = job.tuning_data_stats.supervised_tuning_data_stats if job.tuning_data_stats else None
+    figures = {
+        "train_example_count": stats and stats.tuning_dataset_example_count,
+        "train_step_count": stats and stats.tuning_step_count,
+        "train_billable_token_count": stats and stats.total_billable_token_count,
+        "train_epochs_completed": epochs,
+    }
+    for name, value in figures.items():
+        if value is not None:
+            tuning_metrics.log_metric(name, float(value))
+    with open(tuning_metrics.path, "w") as f:  # a file at .path lets KFP cache this task
+        json.dump(tuning_metrics.metadata, f)
+    print(f"tuned endpoint: {job.tuned_model.endpoint}", flush=True)
+    return namedtuple("Outputs", ["tuned_endpoint", "tuned_model"])(job.tuned_model.endpoint, job.tuned_model.model)

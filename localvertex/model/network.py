@@ -1,0 +1,141 @@
+"""The image-to-text network: a batch-normalised CNN encoder and a small transformer decoder.
+
+The CNN turns a 64x64 image into an 8x8 grid of feature vectors (64 "image tokens"); the
+decoder writes the label one token at a time, attending causally to its own tokens and,
+through cross-attention, to the image tokens. Decoding keeps a key/value cache, so each new
+token costs one position's work instead of re-running the whole prefix.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_DIM = 16
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of the network (saved alongside the weights)."""
+
+    vocab_size: int
+    max_length: int  # decoder positions: BOS plus the longest label
+    width: int = 64
+    layers: int = 2
+    input_size: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+class ImageEncoder(nn.Module):
+    """CNN: (N, 3, S, S) in [0, 1] -> (N, (S/8)^2, width) image tokens."""
+
+    def __init__(self, width: int, input_size: int):
+        super().__init__()
+        # Batch-norm matters here: without it a from-scratch run stalled near chance (DESIGN §10).
+        self.layers = nn.Sequential(_conv(3, 32, 2), _conv(32, 64, 2), _conv(64, 64, 1), _conv(64, width, 2))
+        self.position = nn.Parameter(torch.zeros(1, (input_size // 8) ** 2, width))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.layers((images - 0.5) / 0.25)
+        return features.flatten(2).transpose(1, 2) + self.position
+
+
+class Cache:
+    """Preallocated self-attention keys/values of one decoder layer during generation."""
+
+    def __init__(self, batch: int, heads: int, length: int):
+        self.keys = torch.zeros(batch, heads, length, HEAD_DIM)
+        self.values = torch.zeros(batch, heads, length, HEAD_DIM)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm transformer layer: causal self-attention, cross-attention to the image, MLP."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.heads = width // HEAD_DIM
+        self.norm_self, self.norm_cross, self.norm_mlp = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.self_out = nn.Linear(width, width)
+        self.cross_q = nn.Linear(width, width)
+        self.cross_kv = nn.Linear(width, 2 * width)
+        self.cross_out = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, HEAD_DIM).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).flatten(2)
+
+    def image_keys_values(self, image_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projects image tokens to cross-attention keys/values (once per image, not per token)."""
+        keys, values = self.cross_kv(image_tokens).chunk(2, dim=-1)
+        return self._split(keys), self._split(values)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        image_kv: tuple[torch.Tensor, torch.Tensor],
+        cache: Cache | None = None,
+        position: int = 0,
+    ) -> torch.Tensor:
+        """Runs the layer on x (N, T, width); with a cache, x holds the T new tokens at `position`."""
+        q, k, v = (self._split(t) for t in self.qkv(self.norm_self(x)).chunk(3, dim=-1))
+        if cache is None:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            end = position + x.shape[1]
+            cache.keys[:, :, position:end] = k
+            cache.values[:, :, position:end] = v
+            # Only the newest token is queried, so it may see every cached position.
+            attended = F.scaled_dot_product_attention(q, cache.keys[:, :, :end], cache.values[:, :, :end])
+        x = x + self.self_out(self._merge(attended))
+        q = self._split(self.cross_q(self.norm_cross(x)))
+        x = x + self.cross_out(self._merge(F.scaled_dot_product_attention(q, *image_kv)))
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class InspectorNet(nn.Module):
+    """CNN encoder + transformer decoder producing next-token logits."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = ImageEncoder(config.width, config.input_size)
+        self.embedding = nn.Embedding(config.vocab_size, config.width)
+        self.position = nn.Parameter(torch.randn(1, config.max_length, config.width) * 0.02)
+        self.decoder = nn.ModuleList(DecoderLayer(config.width) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(config.width)
+        self.head = nn.Linear(config.width, config.vocab_size)
+
+    def image_keys_values(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Encodes images and returns each decoder layer's cross-attention keys/values."""
+        image_tokens = self.encoder(images)
+        return [layer.image_keys_values(image_tokens) for layer in self.decoder]
+
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        image_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        caches: list[Cache] | None = None,
+        position: int = 0,
+    ) -> torch.Tensor:
+        """Returns logits (N, T, vocab) for tokens (N, T) starting at `position`."""
+        x = self.embedding(tokens) + self.position[:, position : position + tokens.shape[1]]
+        for i, layer in enumerate(self.decoder):
+            x = layer(x, image_kv[i], caches[i] if caches else None, position)
+        return self.head(self.norm(x))
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits for training: tokens (N, T) start with BOS."""
+        return self.decode(tokens, self.image_keys_values(images))

@@ -1,0 +1,227 @@
+"""Per-job training of the inspector network on a tuning job's examples.
+
+How the Vertex AI hyperparameters map onto this model:
+- epochs: passes over the training examples; in each pass every example is shown
+  VIEWS_PER_EPOCH times, each time under a different random augmentation.
+- learning_rate_multiplier: scales BASE_LEARNING_RATE (AdamW, linear warm-up, cosine decay).
+- adapter_size (1, 2, 4, 8, 16, 32): decoder capacity. The decoder gets 2 + log2(adapter_size)
+  attention heads of 16 dims, so widths 32, 48, 64, 80, 96, 112. The whole compact model is
+  trained per job rather than a LoRA adapter on a small pretrained base, which measured far
+  better on this CPU (DESIGN §10).
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from localvertex.model.images import INPUT_SIZE, augment, images_to_tensor
+from localvertex.model.inspector import InspectorModel
+from localvertex.model.network import HEAD_DIM, InspectorNet, NetworkConfig
+from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
+
+BASE_LEARNING_RATE = 3e-3
+BATCH_SIZE = 16
+# 160 examples x 5 epochs at batch 16 is only 50 optimizer steps, far too few (DESIGN §10);
+# showing each example under several augmentations per pass gives enough steps and variety.
+VIEWS_PER_EPOCH = 16
+WARMUP_FRACTION = 0.1
+ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+class TrainingCancelled(Exception):
+    """Raised by `train` when `should_stop()` returns True."""
+
+
+@dataclass
+class Example:
+    """One training example: an image (any size or mode) and the answer to learn."""
+
+    image: Image.Image
+    text: str
+
+
+@dataclass
+class TrainConfig:
+    """Tuning hyperparameters, named as in Vertex AI supervised tuning (see module docstring)."""
+
+    epochs: int = 5
+    learning_rate_multiplier: float = 1.0
+    adapter_size: int = 4
+    seed: int = 0
+
+
+@dataclass
+class EpochStats:
+    """Figures at the end of one epoch (`step` counts optimizer steps since the start)."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    validation_loss: float | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of `train`. `token_count` is label tokens (EOS included) per pass x epochs."""
+
+    model: InspectorModel
+    epochs: list[EpochStats]
+    step_count: int
+    example_count: int
+    token_count: int
+
+
+def train(
+    train_examples: list[Example],
+    validation_examples: list[Example],
+    config: TrainConfig,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Trains a fresh inspector network on the examples.
+
+    Same examples and config give identical weights (with the same torch thread count: the
+    float summation order of CPU kernels depends on it).
+
+    Args:
+        train_examples: Examples to learn from.
+        validation_examples: Examples scored (teacher-forced loss) after each epoch; may be empty.
+        config: Hyperparameters.
+        on_epoch: Called with each epoch's figures.
+        should_stop: Polled before every optimizer step.
+
+    Returns:
+        The trained model and its training figures.
+
+    Raises:
+        ValueError: On an empty training set, an empty label or an invalid hyperparameter.
+        TrainingCancelled: When `should_stop()` returned True.
+    """
+    _validate(train_examples, validation_examples, config)
+    tokenizer = WordTokenizer.build(e.text for e in train_examples + validation_examples)
+    images, tokens = _tensors(train_examples, tokenizer)
+    validation = _tensors(validation_examples, tokenizer) if validation_examples else None
+    # Decoder positions: BOS plus the longest label (rows are [BOS, label..., EOS]).
+    max_length = max(tokens.shape[1], validation[1].shape[1] if validation else 0) - 1
+    network = _new_network(len(tokenizer), max_length, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = math.ceil(len(train_examples) * VIEWS_PER_EPOCH / BATCH_SIZE)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=BASE_LEARNING_RATE * config.learning_rate_multiplier, weight_decay=0.01
+    )
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total_steps))
+
+    history: list[EpochStats] = []
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, generator, should_stop)
+        history.append(EpochStats(
+            epoch=epoch,
+            step=epoch * steps_per_epoch,
+            train_loss=train_loss,
+            validation_loss=_evaluate(network, *validation) if validation else None,
+            seconds=time.perf_counter() - started,
+        ))
+        if on_epoch is not None:
+            on_epoch(history[-1])
+
+    return TrainResult(
+        model=InspectorModel(network, tokenizer),
+        epochs=history,
+        step_count=total_steps,
+        example_count=len(train_examples),
+        token_count=int((tokens[:, 1:] != PAD).sum()) * config.epochs,
+    )
+
+
+def _train_epoch(
+    network: InspectorNet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    generator: torch.Generator,
+    should_stop: Callable[[], bool] | None,
+) -> float:
+    """Shows every example VIEWS_PER_EPOCH times, freshly augmented; returns the mean loss."""
+    order = torch.randperm(len(images) * VIEWS_PER_EPOCH, generator=generator) % len(images)
+    losses = []
+    network.train()
+    for batch in order.split(BATCH_SIZE):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled("training cancelled")
+        loss = _loss(network, augment(images[batch], generator), tokens[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def _new_network(vocab_size: int, max_length: int, config: TrainConfig) -> InspectorNet:
+    """Builds the network for adapter_size, initialised from the seed without touching global RNG."""
+    network_config = NetworkConfig(
+        vocab_size=vocab_size,
+        max_length=max_length,
+        width=HEAD_DIM * (2 + int(math.log2(config.adapter_size))),
+        input_size=INPUT_SIZE,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        return InspectorNet(network_config)
+
+
+def _validate(train_examples: list[Example], validation_examples: list[Example], config: TrainConfig) -> None:
+    if not train_examples:
+        raise ValueError("the training dataset is empty: at least one example is needed")
+    for kind, examples in (("training", train_examples), ("validation", validation_examples)):
+        for i, example in enumerate(examples):
+            if not example.text.strip():
+                raise ValueError(f"{kind} example {i} has an empty label")
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    if not config.learning_rate_multiplier > 0:
+        raise ValueError(f"learning_rate_multiplier must be > 0, got {config.learning_rate_multiplier}")
+    if config.adapter_size not in ADAPTER_SIZES:
+        raise ValueError(f"adapter_size must be one of {ADAPTER_SIZES}, got {config.adapter_size}")
+
+
+def _tensors(examples: list[Example], tokenizer: WordTokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns images (N, 3, S, S) and PAD-padded token rows [BOS, label..., EOS]."""
+    rows = [[BOS, *tokenizer.encode(e.text), EOS] for e in examples]
+    tokens = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return images_to_tensor([e.image for e in examples], INPUT_SIZE), tokens
+
+
+def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy over label tokens and EOS (padding ignored)."""
+    logits = network(images, tokens[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+
+
+@torch.no_grad()
+def _evaluate(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> float:
+    network.eval()
+    return _loss(network, images, tokens).item()
+
+
+def _schedule(step: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to zero."""
+    warmup = max(1, int(total_steps * WARMUP_FRACTION))
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))

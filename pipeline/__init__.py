@@ -1,0 +1,1 @@
+"""The visual defect inspector pipeline: DAG, compiler and command line."""

@@ -1,0 +1,218 @@
+"""Command line: compile, run offline, list runs, inspect images (and the Vertex AI commands)."""
+
+import json
+import mimetypes
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline import offline, params as pipeline_params
+from pipeline.pipeline import COMPILED_YAML, compile_pipeline
+
+app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+TASK_TITLES = {
+    "synthesize-images": "1. Synthesize product images",
+    "import-dataset": "1. Import the image set",
+    "split-manifest": "2. Stratified split",
+    "build-tuning-jsonl": "3. Build tuning JSONL",
+    "launch-tuning": "4. Launch tuning",
+    "wait-for-tuning": "5. Tune (epochs)",
+    "evaluate-inspector": "6. Evaluate on the test split",
+    "summarize-run": "7. Summarize the run",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Prints one red line and exits."""
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("compile")
+def compile_command(output: Path = typer.Option(COMPILED_YAML, help="Where to write the pipeline YAML.")):
+    """Compile the pipeline to YAML (the file Vertex AI and the offline run both use)."""
+    path = compile_pipeline(output)
+    console.print(f"compiled [bold]{path}[/bold]")
+
+
+@app.command("run")
+def run_command(
+    num_images: Optional[int] = typer.Option(None, help="Images to synthesize [default: 200]."),
+    epochs: Optional[int] = typer.Option(None, help="Tuning epochs (passes over the data) [default: 5]."),
+    adapter_size: Optional[int] = typer.Option(None, help="Adapter size 1-32 [default: 4]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed of images and split [default: 42]."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Any pipeline parameter as key=value (repeatable)."),
+    cache: bool = typer.Option(False, help="Reuse kfp.local results of identical data steps."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local Vertex AI data folder [default: .localvertex/]."),
+):
+    """Run the whole pipeline offline: compiled YAML, kfp.local, local Vertex AI."""
+    overrides = {**offline.LOCAL_DEFAULTS, **_given(num_images=num_images, epoch_count=epochs,
+                                                    adapter_size=adapter_size, seed=seed)}
+    try:
+        overrides.update(pipeline_params.parse_assignments(param))
+        params = pipeline_params.resolve(overrides)
+    except pipeline_params.ParameterError as error:
+        fail(str(error))
+    if not COMPILED_YAML.exists():
+        fail(f"{COMPILED_YAML} is missing: run `python -m pipeline compile` first")
+
+    with _progress_view() as on_event:
+        result = offline.run_offline(params, on_event, data_dir=data_dir, enable_caching=cache)
+    _report(result)
+    print(json.dumps(json.loads((result.run_dir / "metrics.json").read_text()), sort_keys=True))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _given(**options) -> dict:
+    """The options the user actually set."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _progress_view():
+    """A rich progress view fed by offline.Event objects; yields the callback."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console)
+    rows = {}
+
+    def on_event(event: offline.Event) -> None:
+        title = TASK_TITLES.get(event.task, event.task)
+        if event.kind == "start":
+            rows[event.task] = progress.add_task(title, total=None)
+        elif event.kind == "progress" and event.task in rows:
+            progress.update(rows[event.task], completed=event.done, total=event.total or None)
+        elif event.kind == "end" and event.task in rows:
+            mark = "[green]✓[/green]" if event.status == "SUCCESS" else "[red]✗[/red]"
+            progress.update(rows[event.task], description=f"{mark} {title}", total=1, completed=1)
+
+    class View:
+        def __enter__(self):
+            progress.start()
+            return on_event
+
+        def __exit__(self, *exc):
+            progress.stop()
+
+    return View()
+
+
+def _report(result: offline.RunResult) -> None:
+    """Prints the run's outcome: metrics, summary, report path, endpoint or the failure."""
+    console.print(f"run [bold]{result.run_id}[/bold] in {result.seconds:.1f} s; log: {result.run_dir / 'pipeline.log'}")
+    if not result.ok:
+        task = result.failed_task or "the pipeline"
+        console.print(f"[red]failed in {task}:[/red] {result.error}", highlight=False)
+        if result.failed_task:
+            console.print(offline.task_log_tail(result.run_dir, result.failed_task), highlight=False, markup=False)
+        return
+    table = Table("metric", "value", title="Evaluation on the test split")
+    for name, value in sorted(result.metrics.items()):
+        table.add_row(name, f"{value:.4g}")
+    console.print(table)
+    console.print(result.summary.strip(), markup=False)
+    console.print(f"report:   {result.report}\nendpoint: {result.tuned_endpoint}", highlight=False)
+
+
+@app.command("runs")
+def runs_command(compare: Optional[tuple[str, str]] = typer.Option(None, help="Two run ids to show side by side."),
+                 limit: int = typer.Option(20, help="Most recent runs to list.")):
+    """List past offline runs (the local counterpart of Vertex Experiments)."""
+    runs = offline.load_runs()
+    if not runs:
+        fail(f"no runs yet in {offline.RUNS_DIR}: start one with `make run`", code=1)
+    if compare:
+        by_id = {run["run_id"]: run for run in runs}
+        missing = [r for r in compare if r not in by_id]
+        if missing:
+            fail(f"unknown run id(s): {', '.join(missing)}; see `python -m pipeline runs`")
+        console.print(_comparison_table([by_id[r] for r in compare]))
+        return
+    console.print(_runs_table(runs[:limit]))
+
+
+def _runs_table(runs: list[dict]) -> Table:
+    """Runs as rows: id, date, parameters that differ between runs, eval metrics, duration."""
+    varying = sorted({k for run in runs for k, v in run["params"].items()
+                      if any(other["params"].get(k) != v for other in runs)})
+    metric_names = ["eval_status_accuracy", "eval_defect_type_accuracy", "eval_examples"]
+    table = Table("run id", "date", *varying, *[m.removeprefix("eval_") for m in metric_names], "ok", "seconds",
+                  title=f"{len(runs)} offline run(s), newest first")
+    for run in runs:
+        m = run["metrics"]
+        date = f"{run['run_id'][:4]}-{run['run_id'][4:6]}-{run['run_id'][6:8]} {run['run_id'][9:11]}:{run['run_id'][11:13]}"
+        table.add_row(run["run_id"], date, *[str(run["params"].get(k, "")) for k in varying],
+                      *[f"{m[n]:.4g}" if n in m else "-" for n in metric_names],
+                      "✓" if m.get("ok") else "✗", f"{m.get('seconds', 0):.0f}")
+    return table
+
+
+def _comparison_table(runs: list[dict]) -> Table:
+    """Two runs side by side: every parameter and metric, differences in bold."""
+    table = Table("", *[run["run_id"] for run in runs])
+    for section in ("params", "metrics"):
+        for key in sorted({k for run in runs for k in run[section]} - {"run_id", "task_seconds"}):
+            values = [str(run[section].get(key, "-")) for run in runs]
+            style = "bold yellow" if len(set(values)) > 1 else None
+            table.add_row(f"{section[:-1]} {key}", *values, style=style)
+    return table
+
+
+@app.command("inspect")
+def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                    endpoint: Optional[str] = typer.Option(None, help="Tuned endpoint [default: the latest run's]."),
+                    as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
+    """Ask the tuned inspector about images (sent inline, as a camera client would)."""
+    from components.helpers import defect_type_of, genai_client, is_pass_answer
+    from google.genai import types
+
+    endpoint = endpoint or _latest_endpoint()
+    params = json.loads((_latest_run_dir() / "params.json").read_text())
+    need_stack = "GOOGLE_VERTEX_BASE_URL" not in os.environ
+    from localvertex import LocalStack
+
+    with (LocalStack(project=params["project"]) if need_stack else nullcontext()) as stack:
+        if stack:
+            stack.apply_env()
+        client = genai_client(params["project"], params["location"])
+        for image in images:
+            mime = mimetypes.guess_type(image.name)[0] or "image/png"
+            response = client.models.generate_content(
+                model=endpoint, contents=[types.Part.from_text(text=params["prompt"]),
+                                          types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
+                config=types.GenerateContentConfig(temperature=0.0))
+            answer = (response.text or "").strip()
+            status = "Pass" if is_pass_answer(answer) else "Defect" if "defect" in answer.lower() else "Unparseable"
+            row = {"file": str(image), "answer": answer, "status": status,
+                   "defect_type": defect_type_of(answer) if status == "Defect" else None}
+            print(json.dumps(row) if as_json else f"{image}\t{answer}\t{status}\t{row['defect_type'] or '-'}")
+
+
+def _latest_run_dir() -> Path:
+    for run in offline.load_runs():
+        if run["metrics"].get("ok"):
+            return offline.RUNS_DIR / run["run_id"]
+    fail("no successful offline run yet: `make run` tunes an inspector first", code=1)
+
+
+def _latest_endpoint() -> str:
+    return json.loads((_latest_run_dir() / "result.json").read_text())["tuned_endpoint"]
+
+
+def _register_vertex_commands() -> None:
+    try:
+        from pipeline import vertex
+    except ImportError:  # the Vertex AI commands are optional for offline use
+        return
+    vertex.register(app)
+
+
+_register_vertex_commands()

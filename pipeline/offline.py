@@ -1,0 +1,155 @@
+"""Offline runs: the checked-in compiled YAML under kfp.local, against the local Vertex AI.
+
+Each run gets a folder ``runs/<run-id>/`` holding params.json, pipeline.log (every line
+kfp.local and the components printed), metrics.json and result.json; the pipeline's
+artifacts stay under ``runs/<run-id>/pipeline_root/``. ``runs/`` is the offline
+counterpart of Vertex Experiments (see ``python -m pipeline runs``).
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pipeline.pipeline import COMPILED_YAML
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS_DIR = Path(os.environ.get("PIPELINE_RUNS_DIR", REPO / "runs"))
+# What an offline run uses for the cloud-only parameters.
+LOCAL_DEFAULTS = {"project": "local-project", "bucket": "gs://local-bucket", "poll_interval_seconds": 1}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_START = re.compile(r"Executing task '([\w-]+)'")
+_TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+_PROGRESS = re.compile(r"(?:uploaded|evaluated) (\d+)/(\d+)|(\d+) epoch\(s\) done")
+
+
+@dataclass
+class Event:
+    """Something the progress view shows: a task started, progressed or ended."""
+
+    kind: str  # "start", "progress", "end"
+    task: str
+    done: int = 0
+    total: int = 0
+    status: str = ""
+
+
+@dataclass
+class RunResult:
+    """What an offline run produced; ``ok`` is False when a task failed."""
+
+    run_id: str
+    run_dir: Path
+    ok: bool
+    seconds: float
+    metrics: dict = field(default_factory=dict)
+    tuned_endpoint: str = ""
+    report: str = ""
+    summary: str = ""
+    error: str = ""
+    failed_task: str = ""
+    task_seconds: dict = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as 20261121-203015-a1b2."""
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def parse_line(line: str, current_task: str, epochs: int) -> Event | None:
+    """Turns one line of the kfp.local stream into an Event, if it is one."""
+    text = _ANSI.sub("", line)
+    if match := _TASK_START.search(text):
+        return Event("start", match.group(1))
+    if match := _TASK_END.search(text):
+        return Event("end", match.group(1), status=match.group(2))
+    if current_task and (match := _PROGRESS.search(text)):
+        if match.group(3):
+            return Event("progress", current_task, int(match.group(3)), epochs)
+        return Event("progress", current_task, int(match.group(1)), int(match.group(2)))
+    return None
+
+
+def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None, *,
+                runs_dir: Path = RUNS_DIR, data_dir: Path | None = None,
+                yaml_path: Path = COMPILED_YAML, enable_caching: bool = False) -> RunResult:
+    """Runs the compiled pipeline with ``params`` on a fresh local stack.
+
+    Args:
+        params: complete, checked pipeline parameters (see pipeline.params.resolve).
+        on_event: called for each task start, progress step and end.
+        runs_dir: parent folder of run folders.
+        data_dir: the local Vertex AI's data folder (default: its own default).
+        yaml_path: the compiled pipeline to run.
+        enable_caching: let kfp.local reuse results of identical data steps.
+    """
+    from localvertex import LocalStack
+
+    run_id = new_run_id()
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+    result_file = run_dir / "result.json"
+    spec = {"yaml": str(yaml_path), "params": params, "pipeline_root": str(run_dir / "pipeline_root"),
+            "result": str(result_file), "enable_caching": enable_caching}
+    started, task_started, task_seconds = time.monotonic(), {}, {}
+    current, failed = "", ""
+
+    bucket = params["bucket"].removeprefix("gs://").split("/")[0]
+    with LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack, \
+            open(run_dir / "pipeline.log", "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO)
+        for line in child.stdout:
+            log.write(line)
+            event = parse_line(line, current, params.get("epoch_count", 0))
+            if event is None:
+                continue
+            if event.kind == "start":
+                current, task_started[event.task] = event.task, time.monotonic()
+            elif event.kind == "end":
+                task_seconds[event.task] = round(time.monotonic() - task_started.get(event.task, started), 2)
+                failed = failed or (event.task if event.status != "SUCCESS" else "")
+            on_event(event)
+        child.wait()
+
+    seconds = round(time.monotonic() - started, 2)
+    outcome = json.loads(result_file.read_text()) if result_file.exists() else {
+        "ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
+    result = RunResult(run_id=run_id, run_dir=run_dir, ok=outcome["ok"] and child.returncode == 0, seconds=seconds,
+                       metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
+                       report=outcome.get("report", ""), error=outcome.get("error", ""),
+                       failed_task=failed or (current if not outcome["ok"] else ""), task_seconds=task_seconds)
+    if outcome.get("summary"):
+        result.summary = Path(outcome["summary"]).read_text()
+    record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds,
+              **result.metrics}
+    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return result
+
+
+def task_log_tail(run_dir: Path, task: str, lines: int = 25) -> str:
+    """The last lines a task printed, for showing why it failed."""
+    text = _ANSI.sub("", (run_dir / "pipeline.log").read_text())
+    start = text.rfind(f"Executing task '{task}'")
+    return "\n".join(text[start if start >= 0 else 0:].splitlines()[-lines:])
+
+
+def load_runs(runs_dir: Path = RUNS_DIR) -> list[dict]:
+    """Past runs, newest first: each run's params, metrics and id."""
+    runs = []
+    for folder in sorted(runs_dir.glob("*/metrics.json"), reverse=True):
+        run_dir = folder.parent
+        params_file = run_dir / "params.json"
+        runs.append({"run_id": run_dir.name, "metrics": json.loads(folder.read_text()),
+                     "params": json.loads(params_file.read_text()) if params_file.exists() else {}})
+    return runs

@@ -1,0 +1,104 @@
+"""The Kubeflow pipeline: seven components in one DAG, compiled to compiled/*.yaml."""
+
+from pathlib import Path
+from typing import NamedTuple
+
+from kfp import compiler, dsl
+from kfp.dsl import HTML, Dataset, Markdown, Metrics
+
+from components.build_tuning_jsonl import build_tuning_jsonl
+from components.evaluate_inspector import evaluate_inspector
+from components.helpers import PROMPT
+from components.launch_tuning import launch_tuning
+from components.split_manifest import split_manifest
+from components.summarize_run import summarize_run
+from components.synthesize_images import synthesize_images
+from components.wait_for_tuning import wait_for_tuning
+
+PIPELINE_NAME = "visual-defect-sft"
+COMPILED_YAML = Path(__file__).resolve().parent.parent / "compiled" / "visual_defect_sft.yaml"
+
+PipelineOutputs = NamedTuple("Outputs", [("tuned_endpoint", str), ("eval_metrics", Metrics), ("eval_report", HTML),
+                                         ("predictions", Dataset), ("summary", Markdown)])
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
+              description="Tunes Gemini into an explainable visual quality-control inspector and evaluates it.")
+def visual_defect_sft(
+    project: str,
+    bucket: str,
+    location: str = "us-central1",
+    num_images: int = 200,
+    defect_ratio: float = 0.5,
+    seed: int = 42,
+    train_fraction: float = 0.8,
+    validation_fraction: float = 0.1,
+    prompt: str = PROMPT,
+    system_instruction: str = "",
+    oversample_rare_classes: bool = False,
+    base_model: str = "gemini-2.5-flash",
+    epoch_count: int = 5,
+    adapter_size: int = 4,
+    learning_rate_multiplier: float = 1.0,
+    tuned_model_display_name: str = "visual-defect-inspector",
+    poll_interval_seconds: int = 30,
+    tuning_timeout_seconds: int = 6 * 3600,
+    eval_concurrency: int = 4,
+    evaluate_base_model: bool = False,
+) -> PipelineOutputs:
+    """Synthesize -> split -> JSONL -> tune -> wait -> evaluate -> summarize.
+
+    Data steps are cached (same parameters, same data). Steps that talk to live services
+    are not: a cached tuning step would hand back an old job instead of tuning anew.
+    """
+    images = synthesize_images(project=project, bucket=bucket, num_images=num_images,
+                               defect_ratio=defect_ratio, seed=seed)
+    images.set_display_name("1. Synthesize product images")
+
+    split = split_manifest(manifest=images.outputs["manifest"], train_fraction=train_fraction,
+                           validation_fraction=validation_fraction, seed=seed)
+    split.set_display_name("2. Stratified split")
+
+    jsonl = build_tuning_jsonl(project=project, bucket=bucket, prompt=prompt,
+                               train_manifest=split.outputs["train_manifest"],
+                               validation_manifest=split.outputs["validation_manifest"],
+                               test_manifest=split.outputs["test_manifest"],
+                               system_instruction=system_instruction,
+                               oversample_rare_classes=oversample_rare_classes)
+    jsonl.set_display_name("3. Build tuning JSONL")
+
+    launch = launch_tuning(project=project, location=location,
+                           train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
+                           validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
+                           base_model=base_model, epoch_count=epoch_count, adapter_size=adapter_size,
+                           learning_rate_multiplier=learning_rate_multiplier,
+                           tuned_model_display_name=tuned_model_display_name)
+    launch.set_display_name("4. Launch Gemini tuning").set_caching_options(False)
+
+    wait = wait_for_tuning(project=project, location=location, job_name=launch.outputs["job_name"],
+                           poll_interval_seconds=poll_interval_seconds, timeout_seconds=tuning_timeout_seconds)
+    wait.set_display_name("5. Wait for tuning").set_caching_options(False)
+
+    evaluation = evaluate_inspector(project=project, location=location,
+                                    tuned_endpoint=wait.outputs["tuned_endpoint"],
+                                    test_jsonl_uri=jsonl.outputs["test_jsonl_uri"], base_model=base_model,
+                                    evaluate_base_model=evaluate_base_model, concurrency=eval_concurrency)
+    evaluation.set_display_name("6. Evaluate the inspector").set_caching_options(False)
+    evaluation.set_retry(num_retries=2, backoff_duration="30s")
+
+    report = summarize_run(project=project, location=location, job_name=launch.outputs["job_name"],
+                           base_model=base_model, tuned_model_display_name=tuned_model_display_name,
+                           tuned_endpoint=wait.outputs["tuned_endpoint"],
+                           eval_metrics=evaluation.outputs["metrics"])
+    report.set_display_name("7. Summarize the run").set_caching_options(False)
+
+    return PipelineOutputs(tuned_endpoint=wait.outputs["tuned_endpoint"], eval_metrics=evaluation.outputs["metrics"],
+                   eval_report=evaluation.outputs["report"], predictions=evaluation.outputs["predictions"],
+                   summary=report.outputs["summary"])
+
+
+def compile_pipeline(path: Path = COMPILED_YAML) -> Path:
+    """Compiles the pipeline to ``path`` and returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(visual_defect_sft, package_path=str(path))
+    return path
