@@ -82,7 +82,9 @@ def draw_product_image(rng, defect_type=None, variation="standard"):
 
     # Sensor noise makes every image unique; the strong set adds blur and JPEG artefacts.
     sigma = rng.uniform(4, 9) if strong else rng.uniform(1.5, 3.5)
-    noise = Image.effect_noise((100, 100), sigma).convert("RGB")  # grey noise around 128
+    # Grey noise around 128 from ``rng`` (PIL's effect_noise is not seedable).
+    noise = Image.frombytes("L", (100, 100), bytes(
+        max(0, min(255, round(rng.gauss(128, sigma)))) for _ in range(100 * 100))).convert("RGB")
     image = ImageChops.add(image, noise, scale=1.0, offset=-128)
     if strong:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))

@@ -61,7 +61,8 @@ def launch_tuning(
         validation_dataset=types.TuningValidationDataset(gcs_uri=validation_jsonl_uri) if validation_jsonl_uri else None,
         labels={"app": "visual-defect-inspector"},
     )
-    job = genai_client(project, location).tunings.tune(
+    client = genai_client(project, location)  # kept: a dropped Client closes its connection
+    job = client.tunings.tune(
         base_model=base_model, training_dataset=types.TuningDataset(gcs_uri=train_jsonl_uri), config=config)
     print(f"tuning job {job.name} created ({job.state.name if job.state else 'state unknown'})", flush=True)
 

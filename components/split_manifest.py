@@ -63,19 +63,35 @@ def split_manifest(
     for key in sorted(groups):
         by_class[class_of(groups[key][0])].append(groups[key])
 
+    def apportion(total, sizes):
+        """Shares ``total`` among classes in proportion to ``sizes`` (largest remainder)."""
+        whole = sum(sizes.values())
+        quotas = {c: total * n / whole for c, n in sizes.items()}
+        shares = {c: int(q) for c, q in quotas.items()}
+        by_remainder = sorted(quotas, key=lambda c: (shares[c] - quotas[c], str(c)))
+        for c in by_remainder[:total - sum(shares.values())]:
+            shares[c] += 1
+        return shares
+
+    # Split-level targets (e.g. exactly 32/4/4 of 40), shared out stratified by class;
+    # every class keeps at least one training example.
+    sizes = {c: len(g) for c, g in by_class.items()}
+    holdout = sum(sizes.values())
+    n_validation = apportion(round(holdout * validation_fraction), sizes)
+    n_test = apportion(holdout - round(holdout * train_fraction) - sum(n_validation.values()), sizes)
+
     rng = random.Random(seed)
     splits = {"train": [], "validation": [], "test": []}
     counts = {}
     for name in sorted(by_class, key=str):
         class_groups = by_class[name]
         rng.shuffle(class_groups)
-        total = len(class_groups)
-        n_train = max(1, round(total * train_fraction))
-        n_validation = min(total - n_train, round(total * validation_fraction))
+        n_val = min(n_validation[name], len(class_groups) - 1)
+        n_tst = min(n_test[name], len(class_groups) - 1 - n_val)
         parts = {
-            "train": class_groups[:n_train],
-            "validation": class_groups[n_train:n_train + n_validation],
-            "test": class_groups[n_train + n_validation:],
+            "validation": class_groups[:n_val],
+            "test": class_groups[n_val:n_val + n_tst],
+            "train": class_groups[n_val + n_tst:],
         }
         for split, part in parts.items():
             members = [row for group in part for row in group]

@@ -58,7 +58,8 @@ Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioni
     try:
         from google.genai import types
 
-        response = genai_client(project, location).models.generate_content(
+        client = genai_client(project, location)  # kept: a dropped Client closes its connection
+        response = client.models.generate_content(
             model=summary_model, contents=prompt, config=types.GenerateContentConfig(temperature=0.2))
         text, source = (response.text or "").strip(), f"written by {summary_model}"
         if not text:

@@ -174,12 +174,15 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
     from components.helpers import defect_type_of, genai_client, is_pass_answer
     from google.genai import types
 
-    endpoint = endpoint or _latest_endpoint()
-    params = json.loads((_latest_run_dir() / "params.json").read_text())
-    need_stack = "GOOGLE_VERTEX_BASE_URL" not in os.environ
+    run_dir = _latest_run_dir()
+    outcome = json.loads((run_dir / "result.json").read_text())
+    params = json.loads((run_dir / "params.json").read_text())
+    endpoint = endpoint or outcome["tuned_endpoint"]
     from localvertex import LocalStack
 
-    with (LocalStack(project=params["project"]) if need_stack else nullcontext()) as stack:
+    # Use a local Vertex AI the user already started (`make serve`), else start one.
+    running = "GOOGLE_VERTEX_BASE_URL" in os.environ
+    with (nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"])) as stack:
         if stack:
             stack.apply_env()
         client = genai_client(params["project"], params["location"])
@@ -201,10 +204,6 @@ def _latest_run_dir() -> Path:
         if run["metrics"].get("ok"):
             return offline.RUNS_DIR / run["run_id"]
     fail("no successful offline run yet: `make run` tunes an inspector first", code=1)
-
-
-def _latest_endpoint() -> str:
-    return json.loads((_latest_run_dir() / "result.json").read_text())["tuned_endpoint"]
 
 
 def _register_vertex_commands() -> None:

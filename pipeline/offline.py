@@ -1,7 +1,8 @@
 """Offline runs: the checked-in compiled YAML under kfp.local, against the local Vertex AI.
 
 Each run gets a folder ``runs/<run-id>/`` holding params.json, pipeline.log (every line
-kfp.local and the components printed), metrics.json and result.json; the pipeline's
+kfp.local and the components printed), metrics.json, result.json, report.html, summary.md
+and predictions.csv; the pipeline's
 artifacts stay under ``runs/<run-id>/pipeline_root/``. ``runs/`` is the offline
 counterpart of Vertex Experiments (see ``python -m pipeline runs``).
 """
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -92,7 +94,9 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         enable_caching: let kfp.local reuse results of identical data steps.
     """
     from localvertex import LocalStack
+    from localvertex.stack import default_data_dir
 
+    data_dir = Path(data_dir or default_data_dir()).resolve()
     run_id = new_run_id()
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
@@ -129,6 +133,11 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
                        metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
                        report=outcome.get("report", ""), error=outcome.get("error", ""),
                        failed_task=failed or (current if not outcome["ok"] else ""), task_seconds=task_seconds)
+    outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`
+    for key, name in (("report", "report.html"), ("summary", "summary.md"), ("predictions", "predictions.csv")):
+        if outcome.get(key):  # copies with telling names, next to the run's metrics
+            outcome[key] = str(shutil.copyfile(outcome[key], run_dir / name))
+    result_file.write_text(json.dumps(outcome, indent=2))
     if outcome.get("summary"):
         result.summary = Path(outcome["summary"]).read_text()
     record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds,

@@ -41,6 +41,8 @@ def coerce(name: str, value, parameter_type: str):
             raise ParameterError(f"parameter {name}: {value!r} is not a valid {target.__name__}") from None
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if target is int and isinstance(value, float) and value.is_integer():  # YAML stores 4 as 4.0
+        return int(value)
     if not isinstance(value, target) or (target is int and isinstance(value, bool)):
         raise ParameterError(f"parameter {name}: expected {target.__name__}, got {value!r}")
     return value
@@ -67,7 +69,7 @@ def resolve(overrides: dict, path: Path = COMPILED_YAML) -> dict:
     import difflib
 
     inputs = pipeline_inputs(path)
-    params = {name: spec["default"] for name, spec in inputs.items() if "default" in spec}
+    params = {name: coerce(name, spec["default"], spec["type"]) for name, spec in inputs.items() if "default" in spec}
     for name, value in overrides.items():
         if name not in inputs:
             close = difflib.get_close_matches(name, inputs, n=1)
