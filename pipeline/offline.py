@@ -81,14 +81,14 @@ def parse_line(line: str, current_task: str, epochs: int) -> Event | None:
 
 
 def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None, *,
-                runs_dir: Path = RUNS_DIR, data_dir: Path | None = None,
+                runs_dir: Path | None = None, data_dir: Path | None = None,
                 yaml_path: Path = COMPILED_YAML, enable_caching: bool = False) -> RunResult:
     """Runs the compiled pipeline with ``params`` on a fresh local stack.
 
     Args:
         params: complete, checked pipeline parameters (see pipeline.params.resolve).
         on_event: called for each task start, progress step and end.
-        runs_dir: parent folder of run folders.
+        runs_dir: parent folder of run folders [default: RUNS_DIR].
         data_dir: the local Vertex AI's data folder (default: its own default).
         yaml_path: the compiled pipeline to run.
         enable_caching: let kfp.local reuse results of identical data steps.
@@ -98,7 +98,7 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
 
     data_dir = Path(data_dir or default_data_dir()).resolve()
     run_id = new_run_id()
-    run_dir = runs_dir / run_id
+    run_dir = (runs_dir or RUNS_DIR) / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     result_file = run_dir / "result.json"
@@ -153,10 +153,10 @@ def task_log_tail(run_dir: Path, task: str, lines: int = 25) -> str:
     return "\n".join(text[start if start >= 0 else 0:].splitlines()[-lines:])
 
 
-def load_runs(runs_dir: Path = RUNS_DIR) -> list[dict]:
+def load_runs(runs_dir: Path | None = None) -> list[dict]:
     """Past runs, newest first: each run's params, metrics and id."""
     runs = []
-    for folder in sorted(runs_dir.glob("*/metrics.json"), reverse=True):
+    for folder in sorted((runs_dir or RUNS_DIR).glob("*/metrics.json"), reverse=True):
         run_dir = folder.parent
         params_file = run_dir / "params.json"
         runs.append({"run_id": run_dir.name, "metrics": json.loads(folder.read_text()),

@@ -1,0 +1,68 @@
+"""The checked-in compiled pipeline, run offline at reduced size, then `inspect` on its endpoint."""
+
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from components.helpers import draw_product_image
+from pipeline import offline
+from pipeline.cli import app
+
+TASKS = {"synthesize-images", "split-manifest", "build-tuning-jsonl", "launch-tuning",
+         "wait-for-tuning", "evaluate-inspector", "summarize-run"}
+LOCAL_ENV = ("GOOGLE_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One reduced offline run through the CLI, in its own runs/ and data folders."""
+    runs_dir, data_dir = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(offline, "RUNS_DIR", runs_dir)
+        for name in LOCAL_ENV:  # the offline run must start its own local stack
+            patch.delenv(name, raising=False)
+        result = CliRunner().invoke(app, ["run", "--num-images", "40", "--epochs", "2",
+                                          "--data-dir", str(data_dir)])
+    return result, runs_dir
+
+
+@pytest.mark.slow
+def test_offline_run_succeeds_with_metrics_report_and_summary(finished_run):
+    result, runs_dir = finished_run
+    assert result.exit_code == 0, result.output
+    last_line = json.loads(result.output.strip().splitlines()[-1])
+    (run_dir,) = runs_dir.iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text()) == last_line
+    assert last_line["ok"] is True and set(last_line["task_seconds"]) == TASKS
+    assert last_line["eval_examples"] == 4
+    for name in ("eval_status_accuracy", "eval_defect_type_accuracy", "eval_miss_rate", "eval_overkill_rate"):
+        assert 0.0 <= last_line[name] <= 1.0, name
+    assert last_line["eval_status_accuracy"] >= 0.5, "a tuned model must beat chance on status"
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["num_images"] == 40 and params["epoch_count"] == 2 and params["bucket"] == "gs://local-bucket"
+    report = (run_dir / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= 4
+    summary = (run_dir / "summary.md").read_text()
+    assert "Source: template" in summary and "status accuracy" in summary
+    log = (run_dir / "pipeline.log").read_text()
+    assert "Executing task" in log and "PRIVATE KEY" not in log
+
+
+@pytest.mark.slow
+def test_runs_lists_the_run_and_inspect_answers_for_an_image(finished_run, tmp_path, monkeypatch):
+    _, runs_dir = finished_run
+    monkeypatch.setattr(offline, "RUNS_DIR", runs_dir)
+    for name in LOCAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    listing = CliRunner().invoke(app, ["runs"])
+    assert listing.exit_code == 0 and "1 offline run" in listing.output
+
+    image = tmp_path / "part.png"
+    draw_product_image(random.Random(5), "Crack").save(image)
+    answer = CliRunner().invoke(app, ["inspect", str(image), "--json"])
+    assert answer.exit_code == 0, answer.output
+    row = json.loads(answer.output.strip().splitlines()[-1])
+    assert row["file"] == str(image) and row["answer"].startswith("Status:")
+    assert row["status"] in ("Pass", "Defect")
