@@ -43,7 +43,36 @@ bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_model.py
 	$(PYTHON) bench/bench_pipeline.py
 
+# ---- Vertex AI (settings in env.sh: cp env.sh.example env.sh) --------------------------
+# Extra pipeline parameters: make submit PARAMS="num_images=400 epoch_count=3"; NO_CACHE=1 reruns every step.
+PARAMS ?=
+VERTEX_ENV = set -a && . ./env.sh && set +a
+VERTEX_RUN_OPTS = --project "$$PROJECT" --location "$$LOCATION" --bucket "$$BUCKET" \
+	$${EXPERIMENT:+--experiment "$$EXPERIMENT"} $${SERVICE_ACCOUNT:+--service-account "$$SERVICE_ACCOUNT"} \
+	$(if $(NO_CACHE),--no-cache) $(foreach p,$(PARAMS),--param $(p))
+
+env.sh:
+	@echo "env.sh not found: cp env.sh.example env.sh, then set PROJECT, LOCATION, BUCKET (and EXPERIMENT, REPO, CRON)" >&2; exit 1
+
+submit: $(STAMP) env.sh ## Submit one run to Vertex AI Pipelines (PARAMS="num_images=400", NO_CACHE=1)
+	@$(VERTEX_ENV) && $(PYTHON) -m pipeline submit $(VERTEX_RUN_OPTS) $(ARGS)
+
+schedule: $(STAMP) env.sh ## Create the nightly schedule from CRON in env.sh (ARGS="--list", "--pause NAME")
+	@$(VERTEX_ENV) && if [[ "$(ARGS)" == *--list* || "$(ARGS)" == *--pause* || "$(ARGS)" == *--resume* || "$(ARGS)" == *--delete* ]]; then \
+		$(PYTHON) -m pipeline schedule --project "$$PROJECT" --location "$$LOCATION" $(ARGS); \
+	else \
+		test -n "$$CRON" || { echo "set CRON in env.sh, e.g. export CRON=\"0 2 * * *\"" >&2; exit 1; }; \
+		$(PYTHON) -m pipeline schedule --cron "$$CRON" $(VERTEX_RUN_OPTS) $(ARGS); \
+	fi
+
+upload: $(STAMP) env.sh ## Upload the compiled pipeline to Artifact Registry (REPO in env.sh) as a console template
+	@$(VERTEX_ENV) && test -n "$$REPO" || { echo "set REPO in env.sh (https://LOCATION-kfp.pkg.dev/PROJECT/REPO)" >&2; exit 1; }
+	@$(VERTEX_ENV) && $(PYTHON) -m pipeline upload --repo "$$REPO" $(ARGS)
+
+compare: $(STAMP) env.sh ## Compare the Vertex Experiments runs of EXPERIMENT, best first (ARGS="--csv runs.csv")
+	@$(VERTEX_ENV) && $(PYTHON) -m pipeline compare --experiment "$$EXPERIMENT" --project "$$PROJECT" --location "$$LOCATION" $(ARGS)
+
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test compile runs inspect serve bench clean
+.PHONY: help setup run test compile runs inspect serve bench submit schedule upload compare clean

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from pipeline import offline, params as pipeline_params
+from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
 
 app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
@@ -50,13 +51,19 @@ def run_command(
     epochs: Optional[int] = typer.Option(None, help="Tuning epochs (passes over the data) [default: 5]."),
     adapter_size: Optional[int] = typer.Option(None, help="Adapter size 1-32 [default: 4]."),
     seed: Optional[int] = typer.Option(None, help="Random seed of images and split [default: 42]."),
+    dataset: Optional[Path] = typer.Option(
+        None, exists=True, help="Tune on your own labelled images: a folder <class>/<image> or a .csv/.jsonl "
+                                "manifest, uploaded to the local storage first."),
+    label_template: Optional[str] = typer.Option(
+        None, help='Answer for defect classes, e.g. "Status: Defect - {defect_type} found."'),
     param: list[str] = typer.Option([], "--param", "-p", help="Any pipeline parameter as key=value (repeatable)."),
     cache: bool = typer.Option(False, help="Reuse kfp.local results of identical data steps."),
     data_dir: Optional[Path] = typer.Option(None, help="Local Vertex AI data folder [default: .localvertex/]."),
 ):
     """Run the whole pipeline offline: compiled YAML, kfp.local, local Vertex AI."""
     overrides = {**offline.LOCAL_DEFAULTS, **_given(num_images=num_images, epoch_count=epochs,
-                                                    adapter_size=adapter_size, seed=seed)}
+                                                    adapter_size=adapter_size, seed=seed,
+                                                    label_template=label_template)}
     try:
         overrides.update(pipeline_params.parse_assignments(param))
         params = pipeline_params.resolve(overrides)
@@ -65,8 +72,14 @@ def run_command(
     if not COMPILED_YAML.exists():
         fail(f"{COMPILED_YAML} is missing: run `python -m pipeline compile` first")
 
-    with _progress_view() as on_event:
-        result = offline.run_offline(params, on_event, data_dir=data_dir, enable_caching=cache)
+    if dataset and num_images is not None:
+        console.print("[yellow]note:[/yellow] --num-images is ignored with --dataset")
+    try:
+        with _progress_view() as on_event:
+            result = offline.run_offline(params, on_event, data_dir=data_dir, local_dataset=dataset,
+                                         enable_caching=cache)
+    except DatasetUploadError as error:
+        fail(str(error))
     _report(result)
     print(json.dumps(json.loads((result.run_dir / "metrics.json").read_text()), sort_keys=True))
     if not result.ok:

@@ -30,7 +30,7 @@ LOCAL_DEFAULTS = {"project": "local-project", "bucket": "gs://local-bucket", "po
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_START = re.compile(r"Executing task '([\w-]+)'")
 _TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
-_PROGRESS = re.compile(r"(?:uploaded|evaluated) (\d+)/(\d+)|(\d+) epoch\(s\) done")
+_PROGRESS = re.compile(r"(?:uploaded|evaluated|checked) (\d+)/(\d+)|(\d+) epoch\(s\) done")
 
 
 @dataclass
@@ -81,7 +81,7 @@ def parse_line(line: str, current_task: str, epochs: int) -> Event | None:
 
 
 def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None, *,
-                runs_dir: Path | None = None, data_dir: Path | None = None,
+                runs_dir: Path | None = None, data_dir: Path | None = None, local_dataset: Path | None = None,
                 yaml_path: Path = COMPILED_YAML, enable_caching: bool = False) -> RunResult:
     """Runs the compiled pipeline with ``params`` on a fresh local stack.
 
@@ -90,6 +90,8 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         on_event: called for each task start, progress step and end.
         runs_dir: parent folder of run folders [default: RUNS_DIR].
         data_dir: the local Vertex AI's data folder (default: its own default).
+        local_dataset: a local labelled image set (folder or CSV/JSONL manifest) to upload
+            to the local storage and tune on; it sets ``dataset_uri``.
         yaml_path: the compiled pipeline to run.
         enable_caching: let kfp.local reuse results of identical data steps.
     """
@@ -100,7 +102,6 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     run_id = new_run_id()
     run_dir = (runs_dir or RUNS_DIR) / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     result_file = run_dir / "result.json"
     spec = {"yaml": str(yaml_path), "params": params, "pipeline_root": str(run_dir / "pipeline_root"),
             "result": str(result_file), "enable_caching": enable_caching}
@@ -110,6 +111,13 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     bucket = params["bucket"].removeprefix("gs://").split("/")[0]
     with LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack, \
             open(run_dir / "pipeline.log", "w") as log:
+        if local_dataset:
+            from pipeline.datasets import upload_local_dataset
+
+            stack.apply_env()
+            params = {**params, "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"])}
+            spec["params"] = params
+        (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
         child = subprocess.Popen([sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO)

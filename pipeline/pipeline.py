@@ -9,6 +9,7 @@ from kfp.dsl import HTML, Dataset, Markdown, Metrics
 from components.build_tuning_jsonl import build_tuning_jsonl
 from components.evaluate_inspector import evaluate_inspector
 from components.helpers import PROMPT
+from components.import_dataset import import_dataset
 from components.launch_tuning import launch_tuning
 from components.split_manifest import split_manifest
 from components.summarize_run import summarize_run
@@ -28,6 +29,8 @@ def visual_defect_sft(
     project: str,
     bucket: str,
     location: str = "us-central1",
+    dataset_uri: str = "",
+    label_template: str = "",
     num_images: int = 200,
     defect_ratio: float = 0.5,
     seed: int = 42,
@@ -46,16 +49,26 @@ def visual_defect_sft(
     eval_concurrency: int = 4,
     evaluate_base_model: bool = False,
 ) -> PipelineOutputs:
-    """Synthesize -> split -> JSONL -> tune -> wait -> evaluate -> summarize.
+    """Synthesize (or import) -> split -> JSONL -> tune -> wait -> evaluate -> summarize.
+
+    With ``dataset_uri`` empty, product images are synthesized; set, a labelled image set is
+    imported from it instead (a folder tree, a CSV/JSONL manifest or a tuning JSONL), and
+    ``label_template`` (e.g. "Status: Defect - {defect_type} found.") shapes defect labels.
 
     Data steps are cached (same parameters, same data). Steps that talk to live services
     are not: a cached tuning step would hand back an old job instead of tuning anew.
     """
-    images = synthesize_images(project=project, bucket=bucket, num_images=num_images,
-                               defect_ratio=defect_ratio, seed=seed)
-    images.set_display_name("1. Synthesize product images")
+    with dsl.If(dataset_uri == "", name="synthetic-images"):
+        images = synthesize_images(project=project, bucket=bucket, num_images=num_images,
+                                   defect_ratio=defect_ratio, seed=seed)
+        images.set_display_name("1. Synthesize product images")
+    with dsl.Else(name="your-images"):
+        imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
+        # The data under a URI can change between runs: never a cache hit.
+        imported.set_display_name("1. Import your images").set_caching_options(False)
+    manifest = dsl.OneOf(images.outputs["manifest"], imported.outputs["manifest"])
 
-    split = split_manifest(manifest=images.outputs["manifest"], train_fraction=train_fraction,
+    split = split_manifest(manifest=manifest, train_fraction=train_fraction,
                            validation_fraction=validation_fraction, seed=seed)
     split.set_display_name("2. Stratified split")
 

@@ -66,3 +66,40 @@ def test_runs_lists_the_run_and_inspect_answers_for_an_image(finished_run, tmp_p
     row = json.loads(answer.output.strip().splitlines()[-1])
     assert row["file"] == str(image) and row["answer"].startswith("Status:")
     assert row["status"] in ("Pass", "Defect")
+
+
+def write_class_folders(root, per_class=10):
+    """A folder tree pass/, dent/, burr/ of generated images with new defect marks."""
+    from PIL import ImageDraw
+
+    for name in ("pass", "dent", "burr"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = draw_product_image(random.Random(f"{name}{i}"), None)
+            draw = ImageDraw.Draw(image)
+            x, y = 35 + i % 5 * 3, 35 + i % 4 * 3
+            if name == "dent":
+                draw.ellipse((x, y, x + 14, y + 14), fill=(20, 20, 40))
+            elif name == "burr":
+                draw.polygon([(x, y), (x + 18, y + 4), (x + 4, y + 16)], fill=(250, 220, 0))
+            image.save(root / name / f"{name}_{i}.png")
+
+
+@pytest.mark.slow
+def test_offline_run_on_an_imported_folder_learns_its_own_classes(tmp_path, monkeypatch):
+    write_class_folders(tmp_path / "parts")
+    monkeypatch.setattr(offline, "RUNS_DIR", tmp_path / "runs")
+    for name in LOCAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3",
+                                      "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["dataset_uri"] == "gs://local-bucket/datasets/parts/"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "import-dataset" in metrics["task_seconds"] and "synthesize-images" not in metrics["task_seconds"]
+    assert metrics["eval_examples"] == 3
+    predictions = (run_dir / "predictions.csv").read_text()
+    assert "Status: Defect - Dent detected on product surface." in predictions
+    assert "Status: Defect - Burr detected on product surface." in predictions

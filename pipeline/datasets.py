@@ -1,0 +1,222 @@
+"""Bring your own images: upload a local labelled image set to Cloud Storage.
+
+``upload_local_dataset`` copies a local folder tree (``<class>/<image>``) or a CSV/JSONL
+manifest plus the images it references to a bucket, and returns the ``gs://`` URI to pass
+as the pipeline's ``dataset_uri`` (read by ``components/import_dataset.py``). It talks to
+Cloud Storage through ``google-cloud-storage``, so the same call uploads to a real bucket or,
+with ``STORAGE_EMULATOR_HOST`` set, to the local storage emulator (``pipeline.offline``
+does that for ``python -m pipeline run --dataset PATH``).
+
+Local image paths in an uploaded manifest are rewritten to the ``gs://`` URIs of their
+copies; ``gs://`` URIs are kept as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import mimetypes
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+URI_COLUMNS = ("gcs_uri", "image_uri", "uri", "image", "path")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif")
+SKIPPED_NAMES = {"Thumbs.db", "desktop.ini"}
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+                 ".heic": "image/heic", ".heif": "image/heif", ".csv": "text/csv",
+                 ".jsonl": "application/jsonl"}
+
+
+class DatasetUploadError(ValueError):
+    """A local dataset that cannot be uploaded; the message names the file, row or line."""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "dataset"
+
+
+def _bucket_name(bucket: str) -> str:
+    name = bucket.removeprefix("gs://").strip("/").split("/")[0]
+    if not name:
+        raise DatasetUploadError(f"bucket {bucket!r} names no bucket; expected e.g. gs://my-bucket")
+    return name
+
+
+class _Uploads:
+    """Local files to copy, each to one object name (the same file is copied once)."""
+
+    def __init__(self, prefix: str, root: Path) -> None:
+        self.prefix, self.root = prefix, root
+        self.objects: dict[Path, str] = {}
+
+    def add(self, path: Path) -> str:
+        path = path.resolve()
+        if path not in self.objects:
+            try:
+                relative = path.relative_to(self.root).as_posix()
+            except ValueError:  # outside the manifest's folder: keep it apart, by position
+                relative = f"_external/{len(self.objects)}/{path.name}"
+            self.objects[path] = f"{self.prefix}/{relative}"
+        return self.objects[path]
+
+
+def _local_image(value: str, base: Path, where: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise DatasetUploadError(f"{where}: image {value!r} not found (looked for {path})")
+    return path
+
+
+def _is_remote(value: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value))
+
+
+def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
+    text = path.read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    fields = reader.fieldnames or []
+    lowered = {f.strip().lower(): f for f in fields if f}
+    column = next((lowered[c] for c in URI_COLUMNS if c in lowered), None)
+    if column is None:
+        raise DatasetUploadError(f"{path.name}: no image column; expected one of {', '.join(URI_COLUMNS)} "
+                                 f"(columns: {', '.join(fields) or 'none'})")
+    rows = []
+    for number, row in enumerate(reader, start=2):  # row 1 is the header
+        value = (row.get(column) or "").strip()
+        if value and not _is_remote(value):
+            image = _local_image(value, path.parent, f"{path.name} row {number}")
+            row[column] = f"gs://{bucket_name}/{uploads.add(image)}"
+        rows.append(row)
+    if not rows:
+        raise DatasetUploadError(f"{path.name} has a header but no rows")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _rewrite_json(node: Any, base: Path, uploads: _Uploads, bucket_name: str, where: str, key: str = "") -> Any:
+    """Rewrites local image references anywhere in one JSONL object."""
+    def upload(value: str) -> str:
+        return f"gs://{bucket_name}/{uploads.add(_local_image(value, base, where))}"
+
+    if isinstance(node, dict):
+        return {k: _rewrite_json(v, base, uploads, bucket_name, where, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_json(v, base, uploads, bucket_name, where, key) for v in node]
+    if not isinstance(node, str) or _is_remote(node):
+        return node
+    if key.lower() in {"fileuri", "file_uri", "url", "image_url", "imageurl", *URI_COLUMNS}:
+        return upload(node) if node.strip() else node
+    if key in ("content", "text"):  # chat text naming an image file ("see images/a.png")
+        def replace(match: re.Match) -> str:
+            token = match.group(0)
+            candidate = Path(os.path.expanduser(token))
+            candidate = candidate if candidate.is_absolute() else base / candidate
+            return upload(token) if candidate.is_file() else token
+        pattern = r"(?<![\w/:.])[^\s\"'<>]+\.(?:png|jpe?g|webp|heic|heif)\b"
+        return re.sub(pattern, replace, node, flags=re.IGNORECASE)
+    return node
+
+
+def _rewrite_jsonl(path: Path, uploads: _Uploads, bucket_name: str) -> str:
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetUploadError(f"{path.name} line {number}: not valid JSON ({error.msg})") from None
+        lines.append(json.dumps(_rewrite_json(obj, path.parent, uploads, bucket_name, f"{path.name} line {number}")))
+    if not lines:
+        raise DatasetUploadError(f"{path.name} is empty")
+    return "\n".join(lines) + "\n"
+
+
+def _folder_files(path: Path) -> list[Path]:
+    files = [p for p in sorted(path.rglob("*")) if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(path).parts) and p.name not in SKIPPED_NAMES]
+    if not files:
+        raise DatasetUploadError(f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ "
+                                 "holding images")
+    if not any(len(p.relative_to(path).parts) >= 2 for p in files):
+        raise DatasetUploadError(f"{path} has no class folders: put each image in a folder named after its class, "
+                                 f"e.g. {path}/pass/img1.png and {path}/dent/img2.png")
+    return files
+
+
+def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | None = None,
+                         workers: int = 8) -> str:
+    """Uploads a local labelled image set and returns the ``dataset_uri`` for the pipeline.
+
+    Args:
+        path: a folder tree ``<class>/<image>`` (``pass``/``ok``/``good``/``normal`` for good
+            products, any other folder name a defect type), or a ``.csv``/``.jsonl`` manifest
+            whose image references are local paths (relative to the manifest) or ``gs://``
+            URIs. A folder is copied as is (hidden files skipped); a manifest is copied with
+            its local image paths rewritten to the ``gs://`` URIs of the uploaded copies.
+        bucket: the bucket, ``my-bucket`` or ``gs://my-bucket``.
+        project: Google Cloud project for the storage client.
+        prefix: folder inside the bucket; default ``datasets/<name>`` (the folder's name or
+            the manifest's stem).
+        workers: parallel uploads.
+
+    Returns:
+        ``gs://bucket/prefix/`` for a folder, ``gs://bucket/prefix/<manifest name>`` for a
+        manifest.
+
+    Raises:
+        FileNotFoundError: ``path`` or an image a manifest names does not exist.
+        DatasetUploadError: an empty folder, a folder without class folders, a manifest
+            without an image column or rows, or invalid JSONL.
+    """
+    from google.cloud import storage
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path {path} does not exist")
+    bucket_name = _bucket_name(bucket)
+    name = _slug(path.name if path.is_dir() else path.stem)
+    prefix = (prefix or f"datasets/{name}").strip("/")
+    root = path.resolve() if path.is_dir() else path.resolve().parent
+    uploads = _Uploads(prefix, root)
+
+    manifest_text = None
+    if path.is_dir():
+        for file in _folder_files(path):
+            uploads.add(file)
+        dataset_uri = f"gs://{bucket_name}/{prefix}/"
+    elif path.suffix.lower() == ".csv":
+        manifest_text = _rewrite_csv(path, uploads, bucket_name)
+    elif path.suffix.lower() == ".jsonl":
+        manifest_text = _rewrite_jsonl(path, uploads, bucket_name)
+    else:
+        raise DatasetUploadError(f"{path} is neither a folder nor a .csv or .jsonl manifest")
+
+    client = storage.Client(project=project)
+    target = client.bucket(bucket_name)
+    if not target.exists():
+        raise DatasetUploadError(f"bucket gs://{bucket_name} does not exist (project {project})")
+    items = sorted(uploads.objects.items(), key=lambda kv: kv[1])
+
+    def upload(item: tuple[Path, str]) -> None:
+        local, object_name = item
+        content_type = CONTENT_TYPES.get(local.suffix.lower()) or mimetypes.guess_type(local.name)[0]
+        target.blob(object_name).upload_from_filename(str(local), content_type=content_type)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(upload, items))
+    if manifest_text is not None:  # last, so the manifest never names an image not yet there
+        object_name = f"{prefix}/{path.name}"
+        if any(object_name == o for _, o in items):
+            object_name = f"{prefix}/{path.stem}.uploaded{path.suffix}"
+        target.blob(object_name).upload_from_string(manifest_text, content_type=CONTENT_TYPES[path.suffix.lower()])
+        dataset_uri = f"gs://{bucket_name}/{object_name}"
+    return dataset_uri

@@ -1,0 +1,536 @@
+"""Vertex AI commands: submit, schedule, upload (template gallery) and compare (Experiments).
+
+Everything goes through Google's own SDKs: ``google.cloud.aiplatform`` (PipelineJob,
+PipelineJobSchedule, Experiments) and ``kfp.registry.RegistryClient`` (Artifact Registry).
+Credentials are Application Default Credentials (``google.auth.default()``); they are never
+printed, logged or written into the pipeline YAML.
+
+Parameters are checked against the compiled pipeline's inputs (``pipeline.params.resolve``)
+before anything is sent, so a typo fails at once with exit code 2 and one line.
+
+Experiments and schedules: ``PipelineJob.submit(experiment=...)`` links a run to a Vertex AI
+Experiment from the client, after the run is created. Vertex AI's Schedule API has no
+experiment field, so runs started by a schedule belong to no experiment. ``schedule`` therefore
+labels every run it will start with ``experiment=<name>`` (the same label ``submit`` sets), and
+``compare`` adds the labelled runs that the experiment does not hold, reading their parameters
+and metrics from Vertex ML Metadata the way ``get_experiment_df`` reads its own rows.
+
+The commands are added to the root CLI by ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.params import ParameterError, parse_assignments, resolve
+from pipeline.pipeline import COMPILED_YAML, PIPELINE_NAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+ADC_HINT = ("no Google credentials found: run `gcloud auth application-default login` "
+            "(or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file)")
+EXPERIMENT_LABEL = "experiment"
+RANK_METRIC = "metric.eval_status_accuracy"
+# Metric prefixes in the order `compare` shows them; the components log under these names.
+METRIC_PREFIXES = ("eval_", "base_eval_", "train_", "jsonl_", "split_")
+RUN_COLUMNS = ("run_name", "source", "state")
+# Vertex AI Experiment names, also valid as label values (63 characters at most).
+_EXPERIMENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+# --------------------------------------------------------------------------- errors, auth
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Prints one red line and exits with ``code``."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cloud_errors() -> Iterator[None]:
+    """Turns the errors users meet with Google Cloud into one line each (exit code 1)."""
+    import google.auth.exceptions
+    import requests
+    from google.api_core import exceptions as api_exceptions
+
+    try:
+        yield
+    except google.auth.exceptions.DefaultCredentialsError:
+        fail(ADC_HINT, 1)
+    except google.auth.exceptions.RefreshError as error:
+        fail(f"Google credentials could not be refreshed ({_first_line(error)}): "
+             "run `gcloud auth application-default login`", 1)
+    except api_exceptions.GoogleAPICallError as error:
+        fail(f"Google Cloud refused the request: {error.code} {_first_line(error.message)}", 1)
+    except requests.HTTPError as error:
+        response = error.response
+        detail = _first_line(response.text) if response is not None else ""
+        fail(f"{error.request.method if error.request else 'request'} failed: {_first_line(error)} {detail}"
+             .strip(), 1)
+    except ParameterError as error:
+        fail(str(error), 2)
+    except RuntimeError as error:
+        # The SDK wraps API errors of the experiment calls in RuntimeError("... could not be ...").
+        if isinstance(error, typer.Exit) or not isinstance(
+                error.__cause__, (api_exceptions.GoogleAPICallError, google.auth.exceptions.GoogleAuthError)):
+            raise
+        fail(f"{_first_line(error)} ({_first_line(error.__cause__)})", 1)
+
+
+def _first_line(value) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def adc():
+    """Application Default Credentials and their project (``google.auth.default``).
+
+    Raises:
+        google.auth.exceptions.DefaultCredentialsError: no ADC (turned into one line by
+            ``cloud_errors``).
+    """
+    import google.auth
+
+    return google.auth.default(scopes=SCOPES)
+
+
+def credentials_and_project(project: Optional[str]):
+    """ADC and the project to use (``project``, else the one ADC knows)."""
+    credentials, adc_project = adc()
+    project = project or adc_project
+    if not project:
+        fail("no project: pass --project (or set one with `gcloud config set project ...`)")
+    return credentials, project
+
+
+def init_vertex(project: Optional[str], location: str):
+    """``aiplatform.init`` with ADC; returns (aiplatform module, project)."""
+    from google.cloud import aiplatform
+
+    credentials, project = credentials_and_project(project)
+    try:
+        aiplatform.init(project=project, location=location, credentials=credentials)
+    except ValueError as error:  # e.g. an unknown region
+        fail(f"--location {location!r}: {_first_line(error).split(', select from')[0]}")
+    return aiplatform, project
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def check_experiment_name(experiment: Optional[str]) -> None:
+    """Experiment names end up in a label: lowercase letters, digits, hyphens, 63 at most."""
+    if experiment is not None and not _EXPERIMENT_RE.match(experiment):
+        raise ParameterError(f"--experiment {experiment!r}: use lowercase letters, digits and hyphens, "
+                             "starting with a letter or digit, 63 characters at most")
+
+
+def run_parameters(project: str, location: str, bucket: str, assignments: list[str],
+                   template: Path = COMPILED_YAML) -> dict:
+    """The parameter values to send: project/location/bucket plus the ``--param`` overrides.
+
+    Every value is checked (and typed) against the compiled pipeline by
+    ``pipeline.params.resolve``; the pipeline's own defaults stay in the YAML.
+
+    Raises:
+        ParameterError: unknown, mistyped, out of range, or project/location/bucket given as --param.
+    """
+    overrides = parse_assignments(assignments)
+    for name in ("project", "location", "bucket"):
+        if name in overrides:
+            raise ParameterError(f"--param {name}=...: use --{name} instead")
+    overrides.update(project=project, location=location, bucket=bucket)
+    resolved = resolve(overrides, template)
+    return {name: resolved[name] for name in overrides}
+
+
+def run_labels(experiment: Optional[str], trigger: str) -> dict[str, str]:
+    """Labels of a run: the pipeline, how it was started, and its experiment (if any)."""
+    labels = {"pipeline": PIPELINE_NAME, "trigger": trigger}
+    if experiment:
+        labels[EXPERIMENT_LABEL] = experiment
+    assert all(_LABEL_VALUE_RE.match(v) for v in labels.values()), labels
+    return labels
+
+
+def pipeline_root(bucket: str) -> str:
+    """``gs://B/pipeline_root`` for ``gs://B`` (or ``gs://B/``)."""
+    return f"{bucket.rstrip('/')}/pipeline_root"
+
+
+def default_display_name() -> str:
+    return f"{PIPELINE_NAME}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def build_job(*, project: str, location: str, bucket: str, assignments: list[str] = (),
+              experiment: Optional[str] = None, cache: bool = True, display_name: Optional[str] = None,
+              trigger: str = "submit", template: Path = COMPILED_YAML, credentials=None):
+    """The ``aiplatform.PipelineJob`` that ``submit`` and ``schedule`` send (nothing is sent here).
+
+    ``cache=True`` keeps the caching chosen at compile time (data steps cached, tuning and
+    evaluation not); ``cache=False`` turns caching off for every step.
+    """
+    from google.cloud import aiplatform
+
+    check_experiment_name(experiment)
+    parameter_values = run_parameters(project, location, bucket, list(assignments), template)
+    return aiplatform.PipelineJob(
+        display_name=display_name or default_display_name(),
+        template_path=str(template),
+        pipeline_root=pipeline_root(bucket),
+        parameter_values=parameter_values,
+        enable_caching=None if cache else False,
+        labels=run_labels(experiment, trigger),
+        project=project,
+        location=location,
+        credentials=credentials,
+    )
+
+
+def console_url(resource_name: str) -> str:
+    """Cloud console link of a pipeline run or schedule resource name."""
+    parts = resource_name.split("/")
+    fields = dict(zip(parts[0::2], parts[1::2]))
+    project, location = fields.get("projects"), fields.get("locations")
+    if "pipelineJobs" in fields:
+        return (f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/"
+                f"{fields['pipelineJobs']}?project={project}")
+    if "schedules" in fields:
+        return (f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/schedules/"
+                f"{fields['schedules']}/detail?project={project}")
+    return resource_name
+
+
+# --------------------------------------------------------------------------- comparison (pure)
+
+
+def _metric_rank(column: str) -> tuple:
+    name = column[len("metric."):]
+    if column == RANK_METRIC:
+        return (0, 0, name)
+    for i, prefix in enumerate(METRIC_PREFIXES):
+        if name.startswith(prefix):
+            return (1, i, name)
+    return (2, 0, name)
+
+
+def order_runs(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Runs best first (``metric.eval_status_accuracy``, runs without it last) and columns in
+    reading order: run columns, ``metric.eval_*`` (accuracy first), ``metric.base_eval_*``,
+    the other metrics by step, then ``param.*``. Time-series and bookkeeping columns go last.
+    """
+    import pandas as pd
+
+    df = df.copy()
+    if "source" not in df.columns:
+        df["source"] = "experiment"
+    metrics = sorted((c for c in df.columns if c.startswith("metric.")), key=_metric_rank)
+    params = sorted(c for c in df.columns if c.startswith("param."))
+    front = [c for c in RUN_COLUMNS if c in df.columns]
+    rest = [c for c in df.columns if c not in set(front) | set(metrics) | set(params)]
+    df = df[front + metrics + params + rest]
+    if RANK_METRIC in df.columns:
+        key = pd.to_numeric(df[RANK_METRIC], errors="coerce")
+        df = df.assign(_rank=key).sort_values("_rank", ascending=False, na_position="last", kind="stable")
+        df = df.drop(columns="_rank")
+    return df.reset_index(drop=True)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.4f}".rstrip("0").rstrip(".") if not value.is_integer() else str(int(value))
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def runs_table(df: "pd.DataFrame", title: str = "") -> Table:
+    """A rich table of ``order_runs(df)``: one row per run, ``metric.``/``param.`` prefixes dropped.
+
+    Shows every ``eval_*``/``base_eval_*`` metric; other metrics and parameters only where they
+    differ between runs (the CSV keeps every column).
+    """
+    ordered = order_runs(df)
+    candidates = [c for c in ordered.columns
+                  if c in RUN_COLUMNS or c.startswith("metric.") or c.startswith("param.")]
+
+    def always(column: str) -> bool:
+        return column in RUN_COLUMNS or column.startswith(("metric.eval_", "metric.base_eval_"))
+
+    def varies(column: str) -> bool:
+        return ordered[column].astype(str).nunique(dropna=False) > 1
+
+    shown = [c for c in candidates if always(c) or len(ordered) < 2 or varies(c)]
+    hidden = len(candidates) - len(shown)
+    caption = f"{hidden} column(s) equal in every run not shown; --csv writes them all" if hidden else None
+    table = Table(title=title or None, caption=caption)
+    for column in shown:
+        header = column.split(".", 1)[1] if "." in column else column
+        style = "bold green" if column == RANK_METRIC else ("cyan" if column.startswith("metric.eval_") else None)
+        table.add_column(header, style=style, overflow="fold", no_wrap=column in RUN_COLUMNS,
+                         justify="right" if column.startswith("metric.") else "left")
+    for _, row in ordered[shown].iterrows():
+        table.add_row(*(_cell(row[c]) for c in shown))
+    return table
+
+
+def labelled_run_row(experiment: str, run_name: str, state: str, run_metadata: dict,
+                     metric_metadatas: list[dict]) -> dict:
+    """A ``get_experiment_df``-shaped row for a run found by its experiment label.
+
+    ``run_metadata`` is the metadata of the run's ``system.Run`` execution (parameters as
+    ``input:NAME``); ``metric_metadatas`` those of its ``system.Metrics`` artifacts, merged in
+    order like the SDK does.
+    """
+    row = {"experiment_name": experiment, "run_name": run_name, "run_type": "system.PipelineRun",
+           "state": state, "source": "label"}
+    for key, value in (run_metadata or {}).items():
+        if key.startswith("input:"):
+            row[f"param.{key[len('input:'):]}"] = value
+    for metadata in metric_metadatas:
+        for key, value in (metadata or {}).items():
+            row[f"metric.{key}"] = value
+    return row
+
+
+# --------------------------------------------------------------------------- comparison (Vertex)
+
+
+def experiment_runs(aiplatform, experiment: str, include_labelled: bool = True) -> "pd.DataFrame":
+    """``get_experiment_df(experiment)`` plus the runs labelled ``experiment=<name>`` it lacks."""
+    import pandas as pd
+    from google.api_core import exceptions as api_exceptions
+
+    try:
+        df = aiplatform.get_experiment_df(experiment, include_time_series=False)
+    except api_exceptions.NotFound:
+        df = pd.DataFrame()
+    if not df.empty:
+        df = df.assign(source="experiment")
+    if not include_labelled:
+        return df
+    known = set(df["run_name"]) if "run_name" in df.columns else set()
+    rows = []
+    for job in aiplatform.PipelineJob.list(filter=f'labels.{EXPERIMENT_LABEL}="{experiment}"'):
+        run_name = job.resource_name.rsplit("/", 1)[-1]
+        if run_name in known:
+            continue
+        if not job.gca_resource.job_detail.pipeline_run_context.name:  # list views may omit it
+            job = aiplatform.PipelineJob.get(job.resource_name)
+        context = job.gca_resource.job_detail.pipeline_run_context.name
+        run_metadata, metric_metadatas = {}, []
+        if context:
+            executions = aiplatform.Execution.list(
+                filter=f'in_context("{context}") AND schema_title="system.Run"')
+            run_metadata = dict(executions[0].metadata) if executions else {}
+            metric_metadatas = [dict(a.metadata) for a in aiplatform.Artifact.list(
+                filter=f'in_context("{context}") AND schema_title="system.Metrics"')]
+        state = job.gca_resource.state.name.replace("PIPELINE_STATE_", "")
+        rows.append(labelled_run_row(experiment, run_name, state, run_metadata, metric_metadatas))
+    return pd.concat([df, pd.DataFrame(rows)], ignore_index=True) if rows else df
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def find_schedule(aiplatform, name: str):
+    """A schedule by resource name, numeric ID or (unique) display name."""
+    if name.startswith("projects/") or name.isdigit():
+        return aiplatform.PipelineJobSchedule.get(name)
+    matches = aiplatform.PipelineJobSchedule.list(filter=f'display_name="{name}"')
+    if not matches:
+        fail(f"no schedule named {name!r} here: see `schedule --list`", 1)
+    if len(matches) > 1:
+        fail(f"{len(matches)} schedules are named {name!r}; pass one resource name: "
+             + ", ".join(s.resource_name for s in matches), 1)
+    return matches[0]
+
+
+def schedules_table(schedules) -> Table:
+    table = Table(title="Pipeline schedules")
+    for column in ("display name", "state", "cron", "next run", "runs started", "resource name"):
+        table.add_column(column, overflow="fold")
+    for s in schedules:
+        r = s.gca_resource
+        next_run = r.next_run_time.strftime("%Y-%m-%d %H:%M UTC") if r.next_run_time else ""
+        table.add_row(r.display_name, r.state.name, r.cron, next_run, str(r.started_run_count), s.resource_name)
+    return table
+
+
+# --------------------------------------------------------------------------- commands
+
+_Project = typer.Option(None, "--project", help="Google Cloud project (default: the project of your ADC).")
+_Location = typer.Option("us-central1", "--location", help="Vertex AI region (pipelines and tuning).")
+_Template = typer.Option(COMPILED_YAML, "--template", help="Compiled pipeline YAML.", show_default=False)
+
+
+def _require_template(template: Path) -> None:
+    if not template.exists():
+        fail(f"{template} is missing: run `python -m pipeline compile` first")
+
+
+def submit_command(
+    bucket: str = typer.Option(..., "--bucket", help="gs://BUCKET for data and pipeline_root (gs://BUCKET/pipeline_root)."),
+    project: Optional[str] = _Project,
+    location: str = _Location,
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Vertex AI Experiment to link the run to (created if missing)."),
+    service_account: Optional[str] = typer.Option(None, "--service-account", help="Service account the run executes as (default: the Compute Engine default SA)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="--no-cache reruns every step; by default data steps are cached and tuning/evaluation never are."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter as key=value (repeatable), e.g. -p num_images=400."),
+    display_name: Optional[str] = typer.Option(None, "--display-name", help="Run display name (default: visual-defect-sft-YYYYMMDD-HHMMSS, UTC)."),
+    template: Path = _Template,
+):
+    """Submit one run to Vertex AI Pipelines (optionally in an Experiment) and print its console link."""
+    _require_template(template)
+    with cloud_errors():
+        check_experiment_name(experiment)
+        run_parameters(project or "checking", location, bucket, param, template)  # fail before auth
+        aiplatform, project = init_vertex(project, location)
+        job = build_job(project=project, location=location, bucket=bucket, assignments=param,
+                        experiment=experiment, cache=cache, display_name=display_name, template=template)
+        job.submit(service_account=service_account, experiment=experiment)
+        console.print(f"submitted [bold]{job.resource_name}[/bold]"
+                      + (f" to experiment [bold]{experiment}[/bold]" if experiment else ""), highlight=False)
+        out.print(console_url(job.resource_name), soft_wrap=True, highlight=False)
+
+
+def schedule_command(
+    cron: Optional[str] = typer.Option(None, "--cron", help='Cron in UTC, or with a zone: "CRON_TZ=Europe/Berlin 0 2 * * *".'),
+    name: str = typer.Option(f"{PIPELINE_NAME}-nightly", "--name", help="Schedule display name."),
+    max_concurrent: int = typer.Option(1, "--max-concurrent", min=1, help="Runs of this schedule allowed at once."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="gs://BUCKET (needed with --cron)."),
+    project: Optional[str] = _Project,
+    location: str = _Location,
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Label the scheduled runs experiment=NAME (see below)."),
+    service_account: Optional[str] = typer.Option(None, "--service-account", help="Service account the runs execute as."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="--no-cache reruns every step of every run."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter as key=value (repeatable)."),
+    list_: bool = typer.Option(False, "--list", help="List the schedules in PROJECT/LOCATION."),
+    pause: Optional[str] = typer.Option(None, "--pause", metavar="NAME", help="Pause a schedule (display name or resource name)."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="NAME", help="Resume a paused schedule (missed runs are not caught up)."),
+    delete: Optional[str] = typer.Option(None, "--delete", metavar="NAME", help="Delete a schedule (its past runs stay)."),
+    template: Path = _Template,
+):
+    """Create, list, pause, resume or delete a Vertex AI Pipelines schedule.
+
+    Vertex AI does not attach scheduled runs to an experiment: the Schedule API has no
+    experiment field (submit --experiment links a run from the client, after creating it).
+    With --experiment NAME this command labels every scheduled run experiment=NAME, and
+    `compare --experiment NAME` shows those runs next to the experiment's own.
+    Each scheduled run tunes a model, and is billed for it.
+    """
+    actions = [flag for flag, given in (("--cron", cron), ("--list", list_), ("--pause", pause),
+                                        ("--resume", resume), ("--delete", delete)) if given]
+    if len(actions) != 1:
+        fail("give exactly one of --cron, --list, --pause NAME, --resume NAME, --delete NAME"
+             + (f" (got {', '.join(actions)})" if actions else ""))
+    with cloud_errors():
+        if cron:
+            if not bucket:
+                fail("--cron needs --bucket gs://BUCKET")
+            _require_template(template)
+            check_experiment_name(experiment)
+            run_parameters(project or "checking", location, bucket, param, template)
+        aiplatform, project = init_vertex(project, location)
+        if list_:
+            out.print(schedules_table(aiplatform.PipelineJobSchedule.list(order_by="create_time desc")))
+            return
+        if pause or resume or delete:
+            schedule = find_schedule(aiplatform, pause or resume or delete)
+            if pause:
+                schedule.pause()
+            elif resume:
+                schedule.resume()
+            else:
+                schedule.delete()
+            verb = "paused" if pause else "resumed" if resume else "deleted"
+            console.print(f"{verb} [bold]{schedule.resource_name}[/bold]", highlight=False)
+            return
+        job = build_job(project=project, location=location, bucket=bucket, assignments=param,
+                        experiment=experiment, cache=cache, display_name=name, trigger="schedule",
+                        template=template)
+        schedule = job.create_schedule(cron=cron, display_name=name, max_concurrent_run_count=max_concurrent,
+                                       service_account=service_account)
+        console.print(f"created schedule [bold]{schedule.resource_name}[/bold] ({cron})", highlight=False)
+        if experiment:
+            console.print(f"scheduled runs are labelled {EXPERIMENT_LABEL}={experiment}; "
+                          f"see them with `compare --experiment {experiment}`", highlight=False)
+        out.print(console_url(schedule.resource_name), soft_wrap=True, highlight=False)
+
+
+def upload_command(
+    repo: str = typer.Option(..., "--repo", help="Kubeflow Pipelines repository: https://LOCATION-kfp.pkg.dev/PROJECT/REPO"),
+    tag: list[str] = typer.Option(["latest"], "--tag", help="Tag of this version (repeatable)."),
+    description: Optional[str] = typer.Option(None, "--description", help="Template description shown in the console."),
+    template: Path = _Template,
+):
+    """Upload the compiled pipeline to Artifact Registry, so runs can start from the console's templates."""
+    from kfp.registry import RegistryClient
+
+    _require_template(template)
+    if not re.match(r"^https?://", repo):
+        fail(f"--repo {repo!r}: expected https://LOCATION-kfp.pkg.dev/PROJECT/REPO")
+    bad = [t for t in tag if t.startswith("sha256:") or not t.strip()]
+    if bad:
+        fail(f"--tag {bad[0]!r}: tags may not be empty or start with sha256: (that is a version)")
+    with cloud_errors():
+        credentials, _ = adc()
+        if not credentials.valid:
+            import google.auth.transport.requests
+
+            credentials.refresh(google.auth.transport.requests.Request())
+        client = RegistryClient(host=repo, auth=credentials)
+        headers = {"description": description} if description else None
+        package, version = client.upload_pipeline(file_name=str(template), tags=list(tag), extra_headers=headers)
+    console.print(f"uploaded template [bold]{package}[/bold] version [bold]{version}[/bold] "
+                  f"tags {', '.join(tag)}", highlight=False)
+    out.print(f"{repo.rstrip('/')}/{package}/{tag[0]}", soft_wrap=True, highlight=False)
+
+
+def compare_command(
+    experiment: str = typer.Option(..., "--experiment", help="Vertex AI Experiment name."),
+    project: Optional[str] = _Project,
+    location: str = _Location,
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table (all columns) to this CSV file."),
+    labelled: bool = typer.Option(True, "--labelled/--experiment-only", help="Also show runs labelled experiment=NAME (scheduled runs)."),
+):
+    """Compare the runs of an Experiment: eval metrics first, best eval_status_accuracy first."""
+    with cloud_errors():
+        check_experiment_name(experiment)
+        aiplatform, project = init_vertex(project, location)
+        df = experiment_runs(aiplatform, experiment, include_labelled=labelled)
+    if df.empty:
+        fail(f"no runs in experiment {experiment!r} ({project}/{location})", 1)
+    ordered = order_runs(df)
+    out.print(runs_table(ordered, title=f"Experiment {experiment}: {len(ordered)} run(s)"))
+    if csv:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        ordered.to_csv(csv, index=False)
+        console.print(f"wrote {csv}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds submit, schedule, upload and compare to the root CLI."""
+    app.command("submit")(submit_command)
+    app.command("schedule")(schedule_command)
+    app.command("upload")(upload_command)
+    app.command("compare")(compare_command)
