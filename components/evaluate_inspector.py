@@ -34,6 +34,7 @@ def evaluate_inspector(
     concurrency: int = 4,
     max_examples: int = 0,
     max_output_tokens: int = 256,
+    thinking_budget: int = 0,
 ) -> NamedTuple("Outputs", [("status_accuracy", float), ("defect_type_accuracy", float)]):
     """Evaluates the tuned inspector on every test example and reports the results.
 
@@ -80,6 +81,10 @@ def evaluate_inspector(
         concurrency: how many requests are in flight at once (at least 1).
         max_examples: evaluate only the first N test lines; 0 evaluates all of them.
         max_output_tokens: the answer length limit per request.
+        thinking_budget: thinking budget sent to the tuned endpoint. 0 (the default)
+            turns thinking off, as advised for tuned thinking models; a model that cannot
+            turn it off (Gemini 2.5 Pro: at least 128) needs a positive value; a negative
+            value sends no thinking config at all.
 
     Returns:
         status_accuracy: share of examples whose Pass/Defect status is right.
@@ -90,6 +95,7 @@ def evaluate_inspector(
     import html
     import io
     import json
+    import logging
     import os
     import re
     import time
@@ -151,19 +157,17 @@ def evaluate_inspector(
             system = types.Content.model_validate(system) if system else None
         except Exception as exc:  # pydantic.ValidationError: a malformed turn
             raise ValueError(f"{where}: malformed contents: {scrub(exc, 300)}") from None
+        # The image shown in the report and the CSV: the last one of the last user turn.
         image_uri, inline = "", None
-        for turn in reversed(contents[:-1]):
-            if not isinstance(turn, dict) or turn.get("role", "user") != "user":
-                continue
-            for part in reversed(turn.get("parts") or []):
-                file_data = get(part, "fileData", "file_data")
-                inline_data = get(part, "inlineData", "inline_data")
-                if file_data and not image_uri and inline is None:
-                    image_uri = get(file_data, "fileUri", "file_uri") or ""
-                elif inline_data and not image_uri and inline is None:
-                    inline = inline_data.get("data") or ""
-                    image_uri = "inline:" + str(number)
-            if image_uri:
+        user_turns = [t for t in contents[:-1] if isinstance(t, dict) and t.get("role", "user") == "user"]
+        for part in reversed((user_turns[-1].get("parts") or []) if user_turns else []):
+            file_data = get(part, "fileData", "file_data")
+            inline_data = get(part, "inlineData", "inline_data")
+            if isinstance(file_data, dict):
+                image_uri = str(get(file_data, "fileUri", "file_uri") or "")
+                break
+            if isinstance(inline_data, dict):
+                image_uri, inline = f"inline image (line {number})", str(inline_data.get("data") or "")
                 break
         examples.append({"line": number, "prompt": prompt, "system": system, "expected": expected,
                          "image_uri": image_uri, "inline": inline})
@@ -183,18 +187,20 @@ def evaluate_inspector(
     # ------------------------------------------------------------------ ask the models
     client = genai_client(project, location)
 
-    def make_config(system, thinking_budget):
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+
+    def make_config(system, budget):
         return types.GenerateContentConfig(
             temperature=0.0, max_output_tokens=max_output_tokens, system_instruction=system,
-            thinking_config=None if thinking_budget is None else types.ThinkingConfig(
-                thinking_budget=thinking_budget))
+            thinking_config=None if budget < 0 else types.ThinkingConfig(thinking_budget=budget),
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
 
-    def ask(model, example, thinking_budget):
+    def ask(model, example, budget):
         t0 = time.monotonic()
         try:
             response = client.models.generate_content(
                 model=model, contents=example["prompt"],
-                config=make_config(example["system"], thinking_budget))
+                config=make_config(example["system"], budget))
             answer, error, failed = (response.text or "").strip(), "", False
             if not answer:
                 reason = ""
@@ -205,11 +211,11 @@ def evaluate_inspector(
             answer, error, failed = "", scrub(f"{type(exc).__name__}: {exc}"), True
         return answer, error, round((time.monotonic() - t0) * 1000.0, 1), failed
 
-    def ask_all(model, items, thinking_budget, label):
+    def ask_all(model, items, budget, label):
         results = [None] * len(items)
         step = max(1, len(items) // 10)
         with ThreadPoolExecutor(concurrency) as pool:
-            futures = {pool.submit(ask, model, ex, thinking_budget): i for i, ex in enumerate(items)}
+            futures = {pool.submit(ask, model, ex, budget): i for i, ex in enumerate(items)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
                 if done % step == 0 or done == len(items):
@@ -218,7 +224,7 @@ def evaluate_inspector(
 
     print(f"Evaluating {tuned_endpoint} on {total} examples from {test_jsonl_uri} "
           f"(classes: {', '.join(classes) or 'none'}; concurrency {concurrency})", flush=True)
-    tuned_results = ask_all(tuned_endpoint, examples, 0, "tuned")
+    tuned_results = ask_all(tuned_endpoint, examples, int(thinking_budget), "tuned")
     errors = [r[1] for r in tuned_results if r[3]]
     if len(errors) == total:
         raise RuntimeError(
@@ -257,13 +263,13 @@ def evaluate_inspector(
     base, base_note = None, ""
     if evaluate_base_model:
         # Gemini 2.5 Pro cannot switch thinking off (its minimum budget is 128).
-        budget = 128 if "pro" in base_model.lower() else 0
-        first = ask(base_model, examples[0], budget)
+        base_budget = 128 if "pro" in base_model.lower() else 0
+        first = ask(base_model, examples[0], base_budget)
         if first[3]:
             base_note = (f"Base model {base_model} was unavailable, so no base-vs-tuned "
                          f"comparison was made: {first[1]}")
         else:
-            rest = ask_all(base_model, examples[1:], budget, "base") if total > 1 else []
+            rest = ask_all(base_model, examples[1:], base_budget, "base") if total > 1 else []
             base = summarize(score([first] + rest))
             base_note = f"Base model {base_model} answered the same {total} questions."
         print(base_note, flush=True)
@@ -408,7 +414,7 @@ def evaluate_inspector(
     for c in categories:
         i = index[c]
         cells = "".join(
-            f'<td class="{"diag" if i == j and n else "off" if n else ""}">{n}</td>'
+            ('<td class="diag">' if i == j and n else '<td class="off">' if n else "<td>") + f"{n}</td>"
             for j, n in enumerate(matrix[i]))
         body.append(f"<tr><th>{e(c)}</th>{cells}</tr>")
     confusion_html = (f"<table class=\"cm\"><tr><th>expected \u2193 / predicted \u2192</th>{head}</tr>"
