@@ -124,7 +124,7 @@ def _report(result: offline.RunResult) -> None:
     if not result.ok:
         task = result.failed_task or "the pipeline"
         console.print(f"[red]failed in {task}:[/red] {result.error}", highlight=False)
-        if result.failed_task:
+        if result.failed_task and "Error" not in result.error:  # no exception found: show the task's last lines
             console.print(offline.task_log_tail(result.run_dir, result.failed_task), highlight=False, markup=False)
         return
     table = Table("metric", "value", title="Evaluation on the test split")

@@ -137,10 +137,13 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     seconds = round(time.monotonic() - started, 2)
     outcome = json.loads(result_file.read_text()) if result_file.exists() else {
         "ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
+    failed = failed or (current if not outcome["ok"] else "")
+    if failed:  # the component's own exception says more than kfp.local's "task failed"
+        outcome["error"] = _exception_line(task_log_tail(run_dir, failed)) or outcome.get("error", "")
     result = RunResult(run_id=run_id, run_dir=run_dir, ok=outcome["ok"] and child.returncode == 0, seconds=seconds,
                        metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
                        report=outcome.get("report", ""), error=outcome.get("error", ""),
-                       failed_task=failed or (current if not outcome["ok"] else ""), task_seconds=task_seconds)
+                       failed_task=failed, task_seconds=task_seconds)
     outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`
     for key, name in (("report", "report.html"), ("summary", "summary.md"), ("predictions", "predictions.csv")):
         if outcome.get(key):  # copies with telling names, next to the run's metrics
@@ -154,11 +157,19 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     return result
 
 
-def task_log_tail(run_dir: Path, task: str, lines: int = 25) -> str:
-    """The last lines a task printed, for showing why it failed."""
+def task_log_tail(run_dir: Path, task: str, lines: int = 12) -> str:
+    """The last lines a task printed before it ended: for showing why it failed."""
     text = _ANSI.sub("", (run_dir / "pipeline.log").read_text())
     start = text.rfind(f"Executing task '{task}'")
-    return "\n".join(text[start if start >= 0 else 0:].splitlines()[-lines:])
+    end = text.find(f"Task '{task}' finished with status", max(start, 0))
+    section = text[max(start, 0):end if end >= 0 else None].splitlines()
+    return "\n".join(line.strip() for line in section[-lines:])
+
+
+def _exception_line(log_tail: str) -> str:
+    """The last "SomeError: message" line of a traceback, or ""."""
+    found = re.findall(r"^[\w.]*(?:Error|Exception|Timeout\w*|Cancelled)\b:.*$", log_tail, re.MULTILINE)
+    return found[-1] if found else ""
 
 
 def load_runs(runs_dir: Path | None = None) -> list[dict]:

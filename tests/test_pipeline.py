@@ -112,3 +112,14 @@ def test_parse_line_recognises_task_and_progress_lines():
     end = offline.parse_line("Task 'split-manifest' finished with status FAILURE", "split-manifest", 5)
     assert (end.kind, end.status) == ("end", "FAILURE")
     assert offline.parse_line("some other line", "x", 5) is None
+
+
+def test_a_failing_task_is_named_with_its_own_error(tmp_path):
+    log = tmp_path / "pipeline.log"
+    log.write_text("Executing task 'launch-tuning'\n    Traceback (most recent call last):\n"
+                   "    google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model\n"
+                   "Task 'launch-tuning' finished with status FAILURE\n"
+                   "RuntimeError: Pipeline 'visual-defect-sft' finished with status FAILURE.\n")
+    tail = offline.task_log_tail(tmp_path, "launch-tuning")
+    assert "RuntimeError" not in tail
+    assert offline._exception_line(tail) == "google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model"
