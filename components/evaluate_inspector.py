@@ -178,11 +178,17 @@ def evaluate_inspector(
     total = len(examples)
 
     classes = []
-    for example in examples:
-        kind = None if is_pass_answer(example["expected"]) else defect_type_of(example["expected"])
-        if kind and kind.lower() not in [c.lower() for c in classes]:
-            classes.append(kind)
-    classes.sort(key=str.lower)
+
+    def add_classes(texts):
+        """Adds the defect types that ``texts`` name (labels, or answers naming a type the
+        test split lacks but training had) to ``classes``, sorted, first spelling kept."""
+        for text in texts:
+            kind = None if is_pass_answer(text) else defect_type_of(text)
+            if kind and kind.lower() not in [c.lower() for c in classes]:
+                classes.append(kind)
+        classes.sort(key=str.lower)
+
+    add_classes(example["expected"] for example in examples)
 
     # ------------------------------------------------------------------ ask the models
     client = genai_client(project, location)
@@ -231,6 +237,7 @@ def evaluate_inspector(
             f"All {total} requests to {tuned_endpoint} failed; first error: {errors[0]}")
 
     def score(results):
+        add_classes(answer for answer, _, _, failed in results if not failed)
         rows = []
         for example, (answer, error, latency, failed) in zip(examples, results):
             verdict = judge_answer(example["expected"], answer, classes)

@@ -259,3 +259,20 @@ def test_all_requests_failing_fails_the_component(stack, data, tmp_path):
 def test_malformed_test_jsonl_names_the_line(stack, data, tmp_path):
     with pytest.raises(ValueError, match=r"broken\.jsonl line 2: not valid JSON"):
         run_eval(tmp_path, tuned_endpoint="unused", test_jsonl_uri=data["broken"])
+
+
+def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(endpoint, data, stack, tmp_path):
+    from google.cloud import storage
+
+    from components.helpers import defect_type_of
+
+    # Defect images all labelled Pass: the test labels name no defect type at all.
+    lines = [sft_line(f"gs://{BUCKET}/eval/test/{kind}_{i}.png", LABELS[None], system=False)
+             for kind in ("Crack", "Discoloration", "Burr") for i in range(2)]
+    storage.Client(project=PROJECT).bucket(BUCKET).blob("eval/relabelled.jsonl").upload_from_string(
+        "\n".join(lines) + "\n")
+    run = run_eval(tmp_path, tuned_endpoint=endpoint, test_jsonl_uri=f"gs://{BUCKET}/eval/relabelled.jsonl")
+    named = [r for r in run["rows"] if not r["predicted"].startswith("Status: Pass") and defect_type_of(r["predicted"])]
+    assert named, "the tuned model called none of six defect images a defect"
+    for row in named:
+        assert row["predicted_class"] == defect_type_of(row["predicted"]), row
