@@ -156,13 +156,17 @@ def _runs_table(runs: list[dict]) -> Table:
     """Runs as rows: id, date, parameters that differ between runs, eval metrics, duration."""
     varying = sorted({k for run in runs for k, v in run["params"].items()
                       if any(other["params"].get(k) != v for other in runs)})
-    metric_names = ["eval_status_accuracy", "eval_defect_type_accuracy", "eval_examples"]
-    table = Table("run id", "date", *varying, *[m.removeprefix("eval_") for m in metric_names], "ok", "seconds",
-                  title=f"{len(runs)} offline run(s), newest first")
+    metric_names = {"eval_status_accuracy": "status acc", "eval_defect_type_accuracy": "type acc",
+                    "eval_examples": "tested"}
+    table = Table(title=f"{len(runs)} offline run(s), newest first")
+    table.add_column("run id", no_wrap=True)
+    table.add_column("date (UTC)", no_wrap=True)
+    for name in [*varying, *metric_names.values(), "ok", "seconds"]:
+        table.add_column(name, overflow="fold")
     for run in runs:
-        m = run["metrics"]
-        date = f"{run['run_id'][:4]}-{run['run_id'][4:6]}-{run['run_id'][6:8]} {run['run_id'][9:11]}:{run['run_id'][11:13]}"
-        table.add_row(run["run_id"], date, *[str(run["params"].get(k, "")) for k in varying],
+        m, rid = run["metrics"], run["run_id"]
+        date = f"{rid[:4]}-{rid[4:6]}-{rid[6:8]} {rid[9:11]}:{rid[11:13]}"
+        table.add_row(rid, date, *[str(run["params"].get(k, "-")) for k in varying],
                       *[f"{m[n]:.4g}" if n in m else "-" for n in metric_names],
                       "✓" if m.get("ok") else "✗", f"{m.get('seconds', 0):.0f}")
     return table
