@@ -17,7 +17,7 @@ from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
 
 app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
 TASK_TITLES = {
@@ -189,7 +189,7 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
                     as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
     """Ask the tuned inspector about images (sent inline, as a camera client would)."""
     from components.helpers import defect_type_of, genai_client, is_pass_answer
-    from google.genai import types
+    from google.genai import errors, types
 
     run_dir = _latest_run_dir()
     outcome = json.loads((run_dir / "result.json").read_text())
@@ -205,10 +205,14 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
         client = genai_client(params["project"], params["location"])
         for image in images:
             mime = mimetypes.guess_type(image.name)[0] or "image/png"
-            response = client.models.generate_content(
-                model=endpoint, contents=[types.Part.from_text(text=params["prompt"]),
-                                          types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
-                config=types.GenerateContentConfig(temperature=0.0))
+            try:
+                response = client.models.generate_content(
+                    model=endpoint, contents=[types.Part.from_text(text=params["prompt"]),
+                                              types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
+                    config=types.GenerateContentConfig(temperature=0.0))
+            except errors.APIError as error:
+                fail(f"{image}: {error.code} {error.status}: {error.message} "
+                     f"(tuned in run {run_dir.name}; its data folder is {outcome['data_dir']})", code=1)
             answer = (response.text or "").strip()
             status = "Pass" if is_pass_answer(answer) else "Defect" if "defect" in answer.lower() else "Unparseable"
             row = {"file": str(image), "answer": answer, "status": status,
