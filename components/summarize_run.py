@@ -72,7 +72,9 @@ Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioni
                 f"{int(figures.get('eval_examples', 0))} test images, "
                 + ("so it is ready for the manufacturing defect analysis task." if ready
                    else "so it needs more data or tuning before it inspects production parts."))
-        source = f"template (Gemini unavailable: {type(error).__name__}: {str(error)[:160]})"
+        reason = " ".join(str(getattr(error, "message", None) or error).split())
+        reason = reason if len(reason) <= 200 else reason[:199].rsplit(" ", 1)[0] + "…"
+        source = f"template (Gemini unavailable: {type(error).__name__}: {reason})"
 
     table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
     with open(summary.path, "w") as f:

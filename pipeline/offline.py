@@ -140,17 +140,16 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     failed = failed or (current if not outcome["ok"] else "")
     if failed:  # the component's own exception says more than kfp.local's "task failed"
         outcome["error"] = _exception_line(task_log_tail(run_dir, failed)) or outcome.get("error", "")
-    result = RunResult(run_id=run_id, run_dir=run_dir, ok=outcome["ok"] and child.returncode == 0, seconds=seconds,
-                       metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
-                       report=outcome.get("report", ""), error=outcome.get("error", ""),
-                       failed_task=failed, task_seconds=task_seconds)
     outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`
     for key, name in (("report", "report.html"), ("summary", "summary.md"), ("predictions", "predictions.csv")):
         if outcome.get(key):  # copies with telling names, next to the run's metrics
             outcome[key] = str(shutil.copyfile(outcome[key], run_dir / name))
     result_file.write_text(json.dumps(outcome, indent=2))
-    if outcome.get("summary"):
-        result.summary = Path(outcome["summary"]).read_text()
+    result = RunResult(run_id=run_id, run_dir=run_dir, ok=outcome["ok"] and child.returncode == 0, seconds=seconds,
+                       metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
+                       report=outcome.get("report", ""), error=outcome.get("error", ""),
+                       summary=Path(outcome["summary"]).read_text() if outcome.get("summary") else "",
+                       failed_task=failed, task_seconds=task_seconds)
     record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds,
               **result.metrics}
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))

@@ -42,6 +42,7 @@ def test_offline_run_succeeds_with_metrics_report_and_summary(finished_run):
     assert last_line["eval_status_accuracy"] >= 0.5, "a tuned model must beat chance on status"
     params = json.loads((run_dir / "params.json").read_text())
     assert params["num_images"] == 40 and params["epoch_count"] == 2 and params["bucket"] == "gs://local-bucket"
+    assert str(run_dir / "report.html") in result.output.replace("\n", ""), "the printed report path"
     report = (run_dir / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= 4
     summary = (run_dir / "summary.md").read_text()
