@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["LocalStack", "default_data_dir"]
 
 
-def __getattr__(name):  # lazy: keep ``import localvertex.model`` light for spawn workers
+def __getattr__(name):  # lazy: keep ``import localvertex.model`` light for training workers
     if name in __all__:
         from . import stack
 

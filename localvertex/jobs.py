@@ -1,5 +1,5 @@
 """Tuning jobs: validation of create requests, the on-disk job store, and the runner that
-trains one job at a time in a ``spawn`` worker process.
+trains one job at a time in a worker process (``python -m localvertex.jobs``).
 
 Job files are ``<data_dir>/jobs/<id>.json``: the TuningJob REST resource (camelCase, as
 Vertex returns it) plus ``localTuningMetrics`` (per-epoch losses; the SDK ignores unknown
@@ -446,7 +446,7 @@ def worker_main(argv: list[str]) -> int:
 # --------------------------------------------------------------------------- runner
 
 class TrainingRunner:
-    """Runs PENDING jobs one at a time, each in a fresh ``spawn`` process."""
+    """Runs PENDING jobs one at a time, each in a fresh worker process."""
 
     POLL_S = 0.2
     CANCEL_GRACE_S = 3.0

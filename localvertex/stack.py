@@ -5,7 +5,7 @@
         ...                        # unchanged google-genai / google-cloud-storage code
 
 Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; training runs in
-a ``spawn`` child process per job. On exit everything stops, a job still training is
+a child process per job (``python -m localvertex.jobs``). On exit everything stops, a job still training is
 marked FAILED (see jobs.py for the restart rule) and the environment is restored.
 """
 
