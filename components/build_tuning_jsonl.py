@@ -31,7 +31,9 @@ def build_tuning_jsonl(
 
     Args:
         project: Google Cloud project that owns the bucket.
-        bucket: ``gs://`` URI; files go to ``{bucket}/{jsonl_folder}/{split}.jsonl``.
+        bucket: ``gs://`` URI; files go to ``{bucket}/{jsonl_folder}/{digest}/{split}.jsonl``
+            where digest is a hash of the three files' content: written once, never
+            overwritten, so a running tuning job or a cached task keeps its own data.
         prompt: the instruction text of every user turn.
         train_manifest: CSV with gcs_uri and label columns.
         validation_manifest: CSV with gcs_uri and label columns.
@@ -46,6 +48,7 @@ def build_tuning_jsonl(
         The ``gs://`` URIs of the train, validation and test files; "" for an empty split.
     """
     import csv
+    import hashlib
     import json
     import math
     from collections import Counter, namedtuple
@@ -148,12 +151,13 @@ def build_tuning_jsonl(
                 raise ValueError(f"{split}.jsonl line {number}: {reason}")
         files[split] = "".join(json.dumps(line) + "\n" for line in lines)
 
+    digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()[:16]
     uris = {}
     for split, text in files.items():  # written only once every file is valid
         if not text:  # an empty validation or test split: no file, an empty URI
             uris[split] = ""
             continue
-        path = f"{jsonl_folder}/{split}.jsonl"
+        path = f"{jsonl_folder.strip('/')}/{digest}/{split}.jsonl"
         client.bucket(bucket_name).blob(path).upload_from_string(text, content_type="application/jsonl")
         uris[split] = f"gs://{bucket_name}/{path}"
         jsonl_metrics.log_metric(f"jsonl_{split}_lines", len(splits[split]))

@@ -200,9 +200,11 @@ def parse_gcs_uri(uri):
     return bucket, name
 
 
-def genai_client(project, location):
+def genai_client(project, location, attempts=6, timeout_seconds=120):
     """A google-genai client for Vertex AI that retries transient errors with backoff.
 
+    Every request is bounded by ``timeout_seconds``. Use ``attempts=1`` for calls that must
+    not be repeated blindly (creating a tuning job: a retried POST could start two).
     Offline, GOOGLE_VERTEX_BASE_URL and GOOGLE_APPLICATION_CREDENTIALS point the SDK at
     the local Vertex AI; this code is the same in both worlds.
     """
@@ -210,7 +212,22 @@ def genai_client(project, location):
     from google.genai import types
 
     retry = types.HttpRetryOptions(
-        attempts=6, initial_delay=1.0, max_delay=30.0, exp_base=2.0,
+        attempts=attempts, initial_delay=1.0, max_delay=30.0, exp_base=2.0,
         http_status_codes=[408, 429, 500, 502, 503, 504])
     return genai.Client(vertexai=True, project=project, location=location,
-                        http_options=types.HttpOptions(retry_options=retry))
+                        http_options=types.HttpOptions(retry_options=retry, timeout=timeout_seconds * 1000))
+
+
+def write_gcp_resources(path, location, resource_name, resource_type="TuningJob"):
+    """Writes the ``gcp_resources`` JSON that names a long-running job.
+
+    The format of Google Cloud Pipeline Components' GcpResources proto, which the Vertex
+    console reads for the jobs those components start.
+    """
+    import json
+    import os
+
+    api = os.environ.get("GOOGLE_VERTEX_BASE_URL") or f"https://{location}-aiplatform.googleapis.com"
+    with open(path, "w") as f:
+        json.dump({"resources": [{"resourceType": resource_type,
+                                  "resourceUri": f"{api.rstrip('/')}/v1/{resource_name}"}]}, f)

@@ -5,12 +5,12 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import OutputPath
 
-from components.helpers import genai_client
+from components.helpers import genai_client, write_gcp_resources
 from components.packages import BASE_IMAGE, GENAI_PACKAGES
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client])
+               additional_funcs=[genai_client, write_gcp_resources])
 def launch_tuning(
     project: str,
     location: str,
@@ -29,25 +29,23 @@ def launch_tuning(
         project: Google Cloud project of the job.
         location: Vertex AI region that offers Gemini tuning, e.g. us-central1.
         train_jsonl_uri: ``gs://`` URI of the training JSONL.
-        gcp_resources: output JSON naming the job, as Google Cloud Pipeline Components
-            write it, so the Vertex console links to the job and can cancel it.
+        gcp_resources: output JSON naming the job, in the format Google Cloud Pipeline
+            Components use for the jobs they start.
         validation_jsonl_uri: ``gs://`` URI of the validation JSONL; "" for none.
         base_model: Gemini model to tune.
         epoch_count: passes over the training data.
-        adapter_size: LoRA adapter rank: 1, 2, 4, 8, 16 or 32.
+        adapter_size: LoRA adapter rank: 1, 2, 4, 8 or 16.
         learning_rate_multiplier: scales the service's default learning rate.
         tuned_model_display_name: name of the tuned model in the console.
 
     Returns:
         job_name: the resource name ``projects/.../tuningJobs/ID``.
     """
-    import json
-    import os
     from collections import namedtuple
 
     from google.genai import types
 
-    sizes = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN", 32: "THIRTY_TWO"}
+    sizes = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN"}  # what Gemini 2.5 tuning accepts
     if adapter_size not in sizes:
         raise ValueError(f"adapter_size must be one of {sorted(sizes)}, got {adapter_size}")
     if epoch_count < 1:
@@ -61,12 +59,12 @@ def launch_tuning(
         validation_dataset=types.TuningValidationDataset(gcs_uri=validation_jsonl_uri) if validation_jsonl_uri else None,
         labels={"app": "visual-defect-inspector"},
     )
-    client = genai_client(project, location)  # kept: a dropped Client closes its connection
+    # One attempt: a retried create could start a second (billed) job. The client is kept
+    # in a variable because a dropped Client closes its connection.
+    client = genai_client(project, location, attempts=1)
     job = client.tunings.tune(
         base_model=base_model, training_dataset=types.TuningDataset(gcs_uri=train_jsonl_uri), config=config)
     print(f"tuning job {job.name} created ({job.state.name if job.state else 'state unknown'})", flush=True)
 
-    api = os.environ.get("GOOGLE_VERTEX_BASE_URL") or f"https://{location}-aiplatform.googleapis.com"
-    with open(gcp_resources, "w") as f:
-        json.dump({"resources": [{"resourceType": "TuningJob", "resourceUri": f"{api.rstrip('/')}/v1/{job.name}"}]}, f)
+    write_gcp_resources(gcp_resources, location, job.name)
     return namedtuple("Outputs", ["job_name"])(job.name)

@@ -28,7 +28,10 @@ def synthesize_images(
 
     Args:
         project: Google Cloud project that owns the bucket.
-        bucket: ``gs://`` URI of the bucket; images go to ``{bucket}/{image_folder}/``.
+        bucket: ``gs://`` URI of the bucket; images go to
+            ``{bucket}/{image_folder}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio}/``,
+            a folder named by what determines its content, so a cached manifest of one
+            parameter set never points at images another run drew.
         manifest: output CSV with image_name, gcs_uri, status, defect_type, label, sha256.
         num_images: number of images, at least 1.
         defect_ratio: share of defective images, in [0, 1].
@@ -50,6 +53,7 @@ def synthesize_images(
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
+    folder = f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}"
     labels = notebook_labels()
     defect_types = [t for t in labels if t]
 
@@ -80,7 +84,7 @@ def synthesize_images(
         defect_type = classes[index]
         rows.append({
             "image_name": name,
-            "gcs_uri": f"gs://{bucket_name}/{image_folder}/{name}",
+            "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
             "status": "Defect" if defect_type else "Pass",
             "defect_type": defect_type or "None",
             "label": labels[defect_type],
@@ -91,14 +95,14 @@ def synthesize_images(
     target = storage.Client(project=project).bucket(bucket_name)
 
     def upload(i):
-        target.blob(f"{image_folder}/{rows[i]['image_name']}").upload_from_string(
+        target.blob(f"{folder}/{rows[i]['image_name']}").upload_from_string(
             payloads[i], content_type="image/png")
 
     step = max(1, num_images // 10)
     with ThreadPoolExecutor(max_workers=max(1, upload_workers)) as pool:
         for done, _ in enumerate(pool.map(upload, range(num_images)), start=1):
             if done % step == 0 or done == num_images:
-                print(f"uploaded {done}/{num_images} images to gs://{bucket_name}/{image_folder}/", flush=True)
+                print(f"uploaded {done}/{num_images} images to gs://{bucket_name}/{folder}/", flush=True)
 
     with open(manifest.path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -3,32 +3,37 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Metrics, Output
+from kfp.dsl import Metrics, Output, OutputPath
 
-from components.helpers import genai_client
+from components.helpers import genai_client, write_gcp_resources
 from components.packages import BASE_IMAGE, GENAI_PACKAGES
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client])
+               additional_funcs=[genai_client, write_gcp_resources])
 def wait_for_tuning(
     project: str,
     location: str,
     job_name: str,
     tuning_metrics: Output[Metrics],
+    gcp_resources: OutputPath(str),
     poll_interval_seconds: int = 30,
     timeout_seconds: int = 6 * 3600,
 ) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str)]):
     """Polls the job until it ends; on timeout cancels it and fails.
 
     A job that ends FAILED, CANCELLED or EXPIRED fails this task with the job's own
-    error message. PAUSED never ends by itself, which is why the wait is bounded.
+    error message. PAUSED never ends by itself, which is why the wait is bounded. When the
+    pipeline run is cancelled, the task is sent SIGTERM and cancels the job, so nothing
+    goes on training (and billing) unseen.
 
     Args:
         project: Google Cloud project of the job.
         location: Vertex AI region of the job.
         job_name: resource name from launch_tuning.
         tuning_metrics: the job's data statistics (``train_*`` names).
+        gcp_resources: output JSON naming the job while it is waited for, in the format
+            Google Cloud Pipeline Components use for the jobs they run.
         poll_interval_seconds: seconds between polls.
         timeout_seconds: overall bound on the wait.
 
@@ -37,25 +42,37 @@ def wait_for_tuning(
         tuned_model: ``projects/.../models/ID@1``.
     """
     import json
+    import signal
     import time
     from collections import namedtuple
 
     client = genai_client(project, location)
+    write_gcp_resources(gcp_resources, location, job_name)
+
+    def cancel_job(signum, frame):
+        print(f"task terminated: cancelling {job_name}", flush=True)
+        client.tunings.cancel(name=job_name)
+        raise SystemExit(128 + signum)
+
     deadline = time.monotonic() + timeout_seconds
-    last_report = None
-    while True:
-        job = client.tunings.get(name=job_name)
-        state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
-        epochs = len(job.tuned_model.checkpoints or []) if job.tuned_model else 0
-        if (state, epochs) != last_report:
-            print(f"{job_name}: {state}" + (f", {epochs} epoch(s) done" if epochs else ""), flush=True)
-            last_report = (state, epochs)
-        if job.has_ended:
-            break
-        if time.monotonic() >= deadline:
-            client.tunings.cancel(name=job_name)
-            raise TimeoutError(f"{job_name} still {state} after {timeout_seconds} s; cancelled it")
-        time.sleep(max(0.0, min(poll_interval_seconds, deadline - time.monotonic())))
+    previous_handler = signal.signal(signal.SIGTERM, cancel_job)
+    try:
+        last_report = None
+        while True:
+            job = client.tunings.get(name=job_name)
+            state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
+            epochs = len(job.tuned_model.checkpoints or []) if job.tuned_model else 0
+            if (state, epochs) != last_report:
+                print(f"{job_name}: {state}" + (f", {epochs} epoch(s) done" if epochs else ""), flush=True)
+                last_report = (state, epochs)
+            if job.has_ended:
+                break
+            if time.monotonic() >= deadline:
+                client.tunings.cancel(name=job_name)
+                raise TimeoutError(f"{job_name} still {state} after {timeout_seconds} s; cancelled it")
+            time.sleep(max(0.0, min(poll_interval_seconds, deadline - time.monotonic())))
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
     if state != "JOB_STATE_SUCCEEDED":
         message = job.error.message if job.error and job.error.message else "no error message"

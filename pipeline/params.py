@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.pipeline import COMPILED_YAML
 
-ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
+ADAPTER_SIZES = (1, 2, 4, 8, 16)  # what Gemini 2.5 supervised tuning accepts
 _TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
 

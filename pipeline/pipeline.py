@@ -47,6 +47,7 @@ def visual_defect_sft(
     poll_interval_seconds: int = 30,
     tuning_timeout_seconds: int = 6 * 3600,
     eval_concurrency: int = 4,
+    eval_thinking_budget: int = 0,
     evaluate_base_model: bool = False,
 ) -> PipelineOutputs:
     """Synthesize (or import) -> split -> JSONL -> tune -> wait -> evaluate -> summarize.
@@ -95,7 +96,8 @@ def visual_defect_sft(
     evaluation = evaluate_inspector(project=project, location=location,
                                     tuned_endpoint=wait.outputs["tuned_endpoint"],
                                     test_jsonl_uri=jsonl.outputs["test_jsonl_uri"], base_model=base_model,
-                                    evaluate_base_model=evaluate_base_model, concurrency=eval_concurrency)
+                                    evaluate_base_model=evaluate_base_model, concurrency=eval_concurrency,
+                                    thinking_budget=eval_thinking_budget)
     evaluation.set_display_name("6. Evaluate the inspector").set_caching_options(False)
     evaluation.set_retry(num_retries=2, backoff_duration="30s")
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 from google.cloud import storage
@@ -60,7 +61,7 @@ def test_synthesize_writes_balanced_unique_labelled_images(synthesized):
     for row in rows:
         assert row["label"] == LABELS[None if row["defect_type"] == "None" else row["defect_type"]]
     bucket, name = parse_gcs_uri(rows[0]["gcs_uri"])
-    assert name.startswith("unit/images/")
+    assert name.startswith("unit/images/standard-seed7-n40-defects0.5/")
     data = storage.Client(project=PROJECT).bucket(bucket).blob(name).download_as_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -70,6 +71,13 @@ def test_synthesize_is_deterministic_for_a_seed(synthesized, local_stack, tmp_pa
     synthesize_images.python_func(project=PROJECT, bucket=BUCKET, manifest=again, num_images=40,
                                   defect_ratio=0.5, seed=7, image_folder="unit/images")
     assert read_csv(again) == read_csv(synthesized)
+
+
+def test_synthesize_never_overwrites_another_parameter_sets_images(synthesized, tmp_path):
+    other = dsl.Dataset(name="other", uri=str(tmp_path / "other.csv"), metadata={})
+    synthesize_images.python_func(project=PROJECT, bucket=BUCKET, manifest=other, num_images=40,
+                                  defect_ratio=0.5, seed=8, image_folder="unit/images")
+    assert not {r["gcs_uri"] for r in read_csv(other)} & {r["gcs_uri"] for r in read_csv(synthesized)}
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -122,7 +130,8 @@ def test_jsonl_lines_are_gemini_sft_format(splits, tmp_path):
                                           train_manifest=outputs["train"], validation_manifest=outputs["validation"],
                                           test_manifest=outputs["test"], jsonl_metrics=metrics,
                                           system_instruction="You are a QC inspector.", jsonl_folder="unit/tuning")
-    assert uris.train_jsonl_uri == "gs://local-bucket/unit/tuning/train.jsonl"
+    assert re.fullmatch(r"gs://local-bucket/unit/tuning/[0-9a-f]{16}/train\.jsonl", uris.train_jsonl_uri)
+    assert uris.test_jsonl_uri == uris.train_jsonl_uri.replace("train.jsonl", "test.jsonl")
     lines = [json.loads(line) for line in read_gcs_text(uris.train_jsonl_uri).splitlines()]
     assert len(lines) == 32 == metrics.metadata["jsonl_train_lines"]
     first = lines[0]
@@ -187,7 +196,9 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
 
     metrics = dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={})
     waited = wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=launched.job_name,
-                                         tuning_metrics=metrics, poll_interval_seconds=1, timeout_seconds=300)
+                                         tuning_metrics=metrics, gcp_resources=str(tmp_path / "waited"),
+                                         poll_interval_seconds=1, timeout_seconds=300)
+    assert json.loads((tmp_path / "waited").read_text()) == json.loads(resources.read_text())
     assert "/endpoints/" in waited.tuned_endpoint and "/models/" in waited.tuned_model
     assert metrics.metadata["train_example_count"] == 32
     assert metrics.metadata["train_epochs_completed"] == 1
@@ -217,10 +228,56 @@ def test_wait_fails_with_the_jobs_error(splits, tmp_path, local_stack):
     with pytest.raises(RuntimeError, match=r"ended JOB_STATE_FAILED: .*train\.jsonl line 1"):
         wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=job.name,
                                     tuning_metrics=dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={}),
-                                    poll_interval_seconds=1, timeout_seconds=120)
+                                    gcp_resources=str(tmp_path / "r"), poll_interval_seconds=1, timeout_seconds=120)
 
 
 def test_launch_rejects_an_unknown_adapter_size(tmp_path):
     with pytest.raises(ValueError, match="adapter_size must be one of"):
         launch_tuning.python_func(project=PROJECT, location="us-central1", train_jsonl_uri="gs://b/t.jsonl",
                                   gcp_resources=str(tmp_path / "r"), adapter_size=3)
+
+
+WAIT_IN_CHILD = """
+import sys
+from kfp import dsl
+from components.wait_for_tuning import wait_for_tuning
+wait_for_tuning.python_func(project=sys.argv[1], location="us-central1", job_name=sys.argv[2],
+                            tuning_metrics=dsl.Metrics(name="t", uri=sys.argv[3] + "/t", metadata={}),
+                            gcp_resources=sys.argv[3] + "/r", poll_interval_seconds=1, timeout_seconds=300)
+"""
+
+
+@pytest.mark.slow
+def test_a_terminated_wait_cancels_its_tuning_job(splits, tmp_path):
+    """A cancelled pipeline run sends SIGTERM to the task: the job must not train on unseen."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from components.helpers import genai_client
+    from google.genai import types
+
+    outputs, _ = splits
+    jsonl = build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
+                                           train_manifest=outputs["train"], validation_manifest=outputs["validation"],
+                                           test_manifest=outputs["test"],
+                                           jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
+                                           jsonl_folder="unit/sigterm")
+    client = genai_client(PROJECT, "us-central1")
+    job = client.tunings.tune(base_model="gemini-2.5-flash",
+                              training_dataset=types.TuningDataset(gcs_uri=jsonl.train_jsonl_uri),
+                              config=types.CreateTuningJobConfig(epoch_count=50))
+    child = subprocess.Popen([sys.executable, "-c", WAIT_IN_CHILD, PROJECT, job.name, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    for line in child.stdout:  # wait until the task is polling
+        if "JOB_STATE_" in line:
+            break
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 60
+    while (state := client.tunings.get(name=job.name).state.name) != "JOB_STATE_CANCELLED":
+        assert state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"), state
+        assert time.monotonic() < deadline, f"job still {state}"
+        time.sleep(0.5)
