@@ -14,7 +14,8 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	@# The CPU build of torch first, so the range in pyproject.toml does not pull a CUDA build.
+	@# torch first, pinned: on these machines pip's find-links holds the 2.13.0 CPU wheel, so the
+	@# range in pyproject.toml is then satisfied and no multi-GB CUDA build is pulled.
 	$(PYTHON) -m pip install --quiet "torch==2.13.0"
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	@touch $@
@@ -45,6 +46,7 @@ bench: $(STAMP) ## Run the benchmarks (they print figures)
 
 # ---- Vertex AI (settings in env.sh: cp env.sh.example env.sh) --------------------------
 # Extra pipeline parameters: make submit PARAMS="num_images=400 epoch_count=3"; NO_CACHE=1 reruns every step.
+# PARAMS splits on spaces: for a value with spaces use ARGS='--param "system_instruction=You are a QC inspector."'.
 PARAMS ?=
 VERTEX_ENV = set -a && . ./env.sh && set +a
 VERTEX_RUN_OPTS = --project "$$PROJECT" --location "$$LOCATION" --bucket "$$BUCKET" \

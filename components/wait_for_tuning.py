@@ -46,6 +46,8 @@ def wait_for_tuning(
     import time
     from collections import namedtuple
 
+    from google.genai import errors
+
     client = genai_client(project, location)
     write_gcp_resources(gcp_resources, location, job_name)
 
@@ -68,7 +70,10 @@ def wait_for_tuning(
             if job.has_ended:
                 break
             if time.monotonic() >= deadline:
-                client.tunings.cancel(name=job_name)
+                try:
+                    client.tunings.cancel(name=job_name)
+                except errors.ClientError as error:  # it ended meanwhile: the timeout still stands
+                    print(f"could not cancel {job_name}: {error}", flush=True)
                 raise TimeoutError(f"{job_name} still {state} after {timeout_seconds} s; cancelled it")
             time.sleep(max(0.0, min(poll_interval_seconds, deadline - time.monotonic())))
     finally:

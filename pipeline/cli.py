@@ -47,10 +47,10 @@ def compile_command(output: Path = typer.Option(COMPILED_YAML, help="Where to wr
 
 @app.command("run")
 def run_command(
-    num_images: Optional[int] = typer.Option(None, help="Images to synthesize [default: 200]."),
-    epochs: Optional[int] = typer.Option(None, help="Tuning epochs (passes over the data) [default: 5]."),
-    adapter_size: Optional[int] = typer.Option(None, help="Adapter size 1-32 [default: 4]."),
-    seed: Optional[int] = typer.Option(None, help="Random seed of images and split [default: 42]."),
+    num_images: Optional[int] = typer.Option(None, help="Images to synthesize (default 200)."),
+    epochs: Optional[int] = typer.Option(None, help="Tuning epochs, passes over the data (default 5)."),
+    adapter_size: Optional[int] = typer.Option(None, help="Adapter size: 1, 2, 4, 8 or 16 (default 4)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed of images and split (default 42)."),
     dataset: Optional[Path] = typer.Option(
         None, exists=True, help="Tune on your own labelled images: a folder <class>/<image> or a .csv/.jsonl "
                                 "manifest, uploaded to the local storage first."),
@@ -58,19 +58,19 @@ def run_command(
         None, help='Answer for defect classes, e.g. "Status: Defect - {defect_type} found."'),
     param: list[str] = typer.Option([], "--param", "-p", help="Any pipeline parameter as key=value (repeatable)."),
     cache: bool = typer.Option(False, help="Reuse kfp.local results of identical data steps."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local Vertex AI data folder [default: .localvertex/]."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local Vertex AI data folder (default .localvertex/)."),
 ):
     """Run the whole pipeline offline: compiled YAML, kfp.local, local Vertex AI."""
     overrides = {**offline.LOCAL_DEFAULTS, **_given(num_images=num_images, epoch_count=epochs,
                                                     adapter_size=adapter_size, seed=seed,
                                                     label_template=label_template)}
+    if not COMPILED_YAML.exists():
+        fail(f"{COMPILED_YAML} is missing: run `python -m pipeline compile` first")
     try:
         overrides.update(pipeline_params.parse_assignments(param))
         params = pipeline_params.resolve(overrides)
     except pipeline_params.ParameterError as error:
         fail(str(error))
-    if not COMPILED_YAML.exists():
-        fail(f"{COMPILED_YAML} is missing: run `python -m pipeline compile` first")
 
     if dataset and num_images is not None:
         console.print("[yellow]note:[/yellow] --num-images is ignored with --dataset")
@@ -161,8 +161,10 @@ def _runs_table(runs: list[dict]) -> Table:
     table = Table(title=f"{len(runs)} offline run(s), newest first")
     table.add_column("run id", no_wrap=True)
     table.add_column("date (UTC)", no_wrap=True)
-    for name in [*varying, *metric_names.values(), "ok", "seconds"]:
-        table.add_column(name, overflow="fold")
+    for name in varying:  # long values (prompts, URIs) are cut here; `--compare` shows them whole
+        table.add_column(name, max_width=18, overflow="ellipsis", no_wrap=True)
+    for name in [*metric_names.values(), "ok", "seconds"]:
+        table.add_column(name, justify="right")
     for run in runs:
         m, rid = run["metrics"], run["run_id"]
         date = f"{rid[:4]}-{rid[4:6]}-{rid[6:8]} {rid[9:11]}:{rid[11:13]}"
@@ -185,39 +187,55 @@ def _comparison_table(runs: list[dict]) -> Table:
 
 @app.command("inspect")
 def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-                    endpoint: Optional[str] = typer.Option(None, help="Tuned endpoint [default: the latest run's]."),
+                    endpoint: Optional[str] = typer.Option(None, help="Tuned endpoint (default: the latest successful run's)."),
                     as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
     """Ask the tuned inspector about images (sent inline, as a camera client would)."""
-    from components.helpers import defect_type_of, genai_client, is_pass_answer
-    from google.genai import errors, types
+    from components.helpers import genai_client
+    from localvertex import LocalStack
 
     run_dir = _latest_run_dir()
     outcome = json.loads((run_dir / "result.json").read_text())
     params = json.loads((run_dir / "params.json").read_text())
     endpoint = endpoint or outcome["tuned_endpoint"]
-    from localvertex import LocalStack
 
     # Use a local Vertex AI the user already started (`make serve`), else start one.
     running = "GOOGLE_VERTEX_BASE_URL" in os.environ
     with (nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"])) as stack:
         if stack:
             stack.apply_env()
-        client = genai_client(params["project"], params["location"])
-        for image in images:
-            mime = mimetypes.guess_type(image.name)[0] or "image/png"
-            try:
-                response = client.models.generate_content(
-                    model=endpoint, contents=[types.Part.from_text(text=params["prompt"]),
-                                              types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
-                    config=types.GenerateContentConfig(temperature=0.0))
-            except errors.APIError as error:
-                fail(f"{image}: {error.code} {error.status}: {error.message} "
-                     f"(tuned in run {run_dir.name}; its data folder is {outcome['data_dir']})", code=1)
-            answer = (response.text or "").strip()
-            status = "Pass" if is_pass_answer(answer) else "Defect" if "defect" in answer.lower() else "Unparseable"
-            row = {"file": str(image), "answer": answer, "status": status,
-                   "defect_type": defect_type_of(answer) if status == "Defect" else None}
-            print(json.dumps(row) if as_json else f"{image}\t{answer}\t{status}\t{row['defect_type'] or '-'}")
+        client = genai_client(params["project"], params["location"], attempts=2)
+        rows = [_inspect_image(client, endpoint, params["prompt"], image) for image in images]
+    for row in rows:
+        if as_json:
+            print(json.dumps(row))
+        elif row["error"]:
+            print(f"{row['file']}\terror: {row['error']}")
+        else:
+            print(f"{row['file']}\t{row['answer']}\t{row['status']}\t{row['defect_type'] or '-'}")
+    if any(row["error"] for row in rows):
+        console.print(f"[red]some images got no answer[/red] (endpoint {endpoint}, tuned in run {run_dir.name}, "
+                      f"data folder {outcome['data_dir']})", highlight=False)
+        raise typer.Exit(1)
+
+
+def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
+    """One image's answer, parsed status and defect type; or the error that stopped it."""
+    from components.helpers import defect_type_of, is_pass_answer
+    from google.genai import errors, types
+
+    row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}
+    mime = mimetypes.guess_type(image.name)[0] or "image/png"
+    try:
+        response = client.models.generate_content(
+            model=endpoint, contents=[types.Part.from_text(text=prompt),
+                                      types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
+            config=types.GenerateContentConfig(temperature=0.0))
+    except errors.APIError as error:
+        return {**row, "error": f"{error.code} {error.status}: {error.message}"}
+    answer = (response.text or "").strip()
+    status = "Pass" if is_pass_answer(answer) else "Defect" if "defect" in answer.lower() else "Unparseable"
+    return {**row, "answer": answer, "status": status,
+            "defect_type": defect_type_of(answer) if status == "Defect" else None}
 
 
 def _latest_run_dir() -> Path:

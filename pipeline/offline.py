@@ -121,18 +121,22 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         child = subprocess.Popen([sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO)
-        for line in child.stdout:
-            log.write(line)
-            event = parse_line(line, current, params.get("epoch_count", 0))
-            if event is None:
-                continue
-            if event.kind == "start":
-                current, task_started[event.task] = event.task, time.monotonic()
-            elif event.kind == "end":
-                task_seconds[event.task] = round(time.monotonic() - task_started.get(event.task, started), 2)
-                failed = failed or (event.task if event.status != "SUCCESS" else "")
-            on_event(event)
-        child.wait()
+        try:
+            for line in child.stdout:
+                log.write(line)
+                event = parse_line(line, current, params.get("epoch_count", 0))
+                if event is None:
+                    continue
+                if event.kind == "start":
+                    current, task_started[event.task] = event.task, time.monotonic()
+                elif event.kind == "end":
+                    task_seconds[event.task] = round(time.monotonic() - task_started.get(event.task, started), 2)
+                    failed = failed or (event.task if event.status != "SUCCESS" else "")
+                on_event(event)
+        finally:  # Ctrl-C or any error here: the runner must not outlive us
+            if child.poll() is None:
+                child.terminate()
+            child.wait()
 
     seconds = round(time.monotonic() - started, 2)
     outcome = json.loads(result_file.read_text()) if result_file.exists() else {

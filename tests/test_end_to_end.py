@@ -66,7 +66,16 @@ def test_runs_lists_the_run_and_inspect_answers_for_an_image(finished_run, tmp_p
     assert answer.exit_code == 0, answer.output
     row = json.loads(answer.output.strip().splitlines()[-1])
     assert row["file"] == str(image) and row["answer"].startswith("Status:")
-    assert row["status"] in ("Pass", "Defect")
+    assert row["status"] in ("Pass", "Defect") and row["error"] == ""
+
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image at all")
+    mixed = CliRunner().invoke(app, ["inspect", str(garbage), str(image), "--json"])
+    assert mixed.exit_code == 1, "an image without an answer must fail the command"
+    rows = [json.loads(line) for line in mixed.output.splitlines() if line.startswith("{")]
+    assert [r["file"] for r in rows] == [str(garbage), str(image)], "one bad image must not stop the rest"
+    assert "400" in rows[0]["error"] and "unreadable image" in rows[0]["error"] and "BytesIO" not in rows[0]["error"]
+    assert rows[1]["answer"] == row["answer"]
 
 
 def write_class_folders(root, per_class=10):

@@ -4,7 +4,7 @@ import io
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 INPUT_SIZE = 64
 
@@ -24,6 +24,8 @@ def load_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
+    except UnidentifiedImageError:  # its message would only name an in-memory buffer
+        raise ValueError(f"unreadable image: {len(data)} bytes that are not a PNG, JPEG, WebP or GIF file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"unreadable image: {error}") from None
     return to_rgb(image)
