@@ -31,7 +31,7 @@ def serve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Start everything on 127.0.0.1 and print the environment to point the SDKs at it."""
-    from .stack import LocalStack
+    from .stack import DataDirInUse, LocalStack
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,7 +47,7 @@ def serve(
                        project=project)
     try:
         stack.start()
-    except OSError as exc:
+    except (OSError, DataDirInUse) as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
     try:

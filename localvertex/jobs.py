@@ -6,16 +6,15 @@ Vertex returns it) plus ``localTuningMetrics`` (per-epoch losses; the SDK ignore
 keys) and a private ``_local`` block (ids, project, location) that is never served.
 Writes are atomic (tmp file + ``os.replace``).
 
-Restart rule: a job found ``PENDING`` at start-up is re-queued; a job found ``RUNNING`` or
-``CANCELLING`` is marked ``FAILED`` ("the local Vertex AI server stopped/restarted during
-training") because its worker process died with the old server. Stopping the stack does
-the same to the job it is training.
+Restart rule: a job found ``PENDING`` at start-up is re-queued; a job found ``RUNNING`` is
+marked ``FAILED`` ("the local Vertex AI server stopped/restarted during training") because
+its worker process died with the old server; a job found ``CANCELLING`` ends ``CANCELLED``
+(the cancel was accepted). Stopping the stack does the same to the job it is training.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import logging
 import os
@@ -42,8 +41,11 @@ CANCELLING = "JOB_STATE_CANCELLING"
 CANCELLED = "JOB_STATE_CANCELLED"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
-ID_RE = re.compile(r"^[0-9a-z][0-9a-z-]{0,63}$")
-NAME_SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Used with fullmatch: match's "$" would also accept a trailing newline.
+ID_RE = re.compile(r"[0-9a-z][0-9a-z-]{0,63}")
+NAME_SEGMENT_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+LABEL_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}")
 
 ADAPTER_SIZES = {
     "ADAPTER_SIZE_ONE": 1,
@@ -63,12 +65,6 @@ _BASE_PREFIX_RE = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/g
 
 # gRPC codes used in TuningJob.error (google.rpc.Status).
 RPC_CANCELLED, RPC_INVALID_ARGUMENT, RPC_INTERNAL, RPC_ABORTED = 1, 3, 13, 10
-
-MODEL_MODULE_ENV = "LOCALVERTEX_MODEL_MODULE"  # test seam; default localvertex.model
-
-
-def model_module():
-    return importlib.import_module(os.environ.get(MODEL_MODULE_ENV) or "localvertex.model")
 
 
 class ApiError(Exception):
@@ -97,13 +93,13 @@ def new_id() -> str:
 
 
 def check_id(value: str, what: str = "id") -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
-        raise invalid(f"invalid {what}: {value[:80]!r} (expected [0-9a-z-], at most 64 chars)")
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise invalid(f"invalid {what}: {str(value)[:80]!r} (expected [0-9a-z-], at most 64 chars)")
     return value
 
 
 def check_segment(value: str, what: str) -> str:
-    if not NAME_SEGMENT_RE.match(value or ""):
+    if not NAME_SEGMENT_RE.fullmatch(value or ""):
         raise invalid(f"invalid {what}: {value[:80]!r}")
     return value
 
@@ -171,8 +167,8 @@ def build_job(body: Any, project: str, location: str,
     if not isinstance(labels, dict) or len(labels) > 64:
         raise invalid("labels must be an object with at most 64 entries")
     for k, v in labels.items():
-        if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", str(k)) or not isinstance(v, str) \
-                or not re.match(r"^[a-z0-9_-]{0,63}$", v):
+        if not LABEL_KEY_RE.fullmatch(str(k)) or not isinstance(v, str) \
+                or not LABEL_VALUE_RE.fullmatch(v):
             raise invalid(f"invalid label {k!r}: {v!r} (lowercase letters, digits, '_' and '-')")
     if exists is not None:
         for key, ref in uris.items():
@@ -250,7 +246,7 @@ class JobStore:
             try:
                 job = json.loads(path.read_text(encoding="utf-8"))
                 job_id = job["_local"]["id"]
-                if path.stem != job_id or not ID_RE.match(job_id):
+                if path.stem != job_id or not ID_RE.fullmatch(job_id):
                     raise ValueError("file name does not match job id")
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable job file %s: %s", path.name, exc)
@@ -323,13 +319,22 @@ def _cancelled(job: dict[str, Any]) -> None:
     job["endTime"] = now
 
 
-def _epoch_dict(stats: Any) -> dict[str, Any]:
-    if hasattr(stats, "to_dict"):
-        return dict(stats.to_dict())
-    if isinstance(stats, dict):
-        return dict(stats)
-    return {k: getattr(stats, k) for k in ("epoch", "step", "train_loss", "validation_loss",
-                                            "seconds") if hasattr(stats, k)}
+def _succeeded(job: dict[str, Any], result: dict[str, Any]) -> None:
+    """Mark a job SUCCEEDED with the worker's final ``result``."""
+    job["state"] = SUCCEEDED
+    job["endTime"] = now_rfc3339()
+    job.pop("error", None)
+    tuned = job.setdefault("tunedModel", {})
+    tuned["model"] = model_name(job)
+    tuned["endpoint"] = endpoint_name(job)
+    stats = job.setdefault("tuningDataStats", {}).setdefault("supervisedTuningDataStats", {})
+    stats["tuningStepCount"] = str(result["stepCount"])
+    stats.setdefault("tuningDatasetExampleCount", str(result["exampleCount"]))
+    metrics = job.setdefault("localTuningMetrics", {"epochs": []})
+    metrics["epochs"] = result["epochs"] or metrics.get("epochs", [])
+    metrics.update({k: result[k] for k in ("stepCount", "exampleCount", "tokenCount",
+                                           "trainSeconds")})
+    metrics["config"] = job["_local"]["config"]
 
 
 # --------------------------------------------------------------------------- worker process
@@ -368,7 +373,7 @@ def train_worker(spec: dict[str, Any], emit: Callable[[list], None],
         # Parse and check both files before importing the model (torch): bad data fails fast.
         train_records = read_records(spec["training_uri"])
         val_records = read_records(spec.get("validation_uri"))
-        M = model_module()
+        from . import model as M
 
         def examples(records, uri):
             pairs = datasets.load_images(records, uri, reader.read_bytes, M.load_image)
@@ -379,15 +384,16 @@ def train_worker(spec: dict[str, Any], emit: Callable[[list], None],
         stats = datasets.dataset_stats(train_records, cfg["epochs"])
         emit(["data", {"stats": stats, "validationExampleCount": len(val_examples)}])
 
-        def on_epoch(epoch_stats, *args, **kwargs):
-            emit(["epoch", _epoch_dict(epoch_stats)])
-
         config = M.TrainConfig(epochs=cfg["epochs"],
                                learning_rate_multiplier=cfg["learning_rate_multiplier"],
                                adapter_size=cfg["adapter_size"], seed=cfg["seed"])
         t0 = time.monotonic()
-        result = M.train(train_examples, val_examples, config, on_epoch=on_epoch,
-                         should_stop=should_stop)
+        try:
+            result = M.train(train_examples, val_examples, config, should_stop=should_stop,
+                             on_epoch=lambda stats: emit(["epoch", stats.to_dict()]))
+        except M.TrainingCancelled:
+            emit(["cancelled"])
+            return
         seconds = time.monotonic() - t0
         final = Path(spec["model_dir"])
         partial = final.with_name(final.name + ".partial")
@@ -398,7 +404,7 @@ def train_worker(spec: dict[str, Any], emit: Callable[[list], None],
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
         emit(["done", {
-            "epochs": [_epoch_dict(e) for e in result.epochs],
+            "epochs": [e.to_dict() for e in result.epochs],
             "stepCount": int(result.step_count),
             "exampleCount": int(result.example_count),
             "tokenCount": int(result.token_count),
@@ -407,16 +413,13 @@ def train_worker(spec: dict[str, Any], emit: Callable[[list], None],
     except Exception as exc:  # noqa: BLE001 - everything must reach the runner
         from .datasets import DatasetError
 
-        name = type(exc).__name__
-        if name == "TrainingCancelled":
-            emit(["cancelled"])
-        elif isinstance(exc, DatasetError):
+        if isinstance(exc, DatasetError):
             emit(["error", RPC_INVALID_ARGUMENT, f"Invalid dataset: {exc}"])
         elif isinstance(exc, ValueError):
             emit(["error", RPC_INVALID_ARGUMENT, f"Invalid tuning data: {exc}"])
         else:
             traceback.print_exc()
-            emit(["error", RPC_INTERNAL, f"Training failed: {name}: {exc}"])
+            emit(["error", RPC_INTERNAL, f"Training failed: {type(exc).__name__}: {exc}"])
 
 
 def worker_main(argv: list[str]) -> int:
@@ -466,10 +469,13 @@ class TrainingRunner:
     def recover(self) -> None:
         """Apply the restart rule to jobs left behind by a previous server."""
         for job in self.store.list():
-            if job["state"] in (RUNNING, CANCELLING):
-                job_id = job["_local"]["id"]
-                log.warning("job %s was %s when the server stopped; marking it FAILED",
-                            job_id, job["state"])
+            job_id = job["_local"]["id"]
+            if job["state"] == CANCELLING:
+                log.info("job %s was CANCELLING when the server stopped; CANCELLED", job_id)
+                self.store.update(job_id, _cancelled)
+            elif job["state"] == RUNNING:
+                log.warning("job %s was RUNNING when the server stopped; marking it FAILED",
+                            job_id)
                 self.store.update(job_id, lambda j: _fail(
                     j, RPC_ABORTED, "The local Vertex AI server stopped or restarted during "
                     "training, so this job did not finish. Create the tuning job again."))
@@ -659,45 +665,29 @@ class TrainingRunner:
 
     def _finish(self, job: dict[str, Any], outcome: tuple | None, exitcode: int | None) -> None:
         job_id = job["_local"]["id"]
-        state_now = self.store.get(job_id)["state"]
-        if outcome and outcome[0] == "done" and state_now != CANCELLING:
-            result = outcome[1]
+        kind = outcome[0] if outcome else None
 
-            def ok(j):
-                now = now_rfc3339()
-                j["state"] = SUCCEEDED
-                j["endTime"] = now
-                j.pop("error", None)
-                tuned = j.setdefault("tunedModel", {})
-                tuned["model"] = model_name(j)
-                tuned["endpoint"] = endpoint_name(j)
-                stats = j.setdefault("tuningDataStats", {}).setdefault(
-                    "supervisedTuningDataStats", {})
-                stats["tuningStepCount"] = str(result["stepCount"])
-                stats.setdefault("tuningDatasetExampleCount", str(result["exampleCount"]))
-                metrics = j.setdefault("localTuningMetrics", {"epochs": []})
-                metrics["epochs"] = result["epochs"] or metrics.get("epochs", [])
-                metrics.update({k: result[k] for k in ("stepCount", "exampleCount",
-                                                        "tokenCount", "trainSeconds")})
-                metrics["config"] = j["_local"]["config"]
-            self.store.update(job_id, ok)
-            log.info("job %s SUCCEEDED in %.1fs", job_id, result["trainSeconds"])
-        elif outcome and outcome[0] == "stopped":
-            self.store.update(job_id, lambda j: _fail(
-                j, RPC_ABORTED, "The local Vertex AI server stopped during training, so this "
-                "job did not finish. Create the tuning job again."))
-            log.warning("job %s FAILED: server stopped during training", job_id)
-        elif state_now == CANCELLING or (outcome and outcome[0] == "cancelled"):
+        def settle(j):  # under the store lock, so a cancel accepted until now wins
+            if j["state"] == CANCELLING or kind == "cancelled":
+                _cancelled(j)
+            elif kind == "done":
+                _succeeded(j, outcome[1])
+            elif kind == "stopped":
+                _fail(j, RPC_ABORTED, "The local Vertex AI server stopped during training, so "
+                      "this job did not finish. Create the tuning job again.")
+            elif kind == "error":
+                _fail(j, outcome[1], outcome[2])
+            else:
+                _fail(j, RPC_INTERNAL,
+                      f"The training process exited unexpectedly (exit code {exitcode}).")
+        final = self.store.update(job_id, settle)
+        if final["state"] == CANCELLED:
             shutil.rmtree(self.model_dir(job), ignore_errors=True)
-            self.store.update(job_id, _cancelled)
             log.info("job %s CANCELLED", job_id)
-        elif outcome and outcome[0] == "error":
-            self.store.update(job_id, lambda j: _fail(j, outcome[1], outcome[2]))
-            log.warning("job %s FAILED: %s", job_id, outcome[2].splitlines()[0])
+        elif final["state"] == SUCCEEDED:
+            log.info("job %s SUCCEEDED in %.1fs", job_id, outcome[1]["trainSeconds"])
         else:
-            self.store.update(job_id, lambda j: _fail(
-                j, RPC_INTERNAL, f"The training process exited unexpectedly (exit code {exitcode})."))
-            log.warning("job %s FAILED: worker exit code %s", job_id, exitcode)
+            log.warning("job %s FAILED: %s", job_id, final["error"]["message"].partition("\n")[0])
 
 
 if __name__ == "__main__":

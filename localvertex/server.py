@@ -132,6 +132,8 @@ class Auth:
             sig = _b64url_decode(sig_b64)
         except (ValueError, binascii.Error):
             raise ValueError("malformed JWT") from None
+        if not isinstance(header, dict) or not isinstance(payload, dict):
+            raise ValueError("malformed JWT: header and payload must be JSON objects")
         if header.get("alg") != "RS256":
             raise ValueError("JWT must be RS256")
         try:
@@ -206,7 +208,9 @@ class Predictor:
         path = self.models_dir / J.check_id(model_id, "model id")
         if not path.is_dir():
             raise not_found(f"model files for {model_id} are missing")
-        model = J.model_module().InspectorModel.load(path)
+        from .model import InspectorModel  # torch: imported on first use only
+
+        model = InspectorModel.load(path)
         with self._load_lock:
             self._models[model_id] = model
             while len(self._models) > self.cache_size:
@@ -214,7 +218,8 @@ class Predictor:
         return model
 
     async def generate(self, model_id: str, image: Any, temperature: float,
-                       max_new_tokens: int | None, seed: int | None) -> str:
+                       max_new_tokens: int | None, seed: int | None) -> tuple[str, str]:
+        """Return (text, finishReason)."""
         loop = asyncio.get_running_loop()
         kwargs: dict[str, Any] = {"temperature": temperature}
         if max_new_tokens is not None:
@@ -233,10 +238,11 @@ class Predictor:
             self._tasks[key] = loop.create_task(self._drain(key, kwargs))
         return await fut
 
-    def _run(self, model_id: str, images: list, kwargs: dict) -> list[str]:
+    def _run(self, model_id: str, images: list, kwargs: dict) -> list[tuple[str, str]]:
         model = self.model(model_id)
-        texts = model.generate(images, **kwargs)
-        return list(texts)
+        limit = kwargs.get("max_new_tokens")
+        return [(text, _finish_reason(text, limit))
+                for text in model.generate(images, **kwargs)]
 
     async def _drain(self, key: tuple, kwargs: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -245,16 +251,25 @@ class Predictor:
         while pending:
             batch, pending[:] = pending[:self.MAX_BATCH], pending[self.MAX_BATCH:]
             try:
-                texts = await loop.run_in_executor(self._executor, self._run, key[0],
-                                                   [p.image for p in batch], kwargs)
-                for p, text in zip(batch, texts):
+                answers = await loop.run_in_executor(self._executor, self._run, key[0],
+                                                     [p.image for p in batch], kwargs)
+                for p, answer in zip(batch, answers):
                     if not p.future.done():
-                        p.future.set_result(text)
+                        p.future.set_result(answer)
             except BaseException as exc:  # noqa: BLE001
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
             pending = self._queues.get(key)
+
+
+def _finish_reason(text: str, limit: int | None) -> str:
+    """MAX_TOKENS when the answer took the whole maxOutputTokens budget, so the model's end
+    token did not fit. generate returns strings, so this re-splits the text into the
+    tokenizer's pieces; re-splitting can only merge pieces, never report MAX_TOKENS wrongly."""
+    from .model.tokenizer import split_pieces
+
+    return "MAX_TOKENS" if limit is not None and len(split_pieces(text)) >= limit else "STOP"
 
 
 # --------------------------------------------------------------------------- app
@@ -525,12 +540,12 @@ def build_app(lv: LocalVertex) -> FastAPI:
                             f"is {job['state'].removeprefix('JOB_STATE_')}.")
         body = camelize(await _json_body(request))
         image, prompt_text, image_count, gen = await _parse_generate(lv, body)
-        text = await lv.predictor.generate(job["_local"]["modelId"], image, **gen)
+        text, finish = await lv.predictor.generate(job["_local"]["modelId"], image, **gen)
         prompt_tokens = _count_tokens_text(prompt_text) + 258 * image_count
         out_tokens = _count_tokens_text(text)
         return {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                            "finishReason": "STOP", "index": 0}],
+                            "finishReason": finish, "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt_tokens,
                               "candidatesTokenCount": out_tokens,
                               "totalTokenCount": prompt_tokens + out_tokens,
@@ -587,7 +602,9 @@ async def _parse_generate(lv: LocalVertex, body: Any):
                       "(fileData with a gs:// URI or inlineData)")
     loop = asyncio.get_running_loop()
     if "fileData" in last_image:
-        fd = last_image["fileData"] or {}
+        fd = last_image["fileData"]
+        if not isinstance(fd, dict):
+            raise invalid("fileData must be an object with a fileUri")
         try:
             ref = parse_gs_uri(fd.get("fileUri"))
         except InvalidUri as exc:
@@ -599,15 +616,19 @@ async def _parse_generate(lv: LocalVertex, body: Any):
         except ValueError as exc:
             raise invalid(f"fileData.fileUri: {exc}") from None
     else:
-        inline = last_image["inlineData"] or {}
+        inline = last_image["inlineData"]
+        if not isinstance(inline, dict):
+            raise invalid("inlineData must be an object with base64 data")
         try:
             data = decode_b64(str(inline.get("data") or ""))
         except (binascii.Error, ValueError):
             raise invalid("inlineData.data is not valid base64") from None
         if not data:
             raise invalid("inlineData.data is empty")
+    from .model import load_image  # torch: imported on first use only
+
     try:
-        image = await loop.run_in_executor(lv._io, J.model_module().load_image, data)
+        image = await loop.run_in_executor(lv._io, load_image, data)
     except ValueError as exc:
         raise invalid(f"cannot decode the image: {exc}") from None
     cfg = body.get("generationConfig") or {}
@@ -619,16 +640,17 @@ async def _parse_generate(lv: LocalVertex, body: Any):
         max_tokens = None if max_tokens is None else int(max_tokens)
         seed = cfg.get("seed")
         seed = None if seed is None else int(seed)
-    except (TypeError, ValueError):
-        raise invalid("generationConfig: temperature must be a number, maxOutputTokens and "
-                      "seed integers") from None
+        candidates = int(cfg.get("candidateCount") or 1)
+    except (TypeError, ValueError, OverflowError):
+        raise invalid("generationConfig: temperature must be a number, maxOutputTokens, seed "
+                      "and candidateCount integers") from None
     if not 0.0 <= temperature <= 2.0:
         raise invalid("generationConfig.temperature must be in [0, 2]")
     if max_tokens is not None:
         if max_tokens < 1:
             raise invalid("generationConfig.maxOutputTokens must be positive")
         max_tokens = min(max_tokens, 1024)
-    if int(cfg.get("candidateCount", 1) or 1) != 1:
+    if candidates != 1:
         raise invalid("generationConfig.candidateCount must be 1 here")
     return image, "\n".join(texts), image_count, {"temperature": temperature,
                                                   "max_new_tokens": max_tokens, "seed": seed}

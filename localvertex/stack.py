@@ -5,12 +5,15 @@
         ...                        # unchanged google-genai / google-cloud-storage code
 
 Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; training runs in
-a child process per job (``python -m localvertex.jobs``). On exit everything stops, a job still training is
-marked FAILED (see jobs.py for the restart rule) and the environment is restored.
+a child process per job (``python -m localvertex.jobs``). One stack at a time may use a
+data directory (an ``flock`` on ``<data_dir>/.lock``). On exit everything stops, a job
+still training is marked FAILED (CANCELLED if it was being cancelled; see jobs.py for
+the restart rule), the lock is released and the environment is restored.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -32,6 +35,28 @@ def default_data_dir() -> Path:
     return Path(env) if env else REPO_ROOT / ".localvertex"
 
 
+class DataDirInUse(RuntimeError):
+    """Another LocalStack (this process or another) holds the data directory's lock."""
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Take ``<data_dir>/.lock`` (exclusive, non-blocking) and write our pid into it: two
+    stacks on one directory would overwrite each other's storage, credentials and jobs."""
+    fd = os.open(data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise DataDirInUse(
+            f"{data_dir} is in use by another local Vertex AI (pid {pid}); stop it, pass another "
+            "--data-dir, or point the SDKs at the running one with its exports "
+            "(python -m localvertex env)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -51,14 +76,13 @@ class LocalStack:
 
     def __init__(self, data_dir: Path | str | None = None, vertex_port: int = 0,
                  storage_port: int = 0, bucket: str = "local-bucket",
-                 project: str = "local-project", location: str = "us-central1",
-                 log_file: bool = True, start_timeout: float = 30.0) -> None:
+                 project: str = "local-project", log_file: bool = True,
+                 start_timeout: float = 30.0) -> None:
         self.data_dir = Path(data_dir or default_data_dir()).resolve()
         self.vertex_port = vertex_port
         self.storage_port = storage_port
         self.bucket = bucket
         self.project = project
-        self.location = location
         self.log_file = log_file
         self.start_timeout = start_timeout
         self.env: dict[str, str] = {}
@@ -71,6 +95,7 @@ class LocalStack:
         self._thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] | None = None
         self._log_handler: logging.Handler | None = None
+        self._lock_fd: int | None = None
 
     # -- lifecycle
     def __enter__(self) -> "LocalStack":
@@ -81,41 +106,18 @@ class LocalStack:
         self.stop()
 
     def start(self) -> "LocalStack":
-        import uvicorn
-
-        from .server import LocalVertex
         from .storage import StorageEmulator
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.log_file and self._log_handler is None:
-            handler = logging.FileHandler(self.data_dir / "localvertex.log")
-            handler.setFormatter(logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            handler.setLevel(logging.INFO)
-            logging.getLogger("localvertex").addHandler(handler)
-            if logging.getLogger("localvertex").level == logging.NOTSET:
-                logging.getLogger("localvertex").setLevel(logging.INFO)
-            self._log_handler = handler
         try:
+            if self._lock_fd is None:
+                self._lock_fd = _lock_data_dir(self.data_dir)
+            self._open_log()
             self._storage = StorageEmulator(self.data_dir / "storage", self.storage_port,
                                             self.bucket, host=HOST)
             self._storage.start(timeout=self.start_timeout)
             self.storage_url = self._storage.url
-
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((HOST, self.vertex_port))
-            port = sock.getsockname()[1]
-            self.vertex_url = f"http://{HOST}:{port}"
-            self._lv = LocalVertex(self.data_dir, self.storage_url, self.project)
-            self._lv.auth.write_credentials(self.credentials_path, f"{self.vertex_url}/token")
-            config = uvicorn.Config(self._lv.app, log_level="warning", access_log=False,
-                                    lifespan="on", timeout_graceful_shutdown=3)
-            self._uvicorn = uvicorn.Server(config)
-            self._thread = threading.Thread(target=self._uvicorn.run,
-                                            kwargs={"sockets": [sock]},
-                                            name="localvertex-uvicorn", daemon=True)
-            self._thread.start()
+            self._serve_api()
             _wait_http(f"{self.vertex_url}/healthz", self.start_timeout)
         except BaseException:
             self.stop()
@@ -130,6 +132,38 @@ class LocalStack:
                  self.storage_url, self.data_dir)
         return self
 
+    def _open_log(self) -> None:
+        if not self.log_file or self._log_handler is not None:
+            return
+        handler = logging.FileHandler(self.data_dir / "localvertex.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        logging.getLogger("localvertex").addHandler(handler)
+        if logging.getLogger("localvertex").level == logging.NOTSET:
+            logging.getLogger("localvertex").setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def _serve_api(self) -> None:
+        """Bind the API port, write credentials.json for it, run uvicorn in a thread."""
+        import uvicorn
+
+        from .server import LocalVertex
+
+        sock = socket.create_server((HOST, self.vertex_port))  # SO_REUSEADDR
+        try:
+            self.vertex_url = f"http://{HOST}:{sock.getsockname()[1]}"
+            self._lv = LocalVertex(self.data_dir, self.storage_url, self.project)
+            self._lv.auth.write_credentials(self.credentials_path, f"{self.vertex_url}/token")
+            config = uvicorn.Config(self._lv.app, log_level="warning", access_log=False,
+                                    lifespan="on", timeout_graceful_shutdown=3)
+            self._uvicorn = uvicorn.Server(config)
+            self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [sock]},
+                                            name="localvertex-uvicorn", daemon=True)
+            self._thread.start()
+        except BaseException:
+            sock.close()  # uvicorn owns (and closes) it only once its thread runs
+            raise
+
     def stop(self) -> None:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
@@ -138,7 +172,7 @@ class LocalStack:
             self._thread = None
         self._uvicorn = None
         if self._lv is not None:
-            self._lv.close()  # idempotent; stops the runner if lifespan did not
+            self._lv.close()  # stops the training runner: the lifespan only starts it
             self._lv = None
         if self._storage is not None:
             self._storage.stop()
@@ -148,6 +182,9 @@ class LocalStack:
             logging.getLogger("localvertex").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     # -- environment
     def apply_env(self) -> dict[str, str | None]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ log = logging.getLogger("localvertex.storage")
 
 # Bucket names: 3-63 chars of lowercase letters, digits, '-', '_' and '.', starting and
 # ending with a letter or digit (the dotted 222-char form is not needed here).
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 _MAX_OBJECT_NAME = 1024
 
 
@@ -54,7 +52,7 @@ def parse_gs_uri(uri: object) -> GsUri:
         raise InvalidUri(f"only gs://bucket/object URIs are supported, got {what}: {uri[:200]!r}")
     rest = uri[len("gs://"):]
     bucket, sep, name = rest.partition("/")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidUri(f"invalid bucket name in {uri[:200]!r}")
     if not sep or not name:
         raise InvalidUri(f"missing object name in {uri[:200]!r}")
@@ -91,6 +89,8 @@ class StorageEmulator:
     def start(self, timeout: float = 15.0) -> None:
         from gcp_storage_emulator.server import create_server
 
+        from .stack import _wait_http
+
         # The emulator logs every request at INFO; keep our logs readable.
         for name in ("gcp_storage_emulator", "gcp_storage_emulator.server", "api.bucket",
                      "api.object", "gcp_storage_emulator.storage"):
@@ -105,17 +105,11 @@ class StorageEmulator:
         httpd = self._server._api._httpd  # bound by now (start() waits for is_running)
         self.port = httpd.server_address[1]
         self._rebase_media_links()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"storage emulator did not answer on {self.url}")
-                time.sleep(0.05)
+        try:
+            _wait_http(f"{self.url}/storage/v1/b", timeout)
+        except RuntimeError:
+            self.stop()
+            raise
         log.info("storage emulator on %s (data in %s)", self.url, self.root)
 
     def _rebase_media_links(self) -> None:

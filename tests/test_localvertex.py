@@ -8,9 +8,12 @@ the worker starts.
 
 from __future__ import annotations
 
+import base64
+import copy
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from localvertex import datasets
-from localvertex.stack import LocalStack
+from localvertex import jobs as J
+from localvertex.stack import DataDirInUse, LocalStack
 from localvertex.storage import InvalidUri, parse_gs_uri
 
 PROJECT = "local-project"
@@ -194,6 +198,12 @@ def test_tune_and_generate(client, tuned, dataset, stack, token):
                                 mime_type="image/png")])])
     assert isinstance(by_uri.text, str) and by_uri.text.strip()
     assert by_uri.candidates[0].finish_reason.name == "STOP"
+    cut = client.models.generate_content(
+        model=endpoint, config=types.GenerateContentConfig(temperature=0.0, max_output_tokens=1),
+        contents=[types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/pass_0.png",
+                                      mime_type="image/png")])
+    assert cut.candidates[0].finish_reason.name == "MAX_TOKENS"
+    assert by_uri.text.startswith(cut.text) and len(cut.text) < len(by_uri.text)
     assert by_uri.usage_metadata.prompt_token_count > 0
     inline = client.models.generate_content(
         model=endpoint, config=config,
@@ -317,6 +327,7 @@ def test_create_validation(client, dataset):
         ({"uri": "file:///etc/passwd.jsonl"}, "gs://"),
         ({"uri": f"gs://{BUCKET}/../secret.jsonl"}, ".."),
         ({"epoch_count": 0}, "epochCount"),
+        ({"labels": {"team": "qc\n"}}, "invalid label"),
     ]:
         with pytest.raises(errors.ClientError) as exc:
             tune(**kwargs)
@@ -348,6 +359,24 @@ def test_file_uris_refused(client, tuned):
         assert exc.value.code == 400, uri
 
 
+@pytest.mark.slow
+def test_malformed_generate_is_400(stack, tuned, token):
+    url = f"{stack.vertex_url}/v1beta1/{tuned.tuned_model.endpoint}:generateContent"
+    png = {"inlineData": {"mimeType": "image/png",
+                          "data": base64.b64encode(draw("pass")).decode()}}
+    for part, config in [({"fileData": "gs://local-bucket/images/pass_0.png"}, {}),
+                         ({"inlineData": "aGk="}, {}),
+                         (png, {"candidateCount": "two"}),
+                         (png, {"maxOutputTokens": float("inf")})]:
+        body = {"contents": [{"role": "user", "parts": [part]}], "generationConfig": config}
+        resp = httpx.post(url, content=json.dumps(body),  # json= refuses inf
+                          headers={"Authorization": f"Bearer {token}",
+                                   "Content-Type": "application/json"})
+        assert resp.status_code == 400, (part, config, resp.text)
+        assert set(resp.json()["error"]) == {"code", "message", "status"}
+        assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
 def test_bad_ids_refused(client, stack, token):
     from google.genai import errors
 
@@ -359,6 +388,8 @@ def test_bad_ids_refused(client, stack, token):
     assert exc.value.code == 404
     hdr = {"Authorization": f"Bearer {token}"}
     base = f"{stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}"
+    resp = httpx.get(base + "/tuningJobs/123%0A", headers=hdr)  # "$" alone accepts a final \n
+    assert resp.status_code == 400 and resp.json()["error"]["status"] == "INVALID_ARGUMENT"
     for path in ("/tuningJobs/..%2F..%2Fauth", "/tuningJobs/a.b", "/endpoints/x%2Fy:generateContent"):
         method = httpx.post if "generate" in path else httpx.get
         resp = method(base + path, headers=hdr)
@@ -379,6 +410,12 @@ def test_auth_required(stack, token):
     # The token endpoint only accepts JWTs signed with the key in credentials.json.
     forged = _assertion(stack)[:-4] + "AAAA"
     assert httpx.post(f"{stack.vertex_url}/token", data={"assertion": forged}).status_code == 400
+    # A header or payload that is JSON but not an object is a malformed JWT, not a 500.
+    for header, payload in (([1], {}), ({"alg": "RS256"}, "x")):
+        parts = [base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=")
+                 for x in (header, payload)]
+        resp = httpx.post(f"{stack.vertex_url}/token", data={"assertion": ".".join(parts + ["AAAA"])})
+        assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text
     creds = json.loads(Path(stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
     assert creds["type"] == "service_account"
     assert creds["token_uri"] == f"{stack.vertex_url}/token"
@@ -402,13 +439,45 @@ def test_oversized_request_413(stack, token):
     assert resp.status_code == 413
 
 
+# --------------------------------------------------------------------------- lifecycle
+
+def test_data_dir_lock(tmp_path):
+    with LocalStack(tmp_path, log_file=False):
+        with pytest.raises(DataDirInUse) as exc, LocalStack(tmp_path, log_file=False):
+            pass
+        assert str(exc.value) == (
+            f"{tmp_path.resolve()} is in use by another local Vertex AI (pid {os.getpid()}); "
+            "stop it, pass another --data-dir, or point the SDKs at the running one with its "
+            "exports (python -m localvertex env)")
+    with LocalStack(tmp_path, log_file=False) as again:  # released on stop
+        assert httpx.get(f"{again.vertex_url}/healthz").status_code == 200
+
+
+def test_failed_start_closes_api_socket(tmp_path, monkeypatch):
+    from localvertex.server import Auth
+
+    def broken(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(Auth, "write_credentials", broken)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(OSError) as exc:
+        LocalStack(tmp_path, vertex_port=port, log_file=False).start()
+    # No SO_REUSEADDR: this fails while any socket holds the port (exc keeps start's frame).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+    assert "disk full" in str(exc.value)
+
+
 # --------------------------------------------------------------------------- units
 
 def test_parse_gs_uri():
     assert parse_gs_uri("gs://local-bucket/images/a b.png").name == "images/a b.png"
     for bad in ("gs://b/x", "gs://local-bucket/", "gs://local-bucket/a/../b", "s3://b/x",
                 "gs://local-bucket/a//b", "gs://UPPER/x", "gs://local-bucket/a\x00b",
-                "file:///etc/passwd", "/abs/path", "gs://local-bucket/./a"):
+                "file:///etc/passwd", "/abs/path", "gs://local-bucket/./a",
+                "gs://local-bucket\n/a"):
         with pytest.raises(InvalidUri):
             parse_gs_uri(bad)
 
@@ -448,3 +517,21 @@ def test_dataset_parsing():
         "mimeType": "image/png", "fileUri": "file:///etc/passwd"}}]}, model]})
     with pytest.raises(datasets.DatasetError, match="no examples"):
         datasets.parse_jsonl("\n\n", "empty.jsonl")
+
+
+def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
+    """A cancel that lands after the runner last looked at the job still ends CANCELLED."""
+    store = J.JobStore(tmp_path)
+    runner = J.TrainingRunner(store, tmp_path, "http://127.0.0.1:1")
+    job = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    job["state"] = J.RUNNING
+    store.add(job)
+    job_id = job["_local"]["id"]
+    runner.cancel(job_id)
+    stale = store.get(job_id) | {"state": J.RUNNING}  # what a read before the cancel saw
+    monkeypatch.setattr(store, "get", lambda _: copy.deepcopy(stale))
+    result = {"epochs": [], "stepCount": 1, "exampleCount": 1, "tokenCount": 1,
+              "trainSeconds": 0.1}
+    runner._finish(job, ("done", result), 0)
+    assert J.JobStore(tmp_path).get(job_id)["state"] == J.CANCELLED

@@ -1,7 +1,8 @@
 """Restarting the local stack on the same data directory loses nothing.
 
 Restart rule (localvertex/jobs.py): a finished job and its endpoint survive; a job that was
-RUNNING when the stack stopped ends FAILED saying so; a PENDING job is re-queued.
+RUNNING when the stack stopped ends FAILED saying so, one that was CANCELLING ends CANCELLED;
+a PENDING job is re-queued.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
         assert creds["token_uri"] == f"{second.vertex_url}/token"
 
 
-def test_recover_marks_running_failed(tmp_path):
+def test_recover_marks_running_failed_and_cancelling_cancelled(tmp_path):
     """Unit check of the restart rule without a server (a crash leaves RUNNING on disk)."""
     from localvertex import jobs as J
 
@@ -119,9 +120,14 @@ def test_recover_marks_running_failed(tmp_path):
     queued = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
         "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
     store.add(queued)
+    cancelling = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    cancelling["state"] = J.CANCELLING
+    store.add(cancelling)
     J.TrainingRunner(J.JobStore(tmp_path), tmp_path, "http://127.0.0.1:1")
     reloaded = J.JobStore(tmp_path)
     crashed = reloaded.get(job["_local"]["id"])
     assert crashed["state"] == J.FAILED and "restarted during training" in crashed["error"]["message"]
+    assert reloaded.get(cancelling["_local"]["id"])["state"] == J.CANCELLED
     assert reloaded.get(queued["_local"]["id"])["state"] == J.PENDING
     assert reloaded.next_pending()["_local"]["id"] == queued["_local"]["id"]
