@@ -6,7 +6,7 @@ environment variables they already honour (see :class:`LocalStack` and README.md
 
 from __future__ import annotations
 
-__all__ = ["LocalStack", "default_data_dir"]
+__all__ = ["DataDirInUse", "LocalStack", "default_data_dir"]
 
 
 def __getattr__(name):  # lazy: keep ``import localvertex.model`` light for training workers

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from pipeline import offline, params as pipeline_params
+from localvertex import DataDirInUse, LocalStack
 from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
 
@@ -78,7 +79,7 @@ def run_command(
         with _progress_view() as on_event:
             result = offline.run_offline(params, on_event, data_dir=data_dir, local_dataset=dataset,
                                          enable_caching=cache)
-    except DatasetUploadError as error:
+    except (DatasetUploadError, DataDirInUse) as error:
         fail(str(error))
     _report(result)
     print(json.dumps(json.loads((result.run_dir / "metrics.json").read_text()), sort_keys=True))
@@ -191,7 +192,6 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
                     as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
     """Ask the tuned inspector about images (sent inline, as a camera client would)."""
     from components.helpers import genai_client
-    from localvertex import LocalStack
 
     run_dir = _latest_run_dir()
     outcome = json.loads((run_dir / "result.json").read_text())
@@ -200,11 +200,14 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
 
     # Use a local Vertex AI the user already started (`make serve`), else start one.
     running = "GOOGLE_VERTEX_BASE_URL" in os.environ
-    with (nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"])) as stack:
-        if stack:
-            stack.apply_env()
-        client = genai_client(params["project"], params["location"], attempts=2)
-        rows = [_inspect_image(client, endpoint, params["prompt"], image) for image in images]
+    try:
+        with (nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"])) as stack:
+            if stack:
+                stack.apply_env()
+            client = genai_client(params["project"], params["location"], attempts=2)
+            rows = [_inspect_image(client, endpoint, params["prompt"], image) for image in images]
+    except DataDirInUse as error:
+        fail(str(error), code=1)
     for row in rows:
         if as_json:
             print(json.dumps(row))
