@@ -28,6 +28,23 @@ def read_gcs_text(uri):
     return storage.Client(project=PROJECT).bucket(bucket).blob(name).download_as_text()
 
 
+def build_jsonl(outputs, tmp_path, folder, **overrides):
+    """build_tuning_jsonl.python_func on the split's manifests, any of them overridden."""
+    manifests = {f"{split}_manifest": outputs[split] for split in ("train", "validation", "test")}
+    args = {"project": PROJECT, "bucket": BUCKET, "prompt": PROMPT, **manifests, "jsonl_folder": folder,
+            "jsonl_metrics": dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}), **overrides}
+    return build_tuning_jsonl.python_func(**args)
+
+
+def manifest_file(path, rows):
+    """A manifest CSV artifact holding ``rows``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return dsl.Dataset(name=path.stem, uri=str(path), metadata={})
+
+
 @pytest.fixture(scope="module")
 def synthesized(local_stack, tmp_path_factory):
     """40 synthesized images in the emulator and their manifest."""
@@ -108,15 +125,11 @@ def test_split_is_stratified_disjoint_and_complete(synthesized, splits):
 
 
 def test_split_keeps_identical_images_together(tmp_path):
-    manifest = tmp_path / "m.csv"
     rows = [{"gcs_uri": f"gs://b/{i}.png", "label": "Status: Pass", "status": "Pass", "defect_type": "None",
              "sha256": "same" if i < 5 else str(i)} for i in range(20)]
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest = manifest_file(tmp_path / "m.csv", rows)
     outs = [dsl.Dataset(name=n, uri=str(tmp_path / n), metadata={}) for n in ("a", "b", "c")]
-    split_manifest.python_func(manifest=dsl.Dataset(name="m", uri=str(manifest), metadata={}),
+    split_manifest.python_func(manifest=manifest,
                                train_manifest=outs[0], validation_manifest=outs[1], test_manifest=outs[2],
                                split_metrics=dsl.Metrics(name="x", uri=str(tmp_path / "x"), metadata={}))
     holders = [o for o in outs if any(r["sha256"] == "same" for r in read_csv(o))]
@@ -126,10 +139,8 @@ def test_split_keeps_identical_images_together(tmp_path):
 def test_jsonl_lines_are_gemini_sft_format(splits, tmp_path):
     outputs, _ = splits
     metrics = dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={})
-    uris = build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
-                                          train_manifest=outputs["train"], validation_manifest=outputs["validation"],
-                                          test_manifest=outputs["test"], jsonl_metrics=metrics,
-                                          system_instruction="You are a QC inspector.", jsonl_folder="unit/tuning")
+    uris = build_jsonl(outputs, tmp_path, "unit/tuning", jsonl_metrics=metrics,
+                       system_instruction="You are a QC inspector.")
     assert re.fullmatch(r"gs://local-bucket/unit/tuning/[0-9a-f]{16}/train\.jsonl", uris.train_jsonl_uri)
     assert uris.test_jsonl_uri == uris.train_jsonl_uri.replace("train.jsonl", "test.jsonl")
     lines = [json.loads(line) for line in read_gcs_text(uris.train_jsonl_uri).splitlines()]
@@ -146,17 +157,8 @@ def test_jsonl_names_file_line_and_reason_and_writes_nothing(splits, tmp_path):
     outputs, _ = splits
     rows = read_csv(outputs["test"])
     rows[1]["gcs_uri"] = "gs://local-bucket/unit/images/missing.png"
-    broken = tmp_path / "test.csv"
-    with open(broken, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     with pytest.raises(ValueError, match=r"test\.jsonl line 2: gs://local-bucket/unit/images/missing\.png does not exist"):
-        build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
-                                       train_manifest=outputs["train"], validation_manifest=outputs["validation"],
-                                       test_manifest=dsl.Dataset(name="t", uri=str(broken), metadata={}),
-                                       jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
-                                       jsonl_folder="unit/broken")
+        build_jsonl(outputs, tmp_path, "unit/broken", test_manifest=manifest_file(tmp_path / "test.csv", rows))
     assert not list(storage.Client(project=PROJECT).bucket("local-bucket").list_blobs(prefix="unit/broken/"))
 
 
@@ -164,16 +166,8 @@ def test_jsonl_oversampling_balances_training_labels(splits, tmp_path):
     outputs, _ = splits
     rows = read_csv(outputs["train"])
     skewed = [r for r in rows if r["status"] == "Pass"] + [r for r in rows if r["defect_type"] == "Crack"][:2]
-    path = tmp_path / "train.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(skewed)
-    uris = build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
-                                          train_manifest=dsl.Dataset(name="t", uri=str(path), metadata={}),
-                                          validation_manifest=outputs["validation"], test_manifest=outputs["test"],
-                                          jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
-                                          oversample_rare_classes=True, jsonl_folder="unit/oversampled")
+    uris = build_jsonl(outputs, tmp_path, "unit/oversampled", oversample_rare_classes=True,
+                       train_manifest=manifest_file(tmp_path / "train.csv", skewed))
     labels = [json.loads(line)["contents"][1]["parts"][0]["text"] for line in read_gcs_text(uris.train_jsonl_uri).splitlines()]
     assert labels.count(LABELS["Crack"]) == labels.count(LABELS[None]) == 16
 
@@ -181,11 +175,7 @@ def test_jsonl_oversampling_balances_training_labels(splits, tmp_path):
 @pytest.mark.slow
 def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
     outputs, _ = splits
-    jsonl = build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
-                                           train_manifest=outputs["train"], validation_manifest=outputs["validation"],
-                                           test_manifest=outputs["test"],
-                                           jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
-                                           jsonl_folder="unit/tune")
+    jsonl = build_jsonl(outputs, tmp_path, "unit/tune")
     resources = tmp_path / "gcp_resources"
     launched = launch_tuning.python_func(project=PROJECT, location="us-central1",
                                          train_jsonl_uri=jsonl.train_jsonl_uri, gcp_resources=str(resources),
@@ -260,11 +250,7 @@ def test_a_terminated_wait_cancels_its_tuning_job(splits, tmp_path):
     from google.genai import types
 
     outputs, _ = splits
-    jsonl = build_tuning_jsonl.python_func(project=PROJECT, bucket=BUCKET, prompt=PROMPT,
-                                           train_manifest=outputs["train"], validation_manifest=outputs["validation"],
-                                           test_manifest=outputs["test"],
-                                           jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
-                                           jsonl_folder="unit/sigterm")
+    jsonl = build_jsonl(outputs, tmp_path, "unit/sigterm")
     client = genai_client(PROJECT, "us-central1")
     job = client.tunings.tune(base_model="gemini-2.5-flash",
                               training_dataset=types.TuningDataset(gcs_uri=jsonl.train_jsonl_uri),
