@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,10 +15,10 @@ from pipeline import offline, params as pipeline_params
 from localvertex import DataDirInUse, LocalStack
 from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
+from pipeline.terminal import console, fail
 
 app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-console = Console(stderr=True)
 
 TASK_TITLES = {
     "synthesize-images": "1. Synthesize product images",
@@ -31,12 +30,6 @@ TASK_TITLES = {
     "evaluate-inspector": "6. Evaluate on the test split",
     "summarize-run": "7. Summarize the run",
 }
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Prints one red line and exits."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command("compile")

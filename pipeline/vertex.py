@@ -33,6 +33,7 @@ from rich.table import Table
 
 from pipeline.params import ParameterError, parse_assignments, resolve
 from pipeline.pipeline import COMPILED_YAML, PIPELINE_NAME
+from pipeline.terminal import fail
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -54,12 +55,6 @@ _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
 # --------------------------------------------------------------------------- errors, auth
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Prints one red line and exits with ``code``."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @contextmanager
