@@ -10,7 +10,8 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
-from components.helpers import defect_type_of, genai_client, is_pass_answer, judge_answer, parse_gcs_uri
+from components.helpers import (answer_status, defect_type_of, genai_client, is_pass_answer, judge_answer,
+                                parse_gcs_uri)
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
 
 
@@ -18,7 +19,7 @@ from components.packages import BASE_IMAGE, EVAL_PACKAGES
     base_image=BASE_IMAGE,
     packages_to_install=EVAL_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[genai_client, judge_answer, is_pass_answer, defect_type_of, parse_gcs_uri],
+    additional_funcs=[genai_client, judge_answer, answer_status, is_pass_answer, defect_type_of, parse_gcs_uri],
 )
 def evaluate_inspector(
     project: str,

@@ -112,6 +112,27 @@ def defect_type_of(label):
     return match.group(1) if match else None
 
 
+def answer_status(text):
+    """What an answer says of the product: "Pass", "Defect" or "Unparseable".
+
+    "Pass" only for exactly "Status: Pass" (see is_pass_answer). "Defect" when the
+    answer's "Status:" says Defect or, stating no status, it contains the word "Defect"
+    not negated ("no defect"). "Status: Pass - no Defect" is therefore Unparseable.
+    """
+    import re
+
+    text = text or ""
+    if is_pass_answer(text):
+        return "Pass"
+    declared = re.search(r"\bstatus\s*:\s*(pass|defect)\b", text, re.IGNORECASE)
+    if declared:
+        said_defect = declared.group(1).lower() == "defect"
+    else:
+        said_defect = re.search(r"\bdefect\b", text, re.IGNORECASE) is not None and re.search(
+            r"\b(?:no|not|without|zero)\s+(?:a\s+|any\s+)?defects?\b", text, re.IGNORECASE) is None
+    return "Defect" if said_defect else "Unparseable"
+
+
 def judge_answer(expected_label, predicted, classes=None):
     """Scores one answer with the source notebook's rule, tolerant of harmless variants.
 
@@ -121,10 +142,8 @@ def judge_answer(expected_label, predicted, classes=None):
     count, name the expected defect type as a whole word, case-insensitive, and no other
     known type (naming every type does not earn type credit).
 
-    An answer calls the product defective when its "Status:" says Defect, or, when it
-    states no status, when it contains the word "Defect" not negated ("no defect").
-    "Status: Pass - no Defect" therefore states Pass: it is no defect call (never a
-    status hit for a defect image), and, not being exactly "Status: Pass", no Pass either.
+    Whether the answer calls the product defective is answer_status's verdict, so
+    "Status: Pass - no Defect" is neither a defect call nor a clean Pass.
 
     Args:
         expected_label: the ground-truth answer text.
@@ -147,15 +166,8 @@ def judge_answer(expected_label, predicted, classes=None):
     def names(word):
         return re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE) is not None
 
-    said_pass = is_pass_answer(text)
-    declared = re.search(r"\bstatus\s*:\s*(pass|defect)\b", text, re.IGNORECASE)
-    if said_pass:
-        said_defect = False
-    elif declared:
-        said_defect = declared.group(1).lower() == "defect"
-    else:
-        said_defect = names("defect") and re.search(
-            r"\b(?:no|not|without|zero)\s+(?:a\s+|any\s+)?defects?\b", text, re.IGNORECASE) is None
+    predicted_status = answer_status(text)
+    said_pass, said_defect = predicted_status == "Pass", predicted_status == "Defect"
 
     named = []
     for c in classes:
@@ -185,7 +197,7 @@ def judge_answer(expected_label, predicted, classes=None):
     return {
         "expected_class": expected_class,
         "predicted_class": predicted_class,
-        "predicted_status": "Pass" if said_pass else "Defect" if said_defect else "Unparseable",
+        "predicted_status": predicted_status,
         "status_correct": bool(status_correct),
         "type_correct": bool(type_correct),
         "exact_match": text.strip() == (expected_label or "").strip(),

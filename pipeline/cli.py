@@ -216,7 +216,7 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
 
 def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
     """One image's answer, parsed status and defect type; or the error that stopped it."""
-    from components.helpers import defect_type_of, is_pass_answer
+    from components.helpers import answer_status, defect_type_of
     from google.genai import errors, types
 
     row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}
@@ -229,7 +229,7 @@ def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
     except errors.APIError as error:
         return {**row, "error": f"{error.code} {error.status}: {error.message}"}
     answer = (response.text or "").strip()
-    status = "Pass" if is_pass_answer(answer) else "Defect" if "defect" in answer.lower() else "Unparseable"
+    status = answer_status(answer)
     return {**row, "answer": answer, "status": status,
             "defect_type": defect_type_of(answer) if status == "Defect" else None}
 
