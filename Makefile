@@ -28,6 +28,10 @@ run: $(STAMP) ## Run the whole pipeline offline (ARGS="--num-images 1000 --epoch
 test: $(STAMP) ## Run the test suite (PYTEST_ARGS="-m 'not slow'" for the quick part)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+lint: $(STAMP) ## Lint and check formatting with ruff (FIX=1 applies the fixes)
+	$(VENV)/bin/ruff check $(if $(FIX),--fix) .
+	$(VENV)/bin/ruff format $(if $(FIX),,--check) .
+
 compile: $(STAMP) ## Compile the pipeline to compiled/visual_defect_sft.yaml
 	$(PYTHON) -m pipeline compile
 
@@ -77,4 +81,4 @@ compare: $(STAMP) env.sh ## Compare the Vertex Experiments runs of EXPERIMENT, b
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test compile runs inspect serve bench submit schedule upload compare clean
+.PHONY: help setup run test lint compile runs inspect serve bench submit schedule upload compare clean

@@ -27,6 +27,51 @@ LABELS = notebook_labels()
 DEFECT_TYPES = tuple(t for t in LABELS if t)
 
 
+def image_mime_types():
+    """The image formats Gemini tuning accepts: file extension (lower case, no dot) -> MIME type."""
+    return {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
+            "heic": "image/heic", "heif": "image/heif"}
+
+
+def manifest_columns():
+    """The image manifest's columns, in order, as every data step writes and reads them."""
+    return ["image_name", "gcs_uri", "status", "defect_type", "label", "sha256"]
+
+
+PROGRESS_MARK = "::progress::"  # report_progress and parse_progress spell it out: they ship alone
+
+
+def report_progress(done, total, unit="items", note=""):
+    """Prints one progress line: readable text, then a mark and a JSON record for machines.
+
+    ``report_progress(20, 200, "images", "uploaded")`` prints
+    ``uploaded 20/200 images ::progress:: {"done": 20, "total": 200, "unit": "images"}``.
+    The offline CLI reads the record after the mark (parse_progress) instead of parsing
+    free text; on Vertex AI the line reads as a plain log line.
+    """
+    import json
+
+    text = " ".join(part for part in (note, f"{int(done)}/{int(total)}", unit) if part)
+    record = {"done": int(done), "total": int(total), "unit": unit}
+    print(f"{text} ::progress:: {json.dumps(record)}", flush=True)
+
+
+def parse_progress(line):
+    """The record ``{"done", "total", "unit"}`` of a report_progress line, or None."""
+    import json
+
+    _, mark, payload = line.partition("::progress:: ")
+    if not mark:
+        return None
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not all(type(record.get(k)) is int for k in ("done", "total")):
+        return None
+    return record
+
+
 def draw_product_image(rng, defect_type=None, variation="standard"):
     """Draws one product image in the source notebook's look, varied per image.
 

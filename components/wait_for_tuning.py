@@ -5,12 +5,12 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Metrics, Output, OutputPath
 
-from components.helpers import genai_client, write_gcp_resources
+from components.helpers import genai_client, report_progress, write_gcp_resources
 from components.packages import BASE_IMAGE, GENAI_PACKAGES
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client, write_gcp_resources])
+               additional_funcs=[genai_client, report_progress, write_gcp_resources])
 def wait_for_tuning(
     project: str,
     location: str,
@@ -56,6 +56,10 @@ def wait_for_tuning(
         client.tunings.cancel(name=job_name)
         raise SystemExit(128 + signum)
 
+    def planned_epochs(job):
+        spec = job.supervised_tuning_spec
+        return spec.hyper_parameters.epoch_count if spec and spec.hyper_parameters else None
+
     deadline = time.monotonic() + timeout_seconds
     previous_handler = signal.signal(signal.SIGTERM, cancel_job)
     try:
@@ -65,7 +69,9 @@ def wait_for_tuning(
             state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
             epochs = len(job.tuned_model.checkpoints or []) if job.tuned_model else 0
             if (state, epochs) != last_report:
-                print(f"{job_name}: {state}" + (f", {epochs} epoch(s) done" if epochs else ""), flush=True)
+                print(f"{job_name}: {state}", flush=True)
+                if epochs:
+                    report_progress(epochs, planned_epochs(job) or epochs, "epochs", "tuned")
                 last_report = (state, epochs)
             if job.has_ended:
                 break

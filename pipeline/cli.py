@@ -1,7 +1,6 @@
 """Command line: compile, run offline, list runs, inspect images (and the Vertex AI commands)."""
 
 import json
-import mimetypes
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,22 +13,12 @@ from rich.table import Table
 from pipeline import offline, params as pipeline_params
 from localvertex import DataDirInUse, LocalStack
 from pipeline.datasets import DatasetUploadError
-from pipeline.pipeline import COMPILED_YAML, compile_pipeline
+from pipeline.pipeline import COMPILED_YAML, TASK_TITLES, compile_pipeline
 from pipeline.terminal import console, fail
 
 app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 
-TASK_TITLES = {
-    "synthesize-images": "1. Synthesize product images",
-    "import-dataset": "1. Import the image set",
-    "split-manifest": "2. Stratified split",
-    "build-tuning-jsonl": "3. Build tuning JSONL",
-    "launch-tuning": "4. Launch tuning",
-    "wait-for-tuning": "5. Tune (epochs)",
-    "evaluate-inspector": "6. Evaluate on the test split",
-    "summarize-run": "7. Summarize the run",
-}
 
 
 @app.command("compile")
@@ -216,11 +205,12 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
 
 def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
     """One image's answer, parsed status and defect type; or the error that stopped it."""
-    from components.helpers import answer_status, defect_type_of
+    from components.helpers import answer_status, defect_type_of, image_mime_types
+    import mimetypes
     from google.genai import errors, types
 
     row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}
-    mime = mimetypes.guess_type(image.name)[0] or "image/png"
+    mime = image_mime_types().get(image.suffix.lower().lstrip(".")) or mimetypes.guess_type(image.name)[0] or "image/png"
     try:
         response = client.models.generate_content(
             model=endpoint, contents=[types.Part.from_text(text=prompt),

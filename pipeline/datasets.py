@@ -23,12 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from components.helpers import image_mime_types
+
 URI_COLUMNS = ("gcs_uri", "image_uri", "uri", "image", "path")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".heic", ".heif")
 SKIPPED_NAMES = {"Thumbs.db", "desktop.ini"}
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-                 ".heic": "image/heic", ".heif": "image/heif", ".csv": "text/csv",
-                 ".jsonl": "application/jsonl"}
+CONTENT_TYPES = {**{f".{ext}": mime for ext, mime in image_mime_types().items()},
+                 ".csv": "text/csv", ".jsonl": "application/jsonl"}
+IMAGE_EXTENSIONS = tuple(f".{ext}" for ext in image_mime_types())
 
 
 class DatasetUploadError(ValueError):
@@ -120,7 +121,7 @@ def _rewrite_json(node: Any, base: Path, uploads: _Uploads, bucket_name: str, wh
             candidate = Path(os.path.expanduser(token))
             candidate = candidate if candidate.is_absolute() else base / candidate
             return upload(token) if candidate.is_file() else token
-        pattern = r"(?<![\w/:.])[^\s\"'<>]+\.(?:png|jpe?g|webp|heic|heif)\b"
+        pattern = rf"(?<![\w/:.])[^\s\"'<>]+\.(?:{'|'.join(image_mime_types())})\b"
         return re.sub(pattern, replace, node, flags=re.IGNORECASE)
     return node
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from components.helpers import parse_progress
 from pipeline.pipeline import COMPILED_YAML
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +31,6 @@ LOCAL_DEFAULTS = {"project": "local-project", "bucket": "gs://local-bucket", "po
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_START = re.compile(r"Executing task '([\w-]+)'")
 _TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
-_PROGRESS = re.compile(r"(?:uploaded|evaluated|checked) (\d+)/(\d+)|(\d+) epoch\(s\) done")
 
 
 @dataclass
@@ -66,17 +66,19 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def parse_line(line: str, current_task: str, epochs: int) -> Event | None:
-    """Turns one line of the kfp.local stream into an Event, if it is one."""
+def parse_line(line: str, current_task: str) -> Event | None:
+    """Turns one line of the kfp.local stream into an Event, if it is one.
+
+    Task starts and ends are kfp.local's own log lines; progress is the structured
+    ``::progress::`` record the components print (components.helpers.report_progress).
+    """
     text = _ANSI.sub("", line)
     if match := _TASK_START.search(text):
         return Event("start", match.group(1))
     if match := _TASK_END.search(text):
         return Event("end", match.group(1), status=match.group(2))
-    if current_task and (match := _PROGRESS.search(text)):
-        if match.group(3):
-            return Event("progress", current_task, int(match.group(3)), epochs)
-        return Event("progress", current_task, int(match.group(1)), int(match.group(2)))
+    if current_task and (record := parse_progress(text)):
+        return Event("progress", current_task, record["done"], record["total"])
     return None
 
 
@@ -124,7 +126,7 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         try:
             for line in child.stdout:
                 log.write(line)
-                event = parse_line(line, current, params.get("epoch_count", 0))
+                event = parse_line(line, current)
                 if event is None:
                     continue
                 if event.kind == "start":

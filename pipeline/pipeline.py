@@ -19,6 +19,18 @@ from components.wait_for_tuning import wait_for_tuning
 PIPELINE_NAME = "visual-defect-sft"
 COMPILED_YAML = Path(__file__).resolve().parent.parent / "compiled" / "visual_defect_sft.yaml"
 
+# Task display names, shown in the Vertex AI console and by the offline CLI's progress view.
+TASK_TITLES = {
+    "synthesize-images": "1. Synthesize product images",
+    "import-dataset": "1. Import your images",
+    "split-manifest": "2. Stratified split",
+    "build-tuning-jsonl": "3. Build tuning JSONL",
+    "launch-tuning": "4. Launch Gemini tuning",
+    "wait-for-tuning": "5. Wait for tuning",
+    "evaluate-inspector": "6. Evaluate the inspector",
+    "summarize-run": "7. Summarize the run",
+}
+
 PipelineOutputs = NamedTuple("Outputs", [("tuned_endpoint", str), ("eval_metrics", Metrics), ("eval_report", HTML),
                                          ("predictions", Dataset), ("summary", Markdown)])
 
@@ -62,16 +74,16 @@ def visual_defect_sft(
     with dsl.If(dataset_uri == "", name="synthetic-images"):
         images = synthesize_images(project=project, bucket=bucket, num_images=num_images,
                                    defect_ratio=defect_ratio, seed=seed)
-        images.set_display_name("1. Synthesize product images")
+        images.set_display_name(TASK_TITLES["synthesize-images"])
     with dsl.Else(name="your-images"):
         imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
         # The data under a URI can change between runs: never a cache hit.
-        imported.set_display_name("1. Import your images").set_caching_options(False)
+        imported.set_display_name(TASK_TITLES["import-dataset"]).set_caching_options(False)
     manifest = dsl.OneOf(images.outputs["manifest"], imported.outputs["manifest"])
 
     split = split_manifest(manifest=manifest, train_fraction=train_fraction,
                            validation_fraction=validation_fraction, seed=seed)
-    split.set_display_name("2. Stratified split")
+    split.set_display_name(TASK_TITLES["split-manifest"])
 
     jsonl = build_tuning_jsonl(project=project, bucket=bucket, prompt=prompt,
                                train_manifest=split.outputs["train_manifest"],
@@ -79,7 +91,7 @@ def visual_defect_sft(
                                test_manifest=split.outputs["test_manifest"],
                                system_instruction=system_instruction,
                                oversample_rare_classes=oversample_rare_classes)
-    jsonl.set_display_name("3. Build tuning JSONL")
+    jsonl.set_display_name(TASK_TITLES["build-tuning-jsonl"])
 
     launch = launch_tuning(project=project, location=location,
                            train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
@@ -87,25 +99,25 @@ def visual_defect_sft(
                            base_model=base_model, epoch_count=epoch_count, adapter_size=adapter_size,
                            learning_rate_multiplier=learning_rate_multiplier,
                            tuned_model_display_name=tuned_model_display_name)
-    launch.set_display_name("4. Launch Gemini tuning").set_caching_options(False)
+    launch.set_display_name(TASK_TITLES["launch-tuning"]).set_caching_options(False)
 
     wait = wait_for_tuning(project=project, location=location, job_name=launch.outputs["job_name"],
                            poll_interval_seconds=poll_interval_seconds, timeout_seconds=tuning_timeout_seconds)
-    wait.set_display_name("5. Wait for tuning").set_caching_options(False)
+    wait.set_display_name(TASK_TITLES["wait-for-tuning"]).set_caching_options(False)
 
     evaluation = evaluate_inspector(project=project, location=location,
                                     tuned_endpoint=wait.outputs["tuned_endpoint"],
                                     test_jsonl_uri=jsonl.outputs["test_jsonl_uri"], base_model=base_model,
                                     evaluate_base_model=evaluate_base_model, concurrency=eval_concurrency,
                                     thinking_budget=eval_thinking_budget)
-    evaluation.set_display_name("6. Evaluate the inspector").set_caching_options(False)
+    evaluation.set_display_name(TASK_TITLES["evaluate-inspector"]).set_caching_options(False)
     evaluation.set_retry(num_retries=2, backoff_duration="30s")
 
     report = summarize_run(project=project, location=location, job_name=launch.outputs["job_name"],
                            base_model=base_model, tuned_model_display_name=tuned_model_display_name,
                            tuned_endpoint=wait.outputs["tuned_endpoint"],
                            eval_metrics=evaluation.outputs["metrics"])
-    report.set_display_name("7. Summarize the run").set_caching_options(False)
+    report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
 
     return PipelineOutputs(tuned_endpoint=wait.outputs["tuned_endpoint"], eval_metrics=evaluation.outputs["metrics"],
                    eval_report=evaluation.outputs["report"], predictions=evaluation.outputs["predictions"],

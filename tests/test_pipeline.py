@@ -103,15 +103,55 @@ def test_run_reports_bad_parameters_in_one_line_before_any_work(args, message, t
 
 
 def test_parse_line_recognises_task_and_progress_lines():
-    start = offline.parse_line("\x1b[1m12:00:00 - INFO - Executing task 'synthesize-images'\x1b[0m", "", 5)
+    # Progress is the components' structured record (report_progress), never free text.
+    start = offline.parse_line("\x1b[1m12:00:00 - INFO - Executing task 'synthesize-images'\x1b[0m", "")
     assert (start.kind, start.task) == ("start", "synthesize-images")
-    progress = offline.parse_line("    uploaded 20/200 images to gs://b/images/", "synthesize-images", 5)
-    assert (progress.done, progress.total) == (20, 200)
-    epochs = offline.parse_line("    projects/p/.../tuningJobs/1: JOB_STATE_RUNNING, 3 epoch(s) done", "wait-for-tuning", 5)
+    progress = offline.parse_line('    uploaded 20/200 images ::progress:: {"done": 20, "total": 200, "unit": "images"}',
+                                  "synthesize-images")
+    assert (progress.kind, progress.task, progress.done, progress.total) == ("progress", "synthesize-images", 20, 200)
+    epochs = offline.parse_line('tuned 3/5 epochs ::progress:: {"done": 3, "total": 5, "unit": "epochs"}',
+                                "wait-for-tuning")
     assert (epochs.done, epochs.total) == (3, 5)
-    end = offline.parse_line("Task 'split-manifest' finished with status FAILURE", "split-manifest", 5)
+    end = offline.parse_line("Task 'split-manifest' finished with status FAILURE", "split-manifest")
     assert (end.kind, end.status) == ("end", "FAILURE")
-    assert offline.parse_line("some other line", "x", 5) is None
+    assert offline.parse_line("some other line", "x") is None
+    assert offline.parse_line("    uploaded 20/200 images to gs://b/images/", "x") is None  # free text is not parsed
+    assert offline.parse_line('x ::progress:: {"done": "3"}', "x") is None  # a malformed record is ignored
+
+
+@pytest.mark.parametrize("done, total, unit, note, expected_text", [
+    (20, 200, "images", "uploaded", "uploaded 20/200 images"),
+    (1, 10, "", "tuned: evaluated", "tuned: evaluated 1/10"),
+    (3, 5, "epochs", "", "3/5 epochs"),
+])
+def test_report_progress_round_trips(capsys, done, total, unit, note, expected_text):
+    from components.helpers import PROGRESS_MARK, parse_progress, report_progress
+
+    report_progress(done, total, unit, note)
+    line = capsys.readouterr().out
+    assert line.startswith(expected_text + " " + PROGRESS_MARK) and line.endswith("\n")
+    assert parse_progress(line) == {"done": done, "total": total, "unit": unit}
+
+
+def _all_tasks(node):
+    """Every task of a compiled pipeline spec, inside conditions too."""
+    if isinstance(node, dict):
+        if "taskInfo" in node:
+            yield node
+        for value in node.values():
+            yield from _all_tasks(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _all_tasks(value)
+
+
+def test_cli_and_pipeline_share_task_titles():
+    from pipeline import cli, pipeline as dag
+
+    assert cli.TASK_TITLES is dag.TASK_TITLES
+    spec = yaml.safe_load(dag.COMPILED_YAML.read_text())
+    shown = {task["taskInfo"]["name"] for task in _all_tasks(spec)}
+    assert set(dag.TASK_TITLES.values()) <= shown
 
 
 def test_a_failing_task_is_named_with_its_own_error(tmp_path):
