@@ -411,7 +411,9 @@ def submit_command(
 def schedule_command(
     cron: Optional[str] = typer.Option(None, "--cron", help='Cron in UTC, or with a zone: "CRON_TZ=Europe/Berlin 0 2 * * *".'),
     name: str = typer.Option(f"{PIPELINE_NAME}-nightly", "--name", help="Schedule display name."),
-    max_concurrent: int = typer.Option(1, "--max-concurrent", min=1, help="Runs of this schedule allowed at once."),
+    max_concurrent: int = typer.Option(
+        1, "--max-concurrent", min=1,
+        help="Runs of this schedule in progress at once; a start due while that many still run is skipped."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="gs://BUCKET (needed with --cron)."),
     project: Optional[str] = _Project,
     location: str = _Location,
@@ -463,7 +465,10 @@ def schedule_command(
         job = build_job(project=project, location=location, bucket=bucket, assignments=param,
                         experiment=experiment, cache=cache, display_name=name, trigger="schedule",
                         template=template)
+        # maxConcurrentRunCount alone bounds start requests, not runs still in progress: with
+        # tuning waits of hours, only maxConcurrentActiveRunCount keeps nightly runs from overlapping.
         schedule = job.create_schedule(cron=cron, display_name=name, max_concurrent_run_count=max_concurrent,
+                                       max_concurrent_active_run_count=max_concurrent, allow_queueing=False,
                                        service_account=service_account)
         console.print(f"created schedule [bold]{schedule.resource_name}[/bold] ({cron})", highlight=False)
         if experiment:

@@ -343,6 +343,9 @@ def test_schedule_request(cli, google_api, template):
     assert schedule["displayName"] == "qc-nightly"
     assert schedule["cron"] == "CRON_TZ=Europe/Berlin 0 2 * * *"
     assert int(schedule["maxConcurrentRunCount"]) == 1
+    # Runs in progress, not only start requests, are bounded: a 6 h tuning wait never overlaps the next night.
+    assert int(schedule["maxConcurrentActiveRunCount"]) == 1
+    assert not schedule.get("allowQueueing", False)  # a start due while a run is active is skipped, not queued
     request = schedule["createPipelineJobRequest"]
     assert request["parent"] == PARENT
     job = request["pipelineJob"]
