@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -106,7 +107,8 @@ def _report(result: offline.RunResult) -> None:
     console.print(f"run [bold]{result.run_id}[/bold] in {result.seconds:.1f} s; log: {result.run_dir / 'pipeline.log'}")
     if not result.ok:
         task = result.failed_task or "the pipeline"
-        console.print(f"[red]failed in {task}:[/red] {result.error}", highlight=False)
+        # Unwrapped, every line of the error: an import lists its bad rows under the first line.
+        console.print(f"[red]failed in {task}:[/red] {escape(result.error)}", highlight=False, soft_wrap=True)
         if result.failed_task and "Error" not in result.error:  # no exception found: show the task's last lines
             console.print(offline.task_log_tail(result.run_dir, result.failed_task), highlight=False, markup=False)
         return

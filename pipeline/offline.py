@@ -145,7 +145,8 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         "ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
     failed = failed or (current if not outcome["ok"] else "")
     if failed:  # the component's own exception says more than kfp.local's "task failed"
-        outcome["error"] = _exception_line(task_log_tail(run_dir, failed)) or outcome.get("error", "")
+        found = exception_text(task_log_section(run_dir, failed), log_path=run_dir / "pipeline.log")
+        outcome["error"] = found or outcome.get("error", "")
     outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`
     for key, name in (("report", "report.html"), ("summary", "summary.md"), ("predictions", "predictions.csv")):
         if outcome.get(key):  # copies with telling names, next to the run's metrics
@@ -162,19 +163,49 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     return result
 
 
-def task_log_tail(run_dir: Path, task: str, lines: int = 12) -> str:
-    """The last lines a task printed before it ended: for showing why it failed."""
+def task_log_section(run_dir: Path, task: str) -> list[str]:
+    """The lines a task printed, from its start to kfp.local's "finished" line, ANSI-free."""
     text = _ANSI.sub("", (run_dir / "pipeline.log").read_text())
     start = text.rfind(f"Executing task '{task}'")
     end = text.find(f"Task '{task}' finished with status", max(start, 0))
-    section = text[max(start, 0):end if end >= 0 else None].splitlines()
-    return "\n".join(line.strip() for line in section[-lines:])
+    return text[max(start, 0):end if end >= 0 else None].splitlines()
+
+
+def task_log_tail(run_dir: Path, task: str, lines: int = 12) -> str:
+    """The last lines a task printed before it ended: for showing why it failed."""
+    return "\n".join(line.strip() for line in task_log_section(run_dir, task)[-lines:])
+
+
+_EXCEPTION = re.compile(r"^(\s*)([\w.]*(?:Error|Exception|Timeout\w*|Cancelled)\b:.*)$")
 
 
 def _exception_line(log_tail: str) -> str:
     """The last "SomeError: message" line of a traceback, or ""."""
-    found = re.findall(r"^[\w.]*(?:Error|Exception|Timeout\w*|Cancelled)\b:.*$", log_tail, re.MULTILINE)
+    found = [m.group(2) for m in map(_EXCEPTION.match, log_tail.splitlines()) if m]
     return found[-1] if found else ""
+
+
+def exception_text(lines: list[str], max_lines: int = 10, log_path: Path | None = None) -> str:
+    """The last exception of a traceback with its message's own further lines.
+
+    A multi-line message (an import step listing every bad row) continues on lines indented
+    deeper than the exception line; the first ``max_lines`` of them are kept and the rest
+    counted, naming ``log_path`` where they are.
+    """
+    starts = [i for i, line in enumerate(lines) if _EXCEPTION.match(line)]
+    if not starts:
+        return ""
+    first = _EXCEPTION.match(lines[starts[-1]])
+    indent, rest = len(first.group(1)), []
+    for line in lines[starts[-1] + 1:]:
+        if not line.strip() or len(line) - len(line.lstrip()) <= indent:
+            break
+        rest.append(line.strip())
+    shown = [first.group(2), *("  " + line for line in rest[:max_lines])]
+    if len(rest) > max_lines:
+        where = f" in {log_path}" if log_path else ""
+        shown.append(f"  ... and {len(rest) - max_lines} more line(s){where}")
+    return "\n".join(shown)
 
 
 def load_runs(runs_dir: Path | None = None) -> list[dict]:

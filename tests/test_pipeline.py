@@ -1,6 +1,9 @@
 """The compiled pipeline: fresh, in order, free of secrets; parameter checks; CLI errors."""
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -163,3 +166,39 @@ def test_a_failing_task_is_named_with_its_own_error(tmp_path):
     tail = offline.task_log_tail(tmp_path, "launch-tuning")
     assert "RuntimeError" not in tail
     assert offline._exception_line(tail) == "google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model"
+
+
+def _failed_import_log(reasons: int) -> list[str]:
+    lines = ["Executing task 'import-dataset'", "    Traceback (most recent call last):",
+             '      File "/tmp/x/ephemeral_component.py", line 402, in fail',
+             "    ValueError: import_dataset: 3 problem(s) reading the dataset in gs://b/d.jsonl; no manifest was written:"]
+    lines += [f"      d.jsonl line {i}: 0 images in the user turns" for i in range(1, reasons + 1)]
+    return lines + ["    ", ""]
+
+
+@pytest.mark.parametrize("reasons, shown, more", [(3, 3, None), (10, 10, None), (14, 10, 4)])
+def test_exception_text_keeps_the_reasons_under_the_error(reasons, shown, more, tmp_path):
+    text = offline.exception_text(_failed_import_log(reasons), log_path=tmp_path / "pipeline.log")
+    first, *rest = text.splitlines()
+    assert first.startswith("ValueError: import_dataset: 3 problem(s)")
+    assert [line.strip() for line in rest[:shown]] == [f"d.jsonl line {i}: 0 images in the user turns"
+                                                      for i in range(1, shown + 1)]
+    if more:
+        assert rest[-1].strip() == f"... and {more} more line(s) in {tmp_path / 'pipeline.log'}"
+    else:
+        assert len(rest) == shown
+
+
+def test_a_rejected_dataset_shows_its_reasons_in_the_terminal(tmp_path, monkeypatch):
+    """Issue 15: the per-line reasons reach the user, not only runs/<id>/pipeline.log."""
+    bad = tmp_path / "wrong.jsonl"
+    example = {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                            {"role": "model", "parts": [{"text": "Status: Pass"}]}]}
+    bad.write_text("\n".join(json.dumps(example) for _ in range(3)) + "\n")
+    monkeypatch.setenv("PIPELINE_RUNS_DIR", str(tmp_path / "runs"))
+    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--dataset", str(bad),
+                             "--data-dir", str(tmp_path / "lv")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "failed in import-dataset" in result.stderr
+    for line in (1, 2, 3):
+        assert f"wrong.jsonl line {line}: 0 images in the user turns" in result.stderr
