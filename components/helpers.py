@@ -288,3 +288,45 @@ def write_gcp_resources(path, location, resource_name, resource_type="TuningJob"
     with open(path, "w") as f:
         json.dump({"resources": [{"resourceType": resource_type,
                                   "resourceUri": f"{api.rstrip('/')}/v1/{resource_name}"}]}, f)
+
+
+def read_gcp_resources(path):
+    """The resource names in a ``gcp_resources`` file an earlier attempt wrote ([] if none)."""
+    import json
+    import os
+
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
+    with open(path) as f:
+        try:
+            resources = json.load(f).get("resources", [])
+        except ValueError:
+            return []
+    return [r["resourceUri"].split("/v1/", 1)[-1] for r in resources if r.get("resourceUri")]
+
+
+def earlier_attempts_job(client, gcp_resources_path, launch_key):
+    """The tuning job an earlier attempt of this task started, if it can still succeed.
+
+    Looks first in the task's own ``gcp_resources`` output, then for a job labelled
+    ``kfp_launch=<launch_key>`` (the label is checked here too, whatever the server's
+    filter did). Jobs that ended FAILED, CANCELLED or EXPIRED are not resumed.
+    """
+    from google.genai import types
+
+    def usable(job):
+        state = job.state.name if job.state else ""
+        return state not in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
+
+    for name in read_gcp_resources(gcp_resources_path):
+        if "/tuningJobs/" in name:
+            job = client.tunings.get(name=name)
+            if usable(job):
+                return job
+    if not launch_key:
+        return None
+    config = types.ListTuningJobsConfig(filter=f'labels.kfp_launch="{launch_key}"', page_size=100)
+    for job in client.tunings.list(config=config):
+        if (job.labels or {}).get("kfp_launch") == launch_key and usable(job):
+            return job
+    return None

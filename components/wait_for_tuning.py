@@ -6,9 +6,11 @@ from kfp import dsl
 from kfp.dsl import Metrics, Output, OutputPath
 
 from components.helpers import genai_client, report_progress, write_gcp_resources
+from components.entrypoint import exec_python
 from components.packages import BASE_IMAGE, GENAI_PACKAGES
 
 
+@exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
                additional_funcs=[genai_client, report_progress, write_gcp_resources])
 def wait_for_tuning(

@@ -98,7 +98,10 @@ def visual_defect_sft(
                            validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
                            base_model=base_model, epoch_count=epoch_count, adapter_size=adapter_size,
                            learning_rate_multiplier=learning_rate_multiplier,
-                           tuned_model_display_name=tuned_model_display_name)
+                           tuned_model_display_name=tuned_model_display_name,
+                           pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    # Retries resume the job an earlier attempt started (gcp_resources or its kfp_launch label).
+    launch.set_retry(num_retries=2, backoff_duration="30s")
     launch.set_display_name(TASK_TITLES["launch-tuning"]).set_caching_options(False)
 
     wait = wait_for_tuning(project=project, location=location, job_name=launch.outputs["job_name"],
