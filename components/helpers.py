@@ -275,34 +275,50 @@ def genai_client(project, location, attempts=6, timeout_seconds=120):
                         http_options=types.HttpOptions(retry_options=retry, timeout=timeout_seconds * 1000))
 
 
-def write_gcp_resources(path, location, resource_name, resource_type="TuningJob"):
-    """Writes the ``gcp_resources`` JSON that names a long-running job.
+def vertex_resource_uri(location, resource_name):
+    """``https://{location}-aiplatform.googleapis.com/v1/{resource_name}``, or the local API's.
 
-    The format of Google Cloud Pipeline Components' GcpResources proto, which the Vertex
-    console reads for the jobs those components start.
+    The URI form Google Cloud Pipeline Components give the jobs and artifacts they create;
+    offline GOOGLE_VERTEX_BASE_URL names the local Vertex AI instead.
     """
-    import json
     import os
 
     api = os.environ.get("GOOGLE_VERTEX_BASE_URL") or f"https://{location}-aiplatform.googleapis.com"
+    return f"{api.rstrip('/')}/v1/{resource_name}"
+
+
+def write_gcp_resources(path, location, resource_name, resource_type="TuningJob"):
+    """Writes the ``gcp_resources`` output that names a long-running job.
+
+    Built with Google Cloud Pipeline Components' own GcpResources proto, as their launchers
+    do, so the Vertex console reads it the same way.
+    """
+    from google.protobuf import json_format
+    from google_cloud_pipeline_components.proto.gcp_resources_pb2 import GcpResources
+
+    resources = GcpResources()
+    resource = resources.resources.add()
+    resource.resource_type = resource_type
+    resource.resource_uri = vertex_resource_uri(location, resource_name)
     with open(path, "w") as f:
-        json.dump({"resources": [{"resourceType": resource_type,
-                                  "resourceUri": f"{api.rstrip('/')}/v1/{resource_name}"}]}, f)
+        f.write(json_format.MessageToJson(resources))
 
 
 def read_gcp_resources(path):
     """The resource names in a ``gcp_resources`` file an earlier attempt wrote ([] if none)."""
-    import json
     import os
+
+    from google.protobuf import json_format
+    from google_cloud_pipeline_components.proto.gcp_resources_pb2 import GcpResources
 
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return []
     with open(path) as f:
         try:
-            resources = json.load(f).get("resources", [])
-        except ValueError:
+            resources = json_format.Parse(f.read(), GcpResources())
+        except json_format.ParseError:
             return []
-    return [r["resourceUri"].split("/v1/", 1)[-1] for r in resources if r.get("resourceUri")]
+    return [r.resource_uri.split("/v1/", 1)[-1] for r in resources.resources if r.resource_uri]
 
 
 def earlier_attempts_job(client, gcp_resources_path, launch_key):

@@ -5,14 +5,16 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import OutputPath
 
-from components.helpers import earlier_attempts_job, genai_client, read_gcp_resources, write_gcp_resources
+from components.helpers import (earlier_attempts_job, genai_client, read_gcp_resources, vertex_resource_uri,
+                                write_gcp_resources)
 from components.entrypoint import exec_python
-from components.packages import BASE_IMAGE, GENAI_PACKAGES
+from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client, read_gcp_resources, earlier_attempts_job, write_gcp_resources])
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False,
+               additional_funcs=[genai_client, read_gcp_resources, earlier_attempts_job, vertex_resource_uri,
+                                 write_gcp_resources])
 def launch_tuning(
     project: str,
     location: str,

@@ -11,6 +11,8 @@ KFP = "kfp==2.17.0"
 STORAGE = "google-cloud-storage==3.17.1"
 GENAI = "google-genai==2.34.0"
 PILLOW = "pillow==13.0.0"
+# GCPC for its gcp_resources proto and Vertex artifact types (google.VertexModel, google.VertexEndpoint).
+GCPC = "google-cloud-pipeline-components==2.22.0"
 
 # kfp is listed explicitly (and install_kfp_package=False set) so its version is pinned
 # here rather than chosen by the compiler, and local runs skip a pip call per task.
@@ -18,4 +20,6 @@ BASE_PACKAGES = [KFP]
 STORAGE_PACKAGES = [KFP, STORAGE]
 IMAGE_PACKAGES = [KFP, STORAGE, PILLOW]
 GENAI_PACKAGES = [KFP, GENAI]
+# The tuning steps run for hours, so GCPC's extra install time at start-up is negligible there.
+TUNING_PACKAGES = [KFP, GENAI, GCPC]
 EVAL_PACKAGES = [KFP, STORAGE, GENAI, PILLOW]

@@ -3,22 +3,25 @@
 from typing import NamedTuple
 
 from kfp import dsl
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 from kfp.dsl import Metrics, Output, OutputPath
 
-from components.helpers import genai_client, report_progress, write_gcp_resources
+from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
 from components.entrypoint import exec_python
-from components.packages import BASE_IMAGE, GENAI_PACKAGES
+from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client, report_progress, write_gcp_resources])
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False,
+               additional_funcs=[genai_client, report_progress, vertex_resource_uri, write_gcp_resources])
 def wait_for_tuning(
     project: str,
     location: str,
     job_name: str,
     tuning_metrics: Output[Metrics],
     gcp_resources: OutputPath(str),
+    model: Output[VertexModel],
+    endpoint: Output[VertexEndpoint],
     poll_interval_seconds: int = 30,
     timeout_seconds: int = 6 * 3600,
 ) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str)]):
@@ -36,6 +39,9 @@ def wait_for_tuning(
         tuning_metrics: the job's data statistics (``train_*`` names).
         gcp_resources: output JSON naming the job while it is waited for, in the format
             Google Cloud Pipeline Components use for the jobs they run.
+        model: the tuned model as a ``google.VertexModel`` artifact (``resourceName`` and
+            its API URI), so the Vertex console shows it in the run's lineage and links it.
+        endpoint: the endpoint serving it, as a ``google.VertexEndpoint`` artifact.
         poll_interval_seconds: seconds between polls.
         timeout_seconds: overall bound on the wait.
 
@@ -103,5 +109,9 @@ def wait_for_tuning(
             tuning_metrics.log_metric(name, float(value))
     with open(tuning_metrics.path, "w") as f:  # a file at .path lets KFP cache this task
         json.dump(tuning_metrics.metadata, f)
+    # GCPC's artifact convention: the resource name in metadata, its API URI as the uri.
+    for artifact, resource in ((model, job.tuned_model.model), (endpoint, job.tuned_model.endpoint)):
+        artifact.uri = vertex_resource_uri(location, resource)
+        artifact.metadata["resourceName"] = resource
     print(f"tuned endpoint: {job.tuned_model.endpoint}", flush=True)
     return namedtuple("Outputs", ["tuned_endpoint", "tuned_model"])(job.tuned_model.endpoint, job.tuned_model.model)

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import NamedTuple
 
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 from kfp import compiler, dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
@@ -31,8 +32,9 @@ TASK_TITLES = {
     "summarize-run": "7. Summarize the run",
 }
 
-PipelineOutputs = NamedTuple("Outputs", [("tuned_endpoint", str), ("eval_metrics", Metrics), ("eval_report", HTML),
-                                         ("predictions", Dataset), ("summary", Markdown)])
+PipelineOutputs = NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", VertexModel),
+                                         ("tuned_model_endpoint", VertexEndpoint), ("eval_metrics", Metrics),
+                                         ("eval_report", HTML), ("predictions", Dataset), ("summary", Markdown)])
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
@@ -122,7 +124,8 @@ def visual_defect_sft(
                            eval_metrics=evaluation.outputs["metrics"])
     report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
 
-    return PipelineOutputs(tuned_endpoint=wait.outputs["tuned_endpoint"], eval_metrics=evaluation.outputs["metrics"],
+    return PipelineOutputs(tuned_endpoint=wait.outputs["tuned_endpoint"], tuned_model=wait.outputs["model"],
+                   tuned_model_endpoint=wait.outputs["endpoint"], eval_metrics=evaluation.outputs["metrics"],
                    eval_report=evaluation.outputs["report"], predictions=evaluation.outputs["predictions"],
                    summary=report.outputs["summary"])
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from google.cloud import storage
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 from kfp import dsl
 
 from components.build_tuning_jsonl import build_tuning_jsonl
@@ -16,6 +17,11 @@ from components.summarize_run import summarize_run
 from components.synthesize_images import synthesize_images
 from components.wait_for_tuning import wait_for_tuning
 from tests.conftest import BUCKET, PROJECT
+
+
+def vertex_artifact(kind, tmp_path):
+    """An output artifact of a GCPC type, as KFP hands it to the component."""
+    return kind(name=kind.__name__, uri=str(tmp_path / kind.__name__), metadata={})
 
 
 def read_csv(artifact):
@@ -187,9 +193,15 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
     metrics = dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={})
     waited = wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=launched.job_name,
                                          tuning_metrics=metrics, gcp_resources=str(tmp_path / "waited"),
+                                         model=(model := vertex_artifact(VertexModel, tmp_path)),
+                                         endpoint=(endpoint := vertex_artifact(VertexEndpoint, tmp_path)),
                                          poll_interval_seconds=1, timeout_seconds=300)
     assert json.loads((tmp_path / "waited").read_text()) == json.loads(resources.read_text())
     assert "/endpoints/" in waited.tuned_endpoint and "/models/" in waited.tuned_model
+    # GCPC's convention: resourceName in metadata, the API URI of the resource as the artifact's uri.
+    assert model.metadata["resourceName"] == waited.tuned_model and model.uri.endswith("/v1/" + waited.tuned_model)
+    assert endpoint.metadata["resourceName"] == waited.tuned_endpoint
+    assert endpoint.uri.endswith("/v1/" + waited.tuned_endpoint)
     assert metrics.metadata["train_example_count"] == 32
     assert metrics.metadata["train_epochs_completed"] == 1
 
@@ -218,7 +230,9 @@ def test_wait_fails_with_the_jobs_error(splits, tmp_path, local_stack):
     with pytest.raises(RuntimeError, match=r"ended JOB_STATE_FAILED: .*train\.jsonl line 1"):
         wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=job.name,
                                     tuning_metrics=dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={}),
-                                    gcp_resources=str(tmp_path / "r"), poll_interval_seconds=1, timeout_seconds=120)
+                                    gcp_resources=str(tmp_path / "r"), model=vertex_artifact(VertexModel, tmp_path),
+                                    endpoint=vertex_artifact(VertexEndpoint, tmp_path), poll_interval_seconds=1,
+                                    timeout_seconds=120)
 
 
 def test_launch_rejects_an_unknown_adapter_size(tmp_path):
@@ -230,10 +244,13 @@ def test_launch_rejects_an_unknown_adapter_size(tmp_path):
 WAIT_IN_CHILD = """
 import sys
 from kfp import dsl
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 from components.wait_for_tuning import wait_for_tuning
 wait_for_tuning.python_func(project=sys.argv[1], location="us-central1", job_name=sys.argv[2],
                             tuning_metrics=dsl.Metrics(name="t", uri=sys.argv[3] + "/t", metadata={}),
-                            gcp_resources=sys.argv[3] + "/r", poll_interval_seconds=1, timeout_seconds=300)
+                            gcp_resources=sys.argv[3] + "/r", poll_interval_seconds=1, timeout_seconds=300,
+                            model=VertexModel(name="m", uri=sys.argv[3] + "/m", metadata={}),
+                            endpoint=VertexEndpoint(name="e", uri=sys.argv[3] + "/e", metadata={}))
 """
 
 

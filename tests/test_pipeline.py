@@ -51,13 +51,15 @@ def test_components_use_the_pinned_packages_and_base_image():
         script = container["command"][2]
         installed = re.findall(r"'([\w.-]+==[\w.]+)'", script)
         assert packages.KFP in installed, name
-        assert set(installed) <= {packages.KFP, packages.STORAGE, packages.GENAI, packages.PILLOW}, name
+        assert set(installed) <= {packages.KFP, packages.STORAGE, packages.GENAI, packages.PILLOW, packages.GCPC}, name
+        # GCPC (it pulls in aiplatform) only where its proto and artifact types are used: the tuning steps.
+        assert (packages.GCPC in installed) == (name in ("exec-launch-tuning", "exec-wait-for-tuning")), name
 
 
 def test_pins_match_the_installed_versions():
     from importlib.metadata import version
 
-    for pin in (packages.KFP, packages.STORAGE, packages.GENAI, packages.PILLOW):
+    for pin in (packages.KFP, packages.STORAGE, packages.GENAI, packages.PILLOW, packages.GCPC):
         name, wanted = pin.split("==")
         assert version(name) == wanted, f"{pin} differs from the installed {version(name)}"
 
