@@ -3,10 +3,12 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
+from components.helpers import manifest_columns
 from components.packages import BASE_IMAGE, BASE_PACKAGES
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=BASE_PACKAGES, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=BASE_PACKAGES, install_kfp_package=False,
+               additional_funcs=[manifest_columns])
 def split_manifest(
     manifest: Input[Dataset],
     train_manifest: Output[Dataset],
@@ -26,7 +28,7 @@ def split_manifest(
     Args:
         manifest: CSV with at least gcs_uri and label columns (status, defect_type and
             sha256 are used when present).
-        train_manifest: output CSV, same columns.
+        train_manifest: output CSV, same columns (those of helpers.manifest_columns first).
         validation_manifest: output CSV, same columns.
         test_manifest: output CSV, same columns.
         split_metrics: example counts per split and class (``split_*`` names).
@@ -39,7 +41,7 @@ def split_manifest(
     import re
     from collections import defaultdict
 
-    if not (0 < train_fraction <= 1 and 0 <= validation_fraction and train_fraction + validation_fraction <= 1):
+    if not (0 < train_fraction <= 1 and validation_fraction >= 0 and train_fraction + validation_fraction <= 1):
         raise ValueError(
             f"need 0 < train_fraction <= 1 and train_fraction + validation_fraction <= 1, "
             f"got {train_fraction} and {validation_fraction}")
@@ -51,6 +53,8 @@ def split_manifest(
     missing = {"gcs_uri", "label"} - set(fields)
     if missing:
         raise ValueError(f"the manifest lacks the column(s) {sorted(missing)}; columns present: {fields}")
+    # The manifest's columns in their usual order, then any others it carries, unchanged.
+    fields = [c for c in manifest_columns() if c in fields] + [c for c in fields if c not in manifest_columns()]
 
     def class_of(row):
         return row.get("defect_type") if row.get("status") == "Defect" else row.get("status") or row["label"]

@@ -3,12 +3,13 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.helpers import draw_product_image, notebook_labels, parse_gcs_uri
+from components.helpers import draw_product_image, manifest_columns, notebook_labels, parse_gcs_uri, report_progress
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
-               additional_funcs=[draw_product_image, notebook_labels, parse_gcs_uri])
+               additional_funcs=[draw_product_image, notebook_labels, parse_gcs_uri, manifest_columns,
+                                 report_progress])
 def synthesize_images(
     project: str,
     bucket: str,
@@ -98,14 +99,15 @@ def synthesize_images(
         target.blob(f"{folder}/{rows[i]['image_name']}").upload_from_string(
             payloads[i], content_type="image/png")
 
+    print(f"uploading {num_images} images to gs://{bucket_name}/{folder}/", flush=True)
     step = max(1, num_images // 10)
     with ThreadPoolExecutor(max_workers=max(1, upload_workers)) as pool:
         for done, _ in enumerate(pool.map(upload, range(num_images)), start=1):
             if done % step == 0 or done == num_images:
-                print(f"uploaded {done}/{num_images} images to gs://{bucket_name}/{folder}/", flush=True)
+                report_progress(done, num_images, "images", note="uploaded")
 
     with open(manifest.path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=manifest_columns())
         writer.writeheader()
         writer.writerows(rows)
     manifest.metadata.update({"num_images": num_images, "num_defects": num_defects})

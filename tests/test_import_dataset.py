@@ -1,7 +1,7 @@
 """Bring your own images: import_dataset's python_func and pipeline/datasets.py upload helper.
 
-Real google-cloud-storage client against the local storage emulator (one LocalStack for the
-module). Every layout goes through the manifest, then split_manifest and build_tuning_jsonl,
+Real google-cloud-storage client against the local storage emulator (the session's LocalStack,
+tests/conftest.py). Every layout goes through the manifest, then split_manifest and build_tuning_jsonl,
 to check that the tuning JSONL carries the right labels; every bad input must fail naming the
 row/line and reason, and leave no manifest behind.
 """
@@ -21,7 +21,6 @@ from components.build_tuning_jsonl import build_tuning_jsonl
 from components.helpers import LABELS, PROMPT, parse_gcs_uri
 from components.import_dataset import import_dataset
 from components.split_manifest import split_manifest
-from localvertex import LocalStack
 from pipeline.datasets import DatasetUploadError, upload_local_dataset
 
 PROJECT = "local-project"
@@ -31,11 +30,9 @@ BURR = "Status: Defect - Burr detected on product surface."
 
 
 @pytest.fixture(scope="module")
-def gcs(tmp_path_factory):
-    """The storage emulator (and local Vertex AI) with its environment applied; a bucket handle."""
-    with LocalStack(tmp_path_factory.mktemp("localvertex-import"), bucket=BUCKET, project=PROJECT) as stack:
-        stack.apply_env()
-        yield storage.Client(project=PROJECT).bucket(BUCKET)
+def gcs(local_stack):
+    """A handle on the bucket of the session's local stack (tests/conftest.py); each test uses its own prefix."""
+    return storage.Client(project=PROJECT).bucket(BUCKET)
 
 
 @pytest.fixture
@@ -424,3 +421,31 @@ def test_upload_errors(gcs, tmp_path):
     save(tmp_path / "imgs" / "a.png")
     with pytest.raises(DatasetUploadError, match=r"m.csv row 3: image 'imgs/missing.png' not found"):
         upload_local_dataset(tmp_path / "m.csv", BUCKET, PROJECT)
+
+
+# ---- the program KFP ships: the component plus its additional_funcs, nothing else
+
+def test_the_shipped_component_source_reads_every_layout(gcs, prefix, tmp_path):
+    """Runs the very source KFP puts in the container, so a rule missing from additional_funcs fails here."""
+    shipped = {}
+    exec(compile(import_dataset.component_spec.implementation.container.command[-1], "shipped", "exec"), shipped)
+    images = put_images(gcs, prefix, {"pass": 2, "dent": 2})
+    status = {"pass": "Pass,", "dent": "Defect,dent"}
+    csv_uri = put(gcs, f"{prefix}/m.csv", "gcs_uri,status,defect_type\n" + "".join(
+        f"{u},{status[c]}\n" for c, us in images.items() for u in us))
+    jsonl_uri = put(gcs, f"{prefix}/m.jsonl", "\n".join(json.dumps({"contents": [
+        {"role": "user", "parts": [{"text": "x"}, {"fileData": {"mimeType": "image/png", "fileUri": u}}]},
+        {"role": "model", "parts": [{"text": LABELS[None] if c == "pass" else DENT}]}]})
+        for c, us in images.items() for u in us))
+    expected = {u: LABELS[None] if c == "pass" else DENT for c, us in images.items() for u in us}
+    for number, uri in enumerate([f"gs://{BUCKET}/{prefix}/", csv_uri, jsonl_uri]):
+        manifest = dsl.Dataset(name="m", uri=str(tmp_path / f"m{number}.csv"), metadata={})
+        shipped["import_dataset"](project=PROJECT, dataset_uri=uri, manifest=manifest)
+        with open(manifest.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        check_manifest(rows)
+        assert {r["gcs_uri"]: r["label"] for r in rows} == expected
+    gif = put(gcs, f"{prefix}/bad/a.gif", image_bytes("GIF"))
+    bad = put(gcs, f"{prefix}/bad/m.csv", f"image,label\n{gif},Status: Pass\n")
+    with pytest.raises(ValueError, match=r"(?s)1 problem\(s\) checking the images .*a\.gif has an unsupported format"):
+        shipped["import_dataset"](project=PROJECT, dataset_uri=bad, manifest=new_manifest(tmp_path))

@@ -1,0 +1,775 @@
+"""Pure rules of the data components: classes and labels, manifest rows, image, class and
+tuning-example checks, and the text of their problems, warnings and notes.
+
+Nothing here touches Cloud Storage or prints: the components do the I/O and call these.
+KFP ships only a function's own source (``@dsl.component(additional_funcs=[...])``), so each
+function imports what it needs inside, shared facts are functions, and a component lists every
+function it reaches, helpers included: ``IMPORT_RULES`` for import_dataset, ``JSONL_RULES`` for
+build_tuning_jsonl (tests/test_dataset_rules.py checks that the lists are complete).
+
+Records are dicts: ``image_record`` names their keys. A problem is one line
+"<where>: <reason>", where "where" names the CSV row (the header is row 1), the JSONL line or
+the image URI.
+"""
+
+from components.helpers import (
+    defect_type_of,
+    image_mime_types,
+    is_pass_answer,
+    manifest_columns,
+    notebook_labels,
+    parse_gcs_uri,
+)
+
+# ---- shared facts
+
+
+def max_image_bytes():
+    """Vertex AI's limit for one image of a tuning example: 20 MB."""
+    return 20 * 1024 * 1024
+
+
+def max_images_per_example():
+    """Vertex AI's limit of images in one tuning example."""
+    return 30
+
+
+def pass_words():
+    """Class folder names and status values (lower case) that mean a good product."""
+    return {"pass", "passed", "ok", "good", "normal"}
+
+
+def defect_words():
+    """Class folder names and status values (lower case) that mean a defect of no given type."""
+    return {"defect", "defective", "ng", "nok", "fail", "failed", "bad"}
+
+
+def none_words():
+    """defect_type values (lower case) that mean "no type given"."""
+    return {"", "none", "null", "nan", "n/a", "na", "-"}
+
+
+def image_uri_columns():
+    """The manifest columns that may hold the image, in order of preference."""
+    return ("gcs_uri", "image_uri", "uri", "image", "path")
+
+
+def untyped_defect_label():
+    """The label of a defect class that names no type."""
+    return "Status: Defect"
+
+
+# ---- parameters and the dataset's location
+
+
+def check_dataset_uri(dataset_uri):
+    """The stripped ``dataset_uri``; ValueError unless it is a gs:// URI."""
+    dataset_uri = (dataset_uri or "").strip()
+    if not dataset_uri.startswith("gs://"):
+        raise ValueError(f"dataset_uri must be a gs:// URI of a folder, .csv or .jsonl, got {dataset_uri!r}")
+    return dataset_uri
+
+
+def label_parameter_warnings(pass_label, label_template):
+    """Warning lines for pass_label and label_template; ValueError when they cannot be used."""
+    import string
+
+    if not pass_label.strip():
+        raise ValueError("pass_label is empty: good products need an answer text")
+    warnings = []
+    if label_template:
+        fields = {name for _, name, _, _ in string.Formatter().parse(label_template) if name is not None}
+        if fields - {"defect_type"}:
+            raise ValueError(f"label_template {label_template!r} uses the placeholder(s) "
+                             f"{sorted(fields - {'defect_type'})}; the only one allowed is {{defect_type}}")
+        try:
+            label_template.format(defect_type="Dent")
+        except (ValueError, IndexError, KeyError) as error:
+            raise ValueError(f"label_template {label_template!r} is not a valid template: {error}") from None
+        if "defect_type" not in fields:
+            warnings.append(f"warning: label_template {label_template!r} has no {{defect_type}}: every defect class "
+                            "gets the same answer, so the model cannot learn to name the type")
+    if not is_pass_answer(pass_label):
+        warnings.append(f"warning: pass_label {pass_label!r} is not 'Status: Pass'; the evaluation scores an answer "
+                        "as Pass only when it says 'Status: Pass'")
+    return warnings
+
+
+def dataset_source(dataset_uri, pass_label="Status: Pass", label_template=""):
+    """What the readers need to know about the dataset: its bucket, object path, folder, file
+    name and the label parameters. ValueError when the URI names no valid bucket."""
+    import posixpath
+    import re
+
+    bucket_name, _, object_path = dataset_uri[len("gs://"):].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", bucket_name):
+        raise ValueError(f"dataset_uri {dataset_uri!r} does not name a valid bucket")
+    return {"dataset_uri": dataset_uri, "bucket": bucket_name, "object_path": object_path,
+            "base_dir": posixpath.dirname(object_path), "file_name": posixpath.basename(object_path),
+            "pass_label": pass_label, "label_template": label_template}
+
+
+def dataset_layout(source):
+    """"folder", "csv" or "jsonl" from the URI's form; ValueError for any other extension."""
+    import posixpath
+
+    extension = posixpath.splitext(source["object_path"].rstrip("/"))[1].lower()
+    if source["dataset_uri"].endswith("/") or not extension:
+        return "folder"
+    if extension in (".csv", ".jsonl"):
+        return extension[1:]
+    raise ValueError(f"dataset_uri {source['dataset_uri']} ends in {extension!r}: give a .csv or .jsonl manifest "
+                     "or a folder (gs://bucket/prefix/ holding <class>/<image>)")
+
+
+def decode_manifest_text(data, dataset_uri):
+    """The text of a CSV/JSONL manifest (a UTF-8 byte order mark is dropped)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{dataset_uri} is not UTF-8 text: {error}") from None
+
+
+# ---- classes and labels
+
+
+def type_name(raw):
+    """A defect type from a class name: 'surface_dent' -> 'Surface-Dent'; the notebook's types
+    keep their spelling ('CRACK' -> 'Crack')."""
+    import re
+
+    notebook = {kind.lower(): kind for kind in notebook_labels() if kind}
+    words = [w for w in re.split(r"[\s_\-]+", raw.strip()) if w]
+    name = "-".join(w[:1].upper() + w[1:].lower() for w in words)
+    return notebook.get(name.lower(), name)
+
+
+def class_of_word(raw):
+    """(status, defect_type) for a class name such as a folder name; None if unusable."""
+    import re
+
+    word = (raw or "").strip()
+    if word.lower() in pass_words():
+        return "Pass", "None"
+    if word.lower() in defect_words():
+        return "Defect", "Defect"
+    name = type_name(word)
+    if not name or not re.match(r"[A-Za-z]", name):
+        return None
+    return "Defect", name
+
+
+def label_of(status, defect_type, pass_label="Status: Pass", label_template=""):
+    """The answer text for a class: pass_label, the untyped defect label, label_template, or the
+    notebook's answer (a sentence of the same form for types the notebook does not know)."""
+    if status == "Pass":
+        return pass_label.strip()
+    if defect_type == "Defect":
+        return untyped_defect_label()
+    if label_template:
+        return label_template.format(defect_type=defect_type).strip()
+    notebook = {kind.lower(): text for kind, text in notebook_labels().items() if kind}
+    return notebook.get(defect_type.lower(), f"Status: Defect - {defect_type} detected on product surface.")
+
+
+def class_of_label(label, pass_label="Status: Pass"):
+    """(status, defect_type) that a label says: Pass for "Status: Pass" or pass_label, else the
+    type after "Defect -" ("Defect" when the label names none)."""
+    if is_pass_answer(label) or label.strip().casefold() == pass_label.strip().casefold():
+        return "Pass", "None"
+    return "Defect", defect_type_of(label) or "Defect"
+
+
+def class_key(record):
+    """The class a record counts in: "Pass" or its defect type."""
+    return "Pass" if record["status"] == "Pass" else record["defect_type"]
+
+
+# ---- manifest rows: CSV rows, flat JSONL objects, Gemini contents and chat messages
+
+
+def image_record(where, uri, status, defect_type, label, size=None):
+    """One image of the dataset; ``where`` names its row or line ("" for a folder tree), ``size``
+    is known when a listing gave it."""
+    return {"where": where, "gcs_uri": uri, "status": status, "defect_type": defect_type,
+            "label": label, "size": size}
+
+
+def resolve_image_ref(value, bucket_name, base_dir):
+    """(gs:// URI, None) for an image reference, or (None, reason). A value that is not a URI is
+    a path relative to the manifest's folder ``base_dir`` in ``bucket_name``."""
+    import posixpath
+    import re
+
+    value = (value or "").strip() if isinstance(value, str) else ""
+    if not value:
+        return None, "no image URI"
+    if value.startswith("gs://"):
+        try:
+            parse_gcs_uri(value)
+        except ValueError:
+            return None, f"{value!r} is not a gs://bucket/object URI"
+        return value, None
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        return None, (f"image {value!r}: only gs:// URIs (or paths relative to the manifest) are supported; "
+                      "copy the image to Cloud Storage")
+    if value.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        return None, (f"image {value!r} is a local path; upload the dataset first "
+                      "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)")
+    joined = posixpath.normpath(posixpath.join(base_dir, value.replace("\\", "/")))
+    if joined == ".." or joined.startswith("../"):
+        return None, f"image {value!r} points outside the bucket"
+    return f"gs://{bucket_name}/{joined}", None
+
+
+def class_from_status_columns(status_raw, type_raw):
+    """((status, defect_type), None) from a row's status and defect_type values, or (None, reason)."""
+    status_word, type_word = status_raw.lower(), type_raw
+    no_type = none_words() | pass_words()
+    if status_word in pass_words() or (not status_word and type_word.lower() in no_type):
+        if type_word.lower() not in no_type:
+            return None, f"status {status_raw!r} but defect_type {type_raw!r}; a good product has no defect type"
+        return ("Pass", "None"), None
+    if status_word in defect_words() or not status_word:
+        found = ("Defect", "Defect") if type_word.lower() in none_words() | defect_words() \
+            else class_of_word(type_word)
+        if found is None:
+            return None, f"defect_type {type_raw!r} must start with a letter"
+        return found, None
+    return None, f"status {status_raw!r} is neither Pass nor Defect (Pass/OK/Good/Normal or Defect/NG/Fail/Bad)"
+
+
+def reconcile_label(label, found, type_raw, pass_label="Status: Pass"):
+    """(defect_type, None) when a row's label agrees with its status columns' class ``found``,
+    else (None, reason). A typed label completes an untyped "Defect" row."""
+    status, defect_type = found
+    said, said_type = class_of_label(label, pass_label)
+    if said != status:
+        return None, f"the label {label!r} says {said} but the status column says {status}"
+    if said == "Defect" and defect_type == "Defect":
+        return said_type, None  # the label names the type the columns left out
+    if said == "Defect" and said_type != "Defect" and said_type.lower() != defect_type.lower():
+        return None, f"the label {label!r} names {said_type!r} but the defect_type column says {type_raw!r}"
+    return defect_type, None
+
+
+def class_of_row(row, source):
+    """((status, defect_type, label), None) for a normalised manifest row, or (None, reason).
+
+    The status / defect_type columns decide when present (a label, if given, must agree);
+    otherwise the label column does.
+    """
+    label, status_raw, type_raw = row.get("label", ""), row.get("status", ""), row.get("defect_type", "")
+    if status_raw or type_raw:
+        found, reason = class_from_status_columns(status_raw, type_raw)
+        if reason:
+            return None, reason
+        if not label:
+            return (*found, label_of(*found, source["pass_label"], source["label_template"])), None
+        defect_type, reason = reconcile_label(label, found, type_raw, source["pass_label"])
+        return (None, reason) if reason else ((found[0], defect_type, label), None)
+    if label:
+        return (*class_of_label(label, source["pass_label"]), label), None
+    return None, "no label; give a label column or status + defect_type columns"
+
+
+def columns_record(row, where, source):
+    """(record or None, problems) for a CSV row or a flat JSONL object."""
+    row = {str(k).strip().lower(): ("" if v is None else str(v).strip()) for k, v in row.items() if k is not None}
+    column = next((c for c in image_uri_columns() if c in row), None)
+    if column is None:
+        return None, [f"{where}: no image column; expected one of {', '.join(image_uri_columns())}"]
+    uri, reason = resolve_image_ref(row[column], source["bucket"], source["base_dir"])
+    problems = [f"{where}: {reason}"] if reason else []  # the class is still checked: report both
+    found, reason = class_of_row(row, source)
+    if reason:
+        return None, problems + [f"{where}: {reason}"]
+    return (image_record(where, uri, *found) if uri else None), problems
+
+
+def turn_text(content):
+    """The text of a turn's parts / content."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else [content]
+    return " ".join(p if isinstance(p, str) else (p.get("text") or "") for p in parts
+                    if isinstance(p, (str, dict))).strip()
+
+
+def turn_images(content):
+    """(image references, reasons) in a turn's parts / content: fileData, image_url parts and
+    gs:// URIs in text; inline image data is a reason (it cannot be imported)."""
+    import re
+
+    found, reasons = [], []
+    for part in content if isinstance(content, list) else [content]:
+        if isinstance(part, str):
+            found += [m.rstrip(".,;:!?)]}'\"") for m in re.findall(r"gs://\S+", part)]
+            continue
+        if not isinstance(part, dict):
+            continue
+        if part.get("inlineData") or part.get("inline_data"):
+            reasons.append("inline image data cannot be imported; use fileData with a gs:// URI")
+        file = part.get("fileData") or part.get("file_data")
+        image_url = part.get("image_url") or part.get("imageUrl")
+        if isinstance(file, dict):
+            found.append(file.get("fileUri") or file.get("file_uri") or "")
+        elif image_url:
+            found.append(image_url.get("url", "") if isinstance(image_url, dict) else str(image_url))
+        elif isinstance(part.get("text"), str):
+            found += turn_images(part["text"])[0]
+        else:
+            found += [part[k] for k in ("fileUri", "file_uri", "uri", "image") if isinstance(part.get(k), str)]
+    return found, reasons
+
+
+def conversation_record(turns, where, kind, source):
+    """(record or None, problems) for a Gemini ``contents`` list or a chat ``messages`` list:
+    one image in the user turns, the label from the final model (or assistant) turn."""
+    if not isinstance(turns, list) or not turns:
+        return None, [f"{where}: {kind} is empty"]
+    images, answer, problems = [], None, []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return None, problems + [f"{where}: {kind}[{i}] is not an object"]
+        role = str(turn.get("role") or "").lower()
+        content = turn.get("parts") if "parts" in turn else turn.get("content")
+        if role == "user":
+            found, reasons = turn_images(content)
+            images += found
+            problems += [f"{where}: {reason}" for reason in reasons]
+        elif role in ("model", "assistant"):
+            answer = turn_text(content) if i == len(turns) - 1 else answer
+    if str(turns[-1].get("role") or "").lower() not in ("model", "assistant") or not (answer or "").strip():
+        return None, problems + [f"{where}: the last turn must be the model's answer with text"]
+    if len(images) != 1:
+        return None, problems + [f"{where}: {len(images)} images in the user turns; an imported example needs "
+                                 "exactly one image"]
+    status, defect_type = class_of_label(answer, source["pass_label"])
+    uri, reason = resolve_image_ref(images[0], source["bucket"], source["base_dir"])
+    if reason:
+        return None, problems + [f"{where}: {reason}"]
+    return image_record(where, uri, status, defect_type, answer.strip()), problems
+
+
+def csv_records(text, source):
+    """(records, problems) of a CSV manifest's text; blank rows are skipped."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise ValueError(f"{source['dataset_uri']} is empty: expected a header row")
+    records, problems = [], []
+    for number, row in enumerate(reader, start=2):  # row 1 is the header
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        record, found = columns_record(row, f"{source['file_name']} row {number}", source)
+        records += [record] if record else []
+        problems += found
+    return records, problems
+
+
+def jsonl_records(text, source):
+    """(records, problems, prompts dropped) of a JSONL manifest's text: flat objects, Gemini
+    ``contents`` lines or chat ``messages`` lines (whose prompts the pipeline replaces)."""
+    import json
+
+    records, problems, prompts_dropped = [], [], 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source['file_name']} line {number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(f"{where}: not valid JSON ({error.msg})")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"{where}: expected a JSON object")
+            continue
+        kind = next((k for k in ("contents", "messages") if k in obj), None)
+        if kind:
+            record, found = conversation_record(obj[kind], where, kind, source)
+            prompts_dropped += 1
+        else:
+            record, found = columns_record(obj, where, source)
+        records += [record] if record else []
+        problems += found
+    return records, problems, prompts_dropped
+
+
+def folder_prefix(object_path):
+    """The object-name prefix of a folder tree ("" for the whole bucket)."""
+    return object_path.rstrip("/") + "/" if object_path.strip("/") else ""
+
+
+def folder_records(listing, source):
+    """(records, problems, skipped names) of a folder tree from its (object name, size) listing.
+
+    The first folder under the prefix is the class; hidden files and folders, Thumbs.db and
+    desktop.ini are ignored; files directly under the prefix are skipped.
+    """
+    prefix = folder_prefix(source["object_path"])
+    records, problems, skipped = [], [], []
+    for name, size in listing:
+        relative = name[len(prefix):]
+        parts = relative.split("/")
+        if not relative or relative.endswith("/") or any(p.startswith(".") for p in parts) \
+                or parts[-1] in ("Thumbs.db", "desktop.ini"):
+            continue
+        if len(parts) == 1:
+            skipped.append(relative)
+            continue
+        uri = f"gs://{source['bucket']}/{name}"
+        found = class_of_word(parts[0])
+        if found is None:
+            problems.append(f"image {uri}: class folder {parts[0]!r} must start with a letter")
+            continue
+        label = label_of(*found, source["pass_label"], source["label_template"])
+        records.append(image_record("", uri, *found, label, size=size))
+    return records, problems, skipped
+
+
+def skipped_files_note(skipped, dataset_uri):
+    """The note about files directly under a folder tree's prefix."""
+    return (f"note: skipped {len(skipped)} file(s) directly under {dataset_uri} (not in a class folder): "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
+
+
+def empty_folder_message(source):
+    """The error for a folder tree with no images in class folders."""
+    prefix, bucket = folder_prefix(source["object_path"]), source["bucket"]
+    return (f"no images found under gs://{bucket}/{prefix}; expected "
+            f"gs://{bucket}/{prefix}<class>/<image>, e.g. pass/img1.png and dent/img2.png")
+
+
+def drop_repeated_rows(records):
+    """(records, number dropped): the same image listed twice with the same label adds nothing,
+    so only the first is kept."""
+    unique, seen = [], set()
+    for record in records:
+        key = (record["gcs_uri"], record["label"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    return unique, len(records) - len(unique)
+
+
+def failure_message(problems, stage, dataset_uri):
+    """The error that lists every problem found (the first 25) at one stage of the import."""
+    shown = problems[:25]
+    more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    return (f"import_dataset: {len(problems)} problem(s) {stage} in {dataset_uri}; no manifest was "
+            "written:\n  " + "\n  ".join(shown) + more)
+
+
+# ---- image checks
+
+
+def image_ref(record):
+    """How a problem names an image: "<row or line>: image <uri>" or "image <uri>"."""
+    return f"{record['where']}: image {record['gcs_uri']}" if record["where"] else f"image {record['gcs_uri']}"
+
+
+def image_extension(uri):
+    """The file extension of an image URI, lower case, without the dot ("" when none)."""
+    import posixpath
+
+    return posixpath.splitext(uri)[1].lower().lstrip(".")
+
+
+def pillow_format_of(extension):
+    """The format Pillow reports for a file with this extension; None for HEIC/HEIF (Pillow
+    cannot decode them) and for formats Gemini does not accept."""
+    return {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}.get(image_mime_types().get(extension))
+
+
+def image_name_problem(record):
+    """The problem with an image's file name (an extension Gemini does not accept), or None."""
+    extension = image_extension(record["gcs_uri"])
+    if extension in image_mime_types():
+        return None
+    what = f"'.{extension}'" if extension else "no file extension"
+    accepted = ", ".join(f".{e}" for e in image_mime_types())
+    return (f"{image_ref(record)} has an unsupported format ({what}); Gemini accepts PNG, JPEG, WebP and "
+            f"HEIC/HEIF ({accepted})")
+
+
+def image_size_problem(record, size):
+    """The problem with an image of ``size`` bytes (None: unknown), or None."""
+    if size is not None and size > max_image_bytes():
+        return f"{image_ref(record)} is {size / 2**20:.1f} MB; Vertex AI accepts at most 20 MB per image"
+    return None
+
+
+def decoded_format(data):
+    """(format, None) when Pillow decodes ``data`` (MPO counts as JPEG), else (None, error)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            actual = {"MPO": "JPEG"}.get(image.format, image.format)
+            if actual == "JPEG":  # a reduced decode of a JPEG proves it readable, at a fraction of the cost
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except Exception as error:  # Pillow raises many types for broken files
+        return None, f"{type(error).__name__}: {error}"
+    return actual, None
+
+
+def image_content_problem(record, data):
+    """The problem with an image's bytes (empty, over 20 MB, not the format its extension says,
+    not decodable), or None. HEIC/HEIF get a header check only: an ISO-BMFF ftyp box."""
+    if not data:
+        return f"{image_ref(record)} is empty (0 bytes)"
+    too_large = image_size_problem(record, len(data))
+    if too_large:
+        return too_large
+    extension = image_extension(record["gcs_uri"])
+    expected = pillow_format_of(extension)
+    if expected is None:
+        return None if data[4:8] == b"ftyp" else f"{image_ref(record)} is not a HEIC/HEIF file (no ftyp header)"
+    actual, error = decoded_format(data)
+    if error:
+        return f"{image_ref(record)} is unreadable: Pillow cannot decode it ({error})"
+    if actual != expected:
+        return (f"{image_ref(record)} is a {actual} file but named .{extension}; Gemini accepts PNG, JPEG, WebP "
+                "and HEIC/HEIF, and the file type must match the extension")
+    return None
+
+
+def image_digest(record, data):
+    """(sha256 hex, None) for good image bytes, or (None, problem)."""
+    import hashlib
+
+    problem = image_content_problem(record, data)
+    return (None, problem) if problem else (hashlib.sha256(data).hexdigest(), None)
+
+
+# ---- class checks, warnings and notes (records carry their sha256 by now)
+
+
+def content_conflicts(records):
+    """(problems, copies): one problem per content (sha256) labelled with two classes, and the
+    number of images that repeat another image's content."""
+    from collections import defaultdict
+
+    by_content = defaultdict(list)
+    for record in records:
+        by_content[record["sha256"]].append(record)
+    problems, copies = [], 0
+    for digest, group in by_content.items():
+        first = group[0]
+        other = next((r for r in group[1:] if class_key(r) != class_key(first)), None)
+        if other is not None:
+            problems.append(f"{image_ref(first)} and {image_ref(other)} have the same content "
+                            f"(sha256 {digest[:12]}...) but the classes {class_key(first)!r} and {class_key(other)!r}")
+        copies += len(group) - 1
+    return problems, copies
+
+
+def small_class_problems(records):
+    """A problem for each class with fewer than 2 distinct images (it cannot be split)."""
+    from collections import defaultdict
+
+    distinct, members = defaultdict(set), defaultdict(list)
+    for record in records:
+        distinct[class_key(record)].add(record["sha256"])
+        members[class_key(record)].append(record)
+    return [f"class {name!r} has only {len(distinct[name])} distinct image "
+            f"({'; '.join(image_ref(r) for r in members[name][:3])}); each class needs at least 2 "
+            "to be split: add images or remove the class"
+            for name in sorted(distinct, key=str.lower) if len(distinct[name]) < 2]
+
+
+def class_counts(records):
+    """Images per class, in order of first appearance."""
+    from collections import Counter
+
+    return Counter(class_key(record) for record in records)
+
+
+def class_summary(counts):
+    """"Pass 12, Dent 2": classes by count, largest first."""
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
+    """The lines printed after a successful import: a summary, then warnings and notes.
+
+    ``notes`` counts "duplicate_rows", "duplicate_images" and "prompt_dropped".
+    """
+    counts = class_counts(records)
+    summary = class_summary(counts)
+    lines = [f"imported {len(records)} images in {len(counts)} classes from {dataset_uri} ({layout}): {summary}"]
+    if len(counts) == 1:
+        lines.append(f"warning: only one class ({next(iter(counts))}); the inspector cannot learn to tell "
+                     "classes apart")
+    largest, smallest = max(counts.values()), min(counts.values())
+    if smallest and largest / smallest > imbalance_warning_ratio:
+        lines.append(f"warning: the classes are imbalanced ({summary}; largest/smallest = {largest / smallest:.1f} > "
+                     f"{imbalance_warning_ratio:g}); consider the oversample_rare_classes=True pipeline parameter "
+                     "or more images of the rare classes")
+    small = sorted(name for name, count in counts.items() if count < 10)
+    if small:
+        lines.append(f"note: {', '.join(small)} ha{'s' if len(small) == 1 else 've'} fewer than 10 images; with an "
+                     "80/10/10 split such a class may get no validation or test example")
+    if notes.get("duplicate_rows"):
+        lines.append(f"note: dropped {notes['duplicate_rows']} repeated row(s) (same image, same label)")
+    if notes.get("duplicate_images"):
+        lines.append(f"note: {notes['duplicate_images']} image(s) repeat the content of another image; the split "
+                     "keeps copies together")
+    untyped = sum(1 for r in records if r["status"] == "Defect" and defect_type_of(r["label"]) is None)
+    if untyped:
+        lines.append(f"note: {untyped} defect label(s) name no type as 'Defect - <Type>'; the evaluation scores "
+                     "their status only")
+    heic = sum(1 for r in records if r["gcs_uri"].lower().endswith((".heic", ".heif")))
+    if heic:
+        lines.append(f"note: {heic} HEIC/HEIF image(s) were checked by extension, size and header only "
+                     "(Pillow cannot decode them)")
+    if notes.get("prompt_dropped"):
+        lines.append("note: prompts and system instructions in the file are replaced by the pipeline's prompt and "
+                     "system_instruction parameters")
+    return lines
+
+
+def manifest_row(record):
+    """A record as a manifest row (helpers.manifest_columns)."""
+    import posixpath
+
+    return {"image_name": posixpath.basename(record["gcs_uri"]),
+            **{column: record[column] for column in manifest_columns()[1:]}}
+
+
+def manifest_metadata(records, layout, dataset_uri):
+    """The imported manifest's artifact metadata."""
+    return {
+        "num_images": len(records),
+        "num_defects": sum(1 for r in records if r["status"] == "Defect"),
+        "class_counts": dict(class_counts(records)),
+        "layout": layout,
+        "dataset_uri": dataset_uri,
+    }
+
+
+# ---- tuning examples (build_tuning_jsonl)
+
+
+def check_split_rows(rows, split):
+    """``rows`` of a split's manifest; ValueError naming the first row without a gs:// gcs_uri and
+    a label (the header is line 1)."""
+    for number, row in enumerate(rows, start=2):
+        if not (row.get("gcs_uri") or "").startswith("gs://") or not (row.get("label") or "").strip():
+            raise ValueError(f"{split} manifest line {number}: needs a gs:// gcs_uri and a non-empty label, "
+                             f"got {row.get('gcs_uri')!r} and {row.get('label')!r}")
+    return rows
+
+
+def oversample_rows(rows):
+    """Training rows with rarer labels repeated until each label has as many rows as the most
+    common one (no more: each label is trimmed back to that count)."""
+    import math
+    from collections import Counter
+
+    counts = Counter(row["label"] for row in rows)
+    top = max(counts.values())
+    repeated = [copy for row in rows for copy in [row] * math.ceil(top / counts[row["label"]])]
+    kept, seen = [], Counter()
+    for row in repeated:
+        if seen[row["label"]] < top:
+            seen[row["label"]] += 1
+            kept.append(row)
+    return kept
+
+
+def tuning_example(row, prompt, system_instruction=""):
+    """One Gemini SFT line: a user turn with the prompt and the image as fileData, a model turn
+    with the label, and the system instruction when given."""
+    extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
+    example = {"contents": [
+        {"role": "user", "parts": [
+            {"text": prompt},
+            {"fileData": {"mimeType": image_mime_types().get(extension, f"image/{extension}"),
+                          "fileUri": row["gcs_uri"]}},
+        ]},
+        {"role": "model", "parts": [{"text": row["label"].strip()}]},
+    ]}
+    if system_instruction.strip():
+        example["systemInstruction"] = {"role": "system", "parts": [{"text": system_instruction.strip()}]}
+    return example
+
+
+def tuning_example_problem(example, sizes):
+    """The first reason Vertex AI would refuse this SFT line, or None. ``sizes`` maps each image
+    URI that exists to its size in bytes."""
+    contents = example.get("contents") or []
+    if not contents:
+        return "no contents"
+    for i, turn in enumerate(contents):
+        expected = "user" if i % 2 == 0 else "model"
+        if turn.get("role") != expected:
+            return f"contents[{i}].role is {turn.get('role')!r}; roles must alternate user/model"
+        if not any((p.get("text") or "").strip() for p in turn.get("parts", [])):
+            return f"contents[{i}] has no non-empty text part"
+    if contents[-1]["role"] != "model":
+        return "the last turn must be the model's answer"
+    files = [p["fileData"] for turn in contents for p in turn["parts"] if "fileData" in p]
+    if len(files) > max_images_per_example():
+        return f"{len(files)} images; Vertex AI accepts at most {max_images_per_example()} per example"
+    for file in files:
+        if file["mimeType"] not in image_mime_types().values():
+            return f"{file['fileUri']} has the unsupported type {file['mimeType']}; use PNG, JPEG, WebP or HEIC"
+        size = sizes.get(file["fileUri"])
+        if size is None:
+            return f"{file['fileUri']} does not exist"
+        if size > max_image_bytes():
+            return f"{file['fileUri']} is {size / 2**20:.1f} MB; Vertex AI accepts at most 20 MB per image"
+    return None
+
+
+def jsonl_texts(splits, prompt, system_instruction, sizes):
+    """{split: JSONL text} for {split: manifest rows}, every line validated first; ValueError
+    naming the file, line and reason of the first line Vertex AI would refuse."""
+    import json
+
+    texts = {}
+    for split, rows in splits.items():
+        examples = [tuning_example(row, prompt, system_instruction) for row in rows]
+        for number, example in enumerate(examples, start=1):
+            reason = tuning_example_problem(example, sizes)
+            if reason:
+                raise ValueError(f"{split}.jsonl line {number}: {reason}")
+        texts[split] = "".join(json.dumps(example) + "\n" for example in examples)
+    return texts
+
+
+def jsonl_folder_path(jsonl_folder, texts):
+    """The folder of one set of JSONL files: named by a hash of their content, so files are
+    written once and never overwritten (a running tuning job or a cached task keeps its data)."""
+    import hashlib
+
+    digest = hashlib.sha256("".join(texts.values()).encode()).hexdigest()[:16]
+    return f"{jsonl_folder.strip('/')}/{digest}"
+
+
+IMPORT_RULES = [
+    notebook_labels, parse_gcs_uri, is_pass_answer, defect_type_of, image_mime_types, manifest_columns,
+    max_image_bytes, pass_words, defect_words, none_words, image_uri_columns, untyped_defect_label,
+    check_dataset_uri, label_parameter_warnings, dataset_source, dataset_layout, decode_manifest_text,
+    type_name, class_of_word, label_of, class_of_label, class_key,
+    image_record, resolve_image_ref, class_from_status_columns, reconcile_label, class_of_row, columns_record,
+    turn_text, turn_images, conversation_record, csv_records, jsonl_records,
+    folder_prefix, folder_records, skipped_files_note, empty_folder_message, drop_repeated_rows, failure_message,
+    image_ref, image_extension, pillow_format_of, image_name_problem, image_size_problem, decoded_format,
+    image_content_problem, image_digest,
+    content_conflicts, small_class_problems, class_counts, class_summary, import_report, manifest_row,
+    manifest_metadata,
+]
+
+JSONL_RULES = [
+    parse_gcs_uri, image_mime_types, max_image_bytes, max_images_per_example,
+    check_split_rows, oversample_rows, tuning_example, tuning_example_problem, jsonl_texts, jsonl_folder_path,
+]
