@@ -38,6 +38,20 @@ def manifest_columns():
     return ["image_name", "gcs_uri", "status", "defect_type", "label", "sha256"]
 
 
+def write_empty_manifest(path, reason):
+    """Writes a manifest with the header only: this image step stands aside (see split_manifest).
+
+    The pipeline runs both image steps, synthesize_images and import_dataset, and the one
+    that does not apply writes this; split_manifest takes the manifest that has rows. A
+    static DAG needs no ``dsl.OneOf`` over artifacts, which Vertex AI does not document.
+    """
+    import csv
+
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerow(manifest_columns())
+    print(f"no images from this step: {reason}", flush=True)
+
+
 PROGRESS_MARK = "::progress::"  # report_progress and parse_progress spell it out: they ship alone
 
 

@@ -33,14 +33,14 @@ from components.dataset_rules import (
     skipped_files_note,
     small_class_problems,
 )
-from components.helpers import manifest_columns, parse_gcs_uri, report_progress
+from components.helpers import manifest_columns, parse_gcs_uri, report_progress, write_empty_manifest
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
 # The checks and rules are pure functions in components/dataset_rules.py (tested without a
 # server); this component only lists, downloads and writes.
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
-               additional_funcs=[*IMPORT_RULES, report_progress])
+               additional_funcs=[*IMPORT_RULES, report_progress, write_empty_manifest])
 def import_dataset(
     project: str,
     dataset_uri: str,
@@ -90,7 +90,9 @@ def import_dataset(
 
     Args:
         project: Google Cloud project used for the Cloud Storage client.
-        dataset_uri: ``gs://`` URI of the folder tree, CSV or JSONL described above.
+        dataset_uri: ``gs://`` URI of the folder tree, CSV or JSONL described above; empty
+            when the pipeline synthesizes images, and then this step writes an empty
+            manifest (header only) and stops.
         manifest: output CSV with image_name, gcs_uri, status, defect_type, label, sha256.
         label_template: answer text for defect classes with a ``{defect_type}`` placeholder,
             e.g. "Status: Defect - {defect_type} found."; empty for the default labels.
@@ -105,6 +107,9 @@ def import_dataset(
     from google.api_core import exceptions as gcs_errors
     from google.cloud import storage
 
+    if not (dataset_uri or "").strip():  # the pipeline synthesizes the images instead
+        write_empty_manifest(manifest.path, "dataset_uri is empty: images are synthesized")
+        return
     dataset_uri = check_dataset_uri(dataset_uri)
     for warning in label_parameter_warnings(pass_label, label_template):
         print(warning, flush=True)

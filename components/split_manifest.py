@@ -18,6 +18,7 @@ def split_manifest(
     train_fraction: float = 0.8,
     validation_fraction: float = 0.1,
     seed: int = 42,
+    imported_manifest: Input[Dataset] = None,
 ):
     """Splits the manifest by class, so each split keeps the class mix.
 
@@ -35,6 +36,9 @@ def split_manifest(
         train_fraction: share for training, in (0, 1].
         validation_fraction: share for validation; the rest is the test split.
         seed: random seed of the shuffle.
+        imported_manifest: the import step's manifest. The pipeline runs both image steps
+            and the one that does not apply writes a header-only manifest; the split takes
+            the one with rows (both with rows is an error).
     """
     import csv
     import random
@@ -45,9 +49,18 @@ def split_manifest(
         raise ValueError(
             f"need 0 < train_fraction <= 1 and train_fraction + validation_fraction <= 1, "
             f"got {train_fraction} and {validation_fraction}")
-    with open(manifest.path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
+    def read(artifact):
+        with open(artifact.path, newline="") as f:
+            reader = csv.DictReader(f)
+            return reader.fieldnames or [], list(reader)
+
+    fields, rows = read(manifest)
+    if imported_manifest is not None:
+        imported_fields, imported_rows = read(imported_manifest)
+        if rows and imported_rows:
+            raise ValueError("both image steps produced a manifest; expected synthesized or imported images, not both")
+        if imported_rows or not rows:
+            fields, rows = imported_fields, imported_rows
     if not rows:
         raise ValueError("the manifest has no rows: nothing to split")
     missing = {"gcs_uri", "label"} - set(fields)

@@ -3,13 +3,14 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.helpers import draw_product_image, manifest_columns, notebook_labels, parse_gcs_uri, report_progress
+from components.helpers import (draw_product_image, manifest_columns, notebook_labels, parse_gcs_uri, report_progress,
+                                write_empty_manifest)
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
                additional_funcs=[draw_product_image, notebook_labels, parse_gcs_uri, manifest_columns,
-                                 report_progress])
+                                 report_progress, write_empty_manifest])
 def synthesize_images(
     project: str,
     bucket: str,
@@ -20,6 +21,7 @@ def synthesize_images(
     variation: str = "standard",
     image_folder: str = "images",
     upload_workers: int = 8,
+    dataset_uri: str = "",
 ):
     """Draws varied product images, uploads them as PNGs and writes their manifest.
 
@@ -40,6 +42,8 @@ def synthesize_images(
         variation: "standard", or "strong" for a harder, shifted set.
         image_folder: folder inside the bucket.
         upload_workers: parallel uploads (bounded to be kind to the API).
+        dataset_uri: the pipeline's ``dataset_uri``; when set, the images are imported
+            instead and this step writes an empty manifest (header only) and stops.
     """
     import csv
     import hashlib
@@ -49,6 +53,10 @@ def synthesize_images(
 
     from google.cloud import storage
 
+    if dataset_uri.strip():
+        write_empty_manifest(manifest.path, f"dataset_uri is set ({dataset_uri.strip()}): images are imported")
+        manifest.metadata.update({"num_images": 0})
+        return
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     if not 0.0 <= defect_ratio <= 1.0:

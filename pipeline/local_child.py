@@ -16,9 +16,6 @@ def main(spec: dict) -> int:
     from kfp import local
     from kfp.components import load_component_from_file
 
-    from pipeline.kfp_local_compat import enable_local_oneof_artifacts
-
-    enable_local_oneof_artifacts()
     result_path = Path(spec["result"])
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=spec["pipeline_root"],
                raise_on_error=True, enable_caching=spec.get("enable_caching", False))

@@ -22,8 +22,8 @@ COMPILED_YAML = Path(__file__).resolve().parent.parent / "compiled" / "visual_de
 
 # Task display names, shown in the Vertex AI console and by the offline CLI's progress view.
 TASK_TITLES = {
-    "synthesize-images": "1. Synthesize product images",
-    "import-dataset": "1. Import your images",
+    "synthesize-images": "1a. Synthesize product images",
+    "import-dataset": "1b. Import your images",
     "split-manifest": "2. Stratified split",
     "build-tuning-jsonl": "3. Build tuning JSONL",
     "launch-tuning": "4. Launch Gemini tuning",
@@ -73,18 +73,22 @@ def visual_defect_sft(
     Data steps are cached (same parameters, same data). Steps that talk to live services
     are not: a cached tuning step would hand back an old job instead of tuning anew.
     """
-    with dsl.If(dataset_uri == "", name="synthetic-images"):
-        images = synthesize_images(project=project, bucket=bucket, num_images=num_images,
-                                   defect_ratio=defect_ratio, seed=seed)
-        images.set_display_name(TASK_TITLES["synthesize-images"])
-    with dsl.Else(name="your-images"):
-        imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
-        # The data under a URI can change between runs: never a cache hit.
-        imported.set_display_name(TASK_TITLES["import-dataset"]).set_caching_options(False)
-    manifest = dsl.OneOf(images.outputs["manifest"], imported.outputs["manifest"])
+    # Both image steps run, side by side; the one that does not apply writes an empty
+    # manifest and the split takes the other. A static DAG, no dsl.If/Else branch merge:
+    # Kubeflow's docs say dsl.OneOf "is not yet supported by the KFP orchestration backend,
+    # but may be supported by other orchestration backends" (kubeflow/website, user-guides/
+    # core-functions/control-flow.md), artifact OneOf failed at runtime in KFP's own backend
+    # until kubeflow/pipelines#13436 (2026-05), Google documents no support on Vertex AI,
+    # and kfp.local 2.17 cannot resolve it over artifacts.
+    images = synthesize_images(project=project, bucket=bucket, num_images=num_images, defect_ratio=defect_ratio,
+                               seed=seed, dataset_uri=dataset_uri)
+    images.set_display_name(TASK_TITLES["synthesize-images"])
+    imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
+    # The data under a URI can change between runs: never a cache hit.
+    imported.set_display_name(TASK_TITLES["import-dataset"]).set_caching_options(False)
 
-    split = split_manifest(manifest=manifest, train_fraction=train_fraction,
-                           validation_fraction=validation_fraction, seed=seed)
+    split = split_manifest(manifest=images.outputs["manifest"], imported_manifest=imported.outputs["manifest"],
+                           train_fraction=train_fraction, validation_fraction=validation_fraction, seed=seed)
     split.set_display_name(TASK_TITLES["split-manifest"])
 
     jsonl = build_tuning_jsonl(project=project, bucket=bucket, prompt=prompt,
