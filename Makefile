@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -78,7 +78,12 @@ upload: $(STAMP) env.sh ## Upload the compiled pipeline to Artifact Registry (RE
 compare: $(STAMP) env.sh ## Compare the Vertex Experiments runs of EXPERIMENT, best first (ARGS="--csv runs.csv")
 	@$(VERTEX_ENV) && $(PYTHON) -m pipeline compare --experiment "$$EXPERIMENT" --project "$$PROJECT" --location "$$LOCATION" $(ARGS)
 
+vertex-smoke: $(STAMP) env.sh ## Smallest real (billed) run on Vertex AI, then a checklist of what only Vertex shows (ARGS=--yes)
+	@$(VERTEX_ENV) && $(PYTHON) -m pipeline vertex-smoke --project "$$PROJECT" --location "$$LOCATION" --bucket "$$BUCKET" \
+		$${EXPERIMENT:+--experiment "$$EXPERIMENT"} $${SERVICE_ACCOUNT:+--service-account "$$SERVICE_ACCOUNT"} \
+		$(foreach p,$(PARAMS),--param $(p)) $(ARGS)
+
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test lint compile runs inspect serve bench submit schedule upload compare clean
+.PHONY: help setup run test lint compile runs inspect serve bench submit schedule upload compare vertex-smoke clean

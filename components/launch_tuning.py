@@ -7,14 +7,15 @@ from kfp.dsl import OutputPath
 
 from components.helpers import (earlier_attempts_job, genai_client, read_gcp_resources, vertex_resource_uri,
                                 write_gcp_resources)
+from components.capabilities import base_model_id, tuning_capabilities, tuning_problems, tuning_regions
 from components.entrypoint import exec_python
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client, read_gcp_resources, earlier_attempts_job, vertex_resource_uri,
-                                 write_gcp_resources])
+               additional_funcs=[tuning_capabilities, tuning_regions, base_model_id, tuning_problems, genai_client,
+                                 read_gcp_resources, earlier_attempts_job, vertex_resource_uri, write_gcp_resources])
 def launch_tuning(
     project: str,
     location: str,
@@ -65,6 +66,9 @@ def launch_tuning(
         raise ValueError(f"adapter_size must be one of {sorted(sizes)}, got {adapter_size}")
     if epoch_count < 1:
         raise ValueError(f"epoch_count must be at least 1, got {epoch_count}")
+    problems = tuning_problems(base_model, adapter_size, location)  # what Vertex AI would refuse
+    if problems:
+        raise ValueError("; ".join(problems))
 
     client = genai_client(project, location)
     launch_key = hashlib.sha256(f"{pipeline_run_id}/launch-tuning".encode()).hexdigest()[:32] if pipeline_run_id else ""

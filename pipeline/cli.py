@@ -235,10 +235,11 @@ def _latest_run_dir() -> Path:
 
 def _register_vertex_commands() -> None:
     try:
-        from pipeline import vertex
+        from pipeline import vertex, vertex_smoke
     except ImportError:  # the Vertex AI commands are optional for offline use
         return
     vertex.register(app)
+    vertex_smoke.register(app)
 
 
 _register_vertex_commands()

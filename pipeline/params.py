@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from components.capabilities import thinking_budget_for, tuning_problems
 from pipeline.pipeline import COMPILED_YAML
 
-ADAPTER_SIZES = (1, 2, 4, 8, 16)  # what Gemini 2.5 supervised tuning accepts
+ADAPTER_SIZES = (1, 2, 4, 8, 16)  # the most any base model accepts; tuning_problems checks per model
 _TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
 
@@ -104,3 +105,19 @@ def check(params: dict) -> None:
             raise ParameterError(f"parameter {name}={params[name]!r} {rule}")
     if params.get("train_fraction", 0) + params.get("validation_fraction", 0) > 1:
         raise ParameterError("train_fraction + validation_fraction must not exceed 1")
+    check_base_model(params)
+
+
+def check_base_model(params: dict) -> None:
+    """The base model, its adapter size, the region and the thinking budget, against one table
+    (components/capabilities.py) that the local Vertex AI enforces too."""
+    if "base_model" not in params:
+        return
+    problems = tuning_problems(params["base_model"], params.get("adapter_size"), params.get("location"))
+    if problems:
+        raise ParameterError(f"parameter {problems[0]}")
+    if "eval_thinking_budget" in params:
+        try:
+            thinking_budget_for(params["base_model"], params["eval_thinking_budget"])
+        except ValueError as error:
+            raise ParameterError(f"parameter eval_thinking_budget: {error}") from None
