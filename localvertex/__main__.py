@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,7 +23,7 @@ def _main() -> None:
 def serve(
     port: int = typer.Option(8080, help="Port of the Vertex AI API (0: any free port)."),
     storage_port: int = typer.Option(9023, help="Port of the storage emulator (0: any free port)."),
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, help="Data directory (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."),
     bucket: str = typer.Option("local-bucket", help="Bucket created at start-up."),
     project: str = typer.Option("local-project", help="Project id written to credentials.json."),
@@ -68,7 +67,7 @@ def serve(
 
 
 @app.command()
-def env(data_dir: Optional[Path] = typer.Option(None), port: int = 8080,
+def env(data_dir: Path | None = typer.Option(None), port: int = 8080,
         storage_port: int = 9023, project: str = "local-project") -> None:
     """Print the export lines for a stack started with ``serve`` on the given ports."""
     from .stack import default_data_dir

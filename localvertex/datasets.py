@@ -19,8 +19,9 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
 
@@ -134,74 +135,98 @@ def _image_from_part(kind: str, part: dict, where: str) -> ImageRef | None:
     return None
 
 
-def parse_record(obj: Any, line: int) -> SftRecord:
-    """Validate one decoded JSONL object; raise ``ValueError(reason)``."""
-    if not isinstance(obj, dict):
-        raise ValueError("each line must be a JSON object")
-    obj = camelize(obj)
+@dataclass
+class _Turn:
+    role: str
+    texts: list[str]
+    images: list[ImageRef]
+    characters: int
+
+
+def _system_characters(system: Any) -> int:
+    """Characters of ``systemInstruction`` (text parts only), 0 when absent."""
+    if system is None:
+        return 0
+    if not isinstance(system, dict) or not isinstance(system.get("parts"), list):
+        raise ValueError("systemInstruction must be an object with a 'parts' list")
     characters = 0
-    system = obj.get("systemInstruction")
-    if system is not None:
-        if not isinstance(system, dict) or not isinstance(system.get("parts"), list):
-            raise ValueError("systemInstruction must be an object with a 'parts' list")
-        for j, part in enumerate(system["parts"]):
-            if _part_kind(part, f"systemInstruction.parts[{j}]") != "text":
-                raise ValueError("systemInstruction parts must be text")
-            characters += len(str(part["text"]))
+    for j, part in enumerate(system["parts"]):
+        if _part_kind(part, f"systemInstruction.parts[{j}]") != "text":
+            raise ValueError("systemInstruction parts must be text")
+        characters += len(str(part["text"]))
+    return characters
+
+
+def _contents(obj: dict[str, Any]) -> list[Any]:
     contents = obj.get("contents")
     if not isinstance(contents, list) or not contents:
         if "messages" in obj:
             raise ValueError("'messages' (chat format) is not supported; use 'contents'")
         raise ValueError("'contents' must be a non-empty list")
-    expected = "user"
-    last_user_images: list[ImageRef] = []
-    image_count = 0
-    prompt = ""
-    label = None
-    for i, turn in enumerate(contents):
-        where = f"contents[{i}]"
-        if not isinstance(turn, dict):
-            raise ValueError(f"{where} must be an object")
-        role = turn.get("role")
-        if role not in ("user", "model"):
-            raise ValueError(f"{where}.role must be 'user' or 'model', got {role!r}")
-        if role != expected:
-            raise ValueError(f"{where}.role is {role!r} but roles must alternate user/model "
-                             f"starting with user (expected {expected!r})")
-        expected = "model" if role == "user" else "user"
-        parts = turn.get("parts")
-        if not isinstance(parts, list) or not parts:
-            raise ValueError(f"{where}.parts must be a non-empty list")
-        texts: list[str] = []
-        images: list[ImageRef] = []
-        for j, part in enumerate(parts):
-            pw = f"{where}.parts[{j}]"
-            kind = _part_kind(part, pw)
-            if kind == "text":
-                if not isinstance(part["text"], str):
-                    raise ValueError(f"{pw}.text must be a string")
-                texts.append(part["text"])
-                characters += len(part["text"])
-            else:
-                if role == "model":
-                    raise ValueError(f"{pw}: model turns may contain only text")
-                images.append(_image_from_part(kind, part, pw))
-        image_count += len(images)
-        if role == "user":
-            last_user_images = images
-            prompt = "\n".join(texts)
+    return contents
+
+
+def _parse_turn(turn: Any, where: str, expected: str) -> _Turn:
+    """One entry of ``contents``; ``expected`` is the role that must come next."""
+    if not isinstance(turn, dict):
+        raise ValueError(f"{where} must be an object")
+    role = turn.get("role")
+    if role not in ("user", "model"):
+        raise ValueError(f"{where}.role must be 'user' or 'model', got {role!r}")
+    if role != expected:
+        raise ValueError(f"{where}.role is {role!r} but roles must alternate user/model "
+                         f"starting with user (expected {expected!r})")
+    parts = turn.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise ValueError(f"{where}.parts must be a non-empty list")
+    out = _Turn(role, [], [], 0)
+    for j, part in enumerate(parts):
+        pw = f"{where}.parts[{j}]"
+        kind = _part_kind(part, pw)
+        if kind == "text":
+            if not isinstance(part["text"], str):
+                raise ValueError(f"{pw}.text must be a string")
+            out.texts.append(part["text"])
+            out.characters += len(part["text"])
+        elif role == "model":
+            raise ValueError(f"{pw}: model turns may contain only text")
         else:
-            label = "".join(texts)
-    if contents[-1].get("role") != "model":
+            out.images.append(_image_from_part(kind, part, pw))
+    return out
+
+
+def _parse_turns(contents: list[Any]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    expected = "user"
+    for i, turn in enumerate(contents):
+        turns.append(_parse_turn(turn, f"contents[{i}]", expected))
+        expected = "model" if turns[-1].role == "user" else "user"
+    return turns
+
+
+def parse_record(obj: Any, line: int) -> SftRecord:
+    """Validate one decoded JSONL object; raise ``ValueError(reason)``."""
+    if not isinstance(obj, dict):
+        raise ValueError("each line must be a JSON object")
+    obj = camelize(obj)
+    system_characters = _system_characters(obj.get("systemInstruction"))
+    contents = _contents(obj)
+    turns = _parse_turns(contents)
+    last_user = next((t for t in reversed(turns) if t.role == "user"), None)
+    image_count = sum(len(t.images) for t in turns)
+    if turns[-1].role != "model":
         raise ValueError("the last turn must have role 'model' (the label to learn)")
-    if not last_user_images:
+    if last_user is None or not last_user.images:
         raise ValueError("the last user turn has no image part (fileData or inlineData)")
     if image_count > MAX_IMAGES_PER_EXAMPLE:
         raise ValueError(f"{image_count} images; at most {MAX_IMAGES_PER_EXAMPLE} per example")
-    if label is None or not label.strip():
+    label = "".join(turns[-1].texts)
+    if not label.strip():
         raise ValueError("the final model turn has no text label")
-    rec = SftRecord(line=line, image=last_user_images[-1], label=label.strip(), prompt=prompt,
-                    characters=characters, image_count=image_count, contents=contents)
+    rec = SftRecord(line=line, image=last_user.images[-1], label=label.strip(),
+                    prompt="\n".join(last_user.texts),
+                    characters=system_characters + sum(t.characters for t in turns),
+                    image_count=image_count, contents=contents)
     if rec.estimated_tokens > MAX_TOKENS_PER_EXAMPLE:
         raise ValueError(f"example has about {rec.estimated_tokens} tokens; "
                          f"the limit is {MAX_TOKENS_PER_EXAMPLE}")

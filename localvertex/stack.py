@@ -7,8 +7,8 @@
 Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; training runs in
 a child process per job (``python -m localvertex.jobs``). One stack at a time may use a
 data directory (an ``flock`` on ``<data_dir>/.lock``). On exit everything stops, a job
-still training is marked FAILED (CANCELLED if it was being cancelled; see jobs.py for
-the restart rule), the lock is released and the environment is restored.
+still training is marked FAILED (CANCELLED if it was being cancelled; see
+the restart rule in jobs/runner.py), the lock is released and the environment is restored.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import logging
 import os
 import socket
 import threading
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .httputil import wait_http
+
+if TYPE_CHECKING:
+    from .emulator import StorageBackend
 
 log = logging.getLogger("localvertex")
 
@@ -57,20 +60,6 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
-        time.sleep(0.05)
-
-
 class LocalStack:
     """Storage emulator + local Vertex AI on free (or given) loopback ports."""
 
@@ -89,7 +78,7 @@ class LocalStack:
         self.vertex_url = ""
         self.storage_url = ""
         self.credentials_path = self.data_dir / "credentials.json"
-        self._storage = None
+        self._storage: StorageBackend | None = None
         self._lv = None
         self._uvicorn = None
         self._thread: threading.Thread | None = None
@@ -98,15 +87,15 @@ class LocalStack:
         self._lock_fd: int | None = None
 
     # -- lifecycle
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def start(self) -> "LocalStack":
-        from .storage import StorageEmulator
+    def start(self) -> LocalStack:
+        from .emulator import StorageEmulator
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -118,7 +107,7 @@ class LocalStack:
             self._storage.start(timeout=self.start_timeout)
             self.storage_url = self._storage.url
             self._serve_api()
-            _wait_http(f"{self.vertex_url}/healthz", self.start_timeout)
+            wait_http(f"{self.vertex_url}/healthz", self.start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -176,7 +165,7 @@ class LocalStack:
             self._lv = None
         if self._storage is not None:
             self._storage.stop()
-            self._storage = None
+            self._storage: StorageBackend | None = None
         self.restore_env()
         if self._log_handler is not None:
             logging.getLogger("localvertex").removeHandler(self._log_handler)

@@ -1,7 +1,6 @@
-"""Shared fixtures: the local Vertex AI + storage emulator, and KFP artifacts on tmp_path."""
+"""Shared fixtures: the local Vertex AI + storage emulator for the whole test session."""
 
 import pytest
-from kfp import dsl
 
 from localvertex import LocalStack
 
@@ -15,14 +14,3 @@ def local_stack(tmp_path_factory):
     with LocalStack(tmp_path_factory.mktemp("localvertex"), bucket="local-bucket", project=PROJECT) as stack:
         stack.apply_env()
         yield stack
-
-
-@pytest.fixture
-def artifact(tmp_path):
-    """Factory for KFP output artifacts backed by files in tmp_path."""
-
-    def make(kind=dsl.Dataset, name="artifact"):
-        path = tmp_path / name
-        return kind(name=name, uri=str(path), metadata={})
-
-    return make

@@ -1,9 +1,9 @@
 """API tests of the local Vertex AI + storage emulator, through the real SDK clients.
 
-One LocalStack serves the whole module; the environment variables it exports are the only
-thing that points ``google-genai`` and ``google-cloud-storage`` at it. Training is tiny
-(16 images of 32x32, 2 epochs); the cancel and bad-dataset jobs end before or just after
-the worker starts.
+The session's LocalStack (``local_stack`` in tests/conftest.py) serves these tests; the
+environment variables it exports are the only thing that points ``google-genai`` and
+``google-cloud-storage`` at it. Training is tiny (16 images of 32x32, 2 epochs); the
+cancel and bad-dataset jobs end before or just after the worker starts.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from localvertex import datasets
 from localvertex import jobs as J
+from localvertex.jobs.protocol import Done
 from localvertex.stack import DataDirInUse, LocalStack
 from localvertex.storage import InvalidUri, parse_gs_uri
 
@@ -74,31 +75,22 @@ def wait_for(client, name: str, states: set[str], timeout: float = 120.0):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack(tmp_path_factory.mktemp("localvertex"), bucket=BUCKET, project=PROJECT) as st:
-        st.apply_env()
-        yield st
-    for key in ("GOOGLE_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST"):
-        assert os.environ.get(key) != st.env[key], "environment not restored"
-
-
-@pytest.fixture(scope="module")
-def gcs(stack):
+def gcs(local_stack):
     from google.cloud import storage
 
     return storage.Client(project=PROJECT)
 
 
 @pytest.fixture(scope="module")
-def client(stack):
+def client(local_stack):
     from google import genai
 
     return genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
 
 
 @pytest.fixture(scope="module")
-def token(stack):
-    resp = httpx.post(f"{stack.vertex_url}/token", data={"assertion": _assertion(stack)})
+def token(local_stack):
+    resp = httpx.post(f"{local_stack.vertex_url}/token", data={"assertion": _assertion(local_stack)})
     resp.raise_for_status()
     return resp.json()["access_token"]
 
@@ -147,22 +139,22 @@ def tuned(client, dataset):
 
 # --------------------------------------------------------------------------- storage
 
-def test_storage_roundtrip(gcs, stack):
+def test_storage_roundtrip(gcs, local_stack):
     bucket = gcs.bucket(BUCKET)
     blob = bucket.blob("roundtrip/hello.txt")
     blob.upload_from_string(b"hello", content_type="text/plain")
     assert blob.exists()
     assert bucket.blob("roundtrip/hello.txt").download_as_bytes() == b"hello"
     assert [b.name for b in gcs.list_blobs(BUCKET, prefix="roundtrip/")] == ["roundtrip/hello.txt"]
-    assert (stack.data_dir / "storage").is_dir()
+    assert (local_stack.data_dir / "storage").is_dir()
     assert not Path(".cloudstorage").exists() or Path(".cloudstorage").resolve().is_relative_to(
-        stack.data_dir)
+        local_stack.data_dir)
 
 
 # --------------------------------------------------------------------------- tuning + prediction
 
 @pytest.mark.slow
-def test_tune_and_generate(client, tuned, dataset, stack, token):
+def test_tune_and_generate(client, tuned, dataset, local_stack, token):
     from google.genai import types
 
     assert tuned.state.name == "JOB_STATE_SUCCEEDED", tuned.error
@@ -182,7 +174,7 @@ def test_tune_and_generate(client, tuned, dataset, stack, token):
     assert (hp.epoch_count, hp.learning_rate_multiplier, hp.adapter_size.name) == (
         2, 1.0, "ADAPTER_SIZE_FOUR")
 
-    raw = httpx.get(f"{stack.vertex_url}/v1beta1/{tuned.name}",
+    raw = httpx.get(f"{local_stack.vertex_url}/v1beta1/{tuned.name}",
                     headers={"Authorization": f"Bearer {token}"}).json()
     epochs = raw["localTuningMetrics"]["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
@@ -240,7 +232,7 @@ def test_concurrent_generate(client, tuned):
     assert answers[:8] == answers[8:]  # same image, same greedy answer, batched or not
 
 
-def test_list_and_paging(client, dataset, stack, token):
+def test_list_and_paging(client, dataset, local_stack, token):
     from google.genai import types
 
     names = set()
@@ -254,7 +246,7 @@ def test_list_and_paging(client, dataset, stack, token):
     listed = [j.name for j in client.tunings.list(config={"page_size": 1})]
     assert names <= set(listed)
     assert len(listed) == len(set(listed))
-    url = f"{stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
+    url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
     page = httpx.get(url, params={"pageSize": 1},
                      headers={"Authorization": f"Bearer {token}"}).json()
     assert len(page["tuningJobs"]) == 1 and page["nextPageToken"]
@@ -360,8 +352,8 @@ def test_file_uris_refused(client, tuned):
 
 
 @pytest.mark.slow
-def test_malformed_generate_is_400(stack, tuned, token):
-    url = f"{stack.vertex_url}/v1beta1/{tuned.tuned_model.endpoint}:generateContent"
+def test_malformed_generate_is_400(local_stack, tuned, token):
+    url = f"{local_stack.vertex_url}/v1beta1/{tuned.tuned_model.endpoint}:generateContent"
     png = {"inlineData": {"mimeType": "image/png",
                           "data": base64.b64encode(draw("pass")).decode()}}
     for part, config in [({"fileData": "gs://local-bucket/images/pass_0.png"}, {}),
@@ -377,7 +369,7 @@ def test_malformed_generate_is_400(stack, tuned, token):
         assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
-def test_bad_ids_refused(client, stack, token):
+def test_bad_ids_refused(client, local_stack, token):
     from google.genai import errors
 
     with pytest.raises(errors.ClientError) as exc:
@@ -387,7 +379,7 @@ def test_bad_ids_refused(client, stack, token):
         client.tunings.get(name=f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/123")
     assert exc.value.code == 404
     hdr = {"Authorization": f"Bearer {token}"}
-    base = f"{stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}"
+    base = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}"
     resp = httpx.get(base + "/tuningJobs/123%0A", headers=hdr)  # "$" alone accepts a final \n
     assert resp.status_code == 400 and resp.json()["error"]["status"] == "INVALID_ARGUMENT"
     for path in ("/tuningJobs/..%2F..%2Fauth", "/tuningJobs/a.b", "/endpoints/x%2Fy:generateContent"):
@@ -395,12 +387,12 @@ def test_bad_ids_refused(client, stack, token):
         resp = method(base + path, headers=hdr)
         assert resp.status_code in (400, 404), path
         assert resp.json()["error"]["status"] in ("INVALID_ARGUMENT", "NOT_FOUND")
-    assert httpx.get(f"{stack.vertex_url}/v2/projects/{PROJECT}/locations/{LOCATION}/tuningJobs",
+    assert httpx.get(f"{local_stack.vertex_url}/v2/projects/{PROJECT}/locations/{LOCATION}/tuningJobs",
                      headers=hdr).status_code == 404
 
 
-def test_auth_required(stack, token):
-    url = f"{stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
+def test_auth_required(local_stack, token):
+    url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"}):
         resp = httpx.get(url, headers=headers)
         assert resp.status_code == 401
@@ -408,24 +400,24 @@ def test_auth_required(stack, token):
                                         "message": resp.json()["error"]["message"]}
     assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     # The token endpoint only accepts JWTs signed with the key in credentials.json.
-    forged = _assertion(stack)[:-4] + "AAAA"
-    assert httpx.post(f"{stack.vertex_url}/token", data={"assertion": forged}).status_code == 400
+    forged = _assertion(local_stack)[:-4] + "AAAA"
+    assert httpx.post(f"{local_stack.vertex_url}/token", data={"assertion": forged}).status_code == 400
     # A header or payload that is JSON but not an object is a malformed JWT, not a 500.
     for header, payload in (([1], {}), ({"alg": "RS256"}, "x")):
         parts = [base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=")
                  for x in (header, payload)]
-        resp = httpx.post(f"{stack.vertex_url}/token", data={"assertion": ".".join(parts + ["AAAA"])})
+        resp = httpx.post(f"{local_stack.vertex_url}/token", data={"assertion": ".".join(parts + ["AAAA"])})
         assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text
-    creds = json.loads(Path(stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
+    creds = json.loads(Path(local_stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
     assert creds["type"] == "service_account"
-    assert creds["token_uri"] == f"{stack.vertex_url}/token"
-    assert Path(stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).stat().st_mode & 0o077 == 0
-    log = (stack.data_dir / "localvertex.log").read_text()
+    assert creds["token_uri"] == f"{local_stack.vertex_url}/token"
+    assert Path(local_stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).stat().st_mode & 0o077 == 0
+    log = (local_stack.data_dir / "localvertex.log").read_text()
     assert token not in log and "PRIVATE KEY" not in log
 
 
-def test_oversized_request_413(stack, token):
-    url = (f"{stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/endpoints/"
+def test_oversized_request_413(local_stack, token):
+    url = (f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/endpoints/"
            "1:generateContent")
     # Content-Length is checked before the body is read.
     with httpx.Client() as http:
@@ -451,6 +443,14 @@ def test_data_dir_lock(tmp_path):
             "exports (python -m localvertex env)")
     with LocalStack(tmp_path, log_file=False) as again:  # released on stop
         assert httpx.get(f"{again.vertex_url}/healthz").status_code == 200
+
+
+def test_env_restored_on_exit(tmp_path):
+    with LocalStack(tmp_path, log_file=False) as st:
+        st.apply_env()
+        assert os.environ["GOOGLE_VERTEX_BASE_URL"] == st.vertex_url
+    for key in ("GOOGLE_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST"):
+        assert os.environ.get(key) != st.env[key], "environment not restored"
 
 
 def test_failed_start_closes_api_socket(tmp_path, monkeypatch):
@@ -531,7 +531,6 @@ def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
     runner.cancel(job_id)
     stale = store.get(job_id) | {"state": J.RUNNING}  # what a read before the cancel saw
     monkeypatch.setattr(store, "get", lambda _: copy.deepcopy(stale))
-    result = {"epochs": [], "stepCount": 1, "exampleCount": 1, "tokenCount": 1,
-              "trainSeconds": 0.1}
-    runner._finish(job, ("done", result), 0)
+    result = Done(epochs=[], step_count=1, example_count=1, token_count=1, train_seconds=0.1)
+    runner._finish(job, result, 0)
     assert J.JobStore(tmp_path).get(job_id)["state"] == J.CANCELLED

@@ -1,0 +1,166 @@
+"""``generateContent`` on a tuned endpoint: request parsing (pure), image loading (I/O) and
+the response body. The model call itself is :class:`localvertex.prediction.Predictor`.
+
+Checks run in this order, so the first problem of a request is the one reported: the
+shape of ``contents``, then the image (URI, object, bytes), then ``generationConfig``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .datasets import IMAGE_TOKENS, decode_b64
+from .errors import invalid
+from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
+
+MAX_OUTPUT_TOKENS = 1024
+
+# Runs a blocking function off the event loop: ``await run(fn, *args)``.
+RunBlocking = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the inspector reads from ``contents``: the last image part of the last user turn
+    (a ``fileData`` or ``inlineData`` part); text and image counts are for usage metadata."""
+
+    image_part: dict[str, Any]
+    text: str
+    image_count: int
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    temperature: float = 0.0
+    max_new_tokens: int | None = None
+    seed: int | None = None
+
+
+def parse_prompt(body: Any) -> Prompt:
+    """Validate the shape of a (camelCase) request body; raise 400 otherwise."""
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise invalid("contents must be a non-empty list")
+    user_turns = [c for c in contents if isinstance(c, dict) and c.get("role", "user") == "user"]
+    if not user_turns:
+        raise invalid("contents has no user turn")
+    texts: list[str] = []
+    last_image = None
+    image_count = 0
+    for turn in contents:
+        if not isinstance(turn, dict) or not isinstance(turn.get("parts"), list):
+            raise invalid("each content needs a 'parts' list")
+        for part in turn["parts"]:
+            if not isinstance(part, dict):
+                raise invalid("each part must be an object")
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            if "fileData" in part or "inlineData" in part:
+                image_count += 1
+                if turn is user_turns[-1]:
+                    last_image = part
+    if last_image is None:
+        raise invalid("the last user turn has no image part: the tuned inspector needs an image "
+                      "(fileData with a gs:// URI or inlineData)")
+    return Prompt(last_image, "\n".join(texts), image_count)
+
+
+def _file_uri(part: dict[str, Any]) -> GsUri:
+    fd = part["fileData"]
+    if not isinstance(fd, dict):
+        raise invalid("fileData must be an object with a fileUri")
+    try:
+        return parse_gs_uri(fd.get("fileUri"))
+    except InvalidUri as exc:
+        raise invalid(f"fileData.fileUri: {exc}") from None
+
+
+def _inline_bytes(part: dict[str, Any]) -> bytes:
+    inline = part["inlineData"]
+    if not isinstance(inline, dict):
+        raise invalid("inlineData must be an object with base64 data")
+    try:
+        data = decode_b64(str(inline.get("data") or ""))
+    except (binascii.Error, ValueError):
+        raise invalid("inlineData.data is not valid base64") from None
+    if not data:
+        raise invalid("inlineData.data is empty")
+    return data
+
+
+async def image_bytes(part: dict[str, Any], read_bytes: Callable[[GsUri], bytes],
+                      run: RunBlocking) -> bytes:
+    """The bytes of an image part: fetched from storage (``fileData``) or decoded inline."""
+    if "fileData" not in part:
+        return _inline_bytes(part)
+    ref = _file_uri(part)
+    try:
+        return await run(read_bytes, ref)
+    except ObjectNotFound:
+        raise invalid(f"fileData.fileUri: object {ref} does not exist") from None
+    except ValueError as exc:
+        raise invalid(f"fileData.fileUri: {exc}") from None
+
+
+async def decode_image(data: bytes, run: RunBlocking) -> Any:
+    from .model import load_image  # torch: imported on first use only
+
+    try:
+        return await run(load_image, data)
+    except ValueError as exc:
+        raise invalid(f"cannot decode the image: {exc}") from None
+
+
+def parse_generation_config(body: dict[str, Any]) -> GenerationConfig:
+    """``generationConfig``: temperature in [0, 2], maxOutputTokens (capped), seed; 400 otherwise."""
+    cfg = body.get("generationConfig") or {}
+    if not isinstance(cfg, dict):
+        raise invalid("generationConfig must be an object")
+    try:
+        temperature = float(cfg.get("temperature", 0.0) or 0.0)
+        max_tokens = cfg.get("maxOutputTokens")
+        max_tokens = None if max_tokens is None else int(max_tokens)
+        seed = cfg.get("seed")
+        seed = None if seed is None else int(seed)
+        candidates = int(cfg.get("candidateCount") or 1)
+    except (TypeError, ValueError, OverflowError):
+        raise invalid("generationConfig: temperature must be a number, maxOutputTokens, seed "
+                      "and candidateCount integers") from None
+    if not 0.0 <= temperature <= 2.0:
+        raise invalid("generationConfig.temperature must be in [0, 2]")
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise invalid("generationConfig.maxOutputTokens must be positive")
+        max_tokens = min(max_tokens, MAX_OUTPUT_TOKENS)
+    if candidates != 1:
+        raise invalid("generationConfig.candidateCount must be 1 here")
+    return GenerationConfig(temperature, max_tokens, seed)
+
+
+def count_text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def response_body(text: str, finish_reason: str, prompt: Prompt, model_version: str,
+                  create_time: str) -> dict[str, Any]:
+    """A GenerateContentResponse with one candidate and estimated usage metadata."""
+    prompt_tokens = count_text_tokens(prompt.text) + IMAGE_TOKENS * prompt.image_count
+    out_tokens = count_text_tokens(text)
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                        "finishReason": finish_reason, "index": 0}],
+        "usageMetadata": {"promptTokenCount": prompt_tokens,
+                          "candidatesTokenCount": out_tokens,
+                          "totalTokenCount": prompt_tokens + out_tokens,
+                          "trafficType": "ON_DEMAND"},
+        "modelVersion": model_version,
+        "createTime": create_time,
+        "responseId": secrets.token_urlsafe(12),
+    }

@@ -1,0 +1,42 @@
+"""Tuning jobs: create requests, the on-disk store, and the runner that trains one job at
+a time in a worker process (``python -m localvertex.jobs``).
+
+* resource.py: the TuningJob resource, its states and transitions (pure dict updates);
+* request.py: validation of create-TuningJob bodies and the new PENDING job;
+* store.py: ``<data_dir>/jobs/<id>.json``, one job per file, written atomically;
+* protocol.py: the worker spec and the typed messages between runner and worker;
+* runner.py: the queue, the worker process, the restart rule (see its docstring);
+* worker.py: the worker itself (datasets -> model -> saved model).
+"""
+
+from .request import (
+    ADAPTER_SIZES,
+    SUPPORTED_BASE_MODELS,
+    TuningRequest,
+    build_job,
+    normalize_base_model,
+    parse_tuning_request,
+)
+from .resource import (
+    CANCELLED,
+    CANCELLING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    endpoint_name,
+    model_name,
+    now_rfc3339,
+    public_view,
+    state_word,
+)
+from .runner import TrainingRunner
+from .store import JobStore
+
+__all__ = [
+    "ADAPTER_SIZES", "CANCELLED", "CANCELLING", "FAILED", "JobStore", "PENDING", "RUNNING",
+    "SUCCEEDED", "SUPPORTED_BASE_MODELS", "TERMINAL", "TrainingRunner", "TuningRequest",
+    "build_job", "endpoint_name", "model_name", "normalize_base_model", "now_rfc3339",
+    "parse_tuning_request", "public_view", "state_word",
+]

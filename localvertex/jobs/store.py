@@ -1,0 +1,113 @@
+"""The on-disk job store: ``<data_dir>/jobs/<id>.json``, one TuningJob per file, written
+atomically (tmp file + ``os.replace``), so a crash never leaves half a job."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..ids import ID_RE, check_id
+from .resource import PENDING, now_rfc3339
+
+log = logging.getLogger("localvertex.jobs")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_job_file(path: Path) -> dict[str, Any]:
+    job = json.loads(path.read_text(encoding="utf-8"))
+    job_id = job["_local"]["id"]
+    if path.stem != job_id or not ID_RE.fullmatch(job_id):
+        raise ValueError("file name does not match job id")
+    return job
+
+
+def _creation_order(job: dict[str, Any]) -> tuple[str, str]:
+    return job["createTime"], job["_local"]["id"]
+
+
+class JobStore:
+    """Thread-safe store of job dicts, persisted one JSON file per job.
+
+    Readers get deep copies; writers go through :meth:`update` under ``lock``, which callers
+    may also hold to make a read-then-update atomic.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = Path(data_dir) / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._by_endpoint: dict[str, str] = {}
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                job = _read_job_file(path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable job file %s: %s", path.name, exc)
+                continue
+            self._index(job)
+        for tmp in self.dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def _index(self, job: dict[str, Any]) -> None:
+        self._jobs[job["_local"]["id"]] = job
+        self._by_endpoint[job["_local"]["endpointId"]] = job["_local"]["id"]
+
+    def _path(self, job_id: str) -> Path:
+        check_id(job_id, "job id")
+        return self.dir / f"{job_id}.json"
+
+    def add(self, job: dict[str, Any]) -> None:
+        with self.lock:
+            atomic_write_json(self._path(job["_local"]["id"]), job)
+            self._index(job)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            job = self._jobs.get(job_id)
+            return copy.deepcopy(job) if job is not None else None
+
+    def by_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            job_id = self._by_endpoint.get(endpoint_id)
+            return self.get(job_id) if job_id else None
+
+    def update(self, job_id: str, fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+        """Apply ``fn`` to a copy of the job under the lock, persist, return the new job."""
+        with self.lock:
+            job = copy.deepcopy(self._jobs[job_id])
+            fn(job)
+            job["updateTime"] = now_rfc3339()
+            atomic_write_json(self._path(job_id), job)
+            self._jobs[job_id] = job
+            return copy.deepcopy(job)
+
+    def list(self, project: str | None = None, location: str | None = None) -> list[dict]:
+        """Jobs (of one project/location if given), newest first."""
+        with self.lock:
+            jobs = [copy.deepcopy(j) for j in self._jobs.values()
+                    if (project is None or j["_local"]["project"] == project)
+                    and (location is None or j["_local"]["location"] == location)]
+        jobs.sort(key=_creation_order, reverse=True)
+        return jobs
+
+    def next_pending(self) -> dict[str, Any] | None:
+        """The oldest PENDING job, or None."""
+        with self.lock:
+            pending = [j for j in self._jobs.values() if j["state"] == PENDING]
+            if not pending:
+                return None
+            return copy.deepcopy(min(pending, key=_creation_order))

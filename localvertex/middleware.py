@@ -1,0 +1,108 @@
+"""HTTP plumbing around the routes: error responses and exception handlers, the request
+log, and the request-size limit (413). The bearer-token check is in auth.py."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .errors import ApiError, error_body
+
+log = logging.getLogger("localvertex.server")
+
+
+def error_response(code: int, message: str, status: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, status), status_code=code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as ``{"error": {"code", "message", "status"}}``."""
+
+    async def api_error(request: Request, exc: ApiError):
+        return error_response(exc.http_code, exc.message, exc.status)
+
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        msg = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404:
+            msg = f"The requested URL {request.url.path[:200]} was not found on this server."
+        return error_response(exc.status_code, msg)
+
+    async def validation_error(request: Request, exc: RequestValidationError):
+        return error_response(400, f"Invalid request: {exc.errors()[:3]}")
+
+    async def internal(request: Request, exc: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(500, f"Internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal)
+
+
+async def log_requests(request: Request, call_next):
+    """One log line per request; successful reads and predictions only at DEBUG."""
+    t0 = time.monotonic()
+    response = await call_next(request)
+    path = request.url.path
+    quiet = response.status_code < 400 and (request.method == "GET"
+                                            or path.endswith(":generateContent"))
+    level = logging.DEBUG if quiet else logging.INFO
+    log.log(level, "%s %s -> %s (%.0f ms)", request.method, path[:200],
+            response.status_code, (time.monotonic() - t0) * 1000)
+    return response
+
+
+class BodySizeLimitMiddleware:
+    """ASGI middleware: refuse request bodies over ``max_body`` bytes with 413, from the
+    Content-Length header before reading, or while buffering a chunked body."""
+
+    def __init__(self, app, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    def _too_big(self) -> JSONResponse:
+        return error_response(413, f"Request payload is larger than {self.max_body} bytes.",
+                              "INVALID_ARGUMENT")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body:
+                    return await self._too_big()(scope, receive, send)
+            except ValueError:
+                return await error_response(400, "bad Content-Length")(scope, receive, send)
+            return await self.app(scope, receive, send)
+        if scope.get("method") in ("GET", "HEAD", "DELETE"):
+            return await self.app(scope, receive, send)
+        # No Content-Length (chunked): buffer with a cap, then replay.
+        body = await self._read_capped(receive)
+        if body is None:  # the client went away
+            return
+        if len(body) > self.max_body:
+            return await self._too_big()(scope, receive, send)
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive_again():
+            return replay.pop() if replay else await receive()
+        return await self.app(scope, receive_again, send)
+
+    async def _read_capped(self, receive) -> bytes | None:
+        """The whole body, or as much as exceeds the cap; None on disconnect."""
+        chunks, total = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return None
+            body = msg.get("body", b"")
+            total += len(body)
+            chunks.append(body)
+            if total > self.max_body or not msg.get("more_body"):
+                return b"".join(chunks)

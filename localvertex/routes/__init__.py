@@ -1,0 +1,25 @@
+"""The REST routes, as FastAPI routers.
+
+* token.py: ``POST /token`` (OAuth JWT-bearer grant) and ``GET /healthz``;
+* tuning.py: ``.../tuningJobs`` create, list, get, ``:cancel``;
+* prediction.py: ``.../endpoints/ID:generateContent`` and the 404 publisher models.
+
+Routes under ``/{version}/projects/{project}/locations/{location}`` check that prefix
+with the ``location_path`` dependency (deps.py) and reach the auth keys, job store, runner,
+storage reader and predictor through ``Services`` (``app.state.services``).
+"""
+
+from fastapi import FastAPI
+
+from . import prediction, token, tuning
+from .deps import API_VERSIONS, LOCATION_PREFIX, BlockingIO, Location, Services
+
+__all__ = ["API_VERSIONS", "LOCATION_PREFIX", "BlockingIO", "Location", "Services",
+           "include_routes"]
+
+
+def include_routes(app: FastAPI) -> None:
+    app.include_router(token.router)
+    app.include_router(tuning.router)
+    app.include_router(prediction.router)
+    app.include_router(prediction.global_router)
