@@ -1,10 +1,11 @@
 """Tests of the evaluate_inspector component against the local Vertex AI, real clients.
 
-One LocalStack serves the module. A tiny real tuning job (25 images, 5 classes including a
-custom "Burr" whose label holds HTML metacharacters, 10 epochs, about 10 s) gives a
-tuned endpoint. Its answers may be wrong, so the tests check that metrics, the predictions
-CSV, the confusion matrix and the report agree with each other, not that the model is
-perfect. The base model is always unavailable here (no local Gemini answers).
+The session's LocalStack (conftest.py's ``local_stack``) serves the module. A tiny real
+tuning job (25 images, 5 classes including a custom "Burr" whose label holds HTML
+metacharacters, 10 epochs, about 10 s) gives a tuned endpoint. Its answers may be wrong,
+so the tests check that metrics, the predictions CSV, the confusion matrix and the report
+agree with each other, not that the model is perfect. The base model is always unavailable
+here (no local Gemini answers).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 from PIL import ImageDraw
 
 from components.evaluate_inspector import evaluate_inspector
-from components.helpers import LABELS, PROMPT, draw_product_image, judge_answer
+from components.helpers import LABELS, PROMPT, draw_product_image, judge_answer, parse_progress
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
 BURR_LABEL = 'Status: Defect - Burr <edge> & "sharp" at 3 o\'clock'
@@ -58,16 +59,7 @@ def sft_line(uri: str, label: str, system: bool) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from localvertex import LocalStack
-
-    with LocalStack(tmp_path_factory.mktemp("localvertex"), bucket=BUCKET, project=PROJECT) as st:
-        st.apply_env()
-        yield st
-
-
-@pytest.fixture(scope="module")
-def data(stack):
+def data(local_stack):
     """Train (5 per class), test (2 per class), a test set with an inline and a missing image."""
     from google.cloud import storage
 
@@ -225,7 +217,10 @@ def test_report_is_self_contained_and_escaped(evaluation):
 
 def test_progress_and_summary_lines(evaluation):
     out = evaluation["stdout"]
-    assert "tuned: evaluated 10/10" in out and "tuned: evaluated 1/10" in out
+    # Progress is report_progress's structured line (the CLI reads it with parse_progress).
+    tuned = [parse_progress(line) for line in out.splitlines() if "tuned" in line and parse_progress(line)]
+    assert {"done": 10, "total": 10, "unit": "images"} in tuned and {"done": 1, "total": 10, "unit": "images"} in tuned
+    assert len(tuned) == 10 and "evaluated" not in out  # the free-text progress line is gone
     assert "unavailable" in out
     summary = [line for line in out.splitlines() if line.startswith("evaluate_inspector: 10 examples")]
     assert len(summary) == 1 and "status accuracy" in summary[0]
@@ -250,18 +245,18 @@ def test_max_examples(endpoint, data, tmp_path):
     assert run["metrics"].metadata["eval_examples"] == 3 and len(run["rows"]) == 3
 
 
-def test_all_requests_failing_fails_the_component(stack, data, tmp_path):
+def test_all_requests_failing_fails_the_component(local_stack, data, tmp_path):
     missing = f"projects/{PROJECT}/locations/{LOCATION}/endpoints/999999"
     with pytest.raises(RuntimeError, match=r"All 3 requests to .*999999 failed"):
         run_eval(tmp_path, tuned_endpoint=missing, test_jsonl_uri=data["test"], max_examples=3)
 
 
-def test_malformed_test_jsonl_names_the_line(stack, data, tmp_path):
+def test_malformed_test_jsonl_names_the_line(local_stack, data, tmp_path):
     with pytest.raises(ValueError, match=r"broken\.jsonl line 2: not valid JSON"):
         run_eval(tmp_path, tuned_endpoint="unused", test_jsonl_uri=data["broken"])
 
 
-def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(endpoint, data, stack, tmp_path):
+def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(endpoint, data, local_stack, tmp_path):
     from google.cloud import storage
 
     from components.helpers import defect_type_of
