@@ -81,7 +81,8 @@ def thinking_budget_for(base_model, requested):
     in the model's range; -1 is dynamic; below -1 sends no thinking config at all.
     Raises ValueError for a budget the model refuses (Vertex AI answers 400).
     """
-    rules = tuning_capabilities().get(base_model_id(base_model), {}).get("thinking")
+    # Looked up case-insensitively: this only chooses what to send, never admits a model.
+    rules = tuning_capabilities().get(base_model_id(base_model).lower(), {}).get("thinking")
     if requested < -1:
         return None
     if rules is None:  # a model this table does not describe: send what was asked

@@ -16,7 +16,6 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
 from components.evaluation import (
     EVALUATION_FUNCS,
-    base_thinking_budget,
     confusion_matrix,
     evaluation_records,
     merge_defect_classes,
@@ -38,13 +37,15 @@ from components.helpers import (
     parse_gcs_uri,
     report_progress,
 )
+from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
 
 
 def ask_model(client, model, example, budget, max_output_tokens):
     """Asks ``model`` one example's question at temperature 0 and returns an ``Answer``.
 
-    ``budget`` is the thinking budget (negative: no thinking config at all). A request that
+    ``budget`` is the thinking budget to send (capabilities.thinking_budget_for); None
+    sends no thinking config at all. A request that
     still fails after the client's retries becomes an empty, failed Answer carrying its
     scrubbed error: one bad request must not sink the run. An empty answer is not a
     failure; its error names the finish reason.
@@ -57,7 +58,7 @@ def ask_model(client, model, example, budget, max_output_tokens):
     try:
         config = types.GenerateContentConfig(
             temperature=0.0, max_output_tokens=max_output_tokens, system_instruction=example.system,
-            thinking_config=None if budget < 0 else types.ThinkingConfig(thinking_budget=budget),
+            thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
         response = client.models.generate_content(model=model, contents=example.prompt, config=config)
         text, error, failed = (response.text or "").strip(), "", False
@@ -98,7 +99,7 @@ def ask_base_model(client, base_model, examples, max_output_tokens, concurrency)
     The first question decides whether the model can be reached at all (locally there is
     no Gemini): if it fails, answers is None and the note says why.
     """
-    budget = base_thinking_budget(base_model)
+    budget = thinking_budget_for(base_model, 0)  # as little thinking as the base model allows
     first = ask_model(client, base_model, examples[0], budget, max_output_tokens)
     if first.failed:
         return None, (f"Base model {base_model} was unavailable, so no base-vs-tuned "
@@ -190,8 +191,8 @@ def fetch_thumbnails(gcs, examples, concurrency):
     base_image=BASE_IMAGE,
     packages_to_install=EVAL_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[genai_client, judge_answer, answer_status, is_pass_answer, defect_type_of, parse_gcs_uri,
-                      report_progress, *EVALUATION_FUNCS, ask_model, ask_all, ask_base_model,
+    additional_funcs=[tuning_capabilities, base_model_id, thinking_budget_for, genai_client, judge_answer,
+                      answer_status, is_pass_answer, defect_type_of, parse_gcs_uri, report_progress, *EVALUATION_FUNCS, ask_model, ask_all, ask_base_model,
                       ensure_parent_dir, write_json, write_text, write_predictions_csv, make_thumbnail,
                       fetch_thumbnails],
 )
@@ -256,10 +257,11 @@ def evaluate_inspector(
         concurrency: how many requests are in flight at once (at least 1).
         max_examples: evaluate only the first N test lines; 0 evaluates all of them.
         max_output_tokens: the answer length limit per request.
-        thinking_budget: thinking budget sent to the tuned endpoint. 0 (the default)
-            turns thinking off, as advised for tuned thinking models; a model that cannot
-            turn it off (Gemini 2.5 Pro: at least 128) needs a positive value; a negative
-            value sends no thinking config at all.
+        thinking_budget: thinking budget for the tuned endpoint, by the rules of
+            components/capabilities.py for ``base_model``: 0 (the default) is as little
+            thinking as the model allows, as advised for tuned models (off for 2.5 Flash
+            and Flash-Lite, 128 for 2.5 Pro, which cannot turn it off); -1 dynamic; a
+            positive value a budget in the model's range; below -1 no thinking config.
 
     Returns:
         status_accuracy: share of examples whose Pass/Defect status is right.
@@ -286,8 +288,8 @@ def evaluate_inspector(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     print(f"Evaluating {tuned_endpoint} on {total} examples from {test_jsonl_uri} "
           f"(classes: {', '.join(classes) or 'none'}; concurrency {concurrency})", flush=True)
-    tuned_answers = ask_all(client, tuned_endpoint, examples, int(thinking_budget), max_output_tokens,
-                            concurrency, "tuned")
+    budget = thinking_budget_for(base_model, int(thinking_budget))
+    tuned_answers = ask_all(client, tuned_endpoint, examples, budget, max_output_tokens, concurrency, "tuned")
     errors = [answer.error for answer in tuned_answers if answer.failed]
     if len(errors) == total:
         raise RuntimeError(

@@ -199,12 +199,6 @@ def merge_defect_classes(classes, texts):
     return merged
 
 
-def base_thinking_budget(model):
-    """The thinking budget for the untuned base model: 0 (off), but Gemini 2.5 Pro cannot
-    switch thinking off (its minimum budget is 128)."""
-    return 128 if "pro" in model.lower() else 0
-
-
 def score_answers(examples, answers, classes):
     """Scores each answer against its example's label with ``judge_answer``.
 
@@ -547,7 +541,7 @@ def render_report(*, tuned_endpoint, test_jsonl_uri, classes, results, tuned, fa
 # answer_status from components.helpers.
 EVALUATION_FUNCS = [
     evaluation_records, prediction_columns, scrub_error, sdk_field, example_image, parse_test_line,
-    parse_test_jsonl, merge_defect_classes, base_thinking_budget, score_answers, share_of,
+    parse_test_jsonl, merge_defect_classes, score_answers, share_of,
     summarize_results, metric_values, confusion_matrix, class_scores, summary_line, report_templates,
     fill_template, format_rate, render_cards, render_base_section, render_class_section,
     render_confusion_section, render_example_row, render_examples_section, render_report,

@@ -12,7 +12,6 @@ import pytest
 
 from components.evaluation import (
     EVALUATION_FUNCS,
-    base_thinking_budget,
     class_scores,
     confusion_matrix,
     evaluation_records,
@@ -201,7 +200,10 @@ def test_metric_values_names_and_rounding():
     ("gemini-2.5-flash", 0), ("gemini-2.5-pro", 128), ("publishers/google/models/Gemini-2.5-PRO", 128),
 ])
 def test_base_thinking_budget(model, budget):
-    assert base_thinking_budget(model) == budget
+    # The base model is asked with as little thinking as it allows (components/capabilities.py).
+    from components.capabilities import thinking_budget_for
+
+    assert thinking_budget_for(model, 0) == budget
 
 
 def test_confusion_matrix_and_class_scores():
