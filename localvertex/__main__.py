@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.callback()
 def _main() -> None:
     """Local Vertex AI + Cloud Storage emulator."""
+
+
+def _say(message: str, err: bool = False) -> None:
+    """Prints a line; a closed pipe (``make serve | tee`` after tee exits, a dead parent) is
+    ignored, so shutting down never fails on it and never leaves the server running."""
+    try:
+        typer.echo(message, err=err)
+    except (BrokenPipeError, ValueError, OSError):  # ValueError: the stream was closed
+        pass
+
+
+def _ignore_closed_output() -> None:
+    """After output breaks, Python's own flush at exit and logging must not raise again."""
+    logging.raiseExceptions = False
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives until exit
 
 
 @app.command()
@@ -50,20 +71,22 @@ def serve(
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
     try:
-        typer.echo("# local Vertex AI is up; paste these lines into your shell:")
+        _say("# local Vertex AI is up; paste these lines into your shell:")
         for line in stack.export_lines():
-            typer.echo(line)
-        typer.echo(f"# data: {stack.data_dir}  (log: {stack.data_dir / 'localvertex.log'})")
-        typer.echo("# Ctrl-C to stop", err=True)
-        sys.stdout.flush()
+            _say(line)
+        _say(f"# data: {stack.data_dir}  (log: {stack.data_dir / 'localvertex.log'})")
+        _say("# Ctrl-C to stop", err=True)
+        _ignore_closed_output()
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
     finally:
-        typer.echo("stopping...", err=True)
+        # Stop first: a message to a closed pipe must never keep the server (and its lock) alive.
+        _say("stopping...", err=True)
         stack.stop()
+        _ignore_closed_output()
 
 
 @app.command()
