@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipeline import offline, params  # noqa: E402
+from pipeline import offline, params
 
 
 def main() -> None:
@@ -34,15 +34,27 @@ def main() -> None:
             sys.exit(f"run {attempt} failed in {result.failed_task}: {result.error}")
         for task, seconds in result.task_seconds.items():
             steps.setdefault(task, []).append(seconds)
-        print(f"run {attempt}: {totals[-1]:.1f} s end to end; status accuracy "
-              f"{result.metrics['eval_status_accuracy']:.3f}, defect-type accuracy "
-              f"{result.metrics['eval_defect_type_accuracy']:.3f} on {result.metrics['eval_examples']:.0f} test images")
+        print(
+            f"run {attempt}: {totals[-1]:.1f} s end to end; status accuracy "
+            f"{result.metrics['eval_status_accuracy']:.3f}, defect-type accuracy "
+            f"{result.metrics['eval_defect_type_accuracy']:.3f} on {result.metrics['eval_examples']:.0f} test images"
+        )
 
-    print(f"\nparameters: num_images={settings['num_images']}, epoch_count={settings['epoch_count']}, "
-          f"adapter_size={settings['adapter_size']}")
+    print(
+        f"\nparameters: num_images={settings['num_images']}, epoch_count={settings['epoch_count']}, "
+        f"adapter_size={settings['adapter_size']}"
+    )
     print(f"{'step':24} {'median s':>9}")
-    order = ["synthesize-images", "import-dataset", "split-manifest", "build-tuning-jsonl", "launch-tuning",
-             "wait-for-tuning", "evaluate-inspector", "summarize-run"]
+    order = [
+        "synthesize-images",
+        "import-dataset",
+        "split-manifest",
+        "build-tuning-jsonl",
+        "launch-tuning",
+        "wait-for-tuning",
+        "evaluate-inspector",
+        "summarize-run",
+    ]
     for task in sorted(steps, key=lambda t: order.index(t) if t in order else len(order)):
         print(f"{task:24} {statistics.median(steps[task]):9.1f}")
     print(f"{'end to end':24} {statistics.median(totals):9.1f}")

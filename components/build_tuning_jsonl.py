@@ -12,8 +12,9 @@ from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 
 # Building and validating the lines are pure functions in components/dataset_rules.py; this
 # component reads the manifests, looks up image sizes and uploads.
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False,
-               additional_funcs=JSONL_RULES)
+@dsl.component(
+    base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False, additional_funcs=JSONL_RULES
+)
 def build_tuning_jsonl(
     project: str,
     bucket: str,
@@ -68,15 +69,20 @@ def build_tuning_jsonl(
 
     def object_sizes(uris):
         """{uri: size in bytes} of the images that exist."""
+
         def size(uri):
             name, path = parse_gcs_uri(uri)
             blob = client.bucket(name).get_blob(path)
             return uri, blob.size if blob else None
+
         with ThreadPoolExecutor(max_workers=8) as pool:
             return {uri: value for uri, value in pool.map(size, sorted(set(uris))) if value is not None}
 
-    splits = {"train": read_rows(train_manifest, "train"), "validation": read_rows(validation_manifest, "validation"),
-              "test": read_rows(test_manifest, "test")}
+    splits = {
+        "train": read_rows(train_manifest, "train"),
+        "validation": read_rows(validation_manifest, "validation"),
+        "test": read_rows(test_manifest, "test"),
+    }
     if not splits["train"]:
         raise ValueError("the training split is empty: nothing to tune on")
     if oversample_rare_classes:

@@ -26,8 +26,11 @@ def tuning_capabilities():
     """Base model id -> what tuning and inference accept for it."""
     flash_like = {"adapter_sizes": (1, 2, 4, 8, 16), "max_example_tokens": 131_072}
     return {
-        "gemini-2.5-pro": {"adapter_sizes": (1, 2, 4, 8), "max_example_tokens": 131_072,
-                           "thinking": {"min": 128, "max": 32_768, "can_turn_off": False}},
+        "gemini-2.5-pro": {
+            "adapter_sizes": (1, 2, 4, 8),
+            "max_example_tokens": 131_072,
+            "thinking": {"min": 128, "max": 32_768, "can_turn_off": False},
+        },
         "gemini-2.5-flash": {**flash_like, "thinking": {"min": 0, "max": 24_576, "can_turn_off": True}},
         "gemini-2.5-flash-lite": {**flash_like, "thinking": {"min": 512, "max": 24_576, "can_turn_off": True}},
     }
@@ -36,11 +39,35 @@ def tuning_capabilities():
 def tuning_regions():
     """Regions where Gemini supervised tuning jobs run."""
     return (
-        "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1",
-        "australia-southeast1", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1",
-        "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west8", "europe-west9",
-        "me-central1", "me-central2", "me-west1", "northamerica-northeast1", "southamerica-east1",
-        "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west4",
+        "asia-east1",
+        "asia-east2",
+        "asia-northeast1",
+        "asia-northeast3",
+        "asia-south1",
+        "asia-southeast1",
+        "australia-southeast1",
+        "europe-central2",
+        "europe-north1",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west2",
+        "europe-west3",
+        "europe-west4",
+        "europe-west6",
+        "europe-west8",
+        "europe-west9",
+        "me-central1",
+        "me-central2",
+        "me-west1",
+        "northamerica-northeast1",
+        "southamerica-east1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "us-west4",
     )
 
 
@@ -60,16 +87,21 @@ def tuning_problems(base_model, adapter_size=None, location=None):
     table = tuning_capabilities()
     model = base_model_id(base_model)
     if model not in table:
-        return [f"base_model {base_model!r} is not a Gemini model that supervised tuning supports; "
-                f"use one of {', '.join(table)}"]
+        return [
+            f"base_model {base_model!r} is not a Gemini model that supervised tuning supports; "
+            f"use one of {', '.join(table)}"
+        ]
     problems = []
     sizes = table[model]["adapter_sizes"]
     if adapter_size is not None and adapter_size not in sizes:
-        problems.append(f"adapter_size {adapter_size} is not supported for {model}; "
-                        f"use one of {', '.join(map(str, sizes))}")
+        problems.append(
+            f"adapter_size {adapter_size} is not supported for {model}; use one of {', '.join(map(str, sizes))}"
+        )
     if location is not None and location not in tuning_regions():
-        problems.append(f"location {location!r} does not run Gemini tuning jobs; use a tuning region such as "
-                        "us-central1 or europe-west4")
+        problems.append(
+            f"location {location!r} does not run Gemini tuning jobs; use a tuning region such as "
+            "us-central1 or europe-west4"
+        )
     return problems
 
 
@@ -92,5 +124,7 @@ def thinking_budget_for(base_model, requested):
     if requested == -1 or rules["min"] <= requested <= rules["max"]:
         return requested
     off = "0 (off), " if rules["can_turn_off"] else ""
-    raise ValueError(f"thinking budget {requested} is not valid for {base_model_id(base_model)}: "
-                     f"use {off}-1 (dynamic) or {rules['min']}..{rules['max']}")
+    raise ValueError(
+        f"thinking budget {requested} is not valid for {base_model_id(base_model)}: "
+        f"use {off}-1 (dynamic) or {rules['min']}..{rules['max']}"
+    )

@@ -29,5 +29,6 @@ def exec_python(component):
     command[pip_step] = command[pip_step].replace(PIP_STEP_END, '&& exec "$0" "$@"')
     # ``exec env VAR=value cmd``: exec alone would not pass the assignment on in every shell.
     command[executor_step] = command[executor_step].replace(
-        EXECUTOR_START, "exec env _KFP_RUNTIME=true python3 -m kfp.dsl.executor_main")
+        EXECUTOR_START, "exec env _KFP_RUNTIME=true python3 -m kfp.dsl.executor_main"
+    )
     return component

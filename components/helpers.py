@@ -12,7 +12,6 @@ PROMPT = (
 )
 
 
-
 def notebook_labels():
     """The source notebook's ground-truth answers by defect type; None is a good product."""
     return {
@@ -29,8 +28,14 @@ DEFECT_TYPES = tuple(t for t in LABELS if t)
 
 def image_mime_types():
     """The image formats Gemini tuning accepts: file extension (lower case, no dot) -> MIME type."""
-    return {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
-            "heic": "image/heic", "heif": "image/heif"}
+    return {
+        "png": "image/png",
+        "jpg": "image/jpeg",
+        "jpeg": "image/jpeg",
+        "webp": "image/webp",
+        "heic": "image/heic",
+        "heif": "image/heif",
+    }
 
 
 def manifest_columns():
@@ -142,8 +147,9 @@ def draw_product_image(rng, defect_type=None, variation="standard"):
     # Sensor noise makes every image unique; the strong set adds blur and JPEG artefacts.
     sigma = rng.uniform(4, 9) if strong else rng.uniform(1.5, 3.5)
     # Grey noise around 128 from ``rng`` (PIL's effect_noise is not seedable).
-    noise = Image.frombytes("L", (100, 100), bytes(
-        max(0, min(255, round(rng.gauss(128, sigma)))) for _ in range(100 * 100))).convert("RGB")
+    noise = Image.frombytes(
+        "L", (100, 100), bytes(max(0, min(255, round(rng.gauss(128, sigma)))) for _ in range(100 * 100))
+    ).convert("RGB")
     image = ImageChops.add(image, noise, scale=1.0, offset=-128)
     if strong:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
@@ -187,8 +193,10 @@ def answer_status(text):
     if declared:
         said_defect = declared.group(1).lower() == "defect"
     else:
-        said_defect = re.search(r"\bdefect\b", text, re.IGNORECASE) is not None and re.search(
-            r"\b(?:no|not|without|zero)\s+(?:a\s+|any\s+)?defects?\b", text, re.IGNORECASE) is None
+        said_defect = (
+            re.search(r"\bdefect\b", text, re.IGNORECASE) is not None
+            and re.search(r"\b(?:no|not|without|zero)\s+(?:a\s+|any\s+)?defects?\b", text, re.IGNORECASE) is None
+        )
     return "Defect" if said_defect else "Unparseable"
 
 
@@ -249,10 +257,10 @@ def judge_answer(expected_label, predicted, classes=None):
             expected_class = "Defect"
             type_correct = said_defect and not named
         else:
-            expected_class = next((c for c in classes if c and c.lower() == expected_type.lower()),
-                                  expected_type)
-            type_correct = said_defect and names(expected_type) and all(
-                n.lower() == expected_type.lower() for n in named)
+            expected_class = next((c for c in classes if c and c.lower() == expected_type.lower()), expected_type)
+            type_correct = (
+                said_defect and names(expected_type) and all(n.lower() == expected_type.lower() for n in named)
+            )
     return {
         "expected_class": expected_class,
         "predicted_class": predicted_class,
@@ -283,10 +291,18 @@ def genai_client(project, location, attempts=6, timeout_seconds=120):
     from google.genai import types
 
     retry = types.HttpRetryOptions(
-        attempts=attempts, initial_delay=1.0, max_delay=30.0, exp_base=2.0,
-        http_status_codes=[408, 429, 500, 502, 503, 504])
-    return genai.Client(vertexai=True, project=project, location=location,
-                        http_options=types.HttpOptions(retry_options=retry, timeout=timeout_seconds * 1000))
+        attempts=attempts,
+        initial_delay=1.0,
+        max_delay=30.0,
+        exp_base=2.0,
+        http_status_codes=[408, 429, 500, 502, 503, 504],
+    )
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        http_options=types.HttpOptions(retry_options=retry, timeout=timeout_seconds * 1000),
+    )
 
 
 def vertex_resource_uri(location, resource_name):

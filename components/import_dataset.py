@@ -39,8 +39,12 @@ from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 # The checks and rules are pure functions in components/dataset_rules.py (tested without a
 # server); this component only lists, downloads and writes.
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
-               additional_funcs=[*IMPORT_RULES, report_progress, write_empty_manifest])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=IMAGE_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[*IMPORT_RULES, report_progress, write_empty_manifest],
+)
 def import_dataset(
     project: str,
     dataset_uri: str,
@@ -120,8 +124,10 @@ def import_dataset(
     # ---- read the rows (every problem is collected, then reported together)
     prompts_dropped = 0
     if layout == "folder":
-        listing = [(blob.name, blob.size)
-                   for blob in client.list_blobs(source["bucket"], prefix=folder_prefix(source["object_path"]))]
+        listing = [
+            (blob.name, blob.size)
+            for blob in client.list_blobs(source["bucket"], prefix=folder_prefix(source["object_path"]))
+        ]
         records, problems, skipped = folder_records(listing, source)
         if skipped:
             print(skipped_files_note(skipped, dataset_uri), flush=True)

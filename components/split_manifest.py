@@ -7,8 +7,12 @@ from components.helpers import manifest_columns
 from components.packages import BASE_IMAGE, BASE_PACKAGES
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=BASE_PACKAGES, install_kfp_package=False,
-               additional_funcs=[manifest_columns])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=BASE_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[manifest_columns],
+)
 def split_manifest(
     manifest: Input[Dataset],
     train_manifest: Output[Dataset],
@@ -48,7 +52,9 @@ def split_manifest(
     if not (0 < train_fraction <= 1 and validation_fraction >= 0 and train_fraction + validation_fraction <= 1):
         raise ValueError(
             f"need 0 < train_fraction <= 1 and train_fraction + validation_fraction <= 1, "
-            f"got {train_fraction} and {validation_fraction}")
+            f"got {train_fraction} and {validation_fraction}"
+        )
+
     def read(artifact):
         with open(artifact.path, newline="") as f:
             reader = csv.DictReader(f)
@@ -86,7 +92,7 @@ def split_manifest(
         quotas = {c: total * n / whole for c, n in sizes.items()}
         shares = {c: int(q) for c, q in quotas.items()}
         by_remainder = sorted(quotas, key=lambda c: (shares[c] - quotas[c], str(c)))
-        for c in by_remainder[:total - sum(shares.values())]:
+        for c in by_remainder[: total - sum(shares.values())]:
             shares[c] += 1
         return shares
 
@@ -107,8 +113,8 @@ def split_manifest(
         n_tst = min(n_test[name], len(class_groups) - 1 - n_val)
         parts = {
             "validation": class_groups[:n_val],
-            "test": class_groups[n_val:n_val + n_tst],
-            "train": class_groups[n_val + n_tst:],
+            "test": class_groups[n_val : n_val + n_tst],
+            "train": class_groups[n_val + n_tst :],
         }
         for split, part in parts.items():
             members = [row for group in part for row in group]

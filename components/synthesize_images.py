@@ -3,14 +3,30 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.helpers import (draw_product_image, manifest_columns, notebook_labels, parse_gcs_uri, report_progress,
-                                write_empty_manifest)
+from components.helpers import (
+    draw_product_image,
+    manifest_columns,
+    notebook_labels,
+    parse_gcs_uri,
+    report_progress,
+    write_empty_manifest,
+)
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False,
-               additional_funcs=[draw_product_image, notebook_labels, parse_gcs_uri, manifest_columns,
-                                 report_progress, write_empty_manifest])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=IMAGE_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[
+        draw_product_image,
+        notebook_labels,
+        parse_gcs_uri,
+        manifest_columns,
+        report_progress,
+        write_empty_manifest,
+    ],
+)
 def synthesize_images(
     project: str,
     bucket: str,
@@ -91,21 +107,22 @@ def synthesize_images(
         data, digest = render(index)
         name = f"product_image_{index}.png"
         defect_type = classes[index]
-        rows.append({
-            "image_name": name,
-            "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
-            "status": "Defect" if defect_type else "Pass",
-            "defect_type": defect_type or "None",
-            "label": labels[defect_type],
-            "sha256": digest,
-        })
+        rows.append(
+            {
+                "image_name": name,
+                "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
+                "status": "Defect" if defect_type else "Pass",
+                "defect_type": defect_type or "None",
+                "label": labels[defect_type],
+                "sha256": digest,
+            }
+        )
         payloads.append(data)
 
     target = storage.Client(project=project).bucket(bucket_name)
 
     def upload(i):
-        target.blob(f"{folder}/{rows[i]['image_name']}").upload_from_string(
-            payloads[i], content_type="image/png")
+        target.blob(f"{folder}/{rows[i]['image_name']}").upload_from_string(payloads[i], content_type="image/png")
 
     print(f"uploading {num_images} images to gs://{bucket_name}/{folder}/", flush=True)
     step = max(1, num_images // 10)

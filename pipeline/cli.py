@@ -4,22 +4,25 @@ import json
 import os
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline import offline, params as pipeline_params
 from localvertex import DataDirInUse, LocalStack
+from pipeline import offline
+from pipeline import params as pipeline_params
 from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, TASK_TITLES, compile_pipeline
 from pipeline.terminal import console, fail
 
-app = typer.Typer(help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-
+app = typer.Typer(
+    help="Explainable visual quality-control inspector: a Kubeflow pipeline that tunes Gemini.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
 
 
 @app.command("compile")
@@ -31,23 +34,34 @@ def compile_command(output: Path = typer.Option(COMPILED_YAML, help="Where to wr
 
 @app.command("run")
 def run_command(
-    num_images: Optional[int] = typer.Option(None, help="Images to synthesize (default 200)."),
-    epochs: Optional[int] = typer.Option(None, help="Tuning epochs, passes over the data (default 5)."),
-    adapter_size: Optional[int] = typer.Option(None, help="Adapter size: 1, 2, 4, 8 or 16 (default 4)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed of images and split (default 42)."),
-    dataset: Optional[Path] = typer.Option(
-        None, exists=True, help="Tune on your own labelled images: a folder <class>/<image> or a .csv/.jsonl "
-                                "manifest, uploaded to the local storage first."),
-    label_template: Optional[str] = typer.Option(
-        None, help='Answer for defect classes, e.g. "Status: Defect - {defect_type} found."'),
+    num_images: int | None = typer.Option(None, help="Images to synthesize (default 200)."),
+    epochs: int | None = typer.Option(None, help="Tuning epochs, passes over the data (default 5)."),
+    adapter_size: int | None = typer.Option(None, help="Adapter size: 1, 2, 4, 8 or 16 (default 4)."),
+    seed: int | None = typer.Option(None, help="Random seed of images and split (default 42)."),
+    dataset: Path | None = typer.Option(
+        None,
+        exists=True,
+        help="Tune on your own labelled images: a folder <class>/<image> or a .csv/.jsonl "
+        "manifest, uploaded to the local storage first.",
+    ),
+    label_template: str | None = typer.Option(
+        None, help='Answer for defect classes, e.g. "Status: Defect - {defect_type} found."'
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help="Any pipeline parameter as key=value (repeatable)."),
     cache: bool = typer.Option(False, help="Reuse kfp.local results of identical data steps."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local Vertex AI data folder (default .localvertex/)."),
+    data_dir: Path | None = typer.Option(None, help="Local Vertex AI data folder (default .localvertex/)."),
 ):
     """Run the whole pipeline offline: compiled YAML, kfp.local, local Vertex AI."""
-    overrides = {**offline.LOCAL_DEFAULTS, **_given(num_images=num_images, epoch_count=epochs,
-                                                    adapter_size=adapter_size, seed=seed,
-                                                    label_template=label_template)}
+    overrides = {
+        **offline.LOCAL_DEFAULTS,
+        **_given(
+            num_images=num_images,
+            epoch_count=epochs,
+            adapter_size=adapter_size,
+            seed=seed,
+            label_template=label_template,
+        ),
+    }
     if not COMPILED_YAML.exists():
         fail(f"{COMPILED_YAML} is missing: run `python -m pipeline compile` first")
     try:
@@ -60,8 +74,9 @@ def run_command(
         console.print("[yellow]note:[/yellow] --num-images is ignored with --dataset")
     try:
         with _progress_view() as on_event:
-            result = offline.run_offline(params, on_event, data_dir=data_dir, local_dataset=dataset,
-                                         enable_caching=cache)
+            result = offline.run_offline(
+                params, on_event, data_dir=data_dir, local_dataset=dataset, enable_caching=cache
+            )
     except (DatasetUploadError, DataDirInUse) as error:
         fail(str(error))
     _report(result)
@@ -77,8 +92,14 @@ def _given(**options) -> dict:
 
 def _progress_view():
     """A rich progress view fed by offline.Event objects; yields the callback."""
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
     rows = {}
 
     def on_event(event: offline.Event) -> None:
@@ -121,8 +142,10 @@ def _report(result: offline.RunResult) -> None:
 
 
 @app.command("runs")
-def runs_command(compare: Optional[tuple[str, str]] = typer.Option(None, help="Two run ids to show side by side."),
-                 limit: int = typer.Option(20, help="Most recent runs to list.")):
+def runs_command(
+    compare: tuple[str, str] | None = typer.Option(None, help="Two run ids to show side by side."),
+    limit: int = typer.Option(20, help="Most recent runs to list."),
+):
     """List past offline runs (the local counterpart of Vertex Experiments)."""
     runs = offline.load_runs()
     if not runs:
@@ -139,10 +162,14 @@ def runs_command(compare: Optional[tuple[str, str]] = typer.Option(None, help="T
 
 def _runs_table(runs: list[dict]) -> Table:
     """Runs as rows: id, date, parameters that differ between runs, eval metrics, duration."""
-    varying = sorted({k for run in runs for k, v in run["params"].items()
-                      if any(other["params"].get(k) != v for other in runs)})
-    metric_names = {"eval_status_accuracy": "status acc", "eval_defect_type_accuracy": "type acc",
-                    "eval_examples": "tested"}
+    varying = sorted(
+        {k for run in runs for k, v in run["params"].items() if any(other["params"].get(k) != v for other in runs)}
+    )
+    metric_names = {
+        "eval_status_accuracy": "status acc",
+        "eval_defect_type_accuracy": "type acc",
+        "eval_examples": "tested",
+    }
     table = Table(title=f"{len(runs)} offline run(s), newest first")
     table.add_column("run id", no_wrap=True)
     table.add_column("date (UTC)", no_wrap=True)
@@ -153,9 +180,14 @@ def _runs_table(runs: list[dict]) -> Table:
     for run in runs:
         m, rid = run["metrics"], run["run_id"]
         date = f"{rid[:4]}-{rid[4:6]}-{rid[6:8]} {rid[9:11]}:{rid[11:13]}"
-        table.add_row(rid, date, *[str(run["params"].get(k, "-")) for k in varying],
-                      *[f"{m[n]:.4g}" if n in m else "-" for n in metric_names],
-                      "✓" if m.get("ok") else "✗", f"{m.get('seconds', 0):.0f}")
+        table.add_row(
+            rid,
+            date,
+            *[str(run["params"].get(k, "-")) for k in varying],
+            *[f"{m[n]:.4g}" if n in m else "-" for n in metric_names],
+            "✓" if m.get("ok") else "✗",
+            f"{m.get('seconds', 0):.0f}",
+        )
     return table
 
 
@@ -171,9 +203,11 @@ def _comparison_table(runs: list[dict]) -> Table:
 
 
 @app.command("inspect")
-def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-                    endpoint: Optional[str] = typer.Option(None, help="Tuned endpoint (default: the latest successful run's)."),
-                    as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")):
+def inspect_command(
+    images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    endpoint: str | None = typer.Option(None, help="Tuned endpoint (default: the latest successful run's)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
+):
     """Ask the tuned inspector about images (sent inline, as a camera client would)."""
     from components.helpers import genai_client
 
@@ -185,7 +219,7 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
     # Use a local Vertex AI the user already started (`make serve`), else start one.
     running = "GOOGLE_VERTEX_BASE_URL" in os.environ
     try:
-        with (nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"])) as stack:
+        with nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"]) as stack:
             if stack:
                 stack.apply_env()
             client = genai_client(params["project"], params["location"], attempts=2)
@@ -200,30 +234,45 @@ def inspect_command(images: list[Path] = typer.Argument(..., exists=True, dir_ok
         else:
             print(f"{row['file']}\t{row['answer']}\t{row['status']}\t{row['defect_type'] or '-'}")
     if any(row["error"] for row in rows):
-        console.print(f"[red]some images got no answer[/red] (endpoint {endpoint}, tuned in run {run_dir.name}, "
-                      f"data folder {outcome['data_dir']})", highlight=False)
+        console.print(
+            f"[red]some images got no answer[/red] (endpoint {endpoint}, tuned in run {run_dir.name}, "
+            f"data folder {outcome['data_dir']})",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
 def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
     """One image's answer, parsed status and defect type; or the error that stopped it."""
-    from components.helpers import answer_status, defect_type_of, image_mime_types
     import mimetypes
+
     from google.genai import errors, types
 
+    from components.helpers import answer_status, defect_type_of, image_mime_types
+
     row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}
-    mime = image_mime_types().get(image.suffix.lower().lstrip(".")) or mimetypes.guess_type(image.name)[0] or "image/png"
+    mime = (
+        image_mime_types().get(image.suffix.lower().lstrip(".")) or mimetypes.guess_type(image.name)[0] or "image/png"
+    )
     try:
         response = client.models.generate_content(
-            model=endpoint, contents=[types.Part.from_text(text=prompt),
-                                      types.Part.from_bytes(data=image.read_bytes(), mime_type=mime)],
-            config=types.GenerateContentConfig(temperature=0.0))
+            model=endpoint,
+            contents=[
+                types.Part.from_text(text=prompt),
+                types.Part.from_bytes(data=image.read_bytes(), mime_type=mime),
+            ],
+            config=types.GenerateContentConfig(temperature=0.0),
+        )
     except errors.APIError as error:
         return {**row, "error": f"{error.code} {error.status}: {error.message}"}
     answer = (response.text or "").strip()
     status = answer_status(answer)
-    return {**row, "answer": answer, "status": status,
-            "defect_type": defect_type_of(answer) if status == "Defect" else None}
+    return {
+        **row,
+        "answer": answer,
+        "status": status,
+        "defect_type": defect_type_of(answer) if status == "Defect" else None,
+    }
 
 
 def _latest_run_dir() -> Path:

@@ -17,8 +17,12 @@ def main(spec: dict) -> int:
     from kfp.components import load_component_from_file
 
     result_path = Path(spec["result"])
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=spec["pipeline_root"],
-               raise_on_error=True, enable_caching=spec.get("enable_caching", False))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=spec["pipeline_root"],
+        raise_on_error=True,
+        enable_caching=spec.get("enable_caching", False),
+    )
     try:
         outputs = load_component_from_file(spec["yaml"])(**spec["params"]).outputs
     except Exception as error:  # reported to the parent, which shows it
@@ -26,14 +30,18 @@ def main(spec: dict) -> int:
         result_path.write_text(json.dumps({"ok": False, "error": f"{type(error).__name__}: {error}"}))
         return 1
     metrics = outputs["eval_metrics"]
-    result_path.write_text(json.dumps({
-        "ok": True,
-        "tuned_endpoint": outputs["tuned_endpoint"],
-        "metrics": {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))},
-        "report": outputs["eval_report"].path,
-        "predictions": outputs["predictions"].path,
-        "summary": outputs["summary"].path,
-    }))
+    result_path.write_text(
+        json.dumps(
+            {
+                "ok": True,
+                "tuned_endpoint": outputs["tuned_endpoint"],
+                "metrics": {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))},
+                "report": outputs["eval_report"].path,
+                "predictions": outputs["predictions"].path,
+                "summary": outputs["summary"].path,
+            }
+        )
+    )
     return 0
 
 

@@ -23,8 +23,10 @@ def pipeline_inputs(path: Path = COMPILED_YAML) -> dict[str, dict]:
     """The compiled pipeline's input parameters: name -> {"type", "default"?}."""
     spec = yaml.safe_load(path.read_text())
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    return {name: {"type": p["parameterType"], **({"default": p["defaultValue"]} if "defaultValue" in p else {})}
-            for name, p in parameters.items()}
+    return {
+        name: {"type": p["parameterType"], **({"default": p["defaultValue"]} if "defaultValue" in p else {})}
+        for name, p in parameters.items()
+    }
 
 
 def coerce(name: str, value, parameter_type: str):
@@ -87,8 +89,11 @@ def resolve(overrides: dict, path: Path = COMPILED_YAML) -> dict:
 def check(params: dict) -> None:
     """Range checks that the compiled types cannot express."""
     rules = [
-        ("bucket", lambda v: isinstance(v, str) and v.startswith("gs://") and len(v.rstrip("/")) > 5,
-         "must be a gs:// URI, e.g. gs://my-bucket"),
+        (
+            "bucket",
+            lambda v: isinstance(v, str) and v.startswith("gs://") and len(v.rstrip("/")) > 5,
+            "must be a gs:// URI, e.g. gs://my-bucket",
+        ),
         ("num_images", lambda v: v >= 1, "must be at least 1"),
         ("defect_ratio", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -42,8 +43,10 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-ADC_HINT = ("no Google credentials found: run `gcloud auth application-default login` "
-            "(or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file)")
+ADC_HINT = (
+    "no Google credentials found: run `gcloud auth application-default login` "
+    "(or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file)"
+)
 EXPERIMENT_LABEL = "experiment"
 RANK_METRIC = "metric.eval_status_accuracy"
 # Metric prefixes in the order `compare` shows them; the components log under these names.
@@ -69,21 +72,24 @@ def cloud_errors() -> Iterator[None]:
     except google.auth.exceptions.DefaultCredentialsError:
         fail(ADC_HINT, 1)
     except google.auth.exceptions.RefreshError as error:
-        fail(f"Google credentials could not be refreshed ({_first_line(error)}): "
-             "run `gcloud auth application-default login`", 1)
+        fail(
+            f"Google credentials could not be refreshed ({_first_line(error)}): "
+            "run `gcloud auth application-default login`",
+            1,
+        )
     except api_exceptions.GoogleAPICallError as error:
         fail(f"Google Cloud refused the request: {error.code} {_first_line(error.message)}", 1)
     except requests.HTTPError as error:
         response = error.response
         detail = _first_line(response.text) if response is not None else ""
-        fail(f"{error.request.method if error.request else 'request'} failed: {_first_line(error)} {detail}"
-             .strip(), 1)
+        fail(f"{error.request.method if error.request else 'request'} failed: {_first_line(error)} {detail}".strip(), 1)
     except ParameterError as error:
         fail(str(error), 2)
     except RuntimeError as error:
         # The SDK wraps API errors of the experiment calls in RuntimeError("... could not be ...").
         if isinstance(error, typer.Exit) or not isinstance(
-                error.__cause__, (api_exceptions.GoogleAPICallError, google.auth.exceptions.GoogleAuthError)):
+            error.__cause__, (api_exceptions.GoogleAPICallError, google.auth.exceptions.GoogleAuthError)
+        ):
             raise
         fail(f"{_first_line(error)} ({_first_line(error.__cause__)})", 1)
 
@@ -105,7 +111,7 @@ def adc():
     return google.auth.default(scopes=SCOPES)
 
 
-def credentials_and_project(project: Optional[str]):
+def credentials_and_project(project: str | None):
     """ADC and the project to use (``project``, else the one ADC knows)."""
     credentials, adc_project = adc()
     project = project or adc_project
@@ -114,7 +120,7 @@ def credentials_and_project(project: Optional[str]):
     return credentials, project
 
 
-def init_vertex(project: Optional[str], location: str):
+def init_vertex(project: str | None, location: str):
     """``aiplatform.init`` with ADC; returns (aiplatform module, project)."""
     from google.cloud import aiplatform
 
@@ -129,15 +135,18 @@ def init_vertex(project: Optional[str], location: str):
 # --------------------------------------------------------------------------- requests
 
 
-def check_experiment_name(experiment: Optional[str]) -> None:
+def check_experiment_name(experiment: str | None) -> None:
     """Experiment names end up in a label: lowercase letters, digits, hyphens, 63 at most."""
     if experiment is not None and not _EXPERIMENT_RE.match(experiment):
-        raise ParameterError(f"--experiment {experiment!r}: use lowercase letters, digits and hyphens, "
-                             "starting with a letter or digit, 63 characters at most")
+        raise ParameterError(
+            f"--experiment {experiment!r}: use lowercase letters, digits and hyphens, "
+            "starting with a letter or digit, 63 characters at most"
+        )
 
 
-def run_parameters(project: str, location: str, bucket: str, assignments: list[str],
-                   template: Path = COMPILED_YAML) -> dict:
+def run_parameters(
+    project: str, location: str, bucket: str, assignments: list[str], template: Path = COMPILED_YAML
+) -> dict:
     """The parameter values to send: project/location/bucket plus the ``--param`` overrides.
 
     Every value is checked (and typed) against the compiled pipeline by
@@ -155,7 +164,7 @@ def run_parameters(project: str, location: str, bucket: str, assignments: list[s
     return {name: resolved[name] for name in overrides}
 
 
-def run_labels(experiment: Optional[str], trigger: str) -> dict[str, str]:
+def run_labels(experiment: str | None, trigger: str) -> dict[str, str]:
     """Labels of a run: the pipeline, how it was started, and its experiment (if any)."""
     labels = {"pipeline": PIPELINE_NAME, "trigger": trigger}
     if experiment:
@@ -170,12 +179,22 @@ def pipeline_root(bucket: str) -> str:
 
 
 def default_display_name() -> str:
-    return f"{PIPELINE_NAME}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    return f"{PIPELINE_NAME}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-def build_job(*, project: str, location: str, bucket: str, assignments: list[str] = (),
-              experiment: Optional[str] = None, cache: bool = True, display_name: Optional[str] = None,
-              trigger: str = "submit", template: Path = COMPILED_YAML, credentials=None):
+def build_job(
+    *,
+    project: str,
+    location: str,
+    bucket: str,
+    assignments: list[str] = (),
+    experiment: str | None = None,
+    cache: bool = True,
+    display_name: str | None = None,
+    trigger: str = "submit",
+    template: Path = COMPILED_YAML,
+    credentials=None,
+):
     """The ``aiplatform.PipelineJob`` that ``submit`` and ``schedule`` send (nothing is sent here).
 
     ``cache=True`` keeps the caching chosen at compile time (data steps cached, tuning and
@@ -201,14 +220,18 @@ def build_job(*, project: str, location: str, bucket: str, assignments: list[str
 def console_url(resource_name: str) -> str:
     """Cloud console link of a pipeline run or schedule resource name."""
     parts = resource_name.split("/")
-    fields = dict(zip(parts[0::2], parts[1::2]))
+    fields = dict(zip(parts[0::2], parts[1::2], strict=False))
     project, location = fields.get("projects"), fields.get("locations")
     if "pipelineJobs" in fields:
-        return (f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/"
-                f"{fields['pipelineJobs']}?project={project}")
+        return (
+            f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/"
+            f"{fields['pipelineJobs']}?project={project}"
+        )
     if "schedules" in fields:
-        return (f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/schedules/"
-                f"{fields['schedules']}/detail?project={project}")
+        return (
+            f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/schedules/"
+            f"{fields['schedules']}/detail?project={project}"
+        )
     return resource_name
 
 
@@ -216,7 +239,7 @@ def console_url(resource_name: str) -> str:
 
 
 def _metric_rank(column: str) -> tuple:
-    name = column[len("metric."):]
+    name = column[len("metric.") :]
     if column == RANK_METRIC:
         return (0, 0, name)
     for i, prefix in enumerate(METRIC_PREFIXES):
@@ -225,7 +248,7 @@ def _metric_rank(column: str) -> tuple:
     return (2, 0, name)
 
 
-def order_runs(df: "pd.DataFrame") -> "pd.DataFrame":
+def order_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Runs best first (``metric.eval_status_accuracy``, runs without it last) and columns in
     reading order: run columns, ``metric.eval_*`` (accuracy first), ``metric.base_eval_*``,
     the other metrics by step, then ``param.*``. Time-series and bookkeeping columns go last.
@@ -258,15 +281,14 @@ def _cell(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def runs_table(df: "pd.DataFrame", title: str = "") -> Table:
+def runs_table(df: pd.DataFrame, title: str = "") -> Table:
     """A rich table of ``order_runs(df)``: one row per run, ``metric.``/``param.`` prefixes dropped.
 
     Shows every ``eval_*``/``base_eval_*`` metric; other metrics and parameters only where they
     differ between runs (the CSV keeps every column).
     """
     ordered = order_runs(df)
-    candidates = [c for c in ordered.columns
-                  if c in RUN_COLUMNS or c.startswith("metric.") or c.startswith("param.")]
+    candidates = [c for c in ordered.columns if c in RUN_COLUMNS or c.startswith("metric.") or c.startswith("param.")]
 
     def always(column: str) -> bool:
         return column in RUN_COLUMNS or column.startswith(("metric.eval_", "metric.base_eval_"))
@@ -281,26 +303,37 @@ def runs_table(df: "pd.DataFrame", title: str = "") -> Table:
     for column in shown:
         header = column.split(".", 1)[1] if "." in column else column
         style = "bold green" if column == RANK_METRIC else ("cyan" if column.startswith("metric.eval_") else None)
-        table.add_column(header, style=style, overflow="fold", no_wrap=column in RUN_COLUMNS,
-                         justify="right" if column.startswith("metric.") else "left")
+        table.add_column(
+            header,
+            style=style,
+            overflow="fold",
+            no_wrap=column in RUN_COLUMNS,
+            justify="right" if column.startswith("metric.") else "left",
+        )
     for _, row in ordered[shown].iterrows():
         table.add_row(*(_cell(row[c]) for c in shown))
     return table
 
 
-def labelled_run_row(experiment: str, run_name: str, state: str, run_metadata: dict,
-                     metric_metadatas: list[dict]) -> dict:
+def labelled_run_row(
+    experiment: str, run_name: str, state: str, run_metadata: dict, metric_metadatas: list[dict]
+) -> dict:
     """A ``get_experiment_df``-shaped row for a run found by its experiment label.
 
     ``run_metadata`` is the metadata of the run's ``system.Run`` execution (parameters as
     ``input:NAME``); ``metric_metadatas`` those of its ``system.Metrics`` artifacts, merged in
     order like the SDK does.
     """
-    row = {"experiment_name": experiment, "run_name": run_name, "run_type": "system.PipelineRun",
-           "state": state, "source": "label"}
+    row = {
+        "experiment_name": experiment,
+        "run_name": run_name,
+        "run_type": "system.PipelineRun",
+        "state": state,
+        "source": "label",
+    }
     for key, value in (run_metadata or {}).items():
         if key.startswith("input:"):
-            row[f"param.{key[len('input:'):]}"] = value
+            row[f"param.{key[len('input:') :]}"] = value
     for metadata in metric_metadatas:
         for key, value in (metadata or {}).items():
             row[f"metric.{key}"] = value
@@ -310,7 +343,7 @@ def labelled_run_row(experiment: str, run_name: str, state: str, run_metadata: d
 # --------------------------------------------------------------------------- comparison (Vertex)
 
 
-def experiment_runs(aiplatform, experiment: str, include_labelled: bool = True) -> "pd.DataFrame":
+def experiment_runs(aiplatform, experiment: str, include_labelled: bool = True) -> pd.DataFrame:
     """``get_experiment_df(experiment)`` plus the runs labelled ``experiment=<name>`` it lacks."""
     import pandas as pd
     from google.api_core import exceptions as api_exceptions
@@ -334,11 +367,12 @@ def experiment_runs(aiplatform, experiment: str, include_labelled: bool = True) 
         context = job.gca_resource.job_detail.pipeline_run_context.name
         run_metadata, metric_metadatas = {}, []
         if context:
-            executions = aiplatform.Execution.list(
-                filter=f'in_context("{context}") AND schema_title="system.Run"')
+            executions = aiplatform.Execution.list(filter=f'in_context("{context}") AND schema_title="system.Run"')
             run_metadata = dict(executions[0].metadata) if executions else {}
-            metric_metadatas = [dict(a.metadata) for a in aiplatform.Artifact.list(
-                filter=f'in_context("{context}") AND schema_title="system.Metrics"')]
+            metric_metadatas = [
+                dict(a.metadata)
+                for a in aiplatform.Artifact.list(filter=f'in_context("{context}") AND schema_title="system.Metrics"')
+            ]
         state = job.gca_resource.state.name.replace("PIPELINE_STATE_", "")
         rows.append(labelled_run_row(experiment, run_name, state, run_metadata, metric_metadatas))
     return pd.concat([df, pd.DataFrame(rows)], ignore_index=True) if rows else df
@@ -355,8 +389,11 @@ def find_schedule(aiplatform, name: str):
     if not matches:
         fail(f"no schedule named {name!r} here: see `schedule --list`", 1)
     if len(matches) > 1:
-        fail(f"{len(matches)} schedules are named {name!r}; pass one resource name: "
-             + ", ".join(s.resource_name for s in matches), 1)
+        fail(
+            f"{len(matches)} schedules are named {name!r}; pass one resource name: "
+            + ", ".join(s.resource_name for s in matches),
+            1,
+        )
     return matches[0]
 
 
@@ -384,14 +421,28 @@ def _require_template(template: Path) -> None:
 
 
 def submit_command(
-    bucket: str = typer.Option(..., "--bucket", help="gs://BUCKET for data and pipeline_root (gs://BUCKET/pipeline_root)."),
-    project: Optional[str] = _Project,
+    bucket: str = typer.Option(
+        ..., "--bucket", help="gs://BUCKET for data and pipeline_root (gs://BUCKET/pipeline_root)."
+    ),
+    project: str | None = _Project,
     location: str = _Location,
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Vertex AI Experiment to link the run to (created if missing)."),
-    service_account: Optional[str] = typer.Option(None, "--service-account", help="Service account the run executes as (default: the Compute Engine default SA)."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="--no-cache reruns every step; by default data steps are cached and tuning/evaluation never are."),
-    param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter as key=value (repeatable), e.g. -p num_images=400."),
-    display_name: Optional[str] = typer.Option(None, "--display-name", help="Run display name (default: visual-defect-sft-YYYYMMDD-HHMMSS, UTC)."),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="Vertex AI Experiment to link the run to (created if missing)."
+    ),
+    service_account: str | None = typer.Option(
+        None, "--service-account", help="Service account the run executes as (default: the Compute Engine default SA)."
+    ),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="--no-cache reruns every step; by default data steps are cached and tuning/evaluation never are.",
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Pipeline parameter as key=value (repeatable), e.g. -p num_images=400."
+    ),
+    display_name: str | None = typer.Option(
+        None, "--display-name", help="Run display name (default: visual-defect-sft-YYYYMMDD-HHMMSS, UTC)."
+    ),
     template: Path = _Template,
 ):
     """Submit one run to Vertex AI Pipelines (optionally in an Experiment) and print its console link."""
@@ -400,31 +451,53 @@ def submit_command(
         check_experiment_name(experiment)
         run_parameters(project or "checking", location, bucket, param, template)  # fail before auth
         aiplatform, project = init_vertex(project, location)
-        job = build_job(project=project, location=location, bucket=bucket, assignments=param,
-                        experiment=experiment, cache=cache, display_name=display_name, template=template)
+        job = build_job(
+            project=project,
+            location=location,
+            bucket=bucket,
+            assignments=param,
+            experiment=experiment,
+            cache=cache,
+            display_name=display_name,
+            template=template,
+        )
         job.submit(service_account=service_account, experiment=experiment)
-        console.print(f"submitted [bold]{job.resource_name}[/bold]"
-                      + (f" to experiment [bold]{experiment}[/bold]" if experiment else ""), highlight=False)
+        console.print(
+            f"submitted [bold]{job.resource_name}[/bold]"
+            + (f" to experiment [bold]{experiment}[/bold]" if experiment else ""),
+            highlight=False,
+        )
         out.print(console_url(job.resource_name), soft_wrap=True, highlight=False)
 
 
 def schedule_command(
-    cron: Optional[str] = typer.Option(None, "--cron", help='Cron in UTC, or with a zone: "CRON_TZ=Europe/Berlin 0 2 * * *".'),
+    cron: str | None = typer.Option(
+        None, "--cron", help='Cron in UTC, or with a zone: "CRON_TZ=Europe/Berlin 0 2 * * *".'
+    ),
     name: str = typer.Option(f"{PIPELINE_NAME}-nightly", "--name", help="Schedule display name."),
     max_concurrent: int = typer.Option(
-        1, "--max-concurrent", min=1,
-        help="Runs of this schedule in progress at once; a start due while that many still run is skipped."),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help="gs://BUCKET (needed with --cron)."),
-    project: Optional[str] = _Project,
+        1,
+        "--max-concurrent",
+        min=1,
+        help="Runs of this schedule in progress at once; a start due while that many still run is skipped.",
+    ),
+    bucket: str | None = typer.Option(None, "--bucket", help="gs://BUCKET (needed with --cron)."),
+    project: str | None = _Project,
     location: str = _Location,
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Label the scheduled runs experiment=NAME (see below)."),
-    service_account: Optional[str] = typer.Option(None, "--service-account", help="Service account the runs execute as."),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="Label the scheduled runs experiment=NAME (see below)."
+    ),
+    service_account: str | None = typer.Option(None, "--service-account", help="Service account the runs execute as."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="--no-cache reruns every step of every run."),
     param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter as key=value (repeatable)."),
     list_: bool = typer.Option(False, "--list", help="List the schedules in PROJECT/LOCATION."),
-    pause: Optional[str] = typer.Option(None, "--pause", metavar="NAME", help="Pause a schedule (display name or resource name)."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="NAME", help="Resume a paused schedule (missed runs are not caught up)."),
-    delete: Optional[str] = typer.Option(None, "--delete", metavar="NAME", help="Delete a schedule (its past runs stay)."),
+    pause: str | None = typer.Option(
+        None, "--pause", metavar="NAME", help="Pause a schedule (display name or resource name)."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", metavar="NAME", help="Resume a paused schedule (missed runs are not caught up)."
+    ),
+    delete: str | None = typer.Option(None, "--delete", metavar="NAME", help="Delete a schedule (its past runs stay)."),
     template: Path = _Template,
 ):
     """Create, list, pause, resume or delete a Vertex AI Pipelines schedule.
@@ -435,11 +508,22 @@ def schedule_command(
     `compare --experiment NAME` shows those runs next to the experiment's own.
     Each scheduled run tunes a model, and is billed for it.
     """
-    actions = [flag for flag, given in (("--cron", cron), ("--list", list_), ("--pause", pause),
-                                        ("--resume", resume), ("--delete", delete)) if given]
+    actions = [
+        flag
+        for flag, given in (
+            ("--cron", cron),
+            ("--list", list_),
+            ("--pause", pause),
+            ("--resume", resume),
+            ("--delete", delete),
+        )
+        if given
+    ]
     if len(actions) != 1:
-        fail("give exactly one of --cron, --list, --pause NAME, --resume NAME, --delete NAME"
-             + (f" (got {', '.join(actions)})" if actions else ""))
+        fail(
+            "give exactly one of --cron, --list, --pause NAME, --resume NAME, --delete NAME"
+            + (f" (got {', '.join(actions)})" if actions else "")
+        )
     with cloud_errors():
         if cron:
             if not bucket:
@@ -462,25 +546,43 @@ def schedule_command(
             verb = "paused" if pause else "resumed" if resume else "deleted"
             console.print(f"{verb} [bold]{schedule.resource_name}[/bold]", highlight=False)
             return
-        job = build_job(project=project, location=location, bucket=bucket, assignments=param,
-                        experiment=experiment, cache=cache, display_name=name, trigger="schedule",
-                        template=template)
+        job = build_job(
+            project=project,
+            location=location,
+            bucket=bucket,
+            assignments=param,
+            experiment=experiment,
+            cache=cache,
+            display_name=name,
+            trigger="schedule",
+            template=template,
+        )
         # maxConcurrentRunCount alone bounds start requests, not runs still in progress: with
         # tuning waits of hours, only maxConcurrentActiveRunCount keeps nightly runs from overlapping.
-        schedule = job.create_schedule(cron=cron, display_name=name, max_concurrent_run_count=max_concurrent,
-                                       max_concurrent_active_run_count=max_concurrent, allow_queueing=False,
-                                       service_account=service_account)
+        schedule = job.create_schedule(
+            cron=cron,
+            display_name=name,
+            max_concurrent_run_count=max_concurrent,
+            max_concurrent_active_run_count=max_concurrent,
+            allow_queueing=False,
+            service_account=service_account,
+        )
         console.print(f"created schedule [bold]{schedule.resource_name}[/bold] ({cron})", highlight=False)
         if experiment:
-            console.print(f"scheduled runs are labelled {EXPERIMENT_LABEL}={experiment}; "
-                          f"see them with `compare --experiment {experiment}`", highlight=False)
+            console.print(
+                f"scheduled runs are labelled {EXPERIMENT_LABEL}={experiment}; "
+                f"see them with `compare --experiment {experiment}`",
+                highlight=False,
+            )
         out.print(console_url(schedule.resource_name), soft_wrap=True, highlight=False)
 
 
 def upload_command(
-    repo: str = typer.Option(..., "--repo", help="Kubeflow Pipelines repository: https://LOCATION-kfp.pkg.dev/PROJECT/REPO"),
+    repo: str = typer.Option(
+        ..., "--repo", help="Kubeflow Pipelines repository: https://LOCATION-kfp.pkg.dev/PROJECT/REPO"
+    ),
     tag: list[str] = typer.Option(["latest"], "--tag", help="Tag of this version (repeatable)."),
-    description: Optional[str] = typer.Option(None, "--description", help="Template description shown in the console."),
+    description: str | None = typer.Option(None, "--description", help="Template description shown in the console."),
     template: Path = _Template,
 ):
     """Upload the compiled pipeline to Artifact Registry, so runs can start from the console's templates."""
@@ -501,17 +603,21 @@ def upload_command(
         client = RegistryClient(host=repo, auth=credentials)
         headers = {"description": description} if description else None
         package, version = client.upload_pipeline(file_name=str(template), tags=list(tag), extra_headers=headers)
-    console.print(f"uploaded template [bold]{package}[/bold] version [bold]{version}[/bold] "
-                  f"tags {', '.join(tag)}", highlight=False)
+    console.print(
+        f"uploaded template [bold]{package}[/bold] version [bold]{version}[/bold] tags {', '.join(tag)}",
+        highlight=False,
+    )
     out.print(f"{repo.rstrip('/')}/{package}/{tag[0]}", soft_wrap=True, highlight=False)
 
 
 def compare_command(
     experiment: str = typer.Option(..., "--experiment", help="Vertex AI Experiment name."),
-    project: Optional[str] = _Project,
+    project: str | None = _Project,
     location: str = _Location,
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table (all columns) to this CSV file."),
-    labelled: bool = typer.Option(True, "--labelled/--experiment-only", help="Also show runs labelled experiment=NAME (scheduled runs)."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the table (all columns) to this CSV file."),
+    labelled: bool = typer.Option(
+        True, "--labelled/--experiment-only", help="Also show runs labelled experiment=NAME (scheduled runs)."
+    ),
 ):
     """Compare the runs of an Experiment: eval metrics first, best eval_status_accuracy first."""
     with cloud_errors():

@@ -100,8 +100,10 @@ def ci_refusal(environ) -> str | None:
     """Why this command must not run here (``CI`` set to a true value), or None."""
     value = (environ.get("CI") or "").strip().lower()
     if value in ("true", "1", "yes"):
-        return (f"vertex-smoke starts billed tuning jobs on a real Google Cloud project and never runs in CI "
-                f"(CI={environ.get('CI')} is set); run `make vertex-smoke` by hand from a terminal")
+        return (
+            f"vertex-smoke starts billed tuning jobs on a real Google Cloud project and never runs in CI "
+            f"(CI={environ.get('CI')} is set); run `make vertex-smoke` by hand from a terminal"
+        )
     return None
 
 
@@ -109,8 +111,10 @@ def confirmation_refusal(yes: bool, interactive: bool) -> str | None:
     """Why the command cannot ask for confirmation (no --yes, stdin not a terminal), or None."""
     if yes or interactive:
         return None
-    return ("vertex-smoke is billed and asks for confirmation, but stdin is not a terminal: "
-            "read the cost above and pass --yes (make vertex-smoke ARGS=--yes) to start it")
+    return (
+        "vertex-smoke is billed and asks for confirmation, but stdin is not a terminal: "
+        "read the cost above and pass --yes (make vertex-smoke ARGS=--yes) to start it"
+    )
 
 
 # --------------------------------------------------------------------------- requests (pure)
@@ -124,15 +128,18 @@ def smoke_assignments(extra: list[str] = ()) -> list[str]:
     """
     overrides = parse_assignments(list(extra))
     if overrides.get("dataset_uri", "").strip():
-        raise ParameterError("--param dataset_uri=...: vertex-smoke runs on synthesized images "
-                             "(its cost estimate counts them); use `make submit` for your own images")
+        raise ParameterError(
+            "--param dataset_uri=...: vertex-smoke runs on synthesized images "
+            "(its cost estimate counts them); use `make submit` for your own images"
+        )
     merged = {name: str(value) for name, value in SMOKE_PARAMS.items()}
     merged.update(overrides)
     return [f"{name}={value}" for name, value in merged.items()]
 
 
-def smoke_parameters(project: str, location: str, bucket: str, extra: list[str] = (),
-                     template: Path = COMPILED_YAML) -> dict:
+def smoke_parameters(
+    project: str, location: str, bucket: str, extra: list[str] = (), template: Path = COMPILED_YAML
+) -> dict:
     """Every parameter of the smoke run (compiled defaults included), checked and typed."""
     sent = run_parameters(project, location, bucket, smoke_assignments(extra), template)
     return resolve(sent, template)
@@ -141,8 +148,11 @@ def smoke_parameters(project: str, location: str, bucket: str, extra: list[str] 
 def display_names(stamp: str) -> dict[str, str]:
     """Display names of what the smoke test creates, all starting ``visual-defect-sft-smoke-``."""
     prefix = f"{PIPELINE_NAME}-smoke"
-    return {"run": f"{prefix}-run-{stamp}", "cancel": f"{prefix}-cancel-{stamp}",
-            "schedule": f"{prefix}-schedule-{stamp}"}
+    return {
+        "run": f"{prefix}-run-{stamp}",
+        "cancel": f"{prefix}-cancel-{stamp}",
+        "schedule": f"{prefix}-schedule-{stamp}",
+    }
 
 
 def schedule_arguments(display_name: str, now: datetime, service_account: str | None = None) -> dict:
@@ -152,24 +162,34 @@ def schedule_arguments(display_name: str, now: datetime, service_account: str | 
     may start one run at most; like ``make schedule``, at most one run may be in progress.
     """
     start = (now.astimezone(UTC) + timedelta(days=365)).replace(microsecond=0)
-    return {"cron": "0 0 1 1 *", "display_name": display_name,
-            "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "max_run_count": 1,
-            "max_concurrent_run_count": 1, "max_concurrent_active_run_count": 1,
-            "allow_queueing": False, "service_account": service_account}
+    return {
+        "cron": "0 0 1 1 *",
+        "display_name": display_name,
+        "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "max_run_count": 1,
+        "max_concurrent_run_count": 1,
+        "max_concurrent_active_run_count": 1,
+        "allow_queueing": False,
+        "service_account": service_account,
+    }
 
 
 def tuning_job_url(resource_name: str) -> str:
     """Console link of ``projects/P/locations/L/tuningJobs/ID`` (the format of vertexai's SDK)."""
     parts = resource_name.split("/")
     fields = dict(zip(parts[0::2], parts[1::2], strict=False))
-    return (f"https://console.cloud.google.com/vertex-ai/generative/language/locations/{fields.get('locations')}"
-            f"/tuning/tuningJob/{fields.get('tuningJobs')}?project={fields.get('projects')}")
+    return (
+        f"https://console.cloud.google.com/vertex-ai/generative/language/locations/{fields.get('locations')}"
+        f"/tuning/tuningJob/{fields.get('tuningJobs')}?project={fields.get('projects')}"
+    )
 
 
 def experiment_url(experiment: str, project: str, location: str) -> str:
     """Console link of an experiment (the format of aiplatform's ``Experiment.dashboard_url``)."""
-    return (f"https://console.cloud.google.com/vertex-ai/experiments/locations/{location}/experiments/"
-            f"{experiment}?project={project}")
+    return (
+        f"https://console.cloud.google.com/vertex-ai/experiments/locations/{location}/experiments/"
+        f"{experiment}?project={project}"
+    )
 
 
 # --------------------------------------------------------------------------- cost (pure)
@@ -224,33 +244,52 @@ def estimate_cost(params: dict, prices: dict[str, float] | None = None) -> CostE
     price = prices.get(params["base_model"])
     usd = tokens / 1e6 * price if price is not None else None
     calls = test * (2 if params.get("evaluate_base_model") else 1)
-    return CostEstimate(base_model=params["base_model"], train_examples=train, tokens_per_example=per_example,
-                        epochs=epochs, training_tokens=tokens, price_per_m_tokens=price, usd=usd,
-                        test_images=test, eval_calls=calls, eval_input_tokens=prompt_tokens,
-                        eval_output_tokens=label_tokens)
+    return CostEstimate(
+        base_model=params["base_model"],
+        train_examples=train,
+        tokens_per_example=per_example,
+        epochs=epochs,
+        training_tokens=tokens,
+        price_per_m_tokens=price,
+        usd=usd,
+        test_images=test,
+        eval_calls=calls,
+        eval_input_tokens=prompt_tokens,
+        eval_output_tokens=label_tokens,
+    )
 
 
 def cost_lines(estimate: CostEstimate, price_source: str = "") -> list[str]:
     """What the user reads before confirming: the tuning estimate, its basis, the other charges."""
     e = estimate
     price_source = price_source or PRICE_SOURCE
-    lines = [f"Tuning {e.base_model}: {e.train_examples} training examples × ~{e.tokens_per_example} tokens "
-             f"({IMAGE_TOKENS} per image + prompt and answer at ~{CHARS_PER_TOKEN} characters per token) × "
-             f"{e.epochs} epoch(s) ≈ {e.training_tokens:,} training tokens per tuning job."]
+    lines = [
+        f"Tuning {e.base_model}: {e.train_examples} training examples × ~{e.tokens_per_example} tokens "
+        f"({IMAGE_TOKENS} per image + prompt and answer at ~{CHARS_PER_TOKEN} characters per token) × "
+        f"{e.epochs} epoch(s) ≈ {e.training_tokens:,} training tokens per tuning job."
+    ]
     if e.usd is not None:
-        lines.append(f"At ${e.price_per_m_tokens:g} per 1M training tokens ({price_source}): ≈ ${e.usd:.2f} per "
-                     f"tuning job; at most ≈ ${2 * e.usd:.2f} for both (the second is cancelled soon after it "
-                     "starts).")
+        lines.append(
+            f"At ${e.price_per_m_tokens:g} per 1M training tokens ({price_source}): ≈ ${e.usd:.2f} per "
+            f"tuning job; at most ≈ ${2 * e.usd:.2f} for both (the second is cancelled soon after it "
+            "starts)."
+        )
     else:
-        lines.append(f"No tuning price for {e.base_model} is recorded here (none from a cited source): multiply "
-                     f"the training tokens by the price per 1M training tokens at {PRICING_URL}. Two tuning jobs "
-                     "are started; the second is cancelled soon after it starts, so costs at most as much.")
-    lines.append(f"Evaluation calls the tuned endpoint once per test image: {e.eval_calls} call(s) of ~"
-                 f"{e.eval_input_tokens} input and ~{e.eval_output_tokens} output tokens, billed at "
-                 f"{e.base_model}'s prediction price; the summary step calls {e.base_model} once.")
-    lines.append("Also billed: two Vertex AI Pipelines runs and their task machines while they run (wait-for-tuning's "
-                 "for as long as the tuning), and a few MB in your bucket. The tuned model and its endpoint stay "
-                 "in the project.")
+        lines.append(
+            f"No tuning price for {e.base_model} is recorded here (none from a cited source): multiply "
+            f"the training tokens by the price per 1M training tokens at {PRICING_URL}. Two tuning jobs "
+            "are started; the second is cancelled soon after it starts, so costs at most as much."
+        )
+    lines.append(
+        f"Evaluation calls the tuned endpoint once per test image: {e.eval_calls} call(s) of ~"
+        f"{e.eval_input_tokens} input and ~{e.eval_output_tokens} output tokens, billed at "
+        f"{e.base_model}'s prediction price; the summary step calls {e.base_model} once."
+    )
+    lines.append(
+        "Also billed: two Vertex AI Pipelines runs and their task machines while they run (wait-for-tuning's "
+        "for as long as the tuning), and a few MB in your bucket. The tuned model and its endpoint stay "
+        "in the project."
+    )
     return lines
 
 
@@ -260,6 +299,7 @@ def cost_lines(estimate: CostEstimate, price_source: str = "") -> list[str]:
 @dataclass(frozen=True)
 class TaskView:
     """What the smoke test reads of one ``PipelineTaskDetail``."""
+
     name: str  # the DAG task key when known (launch-tuning), else the task name as Vertex reports it
     state: str  # SUCCEEDED, RUNNING, ...
     job_name: str = ""  # output:job_name of launch-tuning
@@ -279,10 +319,13 @@ def task_view(detail) -> TaskView:
     """A ``TaskView`` of an aiplatform ``PipelineTaskDetail`` (output parameters come from the
     execution's ``output:NAME`` metadata, as Vertex AI records them)."""
     metadata = dict(detail.execution.metadata) if detail.execution else {}
-    return TaskView(name=task_key(detail.task_name), state=detail.state.name,
-                    job_name=str(metadata.get("output:job_name") or ""),
-                    gcp_resources=str(metadata.get("output:gcp_resources") or ""),
-                    error=(detail.error.message or "") if detail.error else "")
+    return TaskView(
+        name=task_key(detail.task_name),
+        state=detail.state.name,
+        job_name=str(metadata.get("output:job_name") or ""),
+        gcp_resources=str(metadata.get("output:gcp_resources") or ""),
+        error=(detail.error.message or "") if detail.error else "",
+    )
 
 
 def find_task(tasks: list[TaskView], key: str) -> TaskView | None:
@@ -295,8 +338,7 @@ def parse_gcp_resources(text: str) -> list[str]:
         resources = json.loads(text).get("resources", []) if text else []
     except (ValueError, AttributeError):
         return []
-    return [r["resourceUri"].split("/v1/", 1)[-1] for r in resources
-            if isinstance(r, dict) and r.get("resourceUri")]
+    return [r["resourceUri"].split("/v1/", 1)[-1] for r in resources if isinstance(r, dict) and r.get("resourceUri")]
 
 
 def tuning_jobs_in(names: list[str]) -> list[str]:
@@ -320,8 +362,10 @@ def progress_line(label: str, elapsed_s: float, state: str, tasks: list[TaskView
     done = sum(t.state == "SUCCEEDED" for t in known)
     running = [t.name for t in known if t.state == "RUNNING"]
     failed = [t.name for t in known if t.state == "FAILED"]
-    parts = [f"[{_minutes(elapsed_s):>8}] {label}: {state.replace('PIPELINE_STATE_', '')}",
-             f"{done}/{len(TASK_TITLES) - 1} tasks done"]  # one of the two data tasks never runs
+    parts = [
+        f"[{_minutes(elapsed_s):>8}] {label}: {state.replace('PIPELINE_STATE_', '')}",
+        f"{done}/{len(TASK_TITLES) - 1} tasks done",
+    ]  # one of the two data tasks never runs
     if running:
         parts.append("running " + ", ".join(running))
     if failed:
@@ -370,8 +414,10 @@ class RunObservation:
 
 def run_row(run: RunObservation) -> Check:
     ok = run.state == "PIPELINE_STATE_SUCCEEDED"
-    evidence = [f"{run.name}: {run.state} after {_minutes(run.elapsed_s)} (bound {_minutes(run.timeout_s)})",
-                console_url(run.name)]
+    evidence = [
+        f"{run.name}: {run.state} after {_minutes(run.elapsed_s)} (bound {_minutes(run.timeout_s)})",
+        console_url(run.name),
+    ]
     failed = [t for t in run.tasks if t.state == "FAILED"]
     evidence += [f"task {t.name} FAILED: {t.error}".rstrip(": ") for t in failed]
     if run.error:
@@ -381,8 +427,9 @@ def run_row(run: RunObservation) -> Check:
     return Check(1, CHECK_TITLES[1], ok, evidence)
 
 
-def experiment_row(experiment: str, run_id: str, run_names: list[str], project: str, location: str,
-                   error: str = "") -> Check:
+def experiment_row(
+    experiment: str, run_id: str, run_names: list[str], project: str, location: str, error: str = ""
+) -> Check:
     """``run_names``: the ``run_name`` column of ``get_experiment_df(experiment)``."""
     ok = run_id in run_names and not error
     if error:
@@ -417,8 +464,12 @@ def tuning_link_row(link: TuningLink) -> Check:
         evidence.append(tuning_job_url(jobs[0]))
     if link.error:
         evidence.append(f"error: {link.error}")
-    ok = (bool(jobs) and bool(link.job_state) and not link.error
-          and (not link.job_name_output or link.job_name_output == jobs[0]))
+    ok = (
+        bool(jobs)
+        and bool(link.job_state)
+        and not link.error
+        and (not link.job_name_output or link.job_name_output == jobs[0])
+    )
     return Check(3, CHECK_TITLES[3], ok, evidence)
 
 
@@ -439,8 +490,11 @@ def cancel_row(c: CancelObservation) -> Check:
     evidence = [f"{c.run_name}: cancelled, now {c.run_state or 'unknown'}", console_url(c.run_name)]
     if c.tuning_job:
         waited = _minutes(c.waited_s)
-        ended = (f"{c.tuning_state} {waited} after the cancel request" if c.tuning_state in TUNING_ENDED
-                 else f"still {c.tuning_state or 'unknown'} after {waited}")
+        ended = (
+            f"{c.tuning_state} {waited} after the cancel request"
+            if c.tuning_state in TUNING_ENDED
+            else f"still {c.tuning_state or 'unknown'} after {waited}"
+        )
         evidence += [f"{c.tuning_job}: {ended} (bound {_minutes(c.bound_s)})", tuning_job_url(c.tuning_job)]
     else:
         evidence.append("its tuning job could not be found")
@@ -463,13 +517,20 @@ class ScheduleObservation:
 
 
 def schedule_row(s: ScheduleObservation) -> Check:
-    ok = (bool(s.name) and s.max_concurrent_active_run_count == 1 and s.paused_state == "PAUSED"
-          and s.deleted and not s.error)
+    ok = (
+        bool(s.name)
+        and s.max_concurrent_active_run_count == 1
+        and s.paused_state == "PAUSED"
+        and s.deleted
+        and not s.error
+    )
     if not s.name:
         return Check(5, CHECK_TITLES[5], False, [f"not created: {s.error or 'unknown error'}"])
-    evidence = [f"{s.name}: created {s.created_state or '?'} with maxConcurrentActiveRunCount="
-                f"{s.max_concurrent_active_run_count}, maxConcurrentRunCount={s.max_concurrent_run_count}",
-                f"paused: {s.paused_state or 'no'}; deleted: {'yes (a GET answers 404)' if s.deleted else 'no'}"]
+    evidence = [
+        f"{s.name}: created {s.created_state or '?'} with maxConcurrentActiveRunCount="
+        f"{s.max_concurrent_active_run_count}, maxConcurrentRunCount={s.max_concurrent_run_count}",
+        f"paused: {s.paused_state or 'no'}; deleted: {'yes (a GET answers 404)' if s.deleted else 'no'}",
+    ]
     if s.error:
         evidence.append(f"error: {s.error}")
     if not s.deleted:
@@ -501,20 +562,41 @@ def tuning_client(project: str, location: str, credentials):
     from google import genai
     from google.genai import types
 
-    retry = types.HttpRetryOptions(attempts=5, initial_delay=1.0, max_delay=30.0,
-                                   http_status_codes=[408, 429, 500, 502, 503, 504])
-    return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
-                        http_options=types.HttpOptions(retry_options=retry, timeout=60_000))
+    retry = types.HttpRetryOptions(
+        attempts=5, initial_delay=1.0, max_delay=30.0, http_status_codes=[408, 429, 500, 502, 503, 504]
+    )
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=credentials,
+        http_options=types.HttpOptions(retry_options=retry, timeout=60_000),
+    )
 
 
 class Smoke:
     """Runs the five checks against a real project; every wait is bounded."""
 
-    def __init__(self, aiplatform, tuning, *, project: str, location: str, bucket: str, experiment: str,
-                 service_account: str | None, assignments: list[str], template: Path, credentials=None,
-                 run_timeout_s: float = RUN_TIMEOUT_MIN * 60, cancel_reach_s: float = CANCEL_REACH_MIN * 60,
-                 cancel_end_s: float = CANCEL_END_MIN * 60, settle_s: float = SETTLE_S, poll_s: float = POLL_S,
-                 now: datetime | None = None):
+    def __init__(
+        self,
+        aiplatform,
+        tuning,
+        *,
+        project: str,
+        location: str,
+        bucket: str,
+        experiment: str,
+        service_account: str | None,
+        assignments: list[str],
+        template: Path,
+        credentials=None,
+        run_timeout_s: float = RUN_TIMEOUT_MIN * 60,
+        cancel_reach_s: float = CANCEL_REACH_MIN * 60,
+        cancel_end_s: float = CANCEL_END_MIN * 60,
+        settle_s: float = SETTLE_S,
+        poll_s: float = POLL_S,
+        now: datetime | None = None,
+    ):
         self.aiplatform, self.tuning = aiplatform, tuning
         self.project, self.location, self.bucket = project, location, bucket
         self.experiment, self.service_account = experiment, service_account
@@ -529,9 +611,17 @@ class Smoke:
     # ---- building and sending
 
     def _job(self, display_name: str, experiment: str | None):
-        job = build_job(project=self.project, location=self.location, bucket=self.bucket,
-                        assignments=self.assignments, experiment=experiment, display_name=display_name,
-                        trigger=TRIGGER, template=self.template, credentials=self.credentials)
+        job = build_job(
+            project=self.project,
+            location=self.location,
+            bucket=self.bucket,
+            assignments=self.assignments,
+            experiment=experiment,
+            display_name=display_name,
+            trigger=TRIGGER,
+            template=self.template,
+            credentials=self.credentials,
+        )
         # The run ID is its display name: recognizable, and the two runs of one smoke test never
         # share the SDK's default ID (pipeline name + time to the second).
         job.job_id = display_name
@@ -541,8 +631,9 @@ class Smoke:
         job = self._job(display_name, experiment)
         job.submit(service_account=self.service_account, experiment=experiment)
         self.submitted.append(job)
-        console.print(f"submitted {job.resource_name}\n  {console_url(job.resource_name)}", highlight=False,
-                      markup=False)
+        console.print(
+            f"submitted {job.resource_name}\n  {console_url(job.resource_name)}", highlight=False, markup=False
+        )
         return job
 
     def _observe(self, job) -> tuple[str, list[TaskView], str]:
@@ -572,8 +663,7 @@ class Smoke:
         try:
             job.cancel()
         except Exception as error:  # reported; never hides the checklist
-            console.print(f"could not cancel {job.resource_name}: {_error_line(error)}", highlight=False,
-                          markup=False)
+            console.print(f"could not cancel {job.resource_name}: {_error_line(error)}", highlight=False, markup=False)
 
     def _tuning_state(self, name: str) -> str:
         job = self.tuning.tunings.get(name=name)
@@ -593,7 +683,7 @@ class Smoke:
         details do not carry output parameters."""
         from google.cloud import storage
 
-        root = pipeline_root(self.bucket)[len("gs://"):]
+        root = pipeline_root(self.bucket)[len("gs://") :]
         bucket_name, _, prefix = root.partition("/")
         glob = f"{prefix}/*/{run_id}/launch-tuning_*/executor_output.json"
         client = storage.Client(project=self.project, credentials=self.credentials)
@@ -612,17 +702,19 @@ class Smoke:
         schedule = None
         try:
             job = self._job(self.names["schedule"], self.experiment)
-            schedule = job.create_schedule(**schedule_arguments(self.names["schedule"], self.now,
-                                                                self.service_account))
+            schedule = job.create_schedule(**schedule_arguments(self.names["schedule"], self.now, self.service_account))
             observed["name"] = schedule.resource_name
             console.print(f"created schedule {schedule.resource_name}", highlight=False, markup=False)
             created = self.aiplatform.PipelineJobSchedule.get(schedule.resource_name).gca_resource
-            observed.update(created_state=created.state.name,
-                            max_concurrent_active_run_count=int(created.max_concurrent_active_run_count),
-                            max_concurrent_run_count=int(created.max_concurrent_run_count))
+            observed.update(
+                created_state=created.state.name,
+                max_concurrent_active_run_count=int(created.max_concurrent_active_run_count),
+                max_concurrent_run_count=int(created.max_concurrent_run_count),
+            )
             schedule.pause()
             observed["paused_state"] = self.aiplatform.PipelineJobSchedule.get(
-                schedule.resource_name).gca_resource.state.name
+                schedule.resource_name
+            ).gca_resource.state.name
         except Exception as error:  # becomes a ✗ with its reason
             observed["error"] = _error_line(error)
         finally:
@@ -659,8 +751,11 @@ class Smoke:
             if timed_out:
                 notes.append(f"wait-for-tuning was not running after {_minutes(self.cancel_reach_s)}")
             else:
-                console.print(f"wait-for-tuning is running; cancelling the run in {int(self.settle_s)} s "
-                              "(time for its Python to start and install the SIGTERM handler)", highlight=False)
+                console.print(
+                    f"wait-for-tuning is running; cancelling the run in {int(self.settle_s)} s "
+                    "(time for its Python to start and install the SIGTERM handler)",
+                    highlight=False,
+                )
                 _sleep(self.settle_s)
             self._stop(job)
             console.print(f"cancel requested for {job.resource_name}", highlight=False, markup=False)
@@ -678,8 +773,12 @@ class Smoke:
                 break
             if elapsed >= self.cancel_end_s:
                 break
-            console.print(f"[{_minutes(elapsed):>8}] cancel run: {run_state.replace('PIPELINE_STATE_', '')}"
-                          + (f" · tuning job {tuning_state}" if tuning_job else ""), highlight=False, markup=False)
+            console.print(
+                f"[{_minutes(elapsed):>8}] cancel run: {run_state.replace('PIPELINE_STATE_', '')}"
+                + (f" · tuning job {tuning_state}" if tuning_job else ""),
+                highlight=False,
+                markup=False,
+            )
             _sleep(max(0.0, min(self.poll_s, self.cancel_end_s - elapsed)))
         cancelled_by_smoke = bool(tuning_job) and tuning_state not in TUNING_ENDED
         if cancelled_by_smoke:
@@ -687,9 +786,16 @@ class Smoke:
                 self.tuning.tunings.cancel(name=tuning_job)
             except Exception as error:
                 note = (note + "; " if note else "") + f"cancelling it failed too: {_error_line(error)}"
-        return CancelObservation(run_name=job.resource_name, tuning_job=tuning_job, run_state=run_state,
-                                 tuning_state=tuning_state, waited_s=elapsed, bound_s=self.cancel_end_s,
-                                 cancelled_by_smoke=cancelled_by_smoke, note=note)
+        return CancelObservation(
+            run_name=job.resource_name,
+            tuning_job=tuning_job,
+            run_state=run_state,
+            tuning_state=tuning_state,
+            waited_s=elapsed,
+            bound_s=self.cancel_end_s,
+            cancelled_by_smoke=cancelled_by_smoke,
+            note=note,
+        )
 
     def run_checks(self) -> list[Check]:
         """Checks 1-3: the run succeeds, is in its experiment, and names its tuning job."""
@@ -699,24 +805,36 @@ class Smoke:
             reason = f"the run was not submitted ({_error_line(error)})"
             return [not_run(1, reason), not_run(2, reason), not_run(3, reason)]
         state, tasks, error, elapsed, timed_out = self._wait(
-            job, "smoke run", lambda s, _: s in PIPELINE_ENDED, self.run_timeout_s)
+            job, "smoke run", lambda s, _: s in PIPELINE_ENDED, self.run_timeout_s
+        )
         launch = find_task(tasks, "launch-tuning")
         if launch and launch.job_name:
             self.tuning_jobs.append(launch.job_name)
         if timed_out:
             self._stop(job)
             self._cancel_tuning_jobs()
-        checks = [run_row(RunObservation(name=job.resource_name, state=state, elapsed_s=elapsed,
-                                         timeout_s=self.run_timeout_s, tasks=tuple(tasks), error=error,
-                                         cancelled_at_bound=timed_out))]
+        checks = [
+            run_row(
+                RunObservation(
+                    name=job.resource_name,
+                    state=state,
+                    elapsed_s=elapsed,
+                    timeout_s=self.run_timeout_s,
+                    tasks=tuple(tasks),
+                    error=error,
+                    cancelled_at_bound=timed_out,
+                )
+            )
+        ]
         run_id = job.resource_name.rsplit("/", 1)[-1]
         try:
             df = self.aiplatform.get_experiment_df(self.experiment, include_time_series=False)
             run_names = [str(n) for n in df["run_name"]] if "run_name" in df.columns else []
             checks.append(experiment_row(self.experiment, run_id, run_names, self.project, self.location))
         except Exception as error:
-            checks.append(experiment_row(self.experiment, run_id, [], self.project, self.location,
-                                         error=_error_line(error)))
+            checks.append(
+                experiment_row(self.experiment, run_id, [], self.project, self.location, error=_error_line(error))
+            )
         checks.append(self._tuning_link(job, tasks))
         return checks
 
@@ -753,8 +871,9 @@ class Smoke:
                     console.print(f"{why}: cancelling {job.resource_name}", highlight=False, markup=False)
                     job.cancel()
             except Exception as error:  # best effort on the way out
-                console.print(f"could not cancel {job.resource_name}: {_error_line(error)}", highlight=False,
-                              markup=False)
+                console.print(
+                    f"could not cancel {job.resource_name}: {_error_line(error)}", highlight=False, markup=False
+                )
         self._cancel_tuning_jobs()
 
     def _guarded(self, numbers: list[int], phase: Callable[[], list[Check]]) -> list[Check]:
@@ -794,16 +913,20 @@ def smoke_command(
     project: str | None = typer.Option(None, "--project", help="Google Cloud project (default: that of your ADC)."),
     location: str = typer.Option("us-central1", "--location", help="Vertex AI region (pipelines and tuning)."),
     experiment: str | None = typer.Option(
-        None, "--experiment", help=f"Experiment the run is linked to (default {DEFAULT_EXPERIMENT})."),
+        None, "--experiment", help=f"Experiment the run is linked to (default {DEFAULT_EXPERIMENT})."
+    ),
     service_account: str | None = typer.Option(None, "--service-account", help="Service account the runs execute as."),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a smoke parameter, key=value (repeatable)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking (the cost is printed first)."),
     run_timeout: int = typer.Option(
-        RUN_TIMEOUT_MIN, "--run-timeout", min=1, help="Minutes the successful run may take."),
+        RUN_TIMEOUT_MIN, "--run-timeout", min=1, help="Minutes the successful run may take."
+    ),
     cancel_reach: int = typer.Option(
-        CANCEL_REACH_MIN, "--cancel-reach-timeout", min=1, help="Minutes for the cancel run to reach wait-for-tuning."),
+        CANCEL_REACH_MIN, "--cancel-reach-timeout", min=1, help="Minutes for the cancel run to reach wait-for-tuning."
+    ),
     cancel_end: int = typer.Option(
-        CANCEL_END_MIN, "--cancel-end-timeout", min=1, help="Minutes for its tuning job to end once cancelled."),
+        CANCEL_END_MIN, "--cancel-end-timeout", min=1, help="Minutes for its tuning job to end once cancelled."
+    ),
     template: Path = typer.Option(COMPILED_YAML, "--template", help="Compiled pipeline YAML.", show_default=False),
 ):
     """Smallest real run on Vertex AI, then check what only Vertex AI shows (billed: asks first).
@@ -828,23 +951,40 @@ def smoke_command(
         credentials = initializer.global_config.credentials
         params = smoke_parameters(project, location, bucket, param, template)
     estimate = estimate_cost(params)
-    console.print(f"vertex-smoke on [bold]{project}[/bold] ({location}): a schedule (deleted again), two "
-                  f"runs of {params['num_images']} images, two tuning jobs (the second cancelled).", highlight=False)
+    console.print(
+        f"vertex-smoke on [bold]{project}[/bold] ({location}): a schedule (deleted again), two "
+        f"runs of {params['num_images']} images, two tuning jobs (the second cancelled).",
+        highlight=False,
+    )
     for line in cost_lines(estimate):
         console.print(f"  {line}", highlight=False, markup=False)
-    console.print(f"  Bounded: at most ~{run_timeout + cancel_reach + cancel_end + 5} minutes; "
-                  "a run or job still going at its bound is cancelled.", highlight=False, markup=False)
+    console.print(
+        f"  Bounded: at most ~{run_timeout + cancel_reach + cancel_end + 5} minutes; "
+        "a run or job still going at its bound is cancelled.",
+        highlight=False,
+        markup=False,
+    )
     refusal = confirmation_refusal(yes, sys.stdin.isatty())
     if refusal:
         fail(refusal, 2)
     if not yes and not typer.confirm("Start the smoke test?", default=False, err=True):
         fail("not started", 1)
     with cloud_errors():
-        smoke = Smoke(aiplatform, tuning_client(project, location, credentials), project=project,
-                      location=location, bucket=bucket, experiment=experiment, service_account=service_account,
-                      assignments=smoke_assignments(param), template=template, credentials=credentials,
-                      run_timeout_s=run_timeout * 60, cancel_reach_s=cancel_reach * 60,
-                      cancel_end_s=cancel_end * 60)
+        smoke = Smoke(
+            aiplatform,
+            tuning_client(project, location, credentials),
+            project=project,
+            location=location,
+            bucket=bucket,
+            experiment=experiment,
+            service_account=service_account,
+            assignments=smoke_assignments(param),
+            template=template,
+            credentials=credentials,
+            run_timeout_s=run_timeout * 60,
+            cancel_reach_s=cancel_reach * 60,
+            cancel_end_s=cancel_end * 60,
+        )
         checks = smoke.run_all()
     print_checklist(checks)
     if not all(c.ok for c in checks):

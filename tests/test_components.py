@@ -37,8 +37,15 @@ def read_gcs_text(uri):
 def build_jsonl(outputs, tmp_path, folder, **overrides):
     """build_tuning_jsonl.python_func on the split's manifests, any of them overridden."""
     manifests = {f"{split}_manifest": outputs[split] for split in ("train", "validation", "test")}
-    args = {"project": PROJECT, "bucket": BUCKET, "prompt": PROMPT, **manifests, "jsonl_folder": folder,
-            "jsonl_metrics": dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}), **overrides}
+    args = {
+        "project": PROJECT,
+        "bucket": BUCKET,
+        "prompt": PROMPT,
+        **manifests,
+        "jsonl_folder": folder,
+        "jsonl_metrics": dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={}),
+        **overrides,
+    }
     return build_tuning_jsonl.python_func(**args)
 
 
@@ -56,20 +63,34 @@ def synthesized(local_stack, tmp_path_factory):
     """40 synthesized images in the emulator and their manifest."""
     folder = tmp_path_factory.mktemp("synth")
     manifest = dsl.Dataset(name="manifest", uri=str(folder / "manifest.csv"), metadata={})
-    synthesize_images.python_func(project=PROJECT, bucket=BUCKET, manifest=manifest, num_images=40,
-                                  defect_ratio=0.5, seed=7, image_folder="unit/images")
+    synthesize_images.python_func(
+        project=PROJECT,
+        bucket=BUCKET,
+        manifest=manifest,
+        num_images=40,
+        defect_ratio=0.5,
+        seed=7,
+        image_folder="unit/images",
+    )
     return manifest
 
 
 @pytest.fixture(scope="module")
 def splits(synthesized, tmp_path_factory):
     folder = tmp_path_factory.mktemp("split")
-    outputs = {name: dsl.Dataset(name=name, uri=str(folder / f"{name}.csv"), metadata={})
-               for name in ("train", "validation", "test")}
+    outputs = {
+        name: dsl.Dataset(name=name, uri=str(folder / f"{name}.csv"), metadata={})
+        for name in ("train", "validation", "test")
+    }
     metrics = dsl.Metrics(name="m", uri=str(folder / "metrics"), metadata={})
-    split_manifest.python_func(manifest=synthesized, train_manifest=outputs["train"],
-                               validation_manifest=outputs["validation"], test_manifest=outputs["test"],
-                               split_metrics=metrics, seed=7)
+    split_manifest.python_func(
+        manifest=synthesized,
+        train_manifest=outputs["train"],
+        validation_manifest=outputs["validation"],
+        test_manifest=outputs["test"],
+        split_metrics=metrics,
+        seed=7,
+    )
     return outputs, metrics
 
 
@@ -91,23 +112,40 @@ def test_synthesize_writes_balanced_unique_labelled_images(synthesized):
 
 def test_synthesize_is_deterministic_for_a_seed(synthesized, local_stack, tmp_path):
     again = dsl.Dataset(name="again", uri=str(tmp_path / "again.csv"), metadata={})
-    synthesize_images.python_func(project=PROJECT, bucket=BUCKET, manifest=again, num_images=40,
-                                  defect_ratio=0.5, seed=7, image_folder="unit/images")
+    synthesize_images.python_func(
+        project=PROJECT,
+        bucket=BUCKET,
+        manifest=again,
+        num_images=40,
+        defect_ratio=0.5,
+        seed=7,
+        image_folder="unit/images",
+    )
     assert read_csv(again) == read_csv(synthesized)
 
 
 def test_synthesize_never_overwrites_another_parameter_sets_images(synthesized, tmp_path):
     other = dsl.Dataset(name="other", uri=str(tmp_path / "other.csv"), metadata={})
-    synthesize_images.python_func(project=PROJECT, bucket=BUCKET, manifest=other, num_images=40,
-                                  defect_ratio=0.5, seed=8, image_folder="unit/images")
+    synthesize_images.python_func(
+        project=PROJECT,
+        bucket=BUCKET,
+        manifest=other,
+        num_images=40,
+        defect_ratio=0.5,
+        seed=8,
+        image_folder="unit/images",
+    )
     assert not {r["gcs_uri"] for r in read_csv(other)} & {r["gcs_uri"] for r in read_csv(synthesized)}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_images": 0}, "num_images must be at least 1"),
-    ({"defect_ratio": 1.5}, "defect_ratio must be in [0, 1]"),
-    ({"bucket": "local-bucket"}, "expected a gs://bucket/object URI"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_images": 0}, "num_images must be at least 1"),
+        ({"defect_ratio": 1.5}, "defect_ratio must be in [0, 1]"),
+        ({"bucket": "local-bucket"}, "expected a gs://bucket/object URI"),
+    ],
+)
 def test_synthesize_rejects_bad_parameters(kwargs, message, tmp_path):
     manifest = dsl.Dataset(name="m", uri=str(tmp_path / "m.csv"), metadata={})
     args = {"project": PROJECT, "bucket": BUCKET, "manifest": manifest, **kwargs}
@@ -131,13 +169,25 @@ def test_split_is_stratified_disjoint_and_complete(synthesized, splits):
 
 
 def test_split_keeps_identical_images_together(tmp_path):
-    rows = [{"gcs_uri": f"gs://b/{i}.png", "label": "Status: Pass", "status": "Pass", "defect_type": "None",
-             "sha256": "same" if i < 5 else str(i)} for i in range(20)]
+    rows = [
+        {
+            "gcs_uri": f"gs://b/{i}.png",
+            "label": "Status: Pass",
+            "status": "Pass",
+            "defect_type": "None",
+            "sha256": "same" if i < 5 else str(i),
+        }
+        for i in range(20)
+    ]
     manifest = manifest_file(tmp_path / "m.csv", rows)
     outs = [dsl.Dataset(name=n, uri=str(tmp_path / n), metadata={}) for n in ("a", "b", "c")]
-    split_manifest.python_func(manifest=manifest,
-                               train_manifest=outs[0], validation_manifest=outs[1], test_manifest=outs[2],
-                               split_metrics=dsl.Metrics(name="x", uri=str(tmp_path / "x"), metadata={}))
+    split_manifest.python_func(
+        manifest=manifest,
+        train_manifest=outs[0],
+        validation_manifest=outs[1],
+        test_manifest=outs[2],
+        split_metrics=dsl.Metrics(name="x", uri=str(tmp_path / "x"), metadata={}),
+    )
     holders = [o for o in outs if any(r["sha256"] == "same" for r in read_csv(o))]
     assert len(holders) == 1 and sum(r["sha256"] == "same" for r in read_csv(holders[0])) == 5
 
@@ -145,8 +195,9 @@ def test_split_keeps_identical_images_together(tmp_path):
 def test_jsonl_lines_are_gemini_sft_format(splits, tmp_path):
     outputs, _ = splits
     metrics = dsl.Metrics(name="j", uri=str(tmp_path / "j"), metadata={})
-    uris = build_jsonl(outputs, tmp_path, "unit/tuning", jsonl_metrics=metrics,
-                       system_instruction="You are a QC inspector.")
+    uris = build_jsonl(
+        outputs, tmp_path, "unit/tuning", jsonl_metrics=metrics, system_instruction="You are a QC inspector."
+    )
     assert re.fullmatch(r"gs://local-bucket/unit/tuning/[0-9a-f]{16}/train\.jsonl", uris.train_jsonl_uri)
     assert uris.test_jsonl_uri == uris.train_jsonl_uri.replace("train.jsonl", "test.jsonl")
     lines = [json.loads(line) for line in read_gcs_text(uris.train_jsonl_uri).splitlines()]
@@ -163,7 +214,9 @@ def test_jsonl_names_file_line_and_reason_and_writes_nothing(splits, tmp_path):
     outputs, _ = splits
     rows = read_csv(outputs["test"])
     rows[1]["gcs_uri"] = "gs://local-bucket/unit/images/missing.png"
-    with pytest.raises(ValueError, match=r"test\.jsonl line 2: gs://local-bucket/unit/images/missing\.png does not exist"):
+    with pytest.raises(
+        ValueError, match=r"test\.jsonl line 2: gs://local-bucket/unit/images/missing\.png does not exist"
+    ):
         build_jsonl(outputs, tmp_path, "unit/broken", test_manifest=manifest_file(tmp_path / "test.csv", rows))
     assert not list(storage.Client(project=PROJECT).bucket("local-bucket").list_blobs(prefix="unit/broken/"))
 
@@ -172,9 +225,16 @@ def test_jsonl_oversampling_balances_training_labels(splits, tmp_path):
     outputs, _ = splits
     rows = read_csv(outputs["train"])
     skewed = [r for r in rows if r["status"] == "Pass"] + [r for r in rows if r["defect_type"] == "Crack"][:2]
-    uris = build_jsonl(outputs, tmp_path, "unit/oversampled", oversample_rare_classes=True,
-                       train_manifest=manifest_file(tmp_path / "train.csv", skewed))
-    labels = [json.loads(line)["contents"][1]["parts"][0]["text"] for line in read_gcs_text(uris.train_jsonl_uri).splitlines()]
+    uris = build_jsonl(
+        outputs,
+        tmp_path,
+        "unit/oversampled",
+        oversample_rare_classes=True,
+        train_manifest=manifest_file(tmp_path / "train.csv", skewed),
+    )
+    labels = [
+        json.loads(line)["contents"][1]["parts"][0]["text"] for line in read_gcs_text(uris.train_jsonl_uri).splitlines()
+    ]
     assert labels.count(LABELS["Crack"]) == labels.count(LABELS[None]) == 16
 
 
@@ -183,19 +243,31 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
     outputs, _ = splits
     jsonl = build_jsonl(outputs, tmp_path, "unit/tune")
     resources = tmp_path / "gcp_resources"
-    launched = launch_tuning.python_func(project=PROJECT, location="us-central1",
-                                         train_jsonl_uri=jsonl.train_jsonl_uri, gcp_resources=str(resources),
-                                         validation_jsonl_uri=jsonl.validation_jsonl_uri, epoch_count=1, adapter_size=1)
+    launched = launch_tuning.python_func(
+        project=PROJECT,
+        location="us-central1",
+        train_jsonl_uri=jsonl.train_jsonl_uri,
+        gcp_resources=str(resources),
+        validation_jsonl_uri=jsonl.validation_jsonl_uri,
+        epoch_count=1,
+        adapter_size=1,
+    )
     assert launched.job_name.startswith(f"projects/{PROJECT}/locations/us-central1/tuningJobs/")
     resource = json.loads(resources.read_text())["resources"][0]
     assert resource["resourceType"] == "TuningJob" and resource["resourceUri"].endswith(launched.job_name)
 
     metrics = dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={})
-    waited = wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=launched.job_name,
-                                         tuning_metrics=metrics, gcp_resources=str(tmp_path / "waited"),
-                                         model=(model := vertex_artifact(VertexModel, tmp_path)),
-                                         endpoint=(endpoint := vertex_artifact(VertexEndpoint, tmp_path)),
-                                         poll_interval_seconds=1, timeout_seconds=300)
+    waited = wait_for_tuning.python_func(
+        project=PROJECT,
+        location="us-central1",
+        job_name=launched.job_name,
+        tuning_metrics=metrics,
+        gcp_resources=str(tmp_path / "waited"),
+        model=(model := vertex_artifact(VertexModel, tmp_path)),
+        endpoint=(endpoint := vertex_artifact(VertexEndpoint, tmp_path)),
+        poll_interval_seconds=1,
+        timeout_seconds=300,
+    )
     assert json.loads((tmp_path / "waited").read_text()) == json.loads(resources.read_text())
     assert "/endpoints/" in waited.tuned_endpoint and "/models/" in waited.tuned_model
     # GCPC's convention: resourceName in metadata, the API URI of the resource as the artifact's uri.
@@ -205,40 +277,63 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
     assert metrics.metadata["train_example_count"] == 32
     assert metrics.metadata["train_epochs_completed"] == 1
 
-    eval_metrics = dsl.Metrics(name="e", uri=str(tmp_path / "e"),
-                               metadata={"eval_status_accuracy": 1.0, "eval_defect_type_accuracy": 0.75,
-                                         "eval_examples": 4})
+    eval_metrics = dsl.Metrics(
+        name="e",
+        uri=str(tmp_path / "e"),
+        metadata={"eval_status_accuracy": 1.0, "eval_defect_type_accuracy": 0.75, "eval_examples": 4},
+    )
     summary = dsl.Markdown(name="s", uri=str(tmp_path / "summary.md"), metadata={})
-    text = summarize_run.python_func(project=PROJECT, location="us-central1", job_name=launched.job_name,
-                                     base_model="gemini-2.5-flash", tuned_model_display_name="inspector",
-                                     tuned_endpoint=waited.tuned_endpoint, eval_metrics=eval_metrics, summary=summary)
+    text = summarize_run.python_func(
+        project=PROJECT,
+        location="us-central1",
+        job_name=launched.job_name,
+        base_model="gemini-2.5-flash",
+        tuned_model_display_name="inspector",
+        tuned_endpoint=waited.tuned_endpoint,
+        eval_metrics=eval_metrics,
+        summary=summary,
+    )
     written = (tmp_path / "summary.md").read_text()
     assert "75.0% defect-type accuracy" in text and "needs more data" in text
     assert "Source: template (Gemini unavailable: ClientError" in written  # no local Gemini: 404
 
 
 def test_wait_fails_with_the_jobs_error(splits, tmp_path, local_stack):
-    from components.helpers import genai_client
     from google.genai import types
+
+    from components.helpers import genai_client
 
     # A training file whose label turn has the wrong role: the job must end FAILED.
     bad = '{"contents":[{"role":"user","parts":[{"text":"x"}]},{"role":"user","parts":[{"text":"y"}]}]}\n'
     storage.Client(project=PROJECT).bucket("local-bucket").blob("unit/bad/train.jsonl").upload_from_string(bad)
     client = genai_client(PROJECT, "us-central1")
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri="gs://local-bucket/unit/bad/train.jsonl"))
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri="gs://local-bucket/unit/bad/train.jsonl"),
+    )
     with pytest.raises(RuntimeError, match=r"ended JOB_STATE_FAILED: .*train\.jsonl line 1"):
-        wait_for_tuning.python_func(project=PROJECT, location="us-central1", job_name=job.name,
-                                    tuning_metrics=dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={}),
-                                    gcp_resources=str(tmp_path / "r"), model=vertex_artifact(VertexModel, tmp_path),
-                                    endpoint=vertex_artifact(VertexEndpoint, tmp_path), poll_interval_seconds=1,
-                                    timeout_seconds=120)
+        wait_for_tuning.python_func(
+            project=PROJECT,
+            location="us-central1",
+            job_name=job.name,
+            tuning_metrics=dsl.Metrics(name="t", uri=str(tmp_path / "t"), metadata={}),
+            gcp_resources=str(tmp_path / "r"),
+            model=vertex_artifact(VertexModel, tmp_path),
+            endpoint=vertex_artifact(VertexEndpoint, tmp_path),
+            poll_interval_seconds=1,
+            timeout_seconds=120,
+        )
 
 
 def test_launch_rejects_an_unknown_adapter_size(tmp_path):
     with pytest.raises(ValueError, match="adapter_size must be one of"):
-        launch_tuning.python_func(project=PROJECT, location="us-central1", train_jsonl_uri="gs://b/t.jsonl",
-                                  gcp_resources=str(tmp_path / "r"), adapter_size=3)
+        launch_tuning.python_func(
+            project=PROJECT,
+            location="us-central1",
+            train_jsonl_uri="gs://b/t.jsonl",
+            gcp_resources=str(tmp_path / "r"),
+            adapter_size=3,
+        )
 
 
 WAIT_IN_CHILD = """
@@ -263,17 +358,25 @@ def test_a_terminated_wait_cancels_its_tuning_job(splits, tmp_path):
     import sys
     import time
 
-    from components.helpers import genai_client
     from google.genai import types
+
+    from components.helpers import genai_client
 
     outputs, _ = splits
     jsonl = build_jsonl(outputs, tmp_path, "unit/sigterm")
     client = genai_client(PROJECT, "us-central1")
-    job = client.tunings.tune(base_model="gemini-2.5-flash",
-                              training_dataset=types.TuningDataset(gcs_uri=jsonl.train_jsonl_uri),
-                              config=types.CreateTuningJobConfig(epoch_count=50))
-    child = subprocess.Popen([sys.executable, "-c", WAIT_IN_CHILD, PROJECT, job.name, str(tmp_path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    job = client.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri=jsonl.train_jsonl_uri),
+        config=types.CreateTuningJobConfig(epoch_count=50),
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", WAIT_IN_CHILD, PROJECT, job.name, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
     for line in child.stdout:  # wait until the task is polling
         if "JOB_STATE_" in line:
             break

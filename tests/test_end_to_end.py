@@ -11,8 +11,16 @@ from pipeline import offline
 from pipeline.cli import app
 
 # Both image steps run (import_dataset stands aside without a dataset_uri): a static DAG.
-TASKS = {"synthesize-images", "import-dataset", "split-manifest", "build-tuning-jsonl", "launch-tuning",
-         "wait-for-tuning", "evaluate-inspector", "summarize-run"}
+TASKS = {
+    "synthesize-images",
+    "import-dataset",
+    "split-manifest",
+    "build-tuning-jsonl",
+    "launch-tuning",
+    "wait-for-tuning",
+    "evaluate-inspector",
+    "summarize-run",
+}
 LOCAL_ENV = ("GOOGLE_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
@@ -24,8 +32,7 @@ def finished_run(tmp_path_factory):
         patch.setattr(offline, "RUNS_DIR", runs_dir)
         for name in LOCAL_ENV:  # the offline run must start its own local stack
             patch.delenv(name, raising=False)
-        result = CliRunner().invoke(app, ["run", "--num-images", "40", "--epochs", "2",
-                                          "--data-dir", str(data_dir)])
+        result = CliRunner().invoke(app, ["run", "--num-images", "40", "--epochs", "2", "--data-dir", str(data_dir)])
     return result, runs_dir
 
 
@@ -102,8 +109,9 @@ def test_offline_run_on_an_imported_folder_learns_its_own_classes(tmp_path, monk
     monkeypatch.setattr(offline, "RUNS_DIR", tmp_path / "runs")
     for name in LOCAL_ENV:
         monkeypatch.delenv(name, raising=False)
-    result = CliRunner().invoke(app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3",
-                                      "--data-dir", str(tmp_path / "data")])
+    result = CliRunner().invoke(
+        app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3", "--data-dir", str(tmp_path / "data")]
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     params = json.loads((run_dir / "params.json").read_text())

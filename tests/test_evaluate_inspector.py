@@ -31,11 +31,17 @@ LABEL_OF = {**LABELS, "Burr": BURR_LABEL}
 KINDS = [None, "Scratch", "Crack", "Discoloration", "Burr"]
 SYSTEM = "You are a QC inspector. State the Status and the defect type."
 CATEGORIES = ["Pass", "Burr", "Crack", "Discoloration", "Scratch", "Unparseable"]
-METRIC_NAMES = {"eval_status_accuracy", "eval_defect_type_accuracy", "eval_exact_match",
-                "eval_miss_rate", "eval_overkill_rate", "eval_unparseable_rate", "eval_examples"}
+METRIC_NAMES = {
+    "eval_status_accuracy",
+    "eval_defect_type_accuracy",
+    "eval_exact_match",
+    "eval_miss_rate",
+    "eval_overkill_rate",
+    "eval_unparseable_rate",
+    "eval_examples",
+}
 pytestmark = pytest.mark.filterwarnings("ignore:The SDK's tuning implementation is experimental")
-BASE_METRICS = {"base_eval_status_accuracy", "base_eval_defect_type_accuracy",
-                "eval_status_accuracy_gain"}
+BASE_METRICS = {"base_eval_status_accuracy", "base_eval_defect_type_accuracy", "eval_status_accuracy_gain"}
 
 
 def png(rng: random.Random, kind: str | None) -> bytes:
@@ -49,10 +55,12 @@ def png(rng: random.Random, kind: str | None) -> bytes:
 
 
 def sft_line(uri: str, label: str, system: bool) -> str:
-    record = {"contents": [
-        {"role": "user", "parts": [{"text": PROMPT},
-                                   {"fileData": {"mimeType": "image/png", "fileUri": uri}}]},
-        {"role": "model", "parts": [{"text": label}]}]}
+    record = {
+        "contents": [
+            {"role": "user", "parts": [{"text": PROMPT}, {"fileData": {"mimeType": "image/png", "fileUri": uri}}]},
+            {"role": "model", "parts": [{"text": label}]},
+        ]
+    }
     if system:
         record = {"systemInstruction": {"parts": [{"text": SYSTEM}]}, **record}
     return json.dumps(record)
@@ -77,14 +85,20 @@ def data(local_stack):
         bucket.blob(f"eval/{split}.jsonl").upload_from_string("\n".join(rows) + "\n")
         uris[split] = f"gs://{BUCKET}/eval/{split}.jsonl"
     inline = json.loads(sft_line("unused", LABELS["Scratch"], system=False))
-    inline["contents"][0]["parts"][1] = {"inlineData": {
-        "mimeType": "image/png", "data": base64.b64encode(png(rng, "Scratch")).decode()}}
-    partial = lines["test"][:2] + [json.dumps(inline),
-                                   sft_line(f"gs://{BUCKET}/eval/missing.png", LABELS["Crack"], True)]
+    inline["contents"][0]["parts"][1] = {
+        "inlineData": {"mimeType": "image/png", "data": base64.b64encode(png(rng, "Scratch")).decode()}
+    }
+    partial = lines["test"][:2] + [
+        json.dumps(inline),
+        sft_line(f"gs://{BUCKET}/eval/missing.png", LABELS["Crack"], True),
+    ]
     bucket.blob("eval/partial.jsonl").upload_from_string("\n".join(partial) + "\n")
     bucket.blob("eval/broken.jsonl").upload_from_string(lines["test"][0] + "\n{not json\n")
-    uris.update(partial=f"gs://{BUCKET}/eval/partial.jsonl", broken=f"gs://{BUCKET}/eval/broken.jsonl",
-                test_count=len(lines["test"]))
+    uris.update(
+        partial=f"gs://{BUCKET}/eval/partial.jsonl",
+        broken=f"gs://{BUCKET}/eval/broken.jsonl",
+        test_count=len(lines["test"]),
+    )
     return uris
 
 
@@ -96,9 +110,12 @@ def endpoint(data):
 
     client = genai_client(PROJECT, LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=data["train"]),
-        config=types.CreateTuningJobConfig(epoch_count=10, learning_rate_multiplier=3.0,
-                                           tuned_model_display_name="eval-test"))
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri=data["train"]),
+        config=types.CreateTuningJobConfig(
+            epoch_count=10, learning_rate_multiplier=3.0, tuned_model_display_name="eval-test"
+        ),
+    )
     deadline = time.monotonic() + 180
     while not job.has_ended:
         assert time.monotonic() < deadline, f"tuning still {job.state} after 180 s"
@@ -111,11 +128,12 @@ def endpoint(data):
 def run_eval(tmp_path, **kwargs):
     """Calls the component's python_func with artifacts on tmp_path; returns everything."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    arts = {"metrics": Metrics(name="metrics", uri=str(tmp_path / "metrics" / "m.json"), metadata={}),
-            "classification_metrics": ClassificationMetrics(
-                name="cm", uri=str(tmp_path / "cm" / "cm.json"), metadata={}),
-            "report": HTML(name="report", uri=str(tmp_path / "report" / "report.html"), metadata={}),
-            "predictions": Dataset(name="predictions", uri=str(tmp_path / "pred" / "p.csv"), metadata={})}
+    arts = {
+        "metrics": Metrics(name="metrics", uri=str(tmp_path / "metrics" / "m.json"), metadata={}),
+        "classification_metrics": ClassificationMetrics(name="cm", uri=str(tmp_path / "cm" / "cm.json"), metadata={}),
+        "report": HTML(name="report", uri=str(tmp_path / "report" / "report.html"), metadata={}),
+        "predictions": Dataset(name="predictions", uri=str(tmp_path / "pred" / "p.csv"), metadata={}),
+    }
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         result = evaluate_inspector.python_func(project=PROJECT, location=LOCATION, **arts, **kwargs)
@@ -128,8 +146,13 @@ def run_eval(tmp_path, **kwargs):
 
 @pytest.fixture(scope="module")
 def evaluation(endpoint, data, tmp_path_factory):
-    return run_eval(tmp_path_factory.mktemp("eval"), tuned_endpoint=endpoint,
-                    test_jsonl_uri=data["test"], evaluate_base_model=True, concurrency=4)
+    return run_eval(
+        tmp_path_factory.mktemp("eval"),
+        tuned_endpoint=endpoint,
+        test_jsonl_uri=data["test"],
+        evaluate_base_model=True,
+        concurrency=4,
+    )
 
 
 def truthy(value: str) -> bool:
@@ -139,7 +162,7 @@ def truthy(value: str) -> bool:
 
 def test_metrics_logged_and_in_range(evaluation, data):
     figures = evaluation["metrics"].metadata
-    assert METRIC_NAMES <= set(figures)
+    assert set(figures) >= METRIC_NAMES
     assert not BASE_METRICS & set(figures), "there is no local Gemini: base metrics must be skipped"
     assert figures["eval_examples"] == data["test_count"] == len(evaluation["rows"]) == 10
     for name in METRIC_NAMES - {"eval_examples"}:
@@ -154,9 +177,19 @@ def test_metrics_logged_and_in_range(evaluation, data):
 
 def test_metrics_agree_with_predictions_csv(evaluation):
     rows, figures = evaluation["rows"], evaluation["metrics"].metadata
-    assert list(rows[0]) == ["image_uri", "expected", "predicted", "expected_class", "predicted_class",
-                             "status_correct", "type_correct", "exact_match", "latency_ms", "error",
-                             "predicted_status"]
+    assert list(rows[0]) == [
+        "image_uri",
+        "expected",
+        "predicted",
+        "expected_class",
+        "predicted_class",
+        "status_correct",
+        "type_correct",
+        "exact_match",
+        "latency_ms",
+        "error",
+        "predicted_status",
+    ]
     n = len(rows)
     defects = [r for r in rows if r["expected_class"] != "Pass"]
     passes = [r for r in rows if r["expected_class"] == "Pass"]
@@ -192,8 +225,11 @@ def test_confusion_matrix_matches_csv(evaluation):
     assert sum(map(sum, matrix)) == evaluation["metrics"].metadata["eval_examples"]
     for i, expected_class in enumerate(categories):
         for j, predicted_class in enumerate(categories):
-            count = sum(1 for r in evaluation["rows"]
-                        if (r["expected_class"], r["predicted_class"]) == (expected_class, predicted_class))
+            count = sum(
+                1
+                for r in evaluation["rows"]
+                if (r["expected_class"], r["predicted_class"]) == (expected_class, predicted_class)
+            )
             assert matrix[i][j] == count, (expected_class, predicted_class)
 
 
@@ -240,8 +276,7 @@ def test_failed_request_is_recorded_not_fatal(endpoint, data, tmp_path):
 
 
 def test_max_examples(endpoint, data, tmp_path):
-    run = run_eval(tmp_path, tuned_endpoint=endpoint, test_jsonl_uri=data["test"],
-                   max_examples=3, concurrency=1)
+    run = run_eval(tmp_path, tuned_endpoint=endpoint, test_jsonl_uri=data["test"], max_examples=3, concurrency=1)
     assert run["metrics"].metadata["eval_examples"] == 3 and len(run["rows"]) == 3
 
 
@@ -262,10 +297,14 @@ def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(end
     from components.helpers import defect_type_of
 
     # Defect images all labelled Pass: the test labels name no defect type at all.
-    lines = [sft_line(f"gs://{BUCKET}/eval/test/{kind}_{i}.png", LABELS[None], system=False)
-             for kind in ("Crack", "Discoloration", "Burr") for i in range(2)]
+    lines = [
+        sft_line(f"gs://{BUCKET}/eval/test/{kind}_{i}.png", LABELS[None], system=False)
+        for kind in ("Crack", "Discoloration", "Burr")
+        for i in range(2)
+    ]
     storage.Client(project=PROJECT).bucket(BUCKET).blob("eval/relabelled.jsonl").upload_from_string(
-        "\n".join(lines) + "\n")
+        "\n".join(lines) + "\n"
+    )
     run = run_eval(tmp_path, tuned_endpoint=endpoint, test_jsonl_uri=f"gs://{BUCKET}/eval/relabelled.jsonl")
     named = [r for r in run["rows"] if not r["predicted"].startswith("Status: Pass") and defect_type_of(r["predicted"])]
     assert named, "the tuned model called none of six defect images a defect"

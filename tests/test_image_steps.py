@@ -27,40 +27,61 @@ def manifest(path, rows):
 
 
 def rows(n, folder):
-    return [{"image_name": f"{i}.png", "gcs_uri": f"gs://b/{folder}/{i}.png", "status": "Pass" if i % 2 else "Defect",
-             "defect_type": "None" if i % 2 else "Crack",
-             "label": "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body.",
-             "sha256": f"{folder}{i}"} for i in range(n)]
+    return [
+        {
+            "image_name": f"{i}.png",
+            "gcs_uri": f"gs://b/{folder}/{i}.png",
+            "status": "Pass" if i % 2 else "Defect",
+            "defect_type": "None" if i % 2 else "Crack",
+            "label": "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body.",
+            "sha256": f"{folder}{i}",
+        }
+        for i in range(n)
+    ]
 
 
 def split(tmp_path, synthesized, imported):
     outs = {n: dsl.Dataset(name=n, uri=str(tmp_path / f"{n}.csv"), metadata={}) for n in ("train", "val", "test")}
-    split_manifest.python_func(manifest=synthesized, imported_manifest=imported, train_manifest=outs["train"],
-                               validation_manifest=outs["val"], test_manifest=outs["test"],
-                               split_metrics=dsl.Metrics(name="m", uri=str(tmp_path / "m"), metadata={}))
+    split_manifest.python_func(
+        manifest=synthesized,
+        imported_manifest=imported,
+        train_manifest=outs["train"],
+        validation_manifest=outs["val"],
+        test_manifest=outs["test"],
+        split_metrics=dsl.Metrics(name="m", uri=str(tmp_path / "m"), metadata={}),
+    )
     with open(outs["train"].path) as f:
         return {row["gcs_uri"].split("/")[3] for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("synthesized, imported, expected", [
-    (20, 0, {"synth"}),
-    (0, 20, {"imported"}),
-    (20, None, {"synth"}),  # no imported manifest at all (the component alone)
-])
+@pytest.mark.parametrize(
+    "synthesized, imported, expected",
+    [
+        (20, 0, {"synth"}),
+        (0, 20, {"imported"}),
+        (20, None, {"synth"}),  # no imported manifest at all (the component alone)
+    ],
+)
 def test_split_takes_the_manifest_with_rows(tmp_path, synthesized, imported, expected):
     synth = manifest(tmp_path / "synth.csv", rows(synthesized, "synth"))
     other = None if imported is None else manifest(tmp_path / "imported.csv", rows(imported, "imported"))
     assert split(tmp_path, synth, other) == expected
 
 
-@pytest.mark.parametrize("synthesized, imported, message", [
-    (20, 20, "both image steps produced a manifest"),
-    (0, 0, "the manifest has no rows"),
-])
+@pytest.mark.parametrize(
+    "synthesized, imported, message",
+    [
+        (20, 20, "both image steps produced a manifest"),
+        (0, 0, "the manifest has no rows"),
+    ],
+)
 def test_split_refuses_two_manifests_or_none(tmp_path, synthesized, imported, message):
     with pytest.raises(ValueError, match=message):
-        split(tmp_path, manifest(tmp_path / "s.csv", rows(synthesized, "synth")),
-              manifest(tmp_path / "i.csv", rows(imported, "imported")))
+        split(
+            tmp_path,
+            manifest(tmp_path / "s.csv", rows(synthesized, "synth")),
+            manifest(tmp_path / "i.csv", rows(imported, "imported")),
+        )
 
 
 def header_only(artifact):
@@ -71,8 +92,7 @@ def header_only(artifact):
 def test_synthesize_stands_aside_when_a_dataset_is_given(tmp_path, capsys):
     out = dsl.Dataset(name="m", uri=str(tmp_path / "m.csv"), metadata={})
     # No storage is touched: the bucket does not even have to exist.
-    synthesize_images.python_func(project="p", bucket="gs://nowhere", manifest=out,
-                                  dataset_uri="gs://bucket/parts/")
+    synthesize_images.python_func(project="p", bucket="gs://nowhere", manifest=out, dataset_uri="gs://bucket/parts/")
     assert header_only(out) and out.metadata["num_images"] == 0
     assert "images are imported" in capsys.readouterr().out
 

@@ -62,8 +62,10 @@ def put(bucket, name, data, content_type="application/octet-stream"):
 
 def put_images(bucket, prefix, classes, fmt="PNG", ext="png"):
     """{class folder: count} -> {class folder: [gs:// URIs]} under prefix/<class>/."""
-    return {cls: [put(bucket, f"{prefix}/{cls}/img_{i}.{ext}", image_bytes(fmt)) for i in range(n)]
-            for cls, n in classes.items()}
+    return {
+        cls: [put(bucket, f"{prefix}/{cls}/img_{i}.{ext}", image_bytes(fmt)) for i in range(n)]
+        for cls, n in classes.items()
+    }
 
 
 def new_manifest(tmp_path):
@@ -91,16 +93,27 @@ def import_fails(dataset_uri, tmp_path, *fragments, **kwargs):
 
 def tuning_labels(manifest, tmp_path, prefix):
     """split_manifest + build_tuning_jsonl on the manifest; {image URI: label} over all JSONL lines."""
-    splits = {name: dsl.Dataset(name=name, uri=str(tmp_path / f"{name}.csv"), metadata={})
-              for name in ("train", "validation", "test")}
-    split_manifest.python_func(manifest=manifest, train_manifest=splits["train"],
-                               validation_manifest=splits["validation"], test_manifest=splits["test"],
-                               split_metrics=dsl.Metrics(name="s", uri=str(tmp_path / "split_metrics"), metadata={}))
+    splits = {
+        name: dsl.Dataset(name=name, uri=str(tmp_path / f"{name}.csv"), metadata={})
+        for name in ("train", "validation", "test")
+    }
+    split_manifest.python_func(
+        manifest=manifest,
+        train_manifest=splits["train"],
+        validation_manifest=splits["validation"],
+        test_manifest=splits["test"],
+        split_metrics=dsl.Metrics(name="s", uri=str(tmp_path / "split_metrics"), metadata={}),
+    )
     uris = build_tuning_jsonl.python_func(
-        project=PROJECT, bucket=f"gs://{BUCKET}", prompt=PROMPT, train_manifest=splits["train"],
-        validation_manifest=splits["validation"], test_manifest=splits["test"],
+        project=PROJECT,
+        bucket=f"gs://{BUCKET}",
+        prompt=PROMPT,
+        train_manifest=splits["train"],
+        validation_manifest=splits["validation"],
+        test_manifest=splits["test"],
         jsonl_metrics=dsl.Metrics(name="j", uri=str(tmp_path / "jsonl_metrics"), metadata={}),
-        jsonl_folder=f"{prefix}/tuning")
+        jsonl_folder=f"{prefix}/tuning",
+    )
     labels = {}
     for uri in uris:
         if not uri:
@@ -123,12 +136,13 @@ def check_manifest(rows):
 
 # ---- each layout, through the manifest and the tuning JSONL
 
+
 def test_csv_with_label_column_relative_and_absolute_uris(gcs, prefix, tmp_path, capsys):
     other = put(gcs, f"{prefix}/elsewhere/dent_x.jpg", image_bytes("JPEG"), "image/jpeg")
-    rows = [("images/ok_%d.png" % i, "Status: Pass") for i in range(4)]
-    rows += [("images/dent_%d.png" % i, "Status: Defect - Dent on the lid.") for i in range(3)]
+    rows = [(f"images/ok_{i}.png", "Status: Pass") for i in range(4)]
+    rows += [(f"images/dent_{i}.png", "Status: Defect - Dent on the lid.") for i in range(3)]
     rows += [(other, "Status: Defect - Dent on the lid.")]
-    rows += [("./images/scr_%d.webp" % i, LABELS["Scratch"]) for i in range(2)]
+    rows += [(f"./images/scr_{i}.webp", LABELS["Scratch"]) for i in range(2)]
     for path, _ in rows:
         if not path.startswith("gs://"):
             fmt = "WEBP" if path.endswith(".webp") else "PNG"
@@ -156,14 +170,19 @@ def test_csv_with_status_and_defect_type_default_labels(gcs, prefix, tmp_path):
     images = put_images(gcs, prefix, {"a": 3, "b": 2, "c": 2, "d": 2})
     status = {"a": ("Pass", "None"), "b": ("Defect", "scratch"), "c": ("DEFECT", "Crack"), "d": ("defect", "dent")}
     text = "image,status,defect_type\n" + "".join(
-        f"{u},{status[cls][0]},{status[cls][1]}\n" for cls, uris in images.items() for u in uris)
+        f"{u},{status[cls][0]},{status[cls][1]}\n" for cls, uris in images.items() for u in uris
+    )
     uri = put(gcs, f"{prefix}/manifest.csv", text)
 
     rows, manifest = run_import(uri, tmp_path)
     check_manifest(rows)
     by_uri = {r["gcs_uri"]: r for r in rows}
-    expected = {"a": ("Pass", "None", LABELS[None]), "b": ("Defect", "Scratch", LABELS["Scratch"]),
-                "c": ("Defect", "Crack", LABELS["Crack"]), "d": ("Defect", "Dent", DENT)}
+    expected = {
+        "a": ("Pass", "None", LABELS[None]),
+        "b": ("Defect", "Scratch", LABELS["Scratch"]),
+        "c": ("Defect", "Crack", LABELS["Crack"]),
+        "d": ("Defect", "Dent", DENT),
+    }
     for cls, uris in images.items():
         for u in uris:
             assert (by_uri[u]["status"], by_uri[u]["defect_type"], by_uri[u]["label"]) == expected[cls]
@@ -173,10 +192,17 @@ def test_csv_with_status_and_defect_type_default_labels(gcs, prefix, tmp_path):
 
 def test_label_template_and_pass_label_replace_the_defaults(gcs, prefix, tmp_path):
     images = put_images(gcs, prefix, {"OK": 2, "scratch": 2, "dent": 2})
-    rows, _ = run_import(f"gs://{BUCKET}/{prefix}/", tmp_path, label_template="Status: Defect - {defect_type} found.",
-                         pass_label="Status: Pass.")
-    assert {r["label"] for r in rows} == {"Status: Pass.", "Status: Defect - Scratch found.",
-                                          "Status: Defect - Dent found."}
+    rows, _ = run_import(
+        f"gs://{BUCKET}/{prefix}/",
+        tmp_path,
+        label_template="Status: Defect - {defect_type} found.",
+        pass_label="Status: Pass.",
+    )
+    assert {r["label"] for r in rows} == {
+        "Status: Pass.",
+        "Status: Defect - Scratch found.",
+        "Status: Defect - Dent found.",
+    }
     assert len(rows) == sum(len(v) for v in images.values())
 
 
@@ -205,12 +231,21 @@ def test_gemini_contents_jsonl(gcs, prefix, tmp_path, capsys):
     for i, answer in enumerate(answers):
         uri = put(gcs, f"{prefix}/img/{i}.png", image_bytes())
         expected[uri] = answer
-        lines.append({"systemInstruction": {"role": "system", "parts": [{"text": "Be brief."}]},
-                      "contents": [
-                          {"role": "user", "parts": [{"text": "Inspect this."},
-                                                     {"fileData": {"mimeType": "image/png",
-                                                                   "fileUri" if i % 2 else "file_uri": uri}}]},
-                          {"role": "model", "parts": [{"text": answer}]}]})
+        lines.append(
+            {
+                "systemInstruction": {"role": "system", "parts": [{"text": "Be brief."}]},
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {"text": "Inspect this."},
+                            {"fileData": {"mimeType": "image/png", "fileUri" if i % 2 else "file_uri": uri}},
+                        ],
+                    },
+                    {"role": "model", "parts": [{"text": answer}]},
+                ],
+            }
+        )
     uri = put(gcs, f"{prefix}/train.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n\n")
 
     rows, manifest = run_import(uri, tmp_path)
@@ -231,13 +266,22 @@ def test_chat_messages_jsonl(gcs, prefix, tmp_path):
         if i % 3 == 0:  # the image as a URI in the user's text
             user = {"role": "user", "content": f"Inspect {uri}."}
         elif i % 3 == 1:  # a fileData part, relative to the manifest
-            user = {"role": "user", "content": [{"text": "Inspect."},
-                                                {"fileData": {"mimeType": "image/jpeg", "fileUri": f"img/{name}"}}]}
+            user = {
+                "role": "user",
+                "content": [{"text": "Inspect."}, {"fileData": {"mimeType": "image/jpeg", "fileUri": f"img/{name}"}}],
+            }
         else:  # an image_url part, and "assistant" for the model
             user = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}}]}
         model_role = "assistant" if i % 3 == 2 else "model"
-        lines.append({"messages": [{"role": "system", "content": "You are a QC inspector."}, user,
-                                   {"role": model_role, "content": answer}]})
+        lines.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "You are a QC inspector."},
+                    user,
+                    {"role": model_role, "content": answer},
+                ]
+            }
+        )
     uri = put(gcs, f"{prefix}/chat/data.jsonl", "\n".join(json.dumps(line) for line in lines))
 
     rows, manifest = run_import(uri, tmp_path)
@@ -266,6 +310,7 @@ def test_imbalance_warning_names_counts_and_oversampling(gcs, prefix, tmp_path, 
 
 # ---- bad inputs: a clear message naming row/line and reason; no manifest
 
+
 def csv_dataset(gcs, prefix, extra_rows):
     """A valid CSV (2 Pass, 2 Dent) plus extra rows; the first extra row is row 6."""
     images = put_images(gcs, prefix, {"pass": 2, "dent": 2})
@@ -290,9 +335,13 @@ def test_unsupported_format(gcs, prefix, tmp_path):
     gif = put(gcs, f"{prefix}/anim.gif", image_bytes("GIF"))
     bmp_named_png = put(gcs, f"{prefix}/bitmap.png", image_bytes("BMP"))
     uri = csv_dataset(gcs, prefix, [f"{gif},Pass,None", f"{bmp_named_png},Pass,None"])
-    message = import_fails(uri, tmp_path, f"dataset.csv row 6: image {gif} has an unsupported format ('.gif')",
-                           "Gemini accepts PNG, JPEG, WebP and HEIC/HEIF",
-                           f"dataset.csv row 7: image {bmp_named_png} is a BMP file but named .png")
+    message = import_fails(
+        uri,
+        tmp_path,
+        f"dataset.csv row 6: image {gif} has an unsupported format ('.gif')",
+        "Gemini accepts PNG, JPEG, WebP and HEIC/HEIF",
+        f"dataset.csv row 7: image {bmp_named_png} is a BMP file but named .png",
+    )
     assert "2 problem(s)" in message
 
 
@@ -311,8 +360,13 @@ def test_image_over_20_mb(gcs, prefix, tmp_path):
 def test_class_with_one_example(gcs, prefix, tmp_path):
     lonely = put(gcs, f"{prefix}/burr.png", image_bytes())
     uri = csv_dataset(gcs, prefix, [f"{lonely},Defect,burr"])
-    import_fails(uri, tmp_path, "class 'Burr' has only 1 distinct image", f"dataset.csv row 6: image {lonely}",
-                 "at least 2 to be split")
+    import_fails(
+        uri,
+        tmp_path,
+        "class 'Burr' has only 1 distinct image",
+        f"dataset.csv row 6: image {lonely}",
+        "at least 2 to be split",
+    )
 
 
 def test_same_content_with_two_classes(gcs, prefix, tmp_path):
@@ -320,28 +374,46 @@ def test_same_content_with_two_classes(gcs, prefix, tmp_path):
     a = put(gcs, f"{prefix}/copy_a.png", data)
     b = put(gcs, f"{prefix}/copy_b.png", data)
     uri = csv_dataset(gcs, prefix, [f"{a},Pass,None", f"{b},Defect,Dent"])
-    import_fails(uri, tmp_path, f"dataset.csv row 6: image {a} and dataset.csv row 7: image {b} have the same "
-                                "content", "the classes 'Pass' and 'Dent'")
+    import_fails(
+        uri,
+        tmp_path,
+        f"dataset.csv row 6: image {a} and dataset.csv row 7: image {b} have the same content",
+        "the classes 'Pass' and 'Dent'",
+    )
 
 
 def test_local_path_and_missing_label(gcs, prefix, tmp_path):
     uri = csv_dataset(gcs, prefix, ["/home/me/a.png,Pass,None", f"gs://{BUCKET}/x.png,Broken,"])
-    import_fails(uri, tmp_path, "dataset.csv row 6: image '/home/me/a.png' is a local path",
-                 "dataset.csv row 7: status 'Broken' is neither Pass nor Defect")
+    import_fails(
+        uri,
+        tmp_path,
+        "dataset.csv row 6: image '/home/me/a.png' is a local path",
+        "dataset.csv row 7: status 'Broken' is neither Pass nor Defect",
+    )
 
 
 def test_bad_jsonl_lines(gcs, prefix, tmp_path):
     good = put(gcs, f"{prefix}/g.png", image_bytes())
     lines = [
         "{not json",
-        json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]},
-                                 {"role": "model", "parts": [{"text": "Status: Pass"}]}]}),
+        json.dumps(
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": "hi"}]},
+                    {"role": "model", "parts": [{"text": "Status: Pass"}]},
+                ]
+            }
+        ),
         json.dumps({"messages": [{"role": "user", "content": f"look at {good}"}]}),
     ]
     uri = put(gcs, f"{prefix}/bad.jsonl", "\n".join(lines))
-    import_fails(uri, tmp_path, "bad.jsonl line 1: not valid JSON",
-                 "bad.jsonl line 2: 0 images in the user turns",
-                 "bad.jsonl line 3: the last turn must be the model's answer")
+    import_fails(
+        uri,
+        tmp_path,
+        "bad.jsonl line 1: not valid JSON",
+        "bad.jsonl line 2: 0 images in the user turns",
+        "bad.jsonl line 3: the last turn must be the model's answer",
+    )
 
 
 def test_bad_parameters_and_missing_dataset(gcs, prefix, tmp_path):
@@ -349,11 +421,16 @@ def test_bad_parameters_and_missing_dataset(gcs, prefix, tmp_path):
     import_fails(f"gs://{BUCKET}/{prefix}/empty/", tmp_path, "no images found under")
     import_fails("/local/folder", tmp_path, "dataset_uri must be a gs:// URI")
     import_fails(f"gs://{BUCKET}/{prefix}/data.parquet", tmp_path, "give a .csv or .jsonl manifest or a folder")
-    import_fails(f"gs://{BUCKET}/{prefix}/", tmp_path, "the only one allowed is {defect_type}",
-                 label_template="Status: Defect - {type}")
+    import_fails(
+        f"gs://{BUCKET}/{prefix}/",
+        tmp_path,
+        "the only one allowed is {defect_type}",
+        label_template="Status: Defect - {type}",
+    )
 
 
 # ---- pipeline/datasets.py: local -> (emulated) Cloud Storage -> import
+
 
 def save(path, fmt="PNG"):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,7 +449,14 @@ def test_upload_local_folder_round_trip(gcs, prefix, tmp_path):
     assert not gcs.blob(f"{prefix}/.hidden").exists()
     rows, _ = run_import(dataset_uri, tmp_path)
     assert sorted(r["gcs_uri"].removeprefix(dataset_uri) for r in rows) == [
-        "burr/0.png", "burr/1.png", "dent/0.png", "dent/1.png", "ok/0.png", "ok/1.png", "ok/2.png"]
+        "burr/0.png",
+        "burr/1.png",
+        "dent/0.png",
+        "dent/1.png",
+        "ok/0.png",
+        "ok/1.png",
+        "ok/2.png",
+    ]
     assert {r["label"] for r in rows} == {LABELS[None], DENT, BURR}
 
     default = upload_local_dataset(root, BUCKET, PROJECT)  # default prefix: datasets/<name>
@@ -382,8 +466,10 @@ def test_upload_local_folder_round_trip(gcs, prefix, tmp_path):
 def test_upload_local_csv_and_jsonl_rewrite_paths(gcs, prefix, tmp_path):
     folder = tmp_path / "ds"
     outside = save(tmp_path / "outside" / "x.jpg", "JPEG")
-    rows = [(f"imgs/p{i}.png", "Pass", "None") for i in range(2)] + [("imgs/d0.png", "Defect", "Dent"),
-                                                                      (str(outside), "Defect", "Dent")]
+    rows = [(f"imgs/p{i}.png", "Pass", "None") for i in range(2)] + [
+        ("imgs/d0.png", "Defect", "Dent"),
+        (str(outside), "Defect", "Dent"),
+    ]
     for path, *_ in rows[:3]:
         save(folder / path)
     (folder / "labels.csv").write_text("path,status,defect_type\n" + "".join(",".join(r) + "\n" for r in rows))
@@ -394,12 +480,19 @@ def test_upload_local_csv_and_jsonl_rewrite_paths(gcs, prefix, tmp_path):
     imported, _ = run_import(dataset_uri, tmp_path)
     assert [r["defect_type"] for r in imported] == ["None", "None", "Dent", "Dent"]
 
-    lines = [{"messages": [{"role": "user", "content": [{"text": "Inspect."},
-                                                        {"fileData": {"mimeType": "image/png", "fileUri": p}}]},
-                           {"role": "model", "content": LABELS[None] if s == "Pass" else DENT}]}
-             for p, s, _ in rows[:3]]
-    lines.append({"messages": [{"role": "user", "content": f"Inspect {outside}"},
-                               {"role": "model", "content": DENT}]})
+    lines = [
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"text": "Inspect."}, {"fileData": {"mimeType": "image/png", "fileUri": p}}],
+                },
+                {"role": "model", "content": LABELS[None] if s == "Pass" else DENT},
+            ]
+        }
+        for p, s, _ in rows[:3]
+    ]
+    lines.append({"messages": [{"role": "user", "content": f"Inspect {outside}"}, {"role": "model", "content": DENT}]})
     (folder / "chat.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     dataset_uri = upload_local_dataset(folder / "chat.jsonl", BUCKET, PROJECT, prefix=f"{prefix}/chat")
     (tmp_path / "manifest.csv").unlink()
@@ -425,18 +518,37 @@ def test_upload_errors(gcs, tmp_path):
 
 # ---- the program KFP ships: the component plus its additional_funcs, nothing else
 
+
 def test_the_shipped_component_source_reads_every_layout(gcs, prefix, tmp_path):
     """Runs the very source KFP puts in the container, so a rule missing from additional_funcs fails here."""
     shipped = {}
     exec(compile(import_dataset.component_spec.implementation.container.command[-1], "shipped", "exec"), shipped)
     images = put_images(gcs, prefix, {"pass": 2, "dent": 2})
     status = {"pass": "Pass,", "dent": "Defect,dent"}
-    csv_uri = put(gcs, f"{prefix}/m.csv", "gcs_uri,status,defect_type\n" + "".join(
-        f"{u},{status[c]}\n" for c, us in images.items() for u in us))
-    jsonl_uri = put(gcs, f"{prefix}/m.jsonl", "\n".join(json.dumps({"contents": [
-        {"role": "user", "parts": [{"text": "x"}, {"fileData": {"mimeType": "image/png", "fileUri": u}}]},
-        {"role": "model", "parts": [{"text": LABELS[None] if c == "pass" else DENT}]}]})
-        for c, us in images.items() for u in us))
+    csv_uri = put(
+        gcs,
+        f"{prefix}/m.csv",
+        "gcs_uri,status,defect_type\n" + "".join(f"{u},{status[c]}\n" for c, us in images.items() for u in us),
+    )
+    jsonl_uri = put(
+        gcs,
+        f"{prefix}/m.jsonl",
+        "\n".join(
+            json.dumps(
+                {
+                    "contents": [
+                        {
+                            "role": "user",
+                            "parts": [{"text": "x"}, {"fileData": {"mimeType": "image/png", "fileUri": u}}],
+                        },
+                        {"role": "model", "parts": [{"text": LABELS[None] if c == "pass" else DENT}]},
+                    ]
+                }
+            )
+            for c, us in images.items()
+            for u in us
+        ),
+    )
     expected = {u: LABELS[None] if c == "pass" else DENT for c, us in images.items() for u in us}
     for number, uri in enumerate([f"gs://{BUCKET}/{prefix}/", csv_uri, jsonl_uri]):
         manifest = dsl.Dataset(name="m", uri=str(tmp_path / f"m{number}.csv"), metadata={})

@@ -26,55 +26,81 @@ DONE = P.Done(epochs=[{"epoch": 1}], step_count=3, example_count=8, token_count=
 
 # --------------------------------------------------------------------------- worker protocol
 
-@pytest.mark.parametrize("msg", [
-    P.DataLoaded(stats={"tuningDatasetExampleCount": "8"}, validation_example_count=2),
-    P.EpochFinished(stats={"epoch": 1, "step": 4, "train_loss": 0.5, "validation_loss": None}),
-    DONE,
-    P.Cancelled(),
-    P.Failed(code=RPC_INVALID_ARGUMENT, message="Invalid dataset: gs://b/t.jsonl line 2: bad"),
-])
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        P.DataLoaded(stats={"tuningDatasetExampleCount": "8"}, validation_example_count=2),
+        P.EpochFinished(stats={"epoch": 1, "step": 4, "train_loss": 0.5, "validation_loss": None}),
+        DONE,
+        P.Cancelled(),
+        P.Failed(code=RPC_INVALID_ARGUMENT, message="Invalid dataset: gs://b/t.jsonl line 2: bad"),
+    ],
+)
 def test_messages_round_trip_with_a_kind(msg):
     line = P.encode(msg)
     assert P.is_message(line) and f'"kind": "{msg.kind}"' in line
     assert P.decode(line) == msg
 
 
-@pytest.mark.parametrize("line", [
-    P.PROTOCOL_PREFIX + '{"kind": "nope"}',
-    P.PROTOCOL_PREFIX + '{"kind": "error", "code": 3}',
-    P.PROTOCOL_PREFIX + '["error", 3, "old list form"]',
-    P.PROTOCOL_PREFIX + "{not json",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        P.PROTOCOL_PREFIX + '{"kind": "nope"}',
+        P.PROTOCOL_PREFIX + '{"kind": "error", "code": 3}',
+        P.PROTOCOL_PREFIX + '["error", 3, "old list form"]',
+        P.PROTOCOL_PREFIX + "{not json",
+    ],
+)
 def test_bad_messages_are_value_errors(line):
     with pytest.raises(ValueError):
         P.decode(line)
 
 
 def test_worker_spec_round_trips_through_json():
-    spec = P.WorkerSpec(job_id="1", project="p", storage_endpoint="http://127.0.0.1:1",
-                        training_uri="gs://b/t.jsonl", validation_uri=None,
-                        config={"epochs": 1}, model_dir="/m", model_meta={"model": "m"})
+    spec = P.WorkerSpec(
+        job_id="1",
+        project="p",
+        storage_endpoint="http://127.0.0.1:1",
+        training_uri="gs://b/t.jsonl",
+        validation_uri=None,
+        config={"epochs": 1},
+        model_dir="/m",
+        model_meta={"model": "m"},
+    )
     assert P.WorkerSpec.from_json(spec.to_json()) == spec
 
 
 # --------------------------------------------------------------------------- final state
 
+
 def _running_job(state=J.RUNNING):
-    job = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, "local-project", "us-central1")
+    job = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        "local-project",
+        "us-central1",
+    )
     job["state"] = state
     return job
 
 
-@pytest.mark.parametrize(("state", "result", "final", "code", "fragment"), [
-    (J.RUNNING, DONE, J.SUCCEEDED, None, None),
-    (J.RUNNING, P.Cancelled(), J.CANCELLED, RPC_CANCELLED, "cancelled"),
-    (J.CANCELLING, DONE, J.CANCELLED, RPC_CANCELLED, "cancelled"),  # an accepted cancel wins
-    (J.RUNNING, P.Failed(RPC_INVALID_ARGUMENT, "Invalid dataset: x"), J.FAILED, RPC_INVALID_ARGUMENT,
-     "Invalid dataset"),
-    (J.RUNNING, Stopped(), J.FAILED, RPC_ABORTED, "stopped during training"),
-    (J.RUNNING, None, J.FAILED, RPC_INTERNAL, "exited unexpectedly (exit code -9)"),
-])
+@pytest.mark.parametrize(
+    ("state", "result", "final", "code", "fragment"),
+    [
+        (J.RUNNING, DONE, J.SUCCEEDED, None, None),
+        (J.RUNNING, P.Cancelled(), J.CANCELLED, RPC_CANCELLED, "cancelled"),
+        (J.CANCELLING, DONE, J.CANCELLED, RPC_CANCELLED, "cancelled"),  # an accepted cancel wins
+        (
+            J.RUNNING,
+            P.Failed(RPC_INVALID_ARGUMENT, "Invalid dataset: x"),
+            J.FAILED,
+            RPC_INVALID_ARGUMENT,
+            "Invalid dataset",
+        ),
+        (J.RUNNING, Stopped(), J.FAILED, RPC_ABORTED, "stopped during training"),
+        (J.RUNNING, None, J.FAILED, RPC_INTERNAL, "exited unexpectedly (exit code -9)"),
+    ],
+)
 def test_settle(state, result, final, code, fragment):
     job = _running_job(state)
     settle(job, result, -9)
@@ -95,39 +121,49 @@ IMAGE = {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}
 
 def test_parse_prompt_takes_the_last_image_of_the_last_user_turn():
     first = {"inlineData": {"mimeType": "image/png", "data": "aGk="}}
-    prompt = parse_prompt({"contents": [
-        {"role": "user", "parts": [{"text": "a"}, first]},
-        {"role": "model", "parts": [{"text": "b"}]},
-        {"parts": [{"text": "c"}, first, IMAGE]},  # role defaults to user
-    ]})
+    prompt = parse_prompt(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "a"}, first]},
+                {"role": "model", "parts": [{"text": "b"}]},
+                {"parts": [{"text": "c"}, first, IMAGE]},  # role defaults to user
+            ]
+        }
+    )
     assert prompt.image_part == IMAGE
     assert (prompt.text, prompt.image_count) == ("a\nb\nc", 3)
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ([], "JSON object"),
-    ({"contents": []}, "non-empty list"),
-    ({"contents": [{"role": "model", "parts": []}]}, "no user turn"),
-    ({"contents": [{"role": "user", "parts": "x"}]}, "'parts' list"),
-    ({"contents": [{"role": "user", "parts": ["x"]}]}, "part must be an object"),
-    ({"contents": [{"role": "user", "parts": [{"text": "t"}]}]}, "no image part"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ([], "JSON object"),
+        ({"contents": []}, "non-empty list"),
+        ({"contents": [{"role": "model", "parts": []}]}, "no user turn"),
+        ({"contents": [{"role": "user", "parts": "x"}]}, "'parts' list"),
+        ({"contents": [{"role": "user", "parts": ["x"]}]}, "part must be an object"),
+        ({"contents": [{"role": "user", "parts": [{"text": "t"}]}]}, "no image part"),
+    ],
+)
 def test_parse_prompt_errors(body, fragment):
     with pytest.raises(ApiError) as exc:
         parse_prompt(body)
     assert exc.value.http_code == 400 and fragment in exc.value.message
 
 
-@pytest.mark.parametrize(("config", "expected"), [
-    (None, GenerationConfig()),
-    ({"temperature": 0.7, "maxOutputTokens": 5000, "seed": "3"}, GenerationConfig(0.7, 1024, 3)),
-    ({"temperature": None, "candidateCount": 1}, GenerationConfig()),
-    ("x", "must be an object"),
-    ({"temperature": 2.5}, "in [0, 2]"),
-    ({"maxOutputTokens": 0}, "must be positive"),
-    ({"maxOutputTokens": float("inf")}, "integers"),
-    ({"candidateCount": 2}, "must be 1"),
-])
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (None, GenerationConfig()),
+        ({"temperature": 0.7, "maxOutputTokens": 5000, "seed": "3"}, GenerationConfig(0.7, 1024, 3)),
+        ({"temperature": None, "candidateCount": 1}, GenerationConfig()),
+        ("x", "must be an object"),
+        ({"temperature": 2.5}, "in [0, 2]"),
+        ({"maxOutputTokens": 0}, "must be positive"),
+        ({"maxOutputTokens": float("inf")}, "integers"),
+        ({"candidateCount": 2}, "must be 1"),
+    ],
+)
 def test_parse_generation_config(config, expected):
     body = {"contents": []} if config is None else {"generationConfig": config}
     if isinstance(expected, GenerationConfig):
@@ -140,11 +176,15 @@ def test_parse_generation_config(config, expected):
 
 # --------------------------------------------------------------------------- path dependency
 
-@pytest.mark.parametrize(("args", "code"), [
-    (("v2", "p", "l"), 404),
-    (("v1", "Bad_Project", "l"), 400),
-    (("v1beta1", "p", "us-central1\n"), 400),
-])
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("v2", "p", "l"), 404),
+        (("v1", "Bad_Project", "l"), 400),
+        (("v1beta1", "p", "us-central1\n"), 400),
+    ],
+)
 def test_location_path_refuses(args, code):
     with pytest.raises(ApiError) as exc:
         location_path(*args)
@@ -160,10 +200,10 @@ def test_location_path_owns_only_its_jobs():
 
 # --------------------------------------------------------------------------- body size
 
+
 def _asgi_post(app, chunks: list[bytes]) -> tuple[int, bytes]:
     """POST a chunked body (no Content-Length) through an ASGI app: (status, app's body)."""
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                for i, c in enumerate(chunks)]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     sent = []
 
     async def receive():
@@ -189,11 +229,14 @@ async def _echo(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.mark.parametrize(("chunks", "status"), [
-    ([b"0123", b"4567"], 200),
-    ([b"0123", b"4567", b"89ab"], 413),
-    ([b"0123456789ab"], 413),
-])
+@pytest.mark.parametrize(
+    ("chunks", "status"),
+    [
+        ([b"0123", b"4567"], 200),
+        ([b"0123", b"4567", b"89ab"], 413),
+        ([b"0123456789ab"], 413),
+    ],
+)
 def test_chunked_bodies_are_capped(chunks, status):
     got, body = _asgi_post(BodySizeLimitMiddleware(_echo, max_body=10), chunks)
     assert got == status
@@ -204,6 +247,7 @@ def test_chunked_bodies_are_capped(chunks, status):
 
 
 # --------------------------------------------------------------------------- module graph
+
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -221,7 +265,7 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
             out |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
     return {m for m in out if m in modules and m != name}
@@ -235,7 +279,7 @@ def test_no_import_cycles():
 
     def visit(module):
         if module in path:
-            pytest.fail("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+            pytest.fail("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
         if module in done:
             return
         path.append(module)
@@ -250,8 +294,9 @@ def test_no_import_cycles():
 
 
 def test_the_training_worker_does_not_import_the_web_server():
-    code = ("import sys, localvertex.jobs.worker; "
-            "print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=PACKAGE.parent)
+    code = (
+        "import sys, localvertex.jobs.worker; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "[]"

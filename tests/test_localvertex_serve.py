@@ -13,9 +13,23 @@ from localvertex.stack import LocalStack
 
 def start_serve(data_dir):
     """The server as `make serve | tee log` starts it: stdout and stderr into one pipe."""
-    return subprocess.Popen([sys.executable, "-m", "localvertex", "serve", "--port", "0", "--storage-port", "0",
-                             "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localvertex",
+            "serve",
+            "--port",
+            "0",
+            "--storage-port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def read_until_up(server, timeout=60.0):

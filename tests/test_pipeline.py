@@ -14,8 +14,15 @@ from pipeline import offline, params
 from pipeline.cli import app
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
 
-TASK_ORDER = ["synthesize-images", "split-manifest", "build-tuning-jsonl", "launch-tuning",
-              "wait-for-tuning", "evaluate-inspector", "summarize-run"]
+TASK_ORDER = [
+    "synthesize-images",
+    "split-manifest",
+    "build-tuning-jsonl",
+    "launch-tuning",
+    "wait-for-tuning",
+    "evaluate-inspector",
+    "summarize-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +31,9 @@ def fresh_yaml(tmp_path_factory):
 
 
 def test_checked_in_yaml_is_up_to_date(fresh_yaml):
-    assert COMPILED_YAML.read_text() == fresh_yaml.read_text(), \
+    assert COMPILED_YAML.read_text() == fresh_yaml.read_text(), (
         "compiled/visual_defect_sft.yaml is stale: run `make compile` and commit it"
+    )
 
 
 def test_tasks_run_in_the_documented_order():
@@ -37,7 +45,7 @@ def test_tasks_run_in_the_documented_order():
     def upstream(name):
         return set(dag[name].get("dependentTasks", []))
 
-    for earlier, later in zip(TASK_ORDER[1:], TASK_ORDER[2:]):
+    for earlier, later in zip(TASK_ORDER[1:], TASK_ORDER[2:], strict=False):
         assert earlier in upstream(later), f"{later} must wait for {earlier}"
     for name in TASK_ORDER[1:]:
         assert dag[name]["taskInfo"]["name"][0].isdigit(), "every task has a numbered display name"
@@ -76,14 +84,17 @@ def test_resolve_fills_defaults_with_their_types():
     assert isinstance(resolved["defect_ratio"], float) and resolved["evaluate_base_model"] is True
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"bucket": "my-bucket"}, "bucket='my-bucket' must be a gs:// URI"),
-    ({"num_images": "0"}, "num_images=0 must be at least 1"),
-    ({"defect_ratio": "1.5"}, r"defect_ratio=1.5 must be in \[0, 1\]"),
-    ({"adapter_size": "3"}, "adapter_size=3 must be one of 1, 2, 4, 8, 16$"),
-    ({"num_image": "3"}, "unknown parameter 'num_image'; did you mean num_images"),
-    ({"epoch_count": "five"}, "epoch_count: 'five' is not a valid int"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"bucket": "my-bucket"}, "bucket='my-bucket' must be a gs:// URI"),
+        ({"num_images": "0"}, "num_images=0 must be at least 1"),
+        ({"defect_ratio": "1.5"}, r"defect_ratio=1.5 must be in \[0, 1\]"),
+        ({"adapter_size": "3"}, "adapter_size=3 must be one of 1, 2, 4, 8, 16$"),
+        ({"num_image": "3"}, "unknown parameter 'num_image'; did you mean num_images"),
+        ({"epoch_count": "five"}, "epoch_count: 'five' is not a valid int"),
+    ],
+)
 def test_resolve_rejects_bad_parameters(overrides, message):
     with pytest.raises(params.ParameterError, match=message):
         params.resolve({"project": "p", "bucket": "gs://b", **overrides})
@@ -94,11 +105,14 @@ def test_resolve_requires_project_and_bucket():
         params.resolve({"bucket": "gs://b"})
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--num-images", "0"], "num_images=0 must be at least 1"),
-    (["run", "--param", "defect_ratio=2"], "defect_ratio=2.0 must be in [0, 1]"),
-    (["run", "--param", "adapter_size"], "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--num-images", "0"], "num_images=0 must be at least 1"),
+        (["run", "--param", "defect_ratio=2"], "defect_ratio=2.0 must be in [0, 1]"),
+        (["run", "--param", "adapter_size"], "expected key=value"),
+    ],
+)
 def test_run_reports_bad_parameters_in_one_line_before_any_work(args, message, tmp_path, monkeypatch):
     monkeypatch.setattr(offline, "RUNS_DIR", tmp_path)
     result = CliRunner().invoke(app, args)
@@ -111,11 +125,13 @@ def test_parse_line_recognises_task_and_progress_lines():
     # Progress is the components' structured record (report_progress), never free text.
     start = offline.parse_line("\x1b[1m12:00:00 - INFO - Executing task 'synthesize-images'\x1b[0m", "")
     assert (start.kind, start.task) == ("start", "synthesize-images")
-    progress = offline.parse_line('    uploaded 20/200 images ::progress:: {"done": 20, "total": 200, "unit": "images"}',
-                                  "synthesize-images")
+    progress = offline.parse_line(
+        '    uploaded 20/200 images ::progress:: {"done": 20, "total": 200, "unit": "images"}', "synthesize-images"
+    )
     assert (progress.kind, progress.task, progress.done, progress.total) == ("progress", "synthesize-images", 20, 200)
-    epochs = offline.parse_line('tuned 3/5 epochs ::progress:: {"done": 3, "total": 5, "unit": "epochs"}',
-                                "wait-for-tuning")
+    epochs = offline.parse_line(
+        'tuned 3/5 epochs ::progress:: {"done": 3, "total": 5, "unit": "epochs"}', "wait-for-tuning"
+    )
     assert (epochs.done, epochs.total) == (3, 5)
     end = offline.parse_line("Task 'split-manifest' finished with status FAILURE", "split-manifest")
     assert (end.kind, end.status) == ("end", "FAILURE")
@@ -124,11 +140,14 @@ def test_parse_line_recognises_task_and_progress_lines():
     assert offline.parse_line('x ::progress:: {"done": "3"}', "x") is None  # a malformed record is ignored
 
 
-@pytest.mark.parametrize("done, total, unit, note, expected_text", [
-    (20, 200, "images", "uploaded", "uploaded 20/200 images"),
-    (1, 10, "", "tuned: evaluated", "tuned: evaluated 1/10"),
-    (3, 5, "epochs", "", "3/5 epochs"),
-])
+@pytest.mark.parametrize(
+    "done, total, unit, note, expected_text",
+    [
+        (20, 200, "images", "uploaded", "uploaded 20/200 images"),
+        (1, 10, "", "tuned: evaluated", "tuned: evaluated 1/10"),
+        (3, 5, "epochs", "", "3/5 epochs"),
+    ],
+)
 def test_report_progress_round_trips(capsys, done, total, unit, note, expected_text):
     from components.helpers import PROGRESS_MARK, parse_progress, report_progress
 
@@ -151,7 +170,8 @@ def _all_tasks(node):
 
 
 def test_cli_and_pipeline_share_task_titles():
-    from pipeline import cli, pipeline as dag
+    from pipeline import cli
+    from pipeline import pipeline as dag
 
     assert cli.TASK_TITLES is dag.TASK_TITLES
     spec = yaml.safe_load(dag.COMPILED_YAML.read_text())
@@ -161,19 +181,24 @@ def test_cli_and_pipeline_share_task_titles():
 
 def test_a_failing_task_is_named_with_its_own_error(tmp_path):
     log = tmp_path / "pipeline.log"
-    log.write_text("Executing task 'launch-tuning'\n    Traceback (most recent call last):\n"
-                   "    google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model\n"
-                   "Task 'launch-tuning' finished with status FAILURE\n"
-                   "RuntimeError: Pipeline 'visual-defect-sft' finished with status FAILURE.\n")
+    log.write_text(
+        "Executing task 'launch-tuning'\n    Traceback (most recent call last):\n"
+        "    google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model\n"
+        "Task 'launch-tuning' finished with status FAILURE\n"
+        "RuntimeError: Pipeline 'visual-defect-sft' finished with status FAILURE.\n"
+    )
     tail = offline.task_log_tail(tmp_path, "launch-tuning")
     assert "RuntimeError" not in tail
     assert offline._exception_line(tail) == "google.genai.errors.ClientError: 400 INVALID_ARGUMENT. bad base model"
 
 
 def _failed_import_log(reasons: int) -> list[str]:
-    lines = ["Executing task 'import-dataset'", "    Traceback (most recent call last):",
-             '      File "/tmp/x/ephemeral_component.py", line 402, in fail',
-             "    ValueError: import_dataset: 3 problem(s) reading the dataset in gs://b/d.jsonl; no manifest was written:"]
+    lines = [
+        "Executing task 'import-dataset'",
+        "    Traceback (most recent call last):",
+        '      File "/tmp/x/ephemeral_component.py", line 402, in fail',
+        "    ValueError: import_dataset: 3 problem(s) reading the dataset in gs://b/d.jsonl; no manifest was written:",
+    ]
     lines += [f"      d.jsonl line {i}: 0 images in the user turns" for i in range(1, reasons + 1)]
     return lines + ["    ", ""]
 
@@ -183,8 +208,9 @@ def test_exception_text_keeps_the_reasons_under_the_error(reasons, shown, more, 
     text = offline.exception_text(_failed_import_log(reasons), log_path=tmp_path / "pipeline.log")
     first, *rest = text.splitlines()
     assert first.startswith("ValueError: import_dataset: 3 problem(s)")
-    assert [line.strip() for line in rest[:shown]] == [f"d.jsonl line {i}: 0 images in the user turns"
-                                                      for i in range(1, shown + 1)]
+    assert [line.strip() for line in rest[:shown]] == [
+        f"d.jsonl line {i}: 0 images in the user turns" for i in range(1, shown + 1)
+    ]
     if more:
         assert rest[-1].strip() == f"... and {more} more line(s) in {tmp_path / 'pipeline.log'}"
     else:
@@ -194,12 +220,20 @@ def test_exception_text_keeps_the_reasons_under_the_error(reasons, shown, more, 
 def test_a_rejected_dataset_shows_its_reasons_in_the_terminal(tmp_path, monkeypatch):
     """Issue 15: the per-line reasons reach the user, not only runs/<id>/pipeline.log."""
     bad = tmp_path / "wrong.jsonl"
-    example = {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
-                            {"role": "model", "parts": [{"text": "Status: Pass"}]}]}
+    example = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "hi"}]},
+            {"role": "model", "parts": [{"text": "Status: Pass"}]},
+        ]
+    }
     bad.write_text("\n".join(json.dumps(example) for _ in range(3)) + "\n")
     monkeypatch.setenv("PIPELINE_RUNS_DIR", str(tmp_path / "runs"))
-    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--dataset", str(bad),
-                             "--data-dir", str(tmp_path / "lv")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--dataset", str(bad), "--data-dir", str(tmp_path / "lv")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "failed in import-dataset" in result.stderr
     for line in (1, 2, 3):

@@ -114,8 +114,15 @@ class FakeGoogle(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         path, query = unquote(url.path), parse_qs(url.query)
         state = self.server.state
-        state["requests"].append({"method": method, "path": path, "query": query,
-                                  "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+        state["requests"].append(
+            {
+                "method": method,
+                "path": path,
+                "query": query,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+            }
+        )
         # Cloud Storage: the SDK checks that the pipeline_root bucket exists and is the project's.
         if path.startswith("/storage/v1/b/"):
             return self._reply(200, {"name": path.split("/")[4], "projectNumber": "123456"})
@@ -124,14 +131,21 @@ class FakeGoogle(BaseHTTPRequestHandler):
             return self._reply(200, f"{PIPELINE_NAME}/sha256:0123abcd")
         if not path.startswith("/v1/"):
             return self._reply(404, {"error": {"code": 404, "message": "no route", "status": "NOT_FOUND"}})
-        name = path[len("/v1/"):]
+        name = path[len("/v1/") :]
         if name.endswith("/pipelineJobs") and method == "POST":
             job = json.loads(body)
             job_id = query["pipelineJobId"][0]
-            parent = name[:-len("/pipelineJobs")]
-            job.update(name=f"{parent}/pipelineJobs/{job_id}", state="PIPELINE_STATE_RUNNING",
-                       jobDetail={"pipelineRunContext": {"name": f"{parent}/metadataStores/default/contexts/{job_id}",
-                                                         "schemaTitle": "system.PipelineRun"}})
+            parent = name[: -len("/pipelineJobs")]
+            job.update(
+                name=f"{parent}/pipelineJobs/{job_id}",
+                state="PIPELINE_STATE_RUNNING",
+                jobDetail={
+                    "pipelineRunContext": {
+                        "name": f"{parent}/metadataStores/default/contexts/{job_id}",
+                        "schemaTitle": "system.PipelineRun",
+                    }
+                },
+            )
             state["jobs"][job["name"]] = job
             return self._reply(200, job)
         if name == f"{PARENT}/pipelineJobs" and method == "GET":
@@ -145,8 +159,9 @@ class FakeGoogle(BaseHTTPRequestHandler):
         if name.startswith(CONTEXTS + "/") and method == "GET":
             context_id = name.rsplit("/", 1)[-1]
             if context_id in state["experiments"]:
-                return self._reply(200, {"name": name, "displayName": context_id,
-                                         "schemaTitle": "system.Experiment", "metadata": {}})
+                return self._reply(
+                    200, {"name": name, "displayName": context_id, "schemaTitle": "system.Experiment", "metadata": {}}
+                )
         if name == f"{PARENT}/metadataStores/default/executions":
             return self._reply(200, {"executions": state["executions"]})
         if name == f"{PARENT}/metadataStores/default/artifacts":
@@ -161,8 +176,14 @@ class FakeGoogle(BaseHTTPRequestHandler):
         if name.endswith((":pause", ":resume")) and name.split(":")[0] in state["schedules"]:
             return self._reply(200, {})
         if name in state["schedules"] and method == "DELETE":
-            return self._reply(200, {"name": f"{PARENT}/operations/7", "done": True,
-                                     "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
+            return self._reply(
+                200,
+                {
+                    "name": f"{PARENT}/operations/7",
+                    "done": True,
+                    "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
+                },
+            )
         if name in state["schedules"]:
             return self._reply(200, state["schedules"][name])
         return self._reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
@@ -172,8 +193,14 @@ class FakeGoogle(BaseHTTPRequestHandler):
 def google_api(monkeypatch, adc):
     """A loopback Google: the SDKs' requests land here and are recorded in server.state."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGoogle)
-    server.state = {"requests": [], "jobs": {}, "schedules": {}, "experiments": set(),
-                    "executions": [], "artifacts": []}
+    server.state = {
+        "requests": [],
+        "jobs": {},
+        "schedules": {},
+        "experiments": set(),
+        "executions": [],
+        "artifacts": [],
+    }
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -210,17 +237,27 @@ def requests_to(server, method, suffix):
 
 
 def test_build_job_request_carries_parameters_root_labels(template):
-    aiplatform.init(project=PROJECT, location=LOCATION,
-                    credentials=google.auth.credentials.AnonymousCredentials())
-    job = vertex.build_job(project=PROJECT, location=LOCATION, bucket=BUCKET,
-                           assignments=["num_images=400", "evaluate_base_model=true", "defect_ratio=0.25"],
-                           experiment="qc-exp", display_name="nightly-check", template=template)
+    aiplatform.init(project=PROJECT, location=LOCATION, credentials=google.auth.credentials.AnonymousCredentials())
+    job = vertex.build_job(
+        project=PROJECT,
+        location=LOCATION,
+        bucket=BUCKET,
+        assignments=["num_images=400", "evaluate_base_model=true", "defect_ratio=0.25"],
+        experiment="qc-exp",
+        display_name="nightly-check",
+        template=template,
+    )
     request = job.to_dict()
     runtime = request["runtimeConfig"]
     assert runtime["gcsOutputDirectory"] == "gs://qc-bucket/pipeline_root"
-    assert runtime["parameterValues"] == {"project": PROJECT, "location": LOCATION, "bucket": BUCKET,
-                                          "num_images": 400, "evaluate_base_model": True,
-                                          "defect_ratio": 0.25}
+    assert runtime["parameterValues"] == {
+        "project": PROJECT,
+        "location": LOCATION,
+        "bucket": BUCKET,
+        "num_images": 400,
+        "evaluate_base_model": True,
+        "defect_ratio": 0.25,
+    }
     assert request["labels"] == {"pipeline": PIPELINE_NAME, "trigger": "submit", "experiment": "qc-exp"}
     assert request["displayName"] == "nightly-check"
     assert request["pipelineSpec"]["pipelineInfo"]["name"] == PIPELINE_NAME
@@ -233,22 +270,40 @@ def _task_caching(request) -> dict:
 
 
 def test_cache_keeps_compiled_choices_and_no_cache_turns_all_off(template):
-    aiplatform.init(project=PROJECT, location=LOCATION,
-                    credentials=google.auth.credentials.AnonymousCredentials())
-    default = _task_caching(vertex.build_job(project=PROJECT, location=LOCATION, bucket=BUCKET,
-                                             template=template).to_dict())
+    aiplatform.init(project=PROJECT, location=LOCATION, credentials=google.auth.credentials.AnonymousCredentials())
+    default = _task_caching(
+        vertex.build_job(project=PROJECT, location=LOCATION, bucket=BUCKET, template=template).to_dict()
+    )
     assert default["split-manifest"] is True  # a data step stays cached
     assert default["launch-tuning"] is False and default["wait-for-tuning"] is False  # never a stale tuning
-    off = _task_caching(vertex.build_job(project=PROJECT, location=LOCATION, bucket=BUCKET, cache=False,
-                                         template=template).to_dict())
+    off = _task_caching(
+        vertex.build_job(project=PROJECT, location=LOCATION, bucket=BUCKET, cache=False, template=template).to_dict()
+    )
     assert set(off.values()) == {False}
 
 
 def test_submit_sends_the_job_and_links_the_experiment(cli, google_api, template):
     google_api.state["experiments"].add("qc-exp")
-    result = cli("submit", "--project", PROJECT, "--location", LOCATION, "--bucket", BUCKET,
-                 "--experiment", "qc-exp", "--service-account", "runner@test-project.iam.gserviceaccount.com",
-                 "--no-cache", "-p", "epoch_count=3", "--display-name", "try-3-epochs", "--template", template)
+    result = cli(
+        "submit",
+        "--project",
+        PROJECT,
+        "--location",
+        LOCATION,
+        "--bucket",
+        BUCKET,
+        "--experiment",
+        "qc-exp",
+        "--service-account",
+        "runner@test-project.iam.gserviceaccount.com",
+        "--no-cache",
+        "-p",
+        "epoch_count=3",
+        "--display-name",
+        "try-3-epochs",
+        "--template",
+        template,
+    )
     assert result.exit_code == 0, result.output
     [create] = requests_to(google_api, "POST", f"{PARENT}/pipelineJobs")
     job = json.loads(create["body"])
@@ -256,16 +311,21 @@ def test_submit_sends_the_job_and_links_the_experiment(cli, google_api, template
     assert job["displayName"] == "try-3-epochs"
     assert job["serviceAccount"] == "runner@test-project.iam.gserviceaccount.com"
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://qc-bucket/pipeline_root"
-    assert job["runtimeConfig"]["parameterValues"] == {"project": PROJECT, "location": LOCATION,
-                                                       "bucket": BUCKET, "epoch_count": 3}
+    assert job["runtimeConfig"]["parameterValues"] == {
+        "project": PROJECT,
+        "location": LOCATION,
+        "bucket": BUCKET,
+        "epoch_count": 3,
+    }
     assert job["labels"]["experiment"] == "qc-exp"
     assert set(_task_caching(job).values()) == {False}
     job_id = create["query"]["pipelineJobId"][0]
     # The SDK then adds the run's context to the experiment's.
     [link] = requests_to(google_api, "POST", f"{CONTEXTS}/qc-exp:addContextChildren")
     assert json.loads(link["body"]) == {"childContexts": [f"{CONTEXTS}/{job_id}"]}
-    assert (f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/{job_id}"
-            f"?project={PROJECT}") in result.stdout
+    assert (
+        f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/{job_id}?project={PROJECT}"
+    ) in result.stdout
 
 
 def test_submit_takes_the_project_from_adc(cli, google_api, template):
@@ -275,15 +335,18 @@ def test_submit_takes_the_project_from_adc(cli, google_api, template):
     assert json.loads(create["body"])["runtimeConfig"]["parameterValues"]["project"] == "adc-project"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-p", "num_imags=10"], "unknown parameter 'num_imags'; did you mean num_images?"),
-    (["-p", "num_images=many"], "num_images: 'many' is not a valid int"),
-    (["-p", "adapter_size=3"], "adapter_size=3 must be one of"),
-    (["-p", "defect_ratio=1.5"], "defect_ratio=1.5 must be in [0, 1]"),
-    (["-p", "epoch_count"], "expected key=value"),
-    (["-p", "project=other"], "use --project instead"),
-    (["--experiment", "QC_Exp"], "--experiment 'QC_Exp'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "num_imags=10"], "unknown parameter 'num_imags'; did you mean num_images?"),
+        (["-p", "num_images=many"], "num_images: 'many' is not a valid int"),
+        (["-p", "adapter_size=3"], "adapter_size=3 must be one of"),
+        (["-p", "defect_ratio=1.5"], "defect_ratio=1.5 must be in [0, 1]"),
+        (["-p", "epoch_count"], "expected key=value"),
+        (["-p", "project=other"], "use --project instead"),
+        (["--experiment", "QC_Exp"], "--experiment 'QC_Exp'"),
+    ],
+)
 def test_bad_parameters_exit_2_with_one_line_before_any_request(cli, google_api, template, args, message):
     for command in (["submit"], ["schedule", "--cron", "0 2 * * *"]):
         result = cli(*command, "--project", PROJECT, "--bucket", BUCKET, "--template", template, *args)
@@ -313,9 +376,11 @@ def test_missing_adc_is_one_helpful_line(cli, monkeypatch, template):
         raise google.auth.exceptions.DefaultCredentialsError("Your default credentials were not found.")
 
     monkeypatch.setattr(google.auth, "default", no_adc)
-    for args in (["submit", "--project", PROJECT, "--bucket", BUCKET, "--template", template],
-                 ["compare", "--experiment", "qc-exp"],
-                 ["upload", "--repo", "https://europe-west4-kfp.pkg.dev/p/r", "--template", template]):
+    for args in (
+        ["submit", "--project", PROJECT, "--bucket", BUCKET, "--template", template],
+        ["compare", "--experiment", "qc-exp"],
+        ["upload", "--repo", "https://europe-west4-kfp.pkg.dev/p/r", "--template", template],
+    ):
         result = cli(*args)
         assert result.exit_code == 1, result.output
         assert "gcloud auth application-default login" in result.output
@@ -324,8 +389,19 @@ def test_missing_adc_is_one_helpful_line(cli, monkeypatch, template):
 
 def test_api_errors_are_one_line(cli, google_api, template):
     # No experiment context on the server: the SDK's get_or_create then fails to create it (404 here).
-    result = cli("submit", "--project", PROJECT, "--location", LOCATION, "--bucket", BUCKET,
-                 "--experiment", "missing-exp", "--template", template)
+    result = cli(
+        "submit",
+        "--project",
+        PROJECT,
+        "--location",
+        LOCATION,
+        "--bucket",
+        BUCKET,
+        "--experiment",
+        "missing-exp",
+        "--template",
+        template,
+    )
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and "missing-exp" in result.output
     assert requests_to(google_api, "POST", f"{PARENT}/pipelineJobs") == []  # nothing was created
@@ -335,10 +411,27 @@ def test_api_errors_are_one_line(cli, google_api, template):
 
 
 def test_schedule_request(cli, google_api, template):
-    result = cli("schedule", "--cron", "CRON_TZ=Europe/Berlin 0 2 * * *", "--name", "qc-nightly",
-                 "--project", PROJECT, "--location", LOCATION, "--bucket", BUCKET, "--experiment", "qc-exp",
-                 "--service-account", "runner@test-project.iam.gserviceaccount.com", "-p", "num_images=300",
-                 "--template", template)
+    result = cli(
+        "schedule",
+        "--cron",
+        "CRON_TZ=Europe/Berlin 0 2 * * *",
+        "--name",
+        "qc-nightly",
+        "--project",
+        PROJECT,
+        "--location",
+        LOCATION,
+        "--bucket",
+        BUCKET,
+        "--experiment",
+        "qc-exp",
+        "--service-account",
+        "runner@test-project.iam.gserviceaccount.com",
+        "-p",
+        "num_images=300",
+        "--template",
+        template,
+    )
     assert result.exit_code == 0, result.output
     [create] = requests_to(google_api, "POST", f"{PARENT}/schedules")
     schedule = json.loads(create["body"])
@@ -364,8 +457,13 @@ def test_schedule_request(cli, google_api, template):
 
 def test_schedule_list_pause_resume_delete(cli, google_api):
     google_api.state["schedules"][f"{PARENT}/schedules/42"] = {
-        "name": f"{PARENT}/schedules/42", "displayName": "qc-nightly", "cron": "0 2 * * *",
-        "state": "ACTIVE", "startedRunCount": "3", "createPipelineJobRequest": {"parent": PARENT}}
+        "name": f"{PARENT}/schedules/42",
+        "displayName": "qc-nightly",
+        "cron": "0 2 * * *",
+        "state": "ACTIVE",
+        "startedRunCount": "3",
+        "createPipelineJobRequest": {"parent": PARENT},
+    }
     where = ["--project", PROJECT, "--location", LOCATION]
     listed = cli("schedule", "--list", *where)
     assert listed.exit_code == 0, listed.output
@@ -404,8 +502,19 @@ def test_help_explains_scheduled_runs_and_experiments(cli):
 
 def test_upload_posts_yaml_and_tags_to_the_registry(cli, google_api, template):
     repo = f"{google_api.url}/kfp-repo"
-    result = cli("upload", "--repo", repo, "--tag", "latest", "--tag", "v7",
-                 "--description", "QC inspector tuning", "--template", template)
+    result = cli(
+        "upload",
+        "--repo",
+        repo,
+        "--tag",
+        "latest",
+        "--tag",
+        "v7",
+        "--description",
+        "QC inspector tuning",
+        "--template",
+        template,
+    )
     assert result.exit_code == 0, result.output
     [upload] = requests_to(google_api, "POST", "/kfp-repo")
     assert upload["headers"]["authorization"] == "Bearer test-token"
@@ -420,8 +529,9 @@ def test_upload_posts_yaml_and_tags_to_the_registry(cli, google_api, template):
 
 
 def test_upload_refuses_version_like_tags(cli, template):
-    result = cli("upload", "--repo", "https://us-central1-kfp.pkg.dev/p/r", "--tag", "sha256:abc",
-                 "--template", template)
+    result = cli(
+        "upload", "--repo", "https://us-central1-kfp.pkg.dev/p/r", "--tag", "sha256:abc", "--template", template
+    )
     assert result.exit_code == 2 and "sha256" in result.output
 
 
@@ -430,33 +540,70 @@ def test_upload_refuses_version_like_tags(cli, template):
 
 def experiment_df() -> pd.DataFrame:
     """Shaped like aiplatform.get_experiment_df() for pipeline runs."""
-    return pd.DataFrame([
-        {"experiment_name": "qc-exp", "run_name": "visual-defect-sft-20250101000000",
-         "run_type": "system.PipelineRun", "state": "COMPLETE", "param.num_images": 200.0,
-         "param.epoch_count": 5.0, "metric.split_train_examples": 160.0, "metric.train_example_count": 160.0,
-         "metric.eval_defect_type_accuracy": 0.9, "metric.eval_status_accuracy": 0.85,
-         "metric.base_eval_status_accuracy": 0.5, "metric.jsonl_train_lines": 160.0},
-        {"experiment_name": "qc-exp", "run_name": "visual-defect-sft-20250102000000",
-         "run_type": "system.PipelineRun", "state": "FAILED", "param.num_images": 400.0,
-         "param.epoch_count": 3.0, "metric.split_train_examples": 320.0, "metric.train_example_count": None,
-         "metric.eval_defect_type_accuracy": None, "metric.eval_status_accuracy": None,
-         "metric.base_eval_status_accuracy": None, "metric.jsonl_train_lines": 320.0},
-        {"experiment_name": "qc-exp", "run_name": "visual-defect-sft-20250103000000",
-         "run_type": "system.PipelineRun", "state": "COMPLETE", "param.num_images": 400.0,
-         "param.epoch_count": 8.0, "metric.split_train_examples": 320.0, "metric.train_example_count": 320.0,
-         "metric.eval_defect_type_accuracy": 0.97, "metric.eval_status_accuracy": 0.975,
-         "metric.base_eval_status_accuracy": 0.5, "metric.jsonl_train_lines": 320.0},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "experiment_name": "qc-exp",
+                "run_name": "visual-defect-sft-20250101000000",
+                "run_type": "system.PipelineRun",
+                "state": "COMPLETE",
+                "param.num_images": 200.0,
+                "param.epoch_count": 5.0,
+                "metric.split_train_examples": 160.0,
+                "metric.train_example_count": 160.0,
+                "metric.eval_defect_type_accuracy": 0.9,
+                "metric.eval_status_accuracy": 0.85,
+                "metric.base_eval_status_accuracy": 0.5,
+                "metric.jsonl_train_lines": 160.0,
+            },
+            {
+                "experiment_name": "qc-exp",
+                "run_name": "visual-defect-sft-20250102000000",
+                "run_type": "system.PipelineRun",
+                "state": "FAILED",
+                "param.num_images": 400.0,
+                "param.epoch_count": 3.0,
+                "metric.split_train_examples": 320.0,
+                "metric.train_example_count": None,
+                "metric.eval_defect_type_accuracy": None,
+                "metric.eval_status_accuracy": None,
+                "metric.base_eval_status_accuracy": None,
+                "metric.jsonl_train_lines": 320.0,
+            },
+            {
+                "experiment_name": "qc-exp",
+                "run_name": "visual-defect-sft-20250103000000",
+                "run_type": "system.PipelineRun",
+                "state": "COMPLETE",
+                "param.num_images": 400.0,
+                "param.epoch_count": 8.0,
+                "metric.split_train_examples": 320.0,
+                "metric.train_example_count": 320.0,
+                "metric.eval_defect_type_accuracy": 0.97,
+                "metric.eval_status_accuracy": 0.975,
+                "metric.base_eval_status_accuracy": 0.5,
+                "metric.jsonl_train_lines": 320.0,
+            },
+        ]
+    )
 
 
 def test_order_runs_best_first_eval_columns_first():
     ordered = vertex.order_runs(experiment_df())
-    assert list(ordered["run_name"]) == ["visual-defect-sft-20250103000000", "visual-defect-sft-20250101000000",
-                                         "visual-defect-sft-20250102000000"]  # no accuracy: last
+    assert list(ordered["run_name"]) == [
+        "visual-defect-sft-20250103000000",
+        "visual-defect-sft-20250101000000",
+        "visual-defect-sft-20250102000000",
+    ]  # no accuracy: last
     metrics = [c for c in ordered.columns if c.startswith("metric.")]
-    assert metrics == ["metric.eval_status_accuracy", "metric.eval_defect_type_accuracy",
-                       "metric.base_eval_status_accuracy", "metric.train_example_count",
-                       "metric.jsonl_train_lines", "metric.split_train_examples"]
+    assert metrics == [
+        "metric.eval_status_accuracy",
+        "metric.eval_defect_type_accuracy",
+        "metric.base_eval_status_accuracy",
+        "metric.train_example_count",
+        "metric.jsonl_train_lines",
+        "metric.split_train_examples",
+    ]
     assert list(ordered.columns[:3]) == ["run_name", "source", "state"]
     assert ordered.columns.get_loc("metric.split_train_examples") < ordered.columns.get_loc("param.epoch_count")
 
@@ -485,9 +632,13 @@ def test_order_runs_without_eval_metric_or_runs():
 
 
 def test_labelled_run_row_matches_experiment_columns():
-    row = vertex.labelled_run_row("qc-exp", "visual-defect-sft-1", "SUCCEEDED",
-                                  {"input:num_images": 200.0, "other": 1},
-                                  [{"split_train_examples": 160.0}, {"eval_status_accuracy": 0.9}])
+    row = vertex.labelled_run_row(
+        "qc-exp",
+        "visual-defect-sft-1",
+        "SUCCEEDED",
+        {"input:num_images": 200.0, "other": 1},
+        [{"split_train_examples": 160.0}, {"eval_status_accuracy": 0.9}],
+    )
     assert row["param.num_images"] == 200.0 and "param.other" not in row
     assert row["metric.eval_status_accuracy"] == 0.9 and row["metric.split_train_examples"] == 160.0
     assert row["source"] == "label"
@@ -503,15 +654,27 @@ def test_compare_merges_experiment_and_labelled_runs_and_writes_csv(cli, google_
     monkeypatch.setattr(aiplatform, "get_experiment_df", fake_get_experiment_df)
     scheduled = f"{PARENT}/pipelineJobs/visual-defect-sft-20250104000000"
     google_api.state["jobs"][scheduled] = {
-        "name": scheduled, "state": "PIPELINE_STATE_SUCCEEDED", "labels": {"experiment": "qc-exp"},
-        "jobDetail": {"pipelineRunContext": {"name": f"{CONTEXTS}/visual-defect-sft-20250104000000"}}}
+        "name": scheduled,
+        "state": "PIPELINE_STATE_SUCCEEDED",
+        "labels": {"experiment": "qc-exp"},
+        "jobDetail": {"pipelineRunContext": {"name": f"{CONTEXTS}/visual-defect-sft-20250104000000"}},
+    }
     in_experiment = f"{PARENT}/pipelineJobs/visual-defect-sft-20250101000000"  # already a row: not added twice
     google_api.state["jobs"][in_experiment] = {
-        "name": in_experiment, "state": "PIPELINE_STATE_SUCCEEDED", "labels": {"experiment": "qc-exp"}}
-    google_api.state["executions"] = [{"name": "e", "schemaTitle": "system.Run",
-                                       "metadata": {"input:num_images": 600, "input:epoch_count": 5}}]
-    google_api.state["artifacts"] = [{"name": "a", "schemaTitle": "system.Metrics",
-                                      "metadata": {"eval_status_accuracy": 0.99, "split_train_examples": 480}}]
+        "name": in_experiment,
+        "state": "PIPELINE_STATE_SUCCEEDED",
+        "labels": {"experiment": "qc-exp"},
+    }
+    google_api.state["executions"] = [
+        {"name": "e", "schemaTitle": "system.Run", "metadata": {"input:num_images": 600, "input:epoch_count": 5}}
+    ]
+    google_api.state["artifacts"] = [
+        {
+            "name": "a",
+            "schemaTitle": "system.Metrics",
+            "metadata": {"eval_status_accuracy": 0.99, "split_train_examples": 480},
+        }
+    ]
     monkeypatch.setattr(vertex, "out", Console(width=300))
     csv = tmp_path / "runs.csv"
     result = cli("compare", "--experiment", "qc-exp", "--project", PROJECT, "--location", LOCATION, "--csv", csv)
@@ -521,10 +684,15 @@ def test_compare_merges_experiment_and_labelled_runs_and_writes_csv(cli, google_
     assert listing["query"]["filter"] == ['labels.experiment="qc-exp"']
     [executions] = requests_to(google_api, "GET", "/metadataStores/default/executions")
     assert executions["query"]["filter"] == [
-        f'in_context("{CONTEXTS}/visual-defect-sft-20250104000000") AND schema_title="system.Run"']
+        f'in_context("{CONTEXTS}/visual-defect-sft-20250104000000") AND schema_title="system.Run"'
+    ]
     written = pd.read_csv(csv)
-    assert list(written["run_name"]) == ["visual-defect-sft-20250104000000", "visual-defect-sft-20250103000000",
-                                         "visual-defect-sft-20250101000000", "visual-defect-sft-20250102000000"]
+    assert list(written["run_name"]) == [
+        "visual-defect-sft-20250104000000",
+        "visual-defect-sft-20250103000000",
+        "visual-defect-sft-20250101000000",
+        "visual-defect-sft-20250102000000",
+    ]
     assert written.loc[0, "source"] == "label" and written.loc[0, "param.num_images"] == 600
     assert written.columns[3] == "metric.eval_status_accuracy"
     assert "visual-defect-sft-20250104000000" in result.stdout

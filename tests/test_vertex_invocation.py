@@ -29,9 +29,11 @@ from pipeline.pipeline import COMPILED_YAML
 LOCATION = "us-central1"
 
 needs_pid_namespace = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None
+    os.geteuid() != 0
+    or shutil.which("unshare") is None
     or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode != 0,
-    reason="needs root and unshare to start a process as PID 1 of its own namespace")
+    reason="needs root and unshare to start a process as PID 1 of its own namespace",
+)
 
 
 def compiled_task(task: str) -> tuple[dict, dict]:
@@ -42,8 +44,9 @@ def compiled_task(task: str) -> tuple[dict, dict]:
 
 def stub_pip(command: list[str]) -> list[str]:
     """The command with its ``pip install`` step replaced by ``true`` (packages are installed here)."""
-    return [re.sub(r"PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install [^&]*&&", "true &&", part)
-            for part in command]
+    return [
+        re.sub(r"PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install [^&]*&&", "true &&", part) for part in command
+    ]
 
 
 def executor_input(component: dict, arguments: dict, root: Path) -> str:
@@ -59,9 +62,13 @@ def executor_input(component: dict, arguments: dict, root: Path) -> str:
 def start_as_pid1(command: list[str], args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """``unshare`` forks the task as PID 1 of a new PID namespace; stdout+stderr go to ``log``."""
     venv_bin = str(Path(sys.executable).parent)
-    return subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *command, *args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=log.parent,
-                            env={**env, "PATH": f"{venv_bin}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", *command, *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=log.parent,
+        env={**env, "PATH": f"{venv_bin}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def namespace_init(unshare: subprocess.Popen, timeout: float = 10.0) -> int:
@@ -92,8 +99,11 @@ def running_job(local_stack, tiny_train_jsonl):
     from google.genai import types
 
     client = genai.Client(vertexai=True, project=local_stack.project, location=LOCATION)
-    job = client.tunings.tune(base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=tiny_train_jsonl),
-                              config=types.CreateTuningJobConfig(epoch_count=100))
+    job = client.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri=tiny_train_jsonl),
+        config=types.CreateTuningJobConfig(epoch_count=100),
+    )
     wait_for(lambda: client.tunings.get(name=job.name).state.name == "JOB_STATE_RUNNING", 120, "the job to run")
     yield client, job.name
     if not client.tunings.get(name=job.name).has_ended:
@@ -115,10 +125,27 @@ def tiny_train_jsonl(local_stack):
         Image.new("RGB", (32, 32), "#5555AA" if i % 2 else "#FF3333").save(buffer, "PNG")
         bucket.blob(f"invocation/{i}.png").upload_from_string(buffer.getvalue(), content_type="image/png")
         label = "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body."
-        lines.append(json.dumps({"contents": [
-            {"role": "user", "parts": [{"text": "Inspect."}, {"fileData": {
-                "mimeType": "image/png", "fileUri": f"gs://{local_stack.bucket}/invocation/{i}.png"}}]},
-            {"role": "model", "parts": [{"text": label}]}]}))
+        lines.append(
+            json.dumps(
+                {
+                    "contents": [
+                        {
+                            "role": "user",
+                            "parts": [
+                                {"text": "Inspect."},
+                                {
+                                    "fileData": {
+                                        "mimeType": "image/png",
+                                        "fileUri": f"gs://{local_stack.bucket}/invocation/{i}.png",
+                                    }
+                                },
+                            ],
+                        },
+                        {"role": "model", "parts": [{"text": label}]},
+                    ]
+                }
+            )
+        )
     bucket.blob("invocation/train.jsonl").upload_from_string("\n".join(lines))
     return f"gs://{local_stack.bucket}/invocation/train.jsonl"
 
@@ -129,8 +156,14 @@ def run_compiled_task(task: str, arguments: dict, root: Path, env: dict) -> subp
     args = [executor_input(component, arguments, root) if a == "{{$}}" else a for a in container["args"]]
     venv_bin = str(Path(sys.executable).parent)
     root.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*stub_pip(container["command"]), *args], capture_output=True, text=True, timeout=120,
-                          cwd=root, env={**env, "PATH": f"{venv_bin}:{os.environ['PATH']}"})
+    return subprocess.run(
+        [*stub_pip(container["command"]), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**env, "PATH": f"{venv_bin}:{os.environ['PATH']}"},
+    )
 
 
 def launched_job(run: subprocess.CompletedProcess) -> str:
@@ -142,12 +175,16 @@ def launched_job(run: subprocess.CompletedProcess) -> str:
 def test_a_retried_launch_resumes_its_job_and_never_starts_a_second(local_stack, tiny_train_jsonl, tmp_path):
     """A retry is the same command and executor input again; a new pod has lost its output files."""
     from google import genai
-    from google.genai import types
 
     client = genai.Client(vertexai=True, project=local_stack.project, location=LOCATION)
     run_id = f"retry-{time.time_ns()}"
-    arguments = {"project": local_stack.project, "location": LOCATION, "train_jsonl_uri": tiny_train_jsonl,
-                 "epoch_count": 100, "pipeline_run_id": run_id}
+    arguments = {
+        "project": local_stack.project,
+        "location": LOCATION,
+        "train_jsonl_uri": tiny_train_jsonl,
+        "epoch_count": 100,
+        "pipeline_run_id": run_id,
+    }
     first = launched_job(run_compiled_task("launch-tuning", arguments, tmp_path / "attempt", local_stack.env))
     try:
         # Attempt 2 in the same sandbox: its gcp_resources output names the job.
@@ -157,12 +194,14 @@ def test_a_retried_launch_resumes_its_job_and_never_starts_a_second(local_stack,
         fresh = run_compiled_task("launch-tuning", arguments, tmp_path / "new-pod", local_stack.env)
         assert launched_job(fresh) == first and "resuming tuning job" in fresh.stdout
         # Another run of the pipeline is another job.
-        other = run_compiled_task("launch-tuning", {**arguments, "pipeline_run_id": run_id + "-b"},
-                                  tmp_path / "other-run", local_stack.env)
+        other = run_compiled_task(
+            "launch-tuning", {**arguments, "pipeline_run_id": run_id + "-b"}, tmp_path / "other-run", local_stack.env
+        )
         second = launched_job(other)
         assert second != first
-        mine = [j.name for j in client.tunings.list() if (j.labels or {}).get("kfp_launch")
-                and j.name in (first, second)]
+        mine = [
+            j.name for j in client.tunings.list() if (j.labels or {}).get("kfp_launch") and j.name in (first, second)
+        ]
         assert sorted(mine) == sorted({first, second})
         # A job that ended CANCELLED is not resumed: the retry starts anew.
         client.tunings.cancel(name=first)
@@ -175,12 +214,18 @@ def test_a_retried_launch_resumes_its_job_and_never_starts_a_second(local_stack,
                 client.tunings.cancel(name=job.name)
 
 
-def run_wait_task_and_terminate(local_stack, job_name: str, command: list[str], args: list[str], tmp_path: Path,
-                                grace: float = 20.0):
+def run_wait_task_and_terminate(
+    local_stack, job_name: str, command: list[str], args: list[str], tmp_path: Path, grace: float = 20.0
+):
     """Starts wait-for-tuning as PID 1, SIGTERMs it once it polls, returns (exit code, log text)."""
     component, _ = compiled_task("wait-for-tuning")
-    arguments = {"project": local_stack.project, "location": LOCATION, "job_name": job_name,
-                 "poll_interval_seconds": 1, "timeout_seconds": 600}
+    arguments = {
+        "project": local_stack.project,
+        "location": LOCATION,
+        "job_name": job_name,
+        "poll_interval_seconds": 1,
+        "timeout_seconds": 600,
+    }
     args = [executor_input(component, arguments, tmp_path) if a == "{{$}}" else a for a in args]
     log = tmp_path / "task.log"
     unshare = start_as_pid1(command, args, local_stack.env, log)
@@ -206,8 +251,9 @@ def test_cancelling_the_run_cancels_the_tuning_job(local_stack, running_job, tmp
     """The compiled command, as Vertex AI starts it: SIGTERM to PID 1 cancels the job."""
     client, job_name = running_job
     _, container = compiled_task("wait-for-tuning")
-    code, log = run_wait_task_and_terminate(local_stack, job_name, stub_pip(container["command"]),
-                                            container["args"], tmp_path)
+    code, log = run_wait_task_and_terminate(
+        local_stack, job_name, stub_pip(container["command"]), container["args"], tmp_path
+    )
     assert f"task terminated: cancelling {job_name}" in log, log
     assert code == 128 + signal.SIGTERM
     job = wait_for(lambda: (j := client.tunings.get(name=job_name)).has_ended and j, 60, "the job to end")
@@ -220,11 +266,16 @@ def test_without_exec_the_shell_swallows_sigterm_and_the_job_trains_on(local_sta
     """Why exec_python exists: KFP's plain command leaves dash as PID 1, which ignores SIGTERM."""
     client, job_name = running_job
     _, container = compiled_task("wait-for-tuning")
-    plain = [part.replace('&& exec "$0" "$@"', '&& "$0" "$@"').replace(
-        "exec env _KFP_RUNTIME=true python3", "_KFP_RUNTIME=true python3") for part in container["command"]]
+    plain = [
+        part.replace('&& exec "$0" "$@"', '&& "$0" "$@"').replace(
+            "exec env _KFP_RUNTIME=true python3", "_KFP_RUNTIME=true python3"
+        )
+        for part in container["command"]
+    ]
     assert plain != container["command"]
-    code, log = run_wait_task_and_terminate(local_stack, job_name, stub_pip(plain), container["args"], tmp_path,
-                                            grace=3.0)
+    code, log = run_wait_task_and_terminate(
+        local_stack, job_name, stub_pip(plain), container["args"], tmp_path, grace=3.0
+    )
     assert code == 128 + signal.SIGKILL or code == -signal.SIGKILL or code != 0
     assert "task terminated" not in log
     assert client.tunings.get(name=job_name).state.name == "JOB_STATE_RUNNING"

@@ -41,18 +41,31 @@ ROOT = "visual-defect-sft-smoke"
 
 
 def gcp_resources(name):
-    return json.dumps({"resources": [{"resourceType": "TuningJob",
-                                      "resourceUri": f"https://{LOCATION}-aiplatform.googleapis.com/v1/{name}"}]})
+    return json.dumps(
+        {
+            "resources": [
+                {"resourceType": "TuningJob", "resourceUri": f"https://{LOCATION}-aiplatform.googleapis.com/v1/{name}"}
+            ]
+        }
+    )
 
 
 def task(title, state, **metadata):
-    return {"taskId": str(abs(hash(title)) % 10_000), "taskName": title, "state": state,
-            "execution": {"metadata": metadata}}
+    return {
+        "taskId": str(abs(hash(title)) % 10_000),
+        "taskName": title,
+        "state": state,
+        "execution": {"metadata": metadata},
+    }
 
 
 def data_tasks():
-    return [task(TASK_TITLES["synthesize-images"], "SUCCEEDED"), task(TASK_TITLES["split-manifest"], "SUCCEEDED"),
-            task(TASK_TITLES["build-tuning-jsonl"], "SUCCEEDED"), task("condition-branches-1", "SUCCEEDED")]
+    return [
+        task(TASK_TITLES["synthesize-images"], "SUCCEEDED"),
+        task(TASK_TITLES["split-manifest"], "SUCCEEDED"),
+        task(TASK_TITLES["build-tuning-jsonl"], "SUCCEEDED"),
+        task("condition-branches-1", "SUCCEEDED"),
+    ]
 
 
 class SmokeGoogle(FakeGoogle):
@@ -65,8 +78,13 @@ class SmokeGoogle(FakeGoogle):
         url = urlparse(self.path)
         path, query = unquote(url.path), parse_qs(url.query)
         state = self.server.state
-        record = {"method": method, "path": path, "query": query,
-                  "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        record = {
+            "method": method,
+            "path": path,
+            "query": query,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
         name = path.split("/", 2)[2] if path.startswith(("/v1/", "/v1beta1/")) else ""
         if path.startswith("/v1beta1/") and "/tuningJobs/" in name:
             state["requests"].append(record)
@@ -100,9 +118,15 @@ class SmokeGoogle(FakeGoogle):
         if path.startswith("/v1/") and method == "DELETE" and name in state["schedules"]:
             state["requests"].append(record)
             del state["schedules"][name]
-            return self._reply(200, {"name": f"{PARENT}/operations/7", "done": True,
-                                     "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
-        bucket_name = BUCKET[len("gs://"):]
+            return self._reply(
+                200,
+                {
+                    "name": f"{PARENT}/operations/7",
+                    "done": True,
+                    "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
+                },
+            )
+        bucket_name = BUCKET[len("gs://") :]
         if path == f"/storage/v1/b/{bucket_name}/o":
             state["requests"].append(record)
             items = [{"name": n, "bucket": bucket_name, "size": str(len(data))} for n, data in state["objects"].items()]
@@ -132,15 +156,21 @@ def advance(state, job):
         return
     if count >= 2 and "_tuning_job" not in job:  # launch-tuning has created the job
         job["_tuning_job"] = tuning_job
-        state["tuning"][tuning_job] = {"name": tuning_job, "state": "JOB_STATE_RUNNING",
-                                       "baseModel": "gemini-2.5-flash", "labels": {"app": "visual-defect-inspector"}}
+        state["tuning"][tuning_job] = {
+            "name": tuning_job,
+            "state": "JOB_STATE_RUNNING",
+            "baseModel": "gemini-2.5-flash",
+            "labels": {"app": "visual-defect-inspector"},
+        }
     if "_tuning_job" in job and state["task_outputs"]:
         outputs = {"output:job_name": job["_tuning_job"], "output:gcp_resources": gcp_resources(job["_tuning_job"])}
     if "-smoke-cancel-" in job["displayName"]:
         tasks = data_tasks()[:2] + [task(TASK_TITLES["build-tuning-jsonl"], "RUNNING")]
         if count >= 2:
-            tasks = data_tasks() + [task(TASK_TITLES["launch-tuning"], "SUCCEEDED", **outputs),
-                                    task(TASK_TITLES["wait-for-tuning"], "RUNNING")]
+            tasks = data_tasks() + [
+                task(TASK_TITLES["launch-tuning"], "SUCCEEDED", **outputs),
+                task(TASK_TITLES["wait-for-tuning"], "RUNNING"),
+            ]
         job["jobDetail"]["taskDetails"] = tasks
     else:
         if count >= 3:
@@ -148,10 +178,13 @@ def advance(state, job):
             state["tuning"][job["_tuning_job"]]["state"] = "JOB_STATE_SUCCEEDED"
         later = "SUCCEEDED" if count >= 3 else "PENDING"
         job["jobDetail"]["taskDetails"] = [
-            task(PIPELINE_NAME, "SUCCEEDED" if count >= 3 else "RUNNING"), *data_tasks(),
+            task(PIPELINE_NAME, "SUCCEEDED" if count >= 3 else "RUNNING"),
+            *data_tasks(),
             task(TASK_TITLES["launch-tuning"], "SUCCEEDED" if count >= 2 else "RUNNING", **outputs),
             task(TASK_TITLES["wait-for-tuning"], "SUCCEEDED" if count >= 3 else "RUNNING" if count >= 2 else "PENDING"),
-            task(TASK_TITLES["evaluate-inspector"], later), task(TASK_TITLES["summarize-run"], later)]
+            task(TASK_TITLES["evaluate-inspector"], later),
+            task(TASK_TITLES["summarize-run"], later),
+        ]
 
 
 @pytest.fixture
@@ -164,9 +197,18 @@ def smoke_api(monkeypatch, adc):
     from google.cloud.aiplatform.utils import resource_manager_utils
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), SmokeGoogle)
-    server.state = {"requests": [], "jobs": {}, "schedules": {}, "experiments": {"qc-exp"}, "executions": [],
-                    "artifacts": [], "tuning": {}, "objects": {}, "task_outputs": True,
-                    "sigterm_reaches_python": True}
+    server.state = {
+        "requests": [],
+        "jobs": {},
+        "schedules": {},
+        "experiments": {"qc-exp"},
+        "executions": [],
+        "artifacts": [],
+        "tuning": {},
+        "objects": {},
+        "task_outputs": True,
+        "sigterm_reaches_python": True,
+    }
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -182,10 +224,17 @@ def smoke_api(monkeypatch, adc):
 
     def experiment_df(name, **kwargs):  # what get_experiment_df shows once submit() linked the run
         linked = [r["path"].split("/")[-1].split(":")[0] for r in requests_to(server, "POST", ":addContextChildren")]
-        children = [json.loads(r["body"])["childContexts"][0].rsplit("/", 1)[-1]
-                    for r in requests_to(server, "POST", ":addContextChildren")]
-        return pd.DataFrame([{"experiment_name": e, "run_name": c, "state": "COMPLETE"}
-                             for e, c in zip(linked, children, strict=True) if e == name])
+        children = [
+            json.loads(r["body"])["childContexts"][0].rsplit("/", 1)[-1]
+            for r in requests_to(server, "POST", ":addContextChildren")
+        ]
+        return pd.DataFrame(
+            [
+                {"experiment_name": e, "run_name": c, "state": "COMPLETE"}
+                for e, c in zip(linked, children, strict=True)
+                if e == name
+            ]
+        )
 
     monkeypatch.setattr(aiplatform, "get_experiment_df", experiment_df)
     server.clock = clock
@@ -240,8 +289,9 @@ def test_cost_estimate_counts_training_tokens(template):
     assert estimate.usd is None and estimate.price_per_m_tokens is None
     assert estimate.test_images == 4 and estimate.eval_calls == 4  # one call per test image
     # More epochs and images scale it; evaluating the base model too doubles the calls.
-    bigger = smoke.estimate_cost(smoke_params(template, "num_images=400", "epoch_count=3",
-                                              "evaluate_base_model=true"), prices={})
+    bigger = smoke.estimate_cost(
+        smoke_params(template, "num_images=400", "epoch_count=3", "evaluate_base_model=true"), prices={}
+    )
     assert bigger.training_tokens == 320 * per_example * 3
     assert bigger.eval_calls == 2 * 40
     # A price per 1M tokens for the model gives dollars.
@@ -255,8 +305,12 @@ def test_cost_lines_never_invent_a_price(template):
     unpriced = " ".join(smoke.cost_lines(smoke.estimate_cost(params, prices={})))
     assert smoke.PRICING_URL in unpriced and "$" not in unpriced
     assert "training tokens" in unpriced and "once per test image" in unpriced
-    priced = " ".join(smoke.cost_lines(smoke.estimate_cost(params, prices={"gemini-2.5-flash": 5.0}),
-                                       price_source="Vertex AI pricing page, read 2026-01-01"))
+    priced = " ".join(
+        smoke.cost_lines(
+            smoke.estimate_cost(params, prices={"gemini-2.5-flash": 5.0}),
+            price_source="Vertex AI pricing page, read 2026-01-01",
+        )
+    )
     usd = 32 * smoke.estimate_cost(params, prices={}).tokens_per_example / 1e6 * 5.0
     assert f"≈ ${usd:.2f} per tuning job" in priced and "read 2026-01-01" in priced
     # Whatever price table is recorded, it names its source.
@@ -266,8 +320,9 @@ def test_cost_lines_never_invent_a_price(template):
 # --------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("value, refused", [("true", True), ("TRUE", True), ("1", True), ("false", False),
-                                            ("", False), (None, False)])
+@pytest.mark.parametrize(
+    "value, refused", [("true", True), ("TRUE", True), ("1", True), ("false", False), ("", False), (None, False)]
+)
 def test_ci_refusal(value, refused):
     environ = {} if value is None else {"CI": value}
     message = smoke.ci_refusal(environ)
@@ -320,8 +375,11 @@ def test_confirmation_refusal():
 
 
 def test_schedule_arguments_never_start_a_run():
-    args = smoke.schedule_arguments("visual-defect-sft-smoke-schedule-x", datetime(2026, 3, 1, 12, 30, 5, 7, UTC),
-                                    service_account="sa@p.iam.gserviceaccount.com")
+    args = smoke.schedule_arguments(
+        "visual-defect-sft-smoke-schedule-x",
+        datetime(2026, 3, 1, 12, 30, 5, 7, UTC),
+        service_account="sa@p.iam.gserviceaccount.com",
+    )
     assert args["start_time"] == "2027-03-01T12:30:05Z"  # first start a year ahead (and paused at once)
     assert args["max_run_count"] == 1 and args["allow_queueing"] is False
     assert args["max_concurrent_active_run_count"] == 1 and args["max_concurrent_run_count"] == 1
@@ -336,8 +394,13 @@ def detail_of(rest_json):
 
 def test_task_view_reads_outputs_and_display_titles():
     name = f"{PARENT}/tuningJobs/77"
-    detail = detail_of(task(TASK_TITLES["launch-tuning"], "SUCCEEDED",
-                            **{"output:job_name": name, "output:gcp_resources": gcp_resources(name)}))
+    detail = detail_of(
+        task(
+            TASK_TITLES["launch-tuning"],
+            "SUCCEEDED",
+            **{"output:job_name": name, "output:gcp_resources": gcp_resources(name)},
+        )
+    )
     view = smoke.task_view(detail)
     assert view.name == "launch-tuning" and view.state == "SUCCEEDED" and view.job_name == name
     assert smoke.parse_gcp_resources(view.gcp_resources) == [name]
@@ -346,8 +409,12 @@ def test_task_view_reads_outputs_and_display_titles():
 
 
 def test_progress_line_and_cancel_readiness():
-    tasks = [smoke.TaskView("split-manifest", "SUCCEEDED"), smoke.TaskView("launch-tuning", "SUCCEEDED"),
-             smoke.TaskView("wait-for-tuning", "RUNNING"), smoke.TaskView("condition-branches-1", "SUCCEEDED")]
+    tasks = [
+        smoke.TaskView("split-manifest", "SUCCEEDED"),
+        smoke.TaskView("launch-tuning", "SUCCEEDED"),
+        smoke.TaskView("wait-for-tuning", "RUNNING"),
+        smoke.TaskView("condition-branches-1", "SUCCEEDED"),
+    ]
     line = smoke.progress_line("cancel run", 125, "PIPELINE_STATE_RUNNING", tasks)
     assert line == "[   2m05s] cancel run: RUNNING · 2/7 tasks done · running wait-for-tuning"
     assert smoke.cancel_ready("PIPELINE_STATE_RUNNING", tasks)
@@ -365,48 +432,71 @@ TUNING = f"{PARENT}/tuningJobs/9000"
 def test_rows_from_observations():
     run = smoke.run_row(smoke.RunObservation(JOB, "PIPELINE_STATE_SUCCEEDED", 1830, 10800))
     assert run.ok and "SUCCEEDED after 30m30s" in run.evidence[0]
-    assert run.evidence[1].startswith(f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/")
-    failed = smoke.run_row(smoke.RunObservation(JOB, "PIPELINE_STATE_FAILED", 60, 10800,
-                                                tasks=(smoke.TaskView("launch-tuning", "FAILED", error="quota"),)))
+    assert run.evidence[1].startswith(
+        f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/"
+    )
+    failed = smoke.run_row(
+        smoke.RunObservation(
+            JOB, "PIPELINE_STATE_FAILED", 60, 10800, tasks=(smoke.TaskView("launch-tuning", "FAILED", error="quota"),)
+        )
+    )
     assert not failed.ok and "task launch-tuning FAILED: quota" in failed.evidence
 
-    exp = smoke.experiment_row("qc-exp", "visual-defect-sft-20260301123005",
-                               ["visual-defect-sft-20260301123005"], PROJECT, LOCATION)
-    assert exp.ok and exp.evidence[1] == (f"https://console.cloud.google.com/vertex-ai/experiments/locations/"
-                                          f"{LOCATION}/experiments/qc-exp?project={PROJECT}")
+    exp = smoke.experiment_row(
+        "qc-exp", "visual-defect-sft-20260301123005", ["visual-defect-sft-20260301123005"], PROJECT, LOCATION
+    )
+    assert exp.ok and exp.evidence[1] == (
+        f"https://console.cloud.google.com/vertex-ai/experiments/locations/"
+        f"{LOCATION}/experiments/qc-exp?project={PROJECT}"
+    )
     assert not smoke.experiment_row("qc-exp", "x", ["y"], PROJECT, LOCATION).ok
 
     link = smoke.tuning_link_row(smoke.TuningLink((TUNING,), "task details", TUNING, "JOB_STATE_SUCCEEDED"))
     assert link.ok and f"names {TUNING}" in link.evidence[0]
-    assert link.evidence[-1] == (f"https://console.cloud.google.com/vertex-ai/generative/language/locations/"
-                                 f"{LOCATION}/tuning/tuningJob/9000?project={PROJECT}")
-    assert not smoke.tuning_link_row(smoke.TuningLink((TUNING,), "task details", f"{PARENT}/tuningJobs/1",
-                                                      "JOB_STATE_SUCCEEDED")).ok  # names another job
+    assert link.evidence[-1] == (
+        f"https://console.cloud.google.com/vertex-ai/generative/language/locations/"
+        f"{LOCATION}/tuning/tuningJob/9000?project={PROJECT}"
+    )
+    assert not smoke.tuning_link_row(
+        smoke.TuningLink((TUNING,), "task details", f"{PARENT}/tuningJobs/1", "JOB_STATE_SUCCEEDED")
+    ).ok  # names another job
     assert not smoke.tuning_link_row(smoke.TuningLink((TUNING,), "task details", TUNING, "")).ok  # not found
     assert not smoke.tuning_link_row(smoke.TuningLink()).ok
 
-    cancelled = smoke.cancel_row(smoke.CancelObservation(JOB, TUNING, "PIPELINE_STATE_CANCELLED",
-                                                         "JOB_STATE_CANCELLED", 95, 1200))
+    cancelled = smoke.cancel_row(
+        smoke.CancelObservation(JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_CANCELLED", 95, 1200)
+    )
     assert cancelled.ok and f"{TUNING}: JOB_STATE_CANCELLED 1m35s after the cancel request" in cancelled.evidence[2]
-    still = smoke.cancel_row(smoke.CancelObservation(JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_RUNNING",
-                                                     1200, 1200, cancelled_by_smoke=True))
+    still = smoke.cancel_row(
+        smoke.CancelObservation(
+            JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_RUNNING", 1200, 1200, cancelled_by_smoke=True
+        )
+    )
     assert not still.ok and any("vertex-smoke cancelled it itself" in e for e in still.evidence)
 
     schedule = smoke.schedule_row(smoke.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", True))
     assert schedule.ok and "maxConcurrentActiveRunCount=1" in schedule.evidence[0]
     kept = smoke.schedule_row(smoke.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", False))
     assert not kept.ok and any("make schedule ARGS=\"--delete" in e for e in kept.evidence)
-    assert not smoke.schedule_row(smoke.ScheduleObservation(f"{PARENT}/schedules/42", 0, 1, "ACTIVE", "PAUSED",
-                                                            True)).ok
+    assert not smoke.schedule_row(
+        smoke.ScheduleObservation(f"{PARENT}/schedules/42", 0, 1, "ACTIVE", "PAUSED", True)
+    ).ok
 
 
 def test_checklist_rendering():
-    checks = [smoke.Check(2, "The run is linked to its experiment", False, ["experiment qc-exp does not list run x"]),
-              smoke.Check(1, "A smallest run succeeds within the bound", True, [JOB, "https://console/run"])]
+    checks = [
+        smoke.Check(2, "The run is linked to its experiment", False, ["experiment qc-exp does not list run x"]),
+        smoke.Check(1, "A smallest run succeeds within the bound", True, [JOB, "https://console/run"]),
+    ]
     lines = smoke.checklist_lines(checks)
-    assert lines == ["✓ 1. A smallest run succeeds within the bound", f"    {JOB}", "    https://console/run",
-                     "✗ 2. The run is linked to its experiment", "    experiment qc-exp does not list run x",
-                     "1/2 checks passed"]
+    assert lines == [
+        "✓ 1. A smallest run succeeds within the bound",
+        f"    {JOB}",
+        "    https://console/run",
+        "✗ 2. The run is linked to its experiment",
+        "    experiment qc-exp does not list run x",
+        "1/2 checks passed",
+    ]
     console = Console(record=True, width=200)
     smoke.out, saved = console, smoke.out
     try:
@@ -430,13 +520,24 @@ def test_checklist_rendering():
 
 
 def created_jobs(server):
-    return {json.loads(r["body"])["displayName"]: (r, json.loads(r["body"]))
-            for r in requests_to(server, "POST", f"{PARENT}/pipelineJobs")}
+    return {
+        json.loads(r["body"])["displayName"]: (r, json.loads(r["body"]))
+        for r in requests_to(server, "POST", f"{PARENT}/pipelineJobs")
+    }
 
 
 def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template):
-    result = cli("vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes",
-                 "--service-account", "runner@test-project.iam.gserviceaccount.com", "--template", template)
+    result = cli(
+        "vertex-smoke",
+        *WHERE,
+        "--experiment",
+        "qc-exp",
+        "--yes",
+        "--service-account",
+        "runner@test-project.iam.gserviceaccount.com",
+        "--template",
+        template,
+    )
     assert result.exit_code == 0, result.output
     state = smoke_api.state
 
@@ -457,8 +558,14 @@ def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template)
     [run_name] = [n for n in jobs if n.startswith(f"{ROOT}-run-")]
     for _, body in jobs.values():
         assert body["runtimeConfig"]["parameterValues"] == {
-            "project": PROJECT, "location": LOCATION, "bucket": BUCKET,
-            "num_images": 40, "epoch_count": 1, "adapter_size": 1, "eval_concurrency": 2}
+            "project": PROJECT,
+            "location": LOCATION,
+            "bucket": BUCKET,
+            "num_images": 40,
+            "epoch_count": 1,
+            "adapter_size": 1,
+            "eval_concurrency": 2,
+        }
         assert body["serviceAccount"] == "runner@test-project.iam.gserviceaccount.com"
         assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://qc-bucket/pipeline_root"
     assert jobs[run_name][1]["labels"] == {"pipeline": PIPELINE_NAME, "trigger": "smoke", "experiment": "qc-exp"}
@@ -487,8 +594,9 @@ def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template)
 
 def test_a_tuning_job_the_cancel_missed_fails_check_4_and_is_cancelled(cli, smoke_api, template):
     smoke_api.state["sigterm_reaches_python"] = False  # e.g. a shell as PID 1 swallowing SIGTERM
-    result = cli("vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes", "--cancel-end-timeout", "5",
-                 "--template", template)
+    result = cli(
+        "vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes", "--cancel-end-timeout", "5", "--template", template
+    )
     assert result.exit_code == 1, result.output
     assert "✗ 4. Cancelling a run leaves its tuning job JOB_STATE_CANCELLED" in result.stdout
     assert "still JOB_STATE_RUNNING after 5m00s" in result.stdout
@@ -498,8 +606,9 @@ def test_a_tuning_job_the_cancel_missed_fails_check_4_and_is_cancelled(cli, smok
     assert stop["path"].startswith("/v1beta1/") and "4/5 checks passed" in result.stdout
 
 
-def test_gcp_resources_read_from_the_pipeline_root_when_task_details_lack_outputs(cli, smoke_api, template,
-                                                                                 monkeypatch):
+def test_gcp_resources_read_from_the_pipeline_root_when_task_details_lack_outputs(
+    cli, smoke_api, template, monkeypatch
+):
     smoke_api.state["task_outputs"] = False
     original = advance
 
@@ -508,8 +617,14 @@ def test_gcp_resources_read_from_the_pipeline_root_when_task_details_lack_output
         if "_tuning_job" in job:
             run_id = job["name"].rsplit("/", 1)[-1]
             key = f"pipeline_root/123456/{run_id}/launch-tuning_-4711/executor_output.json"
-            state["objects"][key] = json.dumps({"parameterValues": {
-                "job_name": job["_tuning_job"], "gcp_resources": gcp_resources(job["_tuning_job"])}}).encode()
+            state["objects"][key] = json.dumps(
+                {
+                    "parameterValues": {
+                        "job_name": job["_tuning_job"],
+                        "gcp_resources": gcp_resources(job["_tuning_job"]),
+                    }
+                }
+            ).encode()
 
     monkeypatch.setitem(globals(), "advance", advance_and_write)
     result = cli("vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes", "--template", template)
@@ -574,8 +689,9 @@ def test_interrupted_smoke_cancels_its_runs_and_tuning_jobs(cli, smoke_api, temp
     assert result.exit_code != 0
     jobs = created_jobs(smoke_api)
     [run_name] = [n for n in jobs if n.startswith(f"{ROOT}-run-")]
-    cancels = [r["path"] for r in smoke_api.state["requests"]
-               if r["method"] == "POST" and r["path"].endswith(":cancel")]
+    cancels = [
+        r["path"] for r in smoke_api.state["requests"] if r["method"] == "POST" and r["path"].endswith(":cancel")
+    ]
     assert f"/v1/{PARENT}/pipelineJobs/{run_name}:cancel" in cancels
     assert any(p.startswith("/v1beta1/") and "/tuningJobs/" in p for p in cancels)
     assert "interrupted: cancelling" in result.output
