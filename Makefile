@@ -32,6 +32,9 @@ lint: $(STAMP) ## Lint and check formatting with ruff (FIX=1 applies the fixes)
 	$(VENV)/bin/ruff check $(if $(FIX),--fix) .
 	$(VENV)/bin/ruff format $(if $(FIX),,--check) .
 
+validate: $(STAMP) ## Check a tuning JSONL before you pay (ARGS="train.jsonl" or ARGS="gs://bucket/train.jsonl --json")
+	$(PYTHON) -m pipeline validate $(ARGS)
+
 compile: $(STAMP) ## Compile the pipeline to compiled/visual_defect_sft.yaml
 	$(PYTHON) -m pipeline compile
 
@@ -86,4 +89,4 @@ vertex-smoke: $(STAMP) env.sh ## Smallest real (billed) run on Vertex AI, then a
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test lint compile runs inspect serve bench submit schedule upload compare vertex-smoke clean
+.PHONY: help setup run test lint validate compile runs inspect serve bench submit schedule upload compare vertex-smoke clean

@@ -9,9 +9,13 @@ build_tuning_jsonl (tests/test_dataset_rules.py checks that the lists are comple
 
 Records are dicts: ``image_record`` names their keys. A problem is one line
 "<where>: <reason>", where "where" names the CSV row (the header is row 1), the JSONL line or
-the image URI.
+the image URI. The checks of a whole tuning JSONL line (``jsonl_line_problems``, used by
+``python -m pipeline validate``) give every problem of a line as a dict with its line, kind,
+message and fix (``jsonl_problem``); ``JSONL_CHECK_RULES`` lists what they need beyond
+``JSONL_RULES``.
 """
 
+from components.capabilities import base_model_id, tuning_capabilities, tuning_limits
 from components.helpers import (
     defect_type_of,
     image_mime_types,
@@ -80,18 +84,24 @@ def label_parameter_warnings(pass_label, label_template):
     if label_template:
         fields = {name for _, name, _, _ in string.Formatter().parse(label_template) if name is not None}
         if fields - {"defect_type"}:
-            raise ValueError(f"label_template {label_template!r} uses the placeholder(s) "
-                             f"{sorted(fields - {'defect_type'})}; the only one allowed is {{defect_type}}")
+            raise ValueError(
+                f"label_template {label_template!r} uses the placeholder(s) "
+                f"{sorted(fields - {'defect_type'})}; the only one allowed is {{defect_type}}"
+            )
         try:
             label_template.format(defect_type="Dent")
         except (ValueError, IndexError, KeyError) as error:
             raise ValueError(f"label_template {label_template!r} is not a valid template: {error}") from None
         if "defect_type" not in fields:
-            warnings.append(f"warning: label_template {label_template!r} has no {{defect_type}}: every defect class "
-                            "gets the same answer, so the model cannot learn to name the type")
+            warnings.append(
+                f"warning: label_template {label_template!r} has no {{defect_type}}: every defect class "
+                "gets the same answer, so the model cannot learn to name the type"
+            )
     if not is_pass_answer(pass_label):
-        warnings.append(f"warning: pass_label {pass_label!r} is not 'Status: Pass'; the evaluation scores an answer "
-                        "as Pass only when it says 'Status: Pass'")
+        warnings.append(
+            f"warning: pass_label {pass_label!r} is not 'Status: Pass'; the evaluation scores an answer "
+            "as Pass only when it says 'Status: Pass'"
+        )
     return warnings
 
 
@@ -101,16 +111,22 @@ def dataset_source(dataset_uri, pass_label="Status: Pass", label_template=""):
     import posixpath
     import re
 
-    bucket_name, _, object_path = dataset_uri[len("gs://"):].partition("/")
+    bucket_name, _, object_path = dataset_uri[len("gs://") :].partition("/")
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", bucket_name):
         raise ValueError(f"dataset_uri {dataset_uri!r} does not name a valid bucket")
-    return {"dataset_uri": dataset_uri, "bucket": bucket_name, "object_path": object_path,
-            "base_dir": posixpath.dirname(object_path), "file_name": posixpath.basename(object_path),
-            "pass_label": pass_label, "label_template": label_template}
+    return {
+        "dataset_uri": dataset_uri,
+        "bucket": bucket_name,
+        "object_path": object_path,
+        "base_dir": posixpath.dirname(object_path),
+        "file_name": posixpath.basename(object_path),
+        "pass_label": pass_label,
+        "label_template": label_template,
+    }
 
 
 def dataset_layout(source):
-    """"folder", "csv" or "jsonl" from the URI's form; ValueError for any other extension."""
+    """ "folder", "csv" or "jsonl" from the URI's form; ValueError for any other extension."""
     import posixpath
 
     extension = posixpath.splitext(source["object_path"].rstrip("/"))[1].lower()
@@ -118,8 +134,10 @@ def dataset_layout(source):
         return "folder"
     if extension in (".csv", ".jsonl"):
         return extension[1:]
-    raise ValueError(f"dataset_uri {source['dataset_uri']} ends in {extension!r}: give a .csv or .jsonl manifest "
-                     "or a folder (gs://bucket/prefix/ holding <class>/<image>)")
+    raise ValueError(
+        f"dataset_uri {source['dataset_uri']} ends in {extension!r}: give a .csv or .jsonl manifest "
+        "or a folder (gs://bucket/prefix/ holding <class>/<image>)"
+    )
 
 
 def decode_manifest_text(data, dataset_uri):
@@ -191,8 +209,7 @@ def class_key(record):
 def image_record(where, uri, status, defect_type, label, size=None):
     """One image of the dataset; ``where`` names its row or line ("" for a folder tree), ``size``
     is known when a listing gave it."""
-    return {"where": where, "gcs_uri": uri, "status": status, "defect_type": defect_type,
-            "label": label, "size": size}
+    return {"where": where, "gcs_uri": uri, "status": status, "defect_type": defect_type, "label": label, "size": size}
 
 
 def resolve_image_ref(value, bucket_name, base_dir):
@@ -211,11 +228,15 @@ def resolve_image_ref(value, bucket_name, base_dir):
             return None, f"{value!r} is not a gs://bucket/object URI"
         return value, None
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
-        return None, (f"image {value!r}: only gs:// URIs (or paths relative to the manifest) are supported; "
-                      "copy the image to Cloud Storage")
+        return None, (
+            f"image {value!r}: only gs:// URIs (or paths relative to the manifest) are supported; "
+            "copy the image to Cloud Storage"
+        )
     if value.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
-        return None, (f"image {value!r} is a local path; upload the dataset first "
-                      "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)")
+        return None, (
+            f"image {value!r} is a local path; upload the dataset first "
+            "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)"
+        )
     joined = posixpath.normpath(posixpath.join(base_dir, value.replace("\\", "/")))
     if joined == ".." or joined.startswith("../"):
         return None, f"image {value!r} points outside the bucket"
@@ -231,8 +252,7 @@ def class_from_status_columns(status_raw, type_raw):
             return None, f"status {status_raw!r} but defect_type {type_raw!r}; a good product has no defect type"
         return ("Pass", "None"), None
     if status_word in defect_words() or not status_word:
-        found = ("Defect", "Defect") if type_word.lower() in none_words() | defect_words() \
-            else class_of_word(type_word)
+        found = ("Defect", "Defect") if type_word.lower() in none_words() | defect_words() else class_of_word(type_word)
         if found is None:
             return None, f"defect_type {type_raw!r} must start with a letter"
         return found, None
@@ -292,8 +312,9 @@ def turn_text(content):
     if isinstance(content, str):
         return content
     parts = content if isinstance(content, list) else [content]
-    return " ".join(p if isinstance(p, str) else (p.get("text") or "") for p in parts
-                    if isinstance(p, (str, dict))).strip()
+    return " ".join(
+        p if isinstance(p, str) else (p.get("text") or "") for p in parts if isinstance(p, (str, dict))
+    ).strip()
 
 
 def turn_images(content):
@@ -343,8 +364,9 @@ def conversation_record(turns, where, kind, source):
     if str(turns[-1].get("role") or "").lower() not in ("model", "assistant") or not (answer or "").strip():
         return None, problems + [f"{where}: the last turn must be the model's answer with text"]
     if len(images) != 1:
-        return None, problems + [f"{where}: {len(images)} images in the user turns; an imported example needs "
-                                 "exactly one image"]
+        return None, problems + [
+            f"{where}: {len(images)} images in the user turns; an imported example needs exactly one image"
+        ]
     status, defect_type = class_of_label(answer, source["pass_label"])
     uri, reason = resolve_image_ref(images[0], source["bucket"], source["base_dir"])
     if reason:
@@ -376,7 +398,8 @@ def jsonl_records(text, source):
     import json
 
     records, problems, prompts_dropped = [], [], 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" only: str.splitlines would also split at U+2028 inside a string.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{source['file_name']} line {number}"
@@ -384,6 +407,9 @@ def jsonl_records(text, source):
             obj = json.loads(line)
         except json.JSONDecodeError as error:
             problems.append(f"{where}: not valid JSON ({error.msg})")
+            continue
+        except RecursionError:
+            problems.append(f"{where}: not valid JSON (nested too deeply)")
             continue
         if not isinstance(obj, dict):
             problems.append(f"{where}: expected a JSON object")
@@ -413,10 +439,14 @@ def folder_records(listing, source):
     prefix = folder_prefix(source["object_path"])
     records, problems, skipped = [], [], []
     for name, size in listing:
-        relative = name[len(prefix):]
+        relative = name[len(prefix) :]
         parts = relative.split("/")
-        if not relative or relative.endswith("/") or any(p.startswith(".") for p in parts) \
-                or parts[-1] in ("Thumbs.db", "desktop.ini"):
+        if (
+            not relative
+            or relative.endswith("/")
+            or any(p.startswith(".") for p in parts)
+            or parts[-1] in ("Thumbs.db", "desktop.ini")
+        ):
             continue
         if len(parts) == 1:
             skipped.append(relative)
@@ -433,15 +463,19 @@ def folder_records(listing, source):
 
 def skipped_files_note(skipped, dataset_uri):
     """The note about files directly under a folder tree's prefix."""
-    return (f"note: skipped {len(skipped)} file(s) directly under {dataset_uri} (not in a class folder): "
-            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
+    return (
+        f"note: skipped {len(skipped)} file(s) directly under {dataset_uri} (not in a class folder): "
+        f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}"
+    )
 
 
 def empty_folder_message(source):
     """The error for a folder tree with no images in class folders."""
     prefix, bucket = folder_prefix(source["object_path"]), source["bucket"]
-    return (f"no images found under gs://{bucket}/{prefix}; expected "
-            f"gs://{bucket}/{prefix}<class>/<image>, e.g. pass/img1.png and dent/img2.png")
+    return (
+        f"no images found under gs://{bucket}/{prefix}; expected "
+        f"gs://{bucket}/{prefix}<class>/<image>, e.g. pass/img1.png and dent/img2.png"
+    )
 
 
 def drop_repeated_rows(records):
@@ -460,8 +494,10 @@ def failure_message(problems, stage, dataset_uri):
     """The error that lists every problem found (the first 25) at one stage of the import."""
     shown = problems[:25]
     more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-    return (f"import_dataset: {len(problems)} problem(s) {stage} in {dataset_uri}; no manifest was "
-            "written:\n  " + "\n  ".join(shown) + more)
+    return (
+        f"import_dataset: {len(problems)} problem(s) {stage} in {dataset_uri}; no manifest was "
+        "written:\n  " + "\n  ".join(shown) + more
+    )
 
 
 # ---- image checks
@@ -492,14 +528,60 @@ def image_name_problem(record):
         return None
     what = f"'.{extension}'" if extension else "no file extension"
     accepted = ", ".join(f".{e}" for e in image_mime_types())
-    return (f"{image_ref(record)} has an unsupported format ({what}); Gemini accepts PNG, JPEG, WebP and "
-            f"HEIC/HEIF ({accepted})")
+    return (
+        f"{image_ref(record)} has an unsupported format ({what}); Gemini accepts PNG, JPEG, WebP and "
+        f"HEIC/HEIF ({accepted})"
+    )
 
 
 def image_size_problem(record, size):
     """The problem with an image of ``size`` bytes (None: unknown), or None."""
     if size is not None and size > max_image_bytes():
         return f"{image_ref(record)} is {size / 2**20:.1f} MB; Vertex AI accepts at most 20 MB per image"
+    return None
+
+
+def max_image_pixels():
+    """The most pixels (width x height) the pipeline decodes in one image: 40 megapixels.
+
+    The pipeline's own limit, not Vertex AI's. A 20 MB file can hold an image that decodes to
+    gigabytes (a flat 30000x30000 PNG is a few MB), and Pillow's own guard (89 megapixels, an
+    error only above twice that) lets 178 megapixels through: 0.5 GB as RGB, per image, per
+    download worker. 40 megapixels (e.g. 7300x5500) is at most 160 MB as RGBA (the local model
+    reads at most 224 px a side).
+    """
+    return 40_000_000
+
+
+def image_pixels_problem(record, data):
+    """The problem with an image whose header names more than max_image_pixels() pixels, or None.
+
+    Reads the header only (Pillow decodes nothing at open), so call it before anything decodes
+    the bytes. Bytes Pillow cannot open get None here: image_content_problem says why.
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    limit = max_image_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:  # over twice Pillow's limit: far over ours
+        return (
+            f"{image_ref(record)} has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; the pipeline "
+            f"decodes at most {limit / 1e6:.0f} megapixels per image: scale it down"
+        )
+    except Exception:  # Pillow raises many types for broken files
+        return None
+    if width * height > limit:
+        return (
+            f"{image_ref(record)} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the "
+            f"pipeline decodes at most {limit / 1e6:.0f} megapixels per image: scale it down"
+        )
     return None
 
 
@@ -536,8 +618,10 @@ def image_content_problem(record, data):
     if error:
         return f"{image_ref(record)} is unreadable: Pillow cannot decode it ({error})"
     if actual != expected:
-        return (f"{image_ref(record)} is a {actual} file but named .{extension}; Gemini accepts PNG, JPEG, WebP "
-                "and HEIC/HEIF, and the file type must match the extension")
+        return (
+            f"{image_ref(record)} is a {actual} file but named .{extension}; Gemini accepts PNG, JPEG, WebP "
+            "and HEIC/HEIF, and the file type must match the extension"
+        )
     return None
 
 
@@ -565,8 +649,10 @@ def content_conflicts(records):
         first = group[0]
         other = next((r for r in group[1:] if class_key(r) != class_key(first)), None)
         if other is not None:
-            problems.append(f"{image_ref(first)} and {image_ref(other)} have the same content "
-                            f"(sha256 {digest[:12]}...) but the classes {class_key(first)!r} and {class_key(other)!r}")
+            problems.append(
+                f"{image_ref(first)} and {image_ref(other)} have the same content "
+                f"(sha256 {digest[:12]}...) but the classes {class_key(first)!r} and {class_key(other)!r}"
+            )
         copies += len(group) - 1
     return problems, copies
 
@@ -579,10 +665,13 @@ def small_class_problems(records):
     for record in records:
         distinct[class_key(record)].add(record["sha256"])
         members[class_key(record)].append(record)
-    return [f"class {name!r} has only {len(distinct[name])} distinct image "
-            f"({'; '.join(image_ref(r) for r in members[name][:3])}); each class needs at least 2 "
-            "to be split: add images or remove the class"
-            for name in sorted(distinct, key=str.lower) if len(distinct[name]) < 2]
+    return [
+        f"class {name!r} has only {len(distinct[name])} distinct image "
+        f"({'; '.join(image_ref(r) for r in members[name][:3])}); each class needs at least 2 "
+        "to be split: add images or remove the class"
+        for name in sorted(distinct, key=str.lower)
+        if len(distinct[name]) < 2
+    ]
 
 
 def class_counts(records):
@@ -593,7 +682,7 @@ def class_counts(records):
 
 
 def class_summary(counts):
-    """"Pass 12, Dent 2": classes by count, largest first."""
+    """ "Pass 12, Dent 2": classes by count, largest first."""
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -606,33 +695,46 @@ def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
     summary = class_summary(counts)
     lines = [f"imported {len(records)} images in {len(counts)} classes from {dataset_uri} ({layout}): {summary}"]
     if len(counts) == 1:
-        lines.append(f"warning: only one class ({next(iter(counts))}); the inspector cannot learn to tell "
-                     "classes apart")
+        lines.append(
+            f"warning: only one class ({next(iter(counts))}); the inspector cannot learn to tell classes apart"
+        )
     largest, smallest = max(counts.values()), min(counts.values())
     if smallest and largest / smallest > imbalance_warning_ratio:
-        lines.append(f"warning: the classes are imbalanced ({summary}; largest/smallest = {largest / smallest:.1f} > "
-                     f"{imbalance_warning_ratio:g}); consider the oversample_rare_classes=True pipeline parameter "
-                     "or more images of the rare classes")
+        lines.append(
+            f"warning: the classes are imbalanced ({summary}; largest/smallest = {largest / smallest:.1f} > "
+            f"{imbalance_warning_ratio:g}); consider the oversample_rare_classes=True pipeline parameter "
+            "or more images of the rare classes"
+        )
     small = sorted(name for name, count in counts.items() if count < 10)
     if small:
-        lines.append(f"note: {', '.join(small)} ha{'s' if len(small) == 1 else 've'} fewer than 10 images; with an "
-                     "80/10/10 split such a class may get no validation or test example")
+        lines.append(
+            f"note: {', '.join(small)} ha{'s' if len(small) == 1 else 've'} fewer than 10 images; with an "
+            "80/10/10 split such a class may get no validation or test example"
+        )
     if notes.get("duplicate_rows"):
         lines.append(f"note: dropped {notes['duplicate_rows']} repeated row(s) (same image, same label)")
     if notes.get("duplicate_images"):
-        lines.append(f"note: {notes['duplicate_images']} image(s) repeat the content of another image; the split "
-                     "keeps copies together")
+        lines.append(
+            f"note: {notes['duplicate_images']} image(s) repeat the content of another image; the split "
+            "keeps copies together"
+        )
     untyped = sum(1 for r in records if r["status"] == "Defect" and defect_type_of(r["label"]) is None)
     if untyped:
-        lines.append(f"note: {untyped} defect label(s) name no type as 'Defect - <Type>'; the evaluation scores "
-                     "their status only")
+        lines.append(
+            f"note: {untyped} defect label(s) name no type as 'Defect - <Type>'; the evaluation scores "
+            "their status only"
+        )
     heic = sum(1 for r in records if r["gcs_uri"].lower().endswith((".heic", ".heif")))
     if heic:
-        lines.append(f"note: {heic} HEIC/HEIF image(s) were checked by extension, size and header only "
-                     "(Pillow cannot decode them)")
+        lines.append(
+            f"note: {heic} HEIC/HEIF image(s) were checked by extension, size and header only "
+            "(Pillow cannot decode them)"
+        )
     if notes.get("prompt_dropped"):
-        lines.append("note: prompts and system instructions in the file are replaced by the pipeline's prompt and "
-                     "system_instruction parameters")
+        lines.append(
+            "note: prompts and system instructions in the file are replaced by the pipeline's prompt and "
+            "system_instruction parameters"
+        )
     return lines
 
 
@@ -640,8 +742,10 @@ def manifest_row(record):
     """A record as a manifest row (helpers.manifest_columns)."""
     import posixpath
 
-    return {"image_name": posixpath.basename(record["gcs_uri"]),
-            **{column: record[column] for column in manifest_columns()[1:]}}
+    return {
+        "image_name": posixpath.basename(record["gcs_uri"]),
+        **{column: record[column] for column in manifest_columns()[1:]},
+    }
 
 
 def manifest_metadata(records, layout, dataset_uri):
@@ -663,8 +767,10 @@ def check_split_rows(rows, split):
     a label (the header is line 1)."""
     for number, row in enumerate(rows, start=2):
         if not (row.get("gcs_uri") or "").startswith("gs://") or not (row.get("label") or "").strip():
-            raise ValueError(f"{split} manifest line {number}: needs a gs:// gcs_uri and a non-empty label, "
-                             f"got {row.get('gcs_uri')!r} and {row.get('label')!r}")
+            raise ValueError(
+                f"{split} manifest line {number}: needs a gs:// gcs_uri and a non-empty label, "
+                f"got {row.get('gcs_uri')!r} and {row.get('label')!r}"
+            )
     return rows
 
 
@@ -689,14 +795,23 @@ def tuning_example(row, prompt, system_instruction=""):
     """One Gemini SFT line: a user turn with the prompt and the image as fileData, a model turn
     with the label, and the system instruction when given."""
     extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
-    example = {"contents": [
-        {"role": "user", "parts": [
-            {"text": prompt},
-            {"fileData": {"mimeType": image_mime_types().get(extension, f"image/{extension}"),
-                          "fileUri": row["gcs_uri"]}},
-        ]},
-        {"role": "model", "parts": [{"text": row["label"].strip()}]},
-    ]}
+    example = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": prompt},
+                    {
+                        "fileData": {
+                            "mimeType": image_mime_types().get(extension, f"image/{extension}"),
+                            "fileUri": row["gcs_uri"],
+                        }
+                    },
+                ],
+            },
+            {"role": "model", "parts": [{"text": row["label"].strip()}]},
+        ]
+    }
     if system_instruction.strip():
         example["systemInstruction"] = {"role": "system", "parts": [{"text": system_instruction.strip()}]}
     return example
@@ -755,21 +870,635 @@ def jsonl_folder_path(jsonl_folder, texts):
     return f"{jsonl_folder.strip('/')}/{digest}"
 
 
+# ---- a tuning JSONL as Vertex AI reads it, line by line (pipeline/validate.py; build_tuning_jsonl
+# can check its own lines with jsonl_line_problems: JSONL_CHECK_RULES lists what to ship with it)
+
+
+def image_tokens():
+    """Tokens Gemini counts for one image of up to 384x384 px (larger ones are tiled: more)."""
+    return 258
+
+
+def chars_per_token():
+    """Characters per text token, the usual estimate (the local Vertex AI and the cost estimate use it)."""
+    return 4
+
+
+def estimated_example_tokens(characters, images):
+    """Tokens of one example: its text at chars_per_token() characters each, plus image_tokens() per image."""
+    import math
+
+    return math.ceil(characters / chars_per_token()) + image_tokens() * images
+
+
+def cut(text, limit=200):
+    """``text`` (any value, as str) cut to ``limit`` characters, for messages about arbitrary input;
+    lone surrogates (JSON can carry them) are written as \\udxxx so that the message can be printed."""
+    text = text if isinstance(text, str) else repr(text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def jsonl_problem_kinds():
+    """Kinds of problem in a tuning JSONL, in report order -> how to fix that kind in general."""
+    return {
+        "json": "write each example as one JSON object on one line of UTF-8 text",
+        "format": "give each line a 'contents' list of turns (Gemini's format) or a chat 'messages' list",
+        "roles": "start with a user turn, alternate user and model, and end with the model's answer",
+        "parts": "give every turn text, and images as fileData parts of the user turns",
+        "system_instruction": "put the system instruction in the line's systemInstruction field (text parts only)",
+        "mime": "set fileData.mimeType to image/png, image/jpeg, image/webp, image/heic or image/heif",
+        "image_count": "split the example: Vertex AI accepts at most 30 images per example",
+        "no_image": "add the product image as a fileData part of the user turn",
+        "image_missing": "point fileUri at an image that exists in Cloud Storage (gs://bucket/object)",
+        "image_size": "re-encode the image (JPEG, or fewer pixels) to at most 20 MB",
+        "tokens": "shorten the text or use fewer images",
+        "file": "fix the file as a whole",
+    }
+
+
+def jsonl_problem(line, kind, message, fix=""):
+    """One problem of a tuning JSONL: its 1-based line (None: the whole file), its kind (a key of
+    jsonl_problem_kinds), what is wrong, and how to fix it (the kind's general fix when empty)."""
+    return {"line": line, "kind": kind, "message": message, "fix": fix or jsonl_problem_kinds()[kind]}
+
+
+def jsonl_lines(data):
+    """(line number, raw line) for every non-blank line of a JSONL file's bytes or text.
+
+    Lines end at "\\n" only (and a "\\r" before it): a JSON string may hold U+2028 or U+0085,
+    which str.splitlines would take for line ends.
+    """
+    newline, blank = (b"\n", b"") if isinstance(data, bytes) else ("\n", "")
+    lines = []
+    for number, raw in enumerate(data.split(newline), start=1):
+        raw = raw[:-1] if raw[-1:] in (b"\r", "\r") else raw
+        if raw.strip() != blank:
+            lines.append((number, raw))
+    return lines
+
+
+def jsonl_line_object(raw, line):
+    """(object or None, problems) of one line of a JSONL file, bytes or text: UTF-8 (a byte order
+    mark on line 1 is a problem, the rest is still read), strict JSON, a JSON object."""
+    import json
+
+    problems = []
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad = raw[error.start : error.start + 1]
+            return None, [
+                jsonl_problem(
+                    line, "json", f"not UTF-8 text (byte {error.start + 1} is {bad!r})", "save the file as UTF-8"
+                )
+            ]
+    if raw.startswith("\ufeff"):
+        problems.append(
+            jsonl_problem(
+                line,
+                "json",
+                "the line starts with a UTF-8 byte order mark (BOM)",
+                "save the file as UTF-8 without a byte order mark",
+            )
+        )
+        raw = raw[1:]
+
+    def refuse_constant(name):
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        obj = json.loads(raw, parse_constant=refuse_constant)
+    except json.JSONDecodeError as error:
+        return None, problems + [jsonl_problem(line, "json", f"not valid JSON ({error.msg}, column {error.colno})")]
+    except ValueError as error:  # NaN, Infinity
+        return None, problems + [
+            jsonl_problem(
+                line,
+                "json",
+                f"not valid JSON ({error})",
+                "write numbers as JSON numbers (NaN and Infinity are not JSON)",
+            )
+        ]
+    except RecursionError:
+        return None, problems + [jsonl_problem(line, "json", "not valid JSON (nested too deeply to read)")]
+    if not isinstance(obj, dict):
+        return None, problems + [
+            jsonl_problem(line, "json", f"expected a JSON object, got {type(obj).__name__} {quoted(obj)}")
+        ]
+    return obj, problems
+
+
+def jsonl_line_format(obj):
+    """ "contents", "messages" or None: the format of a decoded JSONL line."""
+    if isinstance(obj, dict):
+        return next((key for key in ("contents", "messages") if key in obj), None)
+    return None
+
+
+def image_mime_type_of(uri):
+    """The MIME type for an image URI's extension, as tuning_example gives it."""
+    extension = uri.rsplit(".", 1)[-1].lower() if isinstance(uri, str) else ""
+    return image_mime_types().get(extension, f"image/{extension}")
+
+
+def contents_turns(obj):
+    """(system parts or None, turns, problems) of a Gemini ``contents`` line. A turn is
+    {"name", "role", "said", "parts": [(name, part)]}; a problem is (kind, message, fix)."""
+    problems = []
+    system = obj.get("systemInstruction", obj.get("system_instruction"))
+    system_parts = None
+    if system is not None:
+        parts = system.get("parts") if isinstance(system, dict) else None
+        if not isinstance(parts, list) or not parts:
+            problems.append(
+                (
+                    "system_instruction",
+                    f"systemInstruction must be an object with a non-empty parts list, got {quoted(system)}",
+                    "",
+                )
+            )
+        else:
+            system_parts = [(f"systemInstruction.parts[{j}]", part) for j, part in enumerate(parts)]
+    contents = obj.get("contents")
+    if not contents:
+        keys = ", ".join(cut(key, 40) for key in list(obj)[:8]) or "none"
+        return (
+            system_parts,
+            [],
+            problems
+            + [
+                ("format", "no contents", f"give the line a 'contents' list of user and model turns (its keys: {keys})")
+            ],
+        )
+    if not isinstance(contents, list):
+        return (
+            system_parts,
+            [],
+            problems + [("format", f"contents must be a list of turns, got {type(contents).__name__}", "")],
+        )
+    turns = []
+    for i, turn in enumerate(contents):
+        name = f"contents[{i}]"
+        if not isinstance(turn, dict):
+            problems.append(
+                ("format", f"{name} is not an object", "write each turn as {\"role\": ..., \"parts\": [...]}")
+            )
+            turns.append({"name": name, "role": "other", "said": None, "parts": [], "broken": True})
+            continue
+        role = turn.get("role")
+        parts = turn.get("parts")
+        broken = parts is not None and not isinstance(parts, list)
+        if broken:
+            problems.append(("parts", f"{name}.parts must be a list, got {type(parts).__name__}", ""))
+        turns.append(
+            {
+                "name": name,
+                "role": role if role in ("user", "model", "system") else "other",
+                "said": role,
+                "parts": [] if broken else [(f"{name}.parts[{j}]", part) for j, part in enumerate(parts or [])],
+                "broken": broken,
+            }
+        )
+    return system_parts, turns, problems
+
+
+def messages_turns(obj):
+    """(system parts or None, turns, problems) of a chat ``messages`` line, as the ``contents``
+    it converts to: a first "system" message is the system instruction, "user" stays user,
+    "assistant" (or "model") is model; text content gives text parts; image_url and fileData
+    parts, and gs:// URIs in a user message's text (as import_dataset reads them), give fileData
+    parts with the MIME type of the file extension."""
+    messages = obj.get("messages")
+    if not messages:
+        return None, [], [("format", "messages is empty", "give the line a non-empty 'messages' list")]
+    if not isinstance(messages, list):
+        return None, [], [("format", f"messages must be a list, got {type(messages).__name__}", "")]
+    system_parts, turns, problems = None, [], []
+    for i, message in enumerate(messages):
+        name = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.append(
+                ("format", f"{name} is not an object", "write each message as {\"role\": ..., \"content\": ...}")
+            )
+            turns.append({"name": name, "role": "other", "said": None, "parts": [], "broken": True})
+            continue
+        said = message.get("role")
+        role = {"user": "user", "assistant": "model", "model": "model", "system": "system"}.get(
+            said if isinstance(said, str) else None, "other"
+        )
+        content = message.get("parts") if "parts" in message else message.get("content")
+        items = content if isinstance(content, list) else [] if content is None else [content]
+        parts = []
+        for k, item in enumerate(items):
+            part_name = f"{name}.content" if not isinstance(content, list) else f"{name}.content[{k}]"
+            if isinstance(item, str):
+                parts.append((part_name, {"text": item}))
+                if role == "user":
+                    parts += [
+                        (part_name, {"fileData": {"mimeType": image_mime_type_of(uri), "fileUri": uri}})
+                        for uri in turn_images(item)[0]
+                    ]
+            elif isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append((part_name, {"text": item["text"]}))
+                if role == "user":
+                    parts += [
+                        (part_name, {"fileData": {"mimeType": image_mime_type_of(uri), "fileUri": uri}})
+                        for uri in turn_images(item["text"])[0]
+                    ]
+            elif isinstance(item, dict) and (item.get("inlineData") or item.get("inline_data")):
+                parts.append((part_name, {"inlineData": item.get("inlineData") or item.get("inline_data")}))
+            elif isinstance(item, dict) and (item.get("fileData") or item.get("file_data")):
+                parts.append((part_name, {"fileData": item.get("fileData") or item.get("file_data")}))
+            else:
+                found = turn_images([item])[0] if isinstance(item, dict) else []
+                parts += [
+                    (part_name, {"fileData": {"mimeType": image_mime_type_of(uri), "fileUri": uri}}) for uri in found
+                ]
+                if not found:
+                    parts.append((part_name, item))  # checked, and refused, as a part
+        if role == "system" and i == 0:
+            system_parts = parts
+            continue
+        if role == "system":
+            problems.append(
+                (
+                    "system_instruction",
+                    f"{name} is a system message; only the first message may be one",
+                    "move it to the start, or merge it into the first message",
+                )
+            )
+            continue
+        turns.append({"name": name, "role": role, "said": said, "parts": parts, "broken": False})
+    return system_parts, turns, problems
+
+
+def quoted(value, limit=60):
+    """``repr(value)`` cut to ``limit`` characters."""
+    return cut(repr(value), limit)
+
+
+def part_problems(name, part, role):
+    """(problems, text or None, fileData value or None) of one part of a turn."""
+    data_keys = (
+        "text",
+        "fileData",
+        "file_data",
+        "inlineData",
+        "inline_data",
+        "functionCall",
+        "function_call",
+        "functionResponse",
+        "function_response",
+        "executableCode",
+        "executable_code",
+        "codeExecutionResult",
+        "code_execution_result",
+    )
+    if not isinstance(part, dict):
+        return (
+            [
+                (
+                    "parts",
+                    f"{name} is not an object: {quoted(part)}",
+                    "write each part as {\"text\": ...} or {\"fileData\": {...}}",
+                )
+            ],
+            None,
+            None,
+        )
+    present = [key for key in data_keys if key in part]
+    if not present:
+        keys = ", ".join(cut(key, 40) for key in list(part)[:6]) or "none"
+        return [("parts", f"{name} has no text or fileData (its keys: {keys})", "")], None, None
+    if len(present) > 1:
+        return (
+            [
+                (
+                    "parts",
+                    f"{name} has both {present[0]} and {present[1]}; a part holds one of them",
+                    "put each in its own part",
+                )
+            ],
+            None,
+            None,
+        )
+    key = present[0]
+    if key == "text":
+        if not isinstance(part["text"], str):
+            return [("parts", f"{name}.text must be a string, got {type(part['text']).__name__}", "")], None, None
+        return [], part["text"], None
+    if key in ("inlineData", "inline_data"):
+        return (
+            [
+                (
+                    "parts",
+                    f"{name} holds inline image data; tuning datasets take images only as fileData",
+                    "upload the image to Cloud Storage and give its gs:// URI in a fileData part",
+                )
+            ],
+            None,
+            None,
+        )
+    if key in ("fileData", "file_data"):
+        if role == "model":
+            return (
+                [("parts", f"{name}: a model turn may hold only text (the answer)", "move the image to the user turn")],
+                None,
+                None,
+            )
+        return [], None, part[key]
+    return [("parts", f"{name} is a {key} part; this inspector's examples hold only text and images", "")], None, None
+
+
+def file_data_problems(name, file, sizes):
+    """Problems of one fileData value: its mimeType, its fileUri and, when ``sizes`` is given,
+    whether the gs:// object exists and is at most 20 MB (see jsonl_line_problems)."""
+    if not isinstance(file, dict):
+        return [("parts", f"{name}.fileData must be an object with mimeType and fileUri, got {quoted(file)}", "")]
+    uri = file.get("fileUri", file.get("file_uri"))
+    mime = file.get("mimeType", file.get("mime_type"))
+    problems = []
+    if not isinstance(mime, str) or not mime:
+        problems.append(("mime", f"{name}.fileData has no mimeType", ""))
+    elif mime not in image_mime_types().values():
+        which = cut(uri) if isinstance(uri, str) else name
+        problems.append(("mime", f"{which} has the unsupported type {cut(mime, 60)}; use PNG, JPEG, WebP or HEIC", ""))
+    if not isinstance(uri, str) or not uri.strip():
+        return problems + [("image_missing", f"{name}.fileData has no fileUri", "")]
+    if uri.startswith("data:"):
+        return problems + [
+            (
+                "parts",
+                f"{name} holds inline image data (a data: URL); tuning datasets take images only from Cloud Storage",
+                "upload the image and give its gs:// URI",
+            )
+        ]
+    if uri.startswith(("http://", "https://")):
+        return problems  # a public URL Vertex AI fetches itself: not looked up here
+    if not uri.startswith("gs://"):
+        return problems + [
+            (
+                "image_missing",
+                f"{name}: fileUri {cut(uri)} is neither a gs:// URI nor an http(s) URL",
+                "upload the image to Cloud Storage and give its gs:// URI",
+            )
+        ]
+    try:
+        parse_gcs_uri(uri)
+    except ValueError:
+        return problems + [("image_missing", f"{name}: {cut(uri)} is not a gs://bucket/object URI", "")]
+    if sizes is None or sizes.get(uri, 0) is None:  # not looked up
+        return problems
+    if uri not in sizes:
+        return problems + [("image_missing", f"{cut(uri)} does not exist", "upload the image, or correct the URI")]
+    if sizes[uri] > max_image_bytes():
+        problems.append(
+            ("image_size", f"{cut(uri)} is {sizes[uri] / 2**20:.1f} MB; Vertex AI accepts at most 20 MB per image", "")
+        )
+    return problems
+
+
+def turns_problems(system_parts, turns, sizes, base_model):
+    """(kind, message, fix) for every problem of an example's turns (contents_turns or
+    messages_turns), in the order tuning_example_problem checks."""
+    chat = bool(turns) and turns[0]["name"].startswith("messages")
+    answer_role = "assistant" if chat else "model"
+    problems, characters, files, inline = [], 0, [], 0
+    for name, part in system_parts or []:
+        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+            problems.append(("system_instruction", f"{name} must be a text part", ""))
+        else:
+            characters += len(part["text"])
+    previous = None
+    for turn in turns:
+        name, role, said = turn["name"], turn["role"], turn["said"]
+        expected = "model" if previous == "user" else "user"
+        previous = role if role in ("user", "model") else expected
+        if turn["broken"] and not turn["parts"]:  # its shape was already reported
+            continue
+        if role == "system":
+            problems.append(
+                (
+                    "system_instruction",
+                    f"{name}.role is 'system'; a system instruction goes in the "
+                    "line's systemInstruction field, not in contents",
+                    "",
+                )
+            )
+        elif role != expected:
+            hint = (
+                ""
+                if role != "other"
+                else f"give every turn a role: 'user' or '{answer_role}'"
+                if said is None
+                else f"the role must be 'user' or '{answer_role}' (Gemini calls the answer turn 'model')"
+            )
+            problems.append(("roles", f"{name}.role is {quoted(said)}; roles must alternate user/{answer_role}", hint))
+        texts = []
+        for part_name, part in turn["parts"]:
+            found, text, file = part_problems(part_name, part, role)
+            problems += found
+            inline += isinstance(part, dict) and ("inlineData" in part or "inline_data" in part)
+            if text is not None:
+                texts.append(text)
+                characters += len(text)
+            if file is not None:
+                files.append((part_name, file))
+        if not any(text.strip() for text in texts):
+            what = "the answer" if role == "model" else "the prompt"
+            problems.append(("parts", f"{name} has no non-empty text part", f"give the turn {what} as a text part"))
+    if turns and turns[-1]["role"] != "model":
+        problems.append(
+            (
+                "roles",
+                "the last turn must be the model's answer",
+                f"end the example with {'an assistant' if chat else 'a model'} turn holding the answer",
+            )
+        )
+    if len(files) > max_images_per_example():
+        problems.append(
+            (
+                "image_count",
+                f"{len(files)} images; Vertex AI accepts at most {max_images_per_example()} per example",
+                "",
+            )
+        )
+    if not files and not inline:
+        problems.append(("no_image", "no image: this inspector learns from a product image in every example", ""))
+    for part_name, file in files:
+        problems += file_data_problems(part_name, file, sizes)
+    capabilities = tuning_capabilities()
+    model = base_model_id(base_model)
+    limit = capabilities.get(model, {}).get("max_example_tokens") or min(
+        entry["max_example_tokens"] for entry in capabilities.values()
+    )
+    tokens = estimated_example_tokens(characters, len(files))
+    if tokens > limit:
+        text_tokens = estimated_example_tokens(characters, 0)
+        problems.append(
+            (
+                "tokens",
+                f"about {tokens:,} tokens ({text_tokens:,} of text, {len(files)} image(s) x "
+                f"{image_tokens()}); {model} accepts at most {limit:,} per example",
+                "",
+            )
+        )
+    return problems
+
+
+def jsonl_line_problems(obj, line, sizes=None, base_model="gemini-2.5-flash"):
+    """Every reason Vertex AI's Gemini tuning, or this inspector, would refuse one JSONL line,
+    as jsonl_problem dicts ([] when none).
+
+    ``obj`` is the decoded line (jsonl_line_object): a Gemini ``contents`` example, or a chat
+    ``messages`` example checked as the contents it converts to (messages_turns). ``sizes`` maps
+    gs:// image URIs to their size in bytes: a URI missing from it does not exist, one mapped to
+    None could not be looked up; ``sizes=None`` checks neither. The token limit is
+    ``base_model``'s (capabilities.tuning_capabilities). Problems come in the order
+    tuning_example_problem checks, so for a line it refuses its reason is the first message.
+    """
+    if not isinstance(obj, dict):
+        return [jsonl_problem(line, "json", f"expected a JSON object, got {type(obj).__name__}")]
+    if jsonl_line_format(obj) == "messages":
+        system_parts, turns, found = messages_turns(obj)
+    else:
+        system_parts, turns, found = contents_turns(obj)
+    if turns:
+        found += turns_problems(system_parts, turns, sizes, base_model)
+    return [jsonl_problem(line, kind, message, fix) for kind, message, fix in found]
+
+
+def example_image_uris(obj):
+    """The fileData URIs of a decoded JSONL line (either format), in order, for looking up sizes."""
+    if not isinstance(obj, dict):
+        return []
+    system_parts, turns, _ = messages_turns(obj) if jsonl_line_format(obj) == "messages" else contents_turns(obj)
+    uris = []
+    for turn in turns:
+        for _, part in turn["parts"]:
+            file = part.get("fileData", part.get("file_data")) if isinstance(part, dict) else None
+            uri = file.get("fileUri", file.get("file_uri")) if isinstance(file, dict) else None
+            if isinstance(uri, str):
+                uris.append(uri)
+    return uris
+
+
+def jsonl_file_problems(examples, validation=False):
+    """Problems of a tuning JSONL as a whole: no examples; over tuning_limits()'s validation
+    maximum when it is a validation file."""
+    if not examples:
+        return [jsonl_problem(None, "file", "the file has no examples", "give one JSON example per line")]
+    limit = tuning_limits()["max_validation_examples"]
+    if validation and examples > limit:
+        return [
+            jsonl_problem(
+                None,
+                "file",
+                f"{examples:,} examples; a validation dataset may have at most {limit:,}",
+                f"keep at most {limit:,} examples in the validation file",
+            )
+        ]
+    return []
+
+
 IMPORT_RULES = [
-    notebook_labels, parse_gcs_uri, is_pass_answer, defect_type_of, image_mime_types, manifest_columns,
-    max_image_bytes, pass_words, defect_words, none_words, image_uri_columns, untyped_defect_label,
-    check_dataset_uri, label_parameter_warnings, dataset_source, dataset_layout, decode_manifest_text,
-    type_name, class_of_word, label_of, class_of_label, class_key,
-    image_record, resolve_image_ref, class_from_status_columns, reconcile_label, class_of_row, columns_record,
-    turn_text, turn_images, conversation_record, csv_records, jsonl_records,
-    folder_prefix, folder_records, skipped_files_note, empty_folder_message, drop_repeated_rows, failure_message,
-    image_ref, image_extension, pillow_format_of, image_name_problem, image_size_problem, decoded_format,
-    image_content_problem, image_digest,
-    content_conflicts, small_class_problems, class_counts, class_summary, import_report, manifest_row,
+    notebook_labels,
+    parse_gcs_uri,
+    is_pass_answer,
+    defect_type_of,
+    image_mime_types,
+    manifest_columns,
+    max_image_bytes,
+    pass_words,
+    defect_words,
+    none_words,
+    image_uri_columns,
+    untyped_defect_label,
+    check_dataset_uri,
+    label_parameter_warnings,
+    dataset_source,
+    dataset_layout,
+    decode_manifest_text,
+    type_name,
+    class_of_word,
+    label_of,
+    class_of_label,
+    class_key,
+    image_record,
+    resolve_image_ref,
+    class_from_status_columns,
+    reconcile_label,
+    class_of_row,
+    columns_record,
+    turn_text,
+    turn_images,
+    conversation_record,
+    csv_records,
+    jsonl_records,
+    folder_prefix,
+    folder_records,
+    skipped_files_note,
+    empty_folder_message,
+    drop_repeated_rows,
+    failure_message,
+    image_ref,
+    image_extension,
+    pillow_format_of,
+    image_name_problem,
+    image_size_problem,
+    max_image_pixels,
+    image_pixels_problem,
+    decoded_format,
+    image_content_problem,
+    image_digest,
+    content_conflicts,
+    small_class_problems,
+    class_counts,
+    class_summary,
+    import_report,
+    manifest_row,
     manifest_metadata,
 ]
 
 JSONL_RULES = [
-    parse_gcs_uri, image_mime_types, max_image_bytes, max_images_per_example,
-    check_split_rows, oversample_rows, tuning_example, tuning_example_problem, jsonl_texts, jsonl_folder_path,
+    parse_gcs_uri,
+    image_mime_types,
+    max_image_bytes,
+    max_images_per_example,
+    check_split_rows,
+    oversample_rows,
+    tuning_example,
+    tuning_example_problem,
+    jsonl_texts,
+    jsonl_folder_path,
+]
+
+# What jsonl_line_problems reaches beyond JSONL_RULES: ship both lists with a component that
+# checks its lines (tests/test_validate.py runs them from their source alone, as KFP would).
+JSONL_CHECK_RULES = [
+    tuning_capabilities,
+    tuning_limits,
+    base_model_id,
+    turn_images,
+    image_tokens,
+    chars_per_token,
+    estimated_example_tokens,
+    cut,
+    quoted,
+    jsonl_problem_kinds,
+    jsonl_problem,
+    jsonl_lines,
+    jsonl_line_object,
+    jsonl_line_format,
+    image_mime_type_of,
+    contents_turns,
+    messages_turns,
+    part_problems,
+    file_data_problems,
+    turns_problems,
+    jsonl_line_problems,
+    example_image_uris,
+    jsonl_file_problems,
 ]

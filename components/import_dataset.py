@@ -23,6 +23,7 @@ from components.dataset_rules import (
     folder_records,
     image_digest,
     image_name_problem,
+    image_pixels_problem,
     image_ref,
     image_size_problem,
     import_report,
@@ -168,7 +169,8 @@ def import_dataset(
             return None, f"{image_ref(record)} does not exist"
         except gcs_errors.GoogleAPICallError as error:
             return None, f"{image_ref(record)} cannot be read: {error}"
-        return image_digest(record, data)
+        problem = image_pixels_problem(record, data)  # the header only: refused before anything decodes it
+        return (None, problem) if problem else image_digest(record, data)
 
     total = len(records)
     step = max(1, total // 10)

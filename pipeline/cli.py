@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from localvertex import DataDirInUse, LocalStack
-from pipeline import offline
+from pipeline import offline, validate
 from pipeline import params as pipeline_params
 from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, TASK_TITLES, compile_pipeline
@@ -292,3 +292,4 @@ def _register_vertex_commands() -> None:
 
 
 _register_vertex_commands()
+validate.register(app)

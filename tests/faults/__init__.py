@@ -1,0 +1,1 @@
+"""Fault tests: bad inputs, injected faults and the runs that must survive them (marked ``faults``)."""
