@@ -24,8 +24,8 @@ from localvertex.model import Example, InspectorModel, TrainConfig, train  # noq
 def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
     """Status/type accuracy (the notebook's rule) and overkill (Pass called Defect) rate."""
     answers = model.generate([s.image for s in samples])
-    verdicts = [judge_answer(s.label, a, DEFECT_TYPES) for s, a in zip(samples, answers)]
-    passes = [v for s, v in zip(samples, verdicts) if s.defect_type is None]
+    verdicts = [judge_answer(s.label, a, DEFECT_TYPES) for s, a in zip(samples, answers, strict=False)]
+    passes = [v for s, v in zip(samples, verdicts, strict=False) if s.defect_type is None]
     return {
         "status_accuracy": statistics.mean(v["status_correct"] for v in verdicts),
         "type_accuracy": statistics.mean(v["type_correct"] for v in verdicts),
@@ -53,12 +53,16 @@ def main() -> None:
         [Example(s.image, s.label) for s in train_set],
         [Example(s.image, s.label) for s in validation_set],
         config,
-        on_epoch=lambda e: print(f"  epoch {e.epoch}: step {e.step}, train loss {e.train_loss:.4f}, "
-                                 f"validation loss {e.validation_loss:.4f}, {e.seconds:.1f} s"),
+        on_epoch=lambda e: print(
+            f"  epoch {e.epoch}: step {e.step}, train loss {e.train_loss:.4f}, "
+            f"validation loss {e.validation_loss:.4f}, {e.seconds:.1f} s"
+        ),
     )
     seconds = time.perf_counter() - started
-    print(f"1. default job {config}: {len(train_set)}/{len(validation_set)}/{len(test_set)} split, "
-          f"{result.step_count} steps, {result.token_count} tokens, training {seconds:.1f} s")
+    print(
+        f"1. default job {config}: {len(train_set)}/{len(validation_set)}/{len(test_set)} split, "
+        f"{result.step_count} steps, {result.token_count} tokens, training {seconds:.1f} s"
+    )
     report("   test", score(result.model, test_set), len(test_set))
 
     strong = make_samples(400, seed=2024, variation="strong") + make_samples(400, seed=7, variation="strong")
@@ -74,8 +78,10 @@ def main() -> None:
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
         batched, median, p95 = inference_speed(model, images)
-        print(f"3. inference, {threads} thread(s) (saved + loaded model, greedy, PIL images in): "
-              f"batched {batched:.0f} images/s; one image median {median:.2f} ms, p95 {p95:.2f} ms")
+        print(
+            f"3. inference, {threads} thread(s) (saved + loaded model, greedy, PIL images in): "
+            f"batched {batched:.0f} images/s; one image median {median:.2f} ms, p95 {p95:.2f} ms"
+        )
     torch.set_num_threads(default_threads)
 
 
@@ -92,6 +98,7 @@ def inference_speed(model: InspectorModel, images: list) -> tuple[float, float, 
         latencies.append((time.perf_counter() - started) * 1000)
     latencies.sort()
     return batched, statistics.median(latencies), latencies[94]
+
 
 if __name__ == "__main__":
     main()

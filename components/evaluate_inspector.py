@@ -14,6 +14,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
+from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.evaluation import (
     EVALUATION_FUNCS,
     confusion_matrix,
@@ -37,7 +38,6 @@ from components.helpers import (
     parse_gcs_uri,
     report_progress,
 )
-from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
 
 
@@ -57,9 +57,12 @@ def ask_model(client, model, example, budget, max_output_tokens):
     t0 = time.monotonic()
     try:
         config = types.GenerateContentConfig(
-            temperature=0.0, max_output_tokens=max_output_tokens, system_instruction=example.system,
+            temperature=0.0,
+            max_output_tokens=max_output_tokens,
+            system_instruction=example.system,
             thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
         response = client.models.generate_content(model=model, contents=example.prompt, config=config)
         text, error, failed = (response.text or "").strip(), "", False
         if not text:
@@ -84,8 +87,10 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
     answers = [None] * len(examples)
     step = max(1, len(examples) // 10)
     with ThreadPoolExecutor(concurrency) as pool:
-        futures = {pool.submit(ask_model, client, model, example, budget, max_output_tokens): i
-                   for i, example in enumerate(examples)}
+        futures = {
+            pool.submit(ask_model, client, model, example, budget, max_output_tokens): i
+            for i, example in enumerate(examples)
+        }
         for done, future in enumerate(as_completed(futures), start=1):
             answers[futures[future]] = future.result()
             if done % step == 0 or done == len(examples):
@@ -102,10 +107,14 @@ def ask_base_model(client, base_model, examples, max_output_tokens, concurrency)
     budget = thinking_budget_for(base_model, 0)  # as little thinking as the base model allows
     first = ask_model(client, base_model, examples[0], budget, max_output_tokens)
     if first.failed:
-        return None, (f"Base model {base_model} was unavailable, so no base-vs-tuned "
-                      f"comparison was made: {first.error}")
-    rest = (ask_all(client, base_model, examples[1:], budget, max_output_tokens, concurrency, "base")
-            if len(examples) > 1 else [])
+        return None, (
+            f"Base model {base_model} was unavailable, so no base-vs-tuned comparison was made: {first.error}"
+        )
+    rest = (
+        ask_all(client, base_model, examples[1:], budget, max_output_tokens, concurrency, "base")
+        if len(examples) > 1
+        else []
+    )
     return [first] + rest, f"Base model {base_model} answered the same {len(examples)} questions."
 
 
@@ -191,10 +200,28 @@ def fetch_thumbnails(gcs, examples, concurrency):
     base_image=BASE_IMAGE,
     packages_to_install=EVAL_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[tuning_capabilities, base_model_id, thinking_budget_for, genai_client, judge_answer,
-                      answer_status, is_pass_answer, defect_type_of, parse_gcs_uri, report_progress, *EVALUATION_FUNCS, ask_model, ask_all, ask_base_model,
-                      ensure_parent_dir, write_json, write_text, write_predictions_csv, make_thumbnail,
-                      fetch_thumbnails],
+    additional_funcs=[
+        tuning_capabilities,
+        base_model_id,
+        thinking_budget_for,
+        genai_client,
+        judge_answer,
+        answer_status,
+        is_pass_answer,
+        defect_type_of,
+        parse_gcs_uri,
+        report_progress,
+        *EVALUATION_FUNCS,
+        ask_model,
+        ask_all,
+        ask_base_model,
+        ensure_parent_dir,
+        write_json,
+        write_text,
+        write_predictions_csv,
+        make_thumbnail,
+        fetch_thumbnails,
+    ],
 )
 def evaluate_inspector(
     project: str,
@@ -279,21 +306,24 @@ def evaluate_inspector(
 
     gcs = storage.Client(project=project)
     bucket_name, blob_name = parse_gcs_uri(test_jsonl_uri)
-    examples = parse_test_jsonl(gcs.bucket(bucket_name).blob(blob_name).download_as_text(),
-                                test_jsonl_uri, max_examples)
+    examples = parse_test_jsonl(
+        gcs.bucket(bucket_name).blob(blob_name).download_as_text(), test_jsonl_uri, max_examples
+    )
     total = len(examples)
     classes = merge_defect_classes([], (example.expected for example in examples))
 
     client = genai_client(project, location)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    print(f"Evaluating {tuned_endpoint} on {total} examples from {test_jsonl_uri} "
-          f"(classes: {', '.join(classes) or 'none'}; concurrency {concurrency})", flush=True)
+    print(
+        f"Evaluating {tuned_endpoint} on {total} examples from {test_jsonl_uri} "
+        f"(classes: {', '.join(classes) or 'none'}; concurrency {concurrency})",
+        flush=True,
+    )
     budget = thinking_budget_for(base_model, int(thinking_budget))
     tuned_answers = ask_all(client, tuned_endpoint, examples, budget, max_output_tokens, concurrency, "tuned")
     errors = [answer.error for answer in tuned_answers if answer.failed]
     if len(errors) == total:
-        raise RuntimeError(
-            f"All {total} requests to {tuned_endpoint} failed; first error: {errors[0]}")
+        raise RuntimeError(f"All {total} requests to {tuned_endpoint} failed; first error: {errors[0]}")
     # Answers may name defect types the labels lack: score_answers adds them to classes.
     results, classes = score_answers(examples, tuned_answers, classes)
     tuned = summarize_results(results)
@@ -309,8 +339,16 @@ def evaluate_inspector(
     figures = metric_values(tuned, base, total)
     for name, value in figures.items():
         metrics.log_metric(name, value)
-    write_json(metrics.path, {"metrics": figures, "tuned_endpoint": tuned_endpoint,
-                              "test_jsonl_uri": test_jsonl_uri, "base_model_note": base_note}, indent=2)
+    write_json(
+        metrics.path,
+        {
+            "metrics": figures,
+            "tuned_endpoint": tuned_endpoint,
+            "test_jsonl_uri": test_jsonl_uri,
+            "base_model_note": base_note,
+        },
+        indent=2,
+    )
 
     categories, matrix = confusion_matrix(results, classes)
     classification_metrics.log_confusion_matrix(categories, matrix)
@@ -319,13 +357,28 @@ def evaluate_inspector(
     write_predictions_csv(predictions.path, results)
     predictions.metadata.update({"format": "csv", "rows": total})
 
-    write_text(report.path, render_report(
-        tuned_endpoint=tuned_endpoint, test_jsonl_uri=test_jsonl_uri, classes=classes, results=results,
-        tuned=tuned, failed=len(errors), base=base, base_model=base_model, base_note=base_note,
-        base_requested=evaluate_base_model, categories=categories, matrix=matrix,
-        thumbs=fetch_thumbnails(gcs, examples, concurrency)))
+    write_text(
+        report.path,
+        render_report(
+            tuned_endpoint=tuned_endpoint,
+            test_jsonl_uri=test_jsonl_uri,
+            classes=classes,
+            results=results,
+            tuned=tuned,
+            failed=len(errors),
+            base=base,
+            base_model=base_model,
+            base_note=base_note,
+            base_requested=evaluate_base_model,
+            categories=categories,
+            matrix=matrix,
+            thumbs=fetch_thumbnails(gcs, examples, concurrency),
+        ),
+    )
 
-    print(f"{summary_line(tuned, base, total, len(errors), evaluate_base_model)} "
-          f"({time.monotonic() - started:.1f} s)", flush=True)
+    print(
+        f"{summary_line(tuned, base, total, len(errors), evaluate_base_model)} ({time.monotonic() - started:.1f} s)",
+        flush=True,
+    )
     outputs = namedtuple("Outputs", ["status_accuracy", "defect_type_accuracy"])
     return outputs(float(tuned.status_accuracy), float(tuned.defect_type_accuracy))

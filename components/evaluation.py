@@ -83,15 +83,26 @@ def evaluation_records():
         predicted: int
 
     evaluation_records.cached = SimpleNamespace(
-        Example=Example, Answer=Answer, Result=Result, Summary=Summary, ClassScore=ClassScore)
+        Example=Example, Answer=Answer, Result=Result, Summary=Summary, ClassScore=ClassScore
+    )
     return evaluation_records.cached
 
 
 def prediction_columns():
     """The predictions CSV's columns, in order (each one a ``Result`` field)."""
-    return ["image_uri", "expected", "predicted", "expected_class", "predicted_class",
-            "status_correct", "type_correct", "exact_match", "latency_ms", "error",
-            "predicted_status"]
+    return [
+        "image_uri",
+        "expected",
+        "predicted",
+        "expected_class",
+        "predicted_class",
+        "status_correct",
+        "type_correct",
+        "exact_match",
+        "latency_ms",
+        "error",
+        "predicted_status",
+    ]
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -210,9 +221,17 @@ def score_answers(examples, answers, classes):
     results = []
     for example, answer in zip(examples, answers, strict=True):
         verdict = judge_answer(example.expected, answer.text, classes)
-        results.append(records.Result(
-            image_uri=example.image_uri, expected=example.expected, predicted=answer.text,
-            latency_ms=answer.latency_ms, error=answer.error, failed=answer.failed, **verdict))
+        results.append(
+            records.Result(
+                image_uri=example.image_uri,
+                expected=example.expected,
+                predicted=answer.text,
+                latency_ms=answer.latency_ms,
+                error=answer.error,
+                failed=answer.failed,
+                **verdict,
+            )
+        )
     return results, classes
 
 
@@ -288,18 +307,26 @@ def class_scores(categories, matrix):
     for i, name in enumerate(categories[:-1]):
         support = sum(matrix[i])
         predicted = sum(row[i] for row in matrix)
-        scores.append(records.ClassScore(
-            name=name, precision=matrix[i][i] / predicted if predicted else None,
-            recall=matrix[i][i] / support if support else None, support=support, predicted=predicted))
+        scores.append(
+            records.ClassScore(
+                name=name,
+                precision=matrix[i][i] / predicted if predicted else None,
+                recall=matrix[i][i] / support if support else None,
+                support=support,
+                predicted=predicted,
+            )
+        )
     return scores
 
 
 def summary_line(tuned, base, total, failed, base_requested):
     """The component's one-line result for the log (the elapsed time is added by the caller)."""
-    line = (f"evaluate_inspector: {total} examples, status accuracy {tuned.status_accuracy:.3f}, "
-            f"defect-type accuracy {tuned.defect_type_accuracy:.3f}, miss rate {tuned.miss_rate:.3f}, "
-            f"overkill rate {tuned.overkill_rate:.3f}, unparseable {tuned.unparseable_rate:.3f}, "
-            f"failed requests {failed}")
+    line = (
+        f"evaluate_inspector: {total} examples, status accuracy {tuned.status_accuracy:.3f}, "
+        f"defect-type accuracy {tuned.defect_type_accuracy:.3f}, miss rate {tuned.miss_rate:.3f}, "
+        f"overkill rate {tuned.overkill_rate:.3f}, unparseable {tuned.unparseable_rate:.3f}, "
+        f"failed requests {failed}"
+    )
     if base is not None:
         line += f", base status accuracy {base.status_accuracy:.3f}"
     elif base_requested:
@@ -358,14 +385,14 @@ $confusion_section
 $examples_section
 </body></html>""",
         "card": '<div class="card"><div class="v">$value</div><div class="k">$name</div>'
-                '<div class="s">$note</div></div>',
+        '<div class="s">$note</div></div>',
         "base_table": """<table><tr><th></th><th>Status accuracy</th><th>Defect-type accuracy</th>\
 <th>Miss rate</th><th>Overkill rate</th></tr>
 $rows
 </table>
 <p>Status accuracy gain from tuning: <b>$gain points</b>.</p>""",
         "base_row": "<tr><td>$model</td><td>$status_accuracy</td><td>$defect_type_accuracy</td>"
-                    "<td>$miss_rate</td><td>$overkill_rate</td></tr>",
+        "<td>$miss_rate</td><td>$overkill_rate</td></tr>",
         "base_unavailable": '<p class="warn">$note</p>',
         "base_not_requested": "<p>Base model comparison was not requested.</p>",
         "class_table": """<table><tr><th>Class</th><th>Precision</th><th>Recall</th><th>Support</th>\
@@ -373,8 +400,7 @@ $rows
 $rows
 </table>
 <p>$unparseable answer(s) named no clear class (Unparseable).</p>""",
-        "class_row": "<tr><td>$name</td><td>$precision</td><td>$recall</td><td>$support</td>"
-                     "<td>$predicted</td></tr>",
+        "class_row": "<tr><td>$name</td><td>$precision</td><td>$recall</td><td>$support</td><td>$predicted</td></tr>",
         "confusion_table": """<table class="cm"><tr><th>expected \u2193 / predicted \u2192</th>$head</tr>
 $rows
 </table>""",
@@ -388,7 +414,7 @@ $rows
 $rows
 </table>""",
         "example_row": '<tr><td>$number</td><td>$image<div class="uri">$uri</div></td><td>$expected</td>'
-                       "<td>$answer$error</td><td>$predicted_class</td><td>$verdict</td><td>$ms</td></tr>",
+        "<td>$answer$error</td><td>$predicted_class</td><td>$verdict</td><td>$ms</td></tr>",
         "thumbnail": '<img class="thumb" src="$src" alt="$uri">',
         "no_thumbnail": '<span class="noimg">no image</span>',
         "answer": "$text",
@@ -422,10 +448,12 @@ def render_cards(tuned, total, failed):
     cards = [
         ("Status accuracy", format_rate(tuned.status_accuracy), "Pass/Defect call right"),
         ("Defect-type accuracy", format_rate(tuned.defect_type_accuracy), "Pass or the exact defect type right"),
-        ("Miss rate", format_rate(tuned.miss_rate, tuned.defects),
-         f"defective parts passed ({tuned.defects} defective)"),
-        ("Overkill rate", format_rate(tuned.overkill_rate, tuned.passes),
-         f"good parts rejected ({tuned.passes} good)"),
+        (
+            "Miss rate",
+            format_rate(tuned.miss_rate, tuned.defects),
+            f"defective parts passed ({tuned.defects} defective)",
+        ),
+        ("Overkill rate", format_rate(tuned.overkill_rate, tuned.passes), f"good parts rejected ({tuned.passes} good)"),
         ("Exact match", format_rate(tuned.exact_match), "answer identical to the label"),
         ("Unparseable", format_rate(tuned.unparseable_rate), "no clear Pass or single defect type"),
         ("Examples", str(total), f"{failed} failed requests"),
@@ -440,11 +468,17 @@ def render_base_section(tuned, base, base_model, base_note, base_requested):
         if base_requested:
             return fill_template(t["base_unavailable"], note=base_note)
         return fill_template(t["base_not_requested"])
-    rows = [fill_template(
-        t["base_row"], model=model, status_accuracy=format_rate(s.status_accuracy),
-        defect_type_accuracy=format_rate(s.defect_type_accuracy),
-        miss_rate=format_rate(s.miss_rate, s.defects), overkill_rate=format_rate(s.overkill_rate, s.passes))
-        for model, s in ((f"Base {base_model}", base), ("Tuned", tuned))]
+    rows = [
+        fill_template(
+            t["base_row"],
+            model=model,
+            status_accuracy=format_rate(s.status_accuracy),
+            defect_type_accuracy=format_rate(s.defect_type_accuracy),
+            miss_rate=format_rate(s.miss_rate, s.defects),
+            overkill_rate=format_rate(s.overkill_rate, s.passes),
+        )
+        for model, s in ((f"Base {base_model}", base), ("Tuned", tuned))
+    ]
     gain = tuned.status_accuracy - base.status_accuracy
     return fill_template(t["base_table"], markup={"rows": "\n".join(rows)}, gain=f"{gain * 100:+.1f}")
 
@@ -456,9 +490,17 @@ def render_class_section(categories, matrix):
     def two_places(value):
         return "n/a" if value is None else f"{value:.2f}"
 
-    rows = [fill_template(t["class_row"], name=s.name, precision=two_places(s.precision),
-                          recall=two_places(s.recall), support=s.support, predicted=s.predicted)
-            for s in class_scores(categories, matrix)]
+    rows = [
+        fill_template(
+            t["class_row"],
+            name=s.name,
+            precision=two_places(s.precision),
+            recall=two_places(s.recall),
+            support=s.support,
+            predicted=s.predicted,
+        )
+        for s in class_scores(categories, matrix)
+    ]
     unparseable = sum(row[-1] for row in matrix)  # "Unparseable" is the last category
     return fill_template(t["class_table"], markup={"rows": "\n".join(rows)}, unparseable=unparseable)
 
@@ -473,9 +515,12 @@ def render_confusion_section(categories, matrix):
         return fill_template(t["cell_off_diagonal"] if count else t["cell_empty"], count=count)
 
     head = "".join(fill_template(t["confusion_head"], name=c) for c in categories)
-    rows = [fill_template(t["confusion_row"], name=c,
-                          markup={"cells": "".join(cell(i, j, n) for j, n in enumerate(matrix[i]))})
-            for i, c in enumerate(categories)]
+    rows = [
+        fill_template(
+            t["confusion_row"], name=c, markup={"cells": "".join(cell(i, j, n) for j, n in enumerate(matrix[i]))}
+        )
+        for i, c in enumerate(categories)
+    ]
     return fill_template(t["confusion_table"], markup={"head": head, "rows": "\n".join(rows)})
 
 
@@ -483,21 +528,26 @@ def render_example_row(number, result, thumb):
     """One example: its number, thumbnail (``thumb`` is a data URI or ""), label, answer,
     class, verdict and latency."""
     t = report_templates()
-    image = (fill_template(t["thumbnail"], src=thumb, uri=result.image_uri) if thumb
-             else fill_template(t["no_thumbnail"]))
+    image = (
+        fill_template(t["thumbnail"], src=thumb, uri=result.image_uri) if thumb else fill_template(t["no_thumbnail"])
+    )
     if result.type_correct:
         verdict = t["verdict_right"]
     elif result.status_correct:
         verdict = t["verdict_type_wrong"]
     else:
         verdict = t["verdict_wrong"]
-    answer = (fill_template(t["answer"], text=result.predicted) if result.predicted
-              else fill_template(t["no_answer"]))
+    answer = fill_template(t["answer"], text=result.predicted) if result.predicted else fill_template(t["no_answer"])
     error = fill_template(t["error"], text=result.error) if result.error else ""
     return fill_template(
-        t["example_row"], number=number, uri=result.image_uri, expected=result.expected,
-        predicted_class=result.predicted_class, ms=f"{result.latency_ms:.0f}",
-        markup={"image": image, "answer": answer, "error": error, "verdict": fill_template(verdict)})
+        t["example_row"],
+        number=number,
+        uri=result.image_uri,
+        expected=result.expected,
+        predicted_class=result.predicted_class,
+        ms=f"{result.latency_ms:.0f}",
+        markup={"image": image, "answer": answer, "error": error, "verdict": fill_template(verdict)},
+    )
 
 
 def render_examples_section(results, thumbs):
@@ -505,14 +555,27 @@ def render_examples_section(results, thumbs):
 
     ``thumbs`` maps an image URI to its thumbnail's data URI ("" or absent: no image).
     """
-    ordered = sorted(range(len(results)),
-                     key=lambda i: (results[i].type_correct, results[i].status_correct, i))
+    ordered = sorted(range(len(results)), key=lambda i: (results[i].type_correct, results[i].status_correct, i))
     rows = [render_example_row(i + 1, results[i], thumbs.get(results[i].image_uri, "")) for i in ordered]
     return fill_template(report_templates()["examples_table"], markup={"rows": "\n".join(rows)})
 
 
-def render_report(*, tuned_endpoint, test_jsonl_uri, classes, results, tuned, failed, base,
-                  base_model, base_note, base_requested, categories, matrix, thumbs):
+def render_report(
+    *,
+    tuned_endpoint,
+    test_jsonl_uri,
+    classes,
+    results,
+    tuned,
+    failed,
+    base,
+    base_model,
+    base_note,
+    base_requested,
+    categories,
+    matrix,
+    thumbs,
+):
     """The self-contained HTML report for a QC lead.
 
     Args:
@@ -527,22 +590,48 @@ def render_report(*, tuned_endpoint, test_jsonl_uri, classes, results, tuned, fa
         thumbs: image URI -> thumbnail data URI.
     """
     return fill_template(
-        report_templates()["page"], tuned_endpoint=tuned_endpoint, test_jsonl_uri=test_jsonl_uri,
-        total=len(results), classes=", ".join(classes) or "none",
-        markup={"cards": render_cards(tuned, len(results), failed),
-                "base_section": render_base_section(tuned, base, base_model, base_note, base_requested),
-                "class_section": render_class_section(categories, matrix),
-                "confusion_section": render_confusion_section(categories, matrix),
-                "examples_section": render_examples_section(results, thumbs)})
+        report_templates()["page"],
+        tuned_endpoint=tuned_endpoint,
+        test_jsonl_uri=test_jsonl_uri,
+        total=len(results),
+        classes=", ".join(classes) or "none",
+        markup={
+            "cards": render_cards(tuned, len(results), failed),
+            "base_section": render_base_section(tuned, base, base_model, base_note, base_requested),
+            "class_section": render_class_section(categories, matrix),
+            "confusion_section": render_confusion_section(categories, matrix),
+            "examples_section": render_examples_section(results, thumbs),
+        },
+    )
 
 
 # Every function above, for @dsl.component(additional_funcs=...): the component needs all
 # of them (they call each other), plus judge_answer, is_pass_answer, defect_type_of and
 # answer_status from components.helpers.
 EVALUATION_FUNCS = [
-    evaluation_records, prediction_columns, scrub_error, sdk_field, example_image, parse_test_line,
-    parse_test_jsonl, merge_defect_classes, score_answers, share_of,
-    summarize_results, metric_values, confusion_matrix, class_scores, summary_line, report_templates,
-    fill_template, format_rate, render_cards, render_base_section, render_class_section,
-    render_confusion_section, render_example_row, render_examples_section, render_report,
+    evaluation_records,
+    prediction_columns,
+    scrub_error,
+    sdk_field,
+    example_image,
+    parse_test_line,
+    parse_test_jsonl,
+    merge_defect_classes,
+    score_answers,
+    share_of,
+    summarize_results,
+    metric_values,
+    confusion_matrix,
+    class_scores,
+    summary_line,
+    report_templates,
+    fill_template,
+    format_rate,
+    render_cards,
+    render_base_section,
+    render_class_section,
+    render_confusion_section,
+    render_example_row,
+    render_examples_section,
+    render_report,
 ]

@@ -43,6 +43,27 @@ def manifest_columns():
     return ["image_name", "gcs_uri", "status", "defect_type", "label", "sha256"]
 
 
+def write_manifest(path, rows):
+    """Writes the manifest CSV whole or not at all (a full disk leaves no half manifest).
+
+    The rows (dicts with manifest_columns()) go to ``path + ".partial"``, which is renamed
+    over ``path`` only once complete; on any error it is removed and the error raised.
+    """
+    import csv
+    import os
+
+    partial = path + ".partial"
+    try:
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=manifest_columns())
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
 def write_empty_manifest(path, reason):
     """Writes a manifest with the header only: this image step stands aside (see split_manifest).
 
@@ -50,10 +71,7 @@ def write_empty_manifest(path, reason):
     that does not apply writes this; split_manifest takes the manifest that has rows. A
     static DAG needs no ``dsl.OneOf`` over artifacts, which Vertex AI does not document.
     """
-    import csv
-
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerow(manifest_columns())
+    write_manifest(path, [])
     print(f"no images from this step: {reason}", flush=True)
 
 

@@ -34,7 +34,7 @@ from components.dataset_rules import (
     skipped_files_note,
     small_class_problems,
 )
-from components.helpers import manifest_columns, parse_gcs_uri, report_progress, write_empty_manifest
+from components.helpers import parse_gcs_uri, report_progress, write_empty_manifest, write_manifest
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
@@ -44,7 +44,7 @@ from components.packages import BASE_IMAGE, IMAGE_PACKAGES
     base_image=BASE_IMAGE,
     packages_to_install=IMAGE_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[*IMPORT_RULES, report_progress, write_empty_manifest],
+    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest],
 )
 def import_dataset(
     project: str,
@@ -106,7 +106,6 @@ def import_dataset(
             the images of the smallest.
         download_workers: parallel image downloads (bounded to be kind to the API).
     """
-    import csv
     from concurrent.futures import ThreadPoolExecutor
 
     from google.api_core import exceptions as gcs_errors
@@ -194,8 +193,5 @@ def import_dataset(
         print(line, flush=True)
 
     # ---- the manifest, written only now that everything passed
-    with open(manifest.path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=manifest_columns())
-        writer.writeheader()
-        writer.writerows(manifest_row(record) for record in records)
+    write_manifest(manifest.path, [manifest_row(record) for record in records])
     manifest.metadata.update(manifest_metadata(records, layout, dataset_uri))

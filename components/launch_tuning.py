@@ -5,17 +5,35 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import OutputPath
 
-from components.helpers import (earlier_attempts_job, genai_client, read_gcp_resources, vertex_resource_uri,
-                                write_gcp_resources)
 from components.capabilities import base_model_id, tuning_capabilities, tuning_problems, tuning_regions
 from components.entrypoint import exec_python
+from components.helpers import (
+    earlier_attempts_job,
+    genai_client,
+    read_gcp_resources,
+    vertex_resource_uri,
+    write_gcp_resources,
+)
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False,
-               additional_funcs=[tuning_capabilities, tuning_regions, base_model_id, tuning_problems, genai_client,
-                                 read_gcp_resources, earlier_attempts_job, vertex_resource_uri, write_gcp_resources])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=TUNING_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[
+        tuning_capabilities,
+        tuning_regions,
+        base_model_id,
+        tuning_problems,
+        genai_client,
+        read_gcp_resources,
+        earlier_attempts_job,
+        vertex_resource_uri,
+        write_gcp_resources,
+    ],
+)
 def launch_tuning(
     project: str,
     location: str,
@@ -81,14 +99,17 @@ def launch_tuning(
             adapter_size=f"ADAPTER_SIZE_{sizes[adapter_size]}",
             learning_rate_multiplier=learning_rate_multiplier,
             tuned_model_display_name=tuned_model_display_name,
-            validation_dataset=types.TuningValidationDataset(gcs_uri=validation_jsonl_uri) if validation_jsonl_uri else None,
+            validation_dataset=types.TuningValidationDataset(gcs_uri=validation_jsonl_uri)
+            if validation_jsonl_uri
+            else None,
             labels={"app": "visual-defect-inspector", **({"kfp_launch": launch_key} if launch_key else {})},
         )
         # One attempt: a retried create could start a second (billed) job. The client is kept
         # in a variable because a dropped Client closes its connection.
         creator = genai_client(project, location, attempts=1)
         job = creator.tunings.tune(
-            base_model=base_model, training_dataset=types.TuningDataset(gcs_uri=train_jsonl_uri), config=config)
+            base_model=base_model, training_dataset=types.TuningDataset(gcs_uri=train_jsonl_uri), config=config
+        )
         print(f"tuning job {job.name} created ({job.state.name if job.state else 'state unknown'})", flush=True)
 
     write_gcp_resources(gcp_resources, location, job.name)

@@ -7,8 +7,12 @@ from components.helpers import genai_client
 from components.packages import BASE_IMAGE, GENAI_PACKAGES
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=GENAI_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=GENAI_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[genai_client],
+)
 def summarize_run(
     project: str,
     location: str,
@@ -60,25 +64,33 @@ Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioni
 
         client = genai_client(project, location)  # kept: a dropped Client closes its connection
         response = client.models.generate_content(
-            model=summary_model, contents=prompt, config=types.GenerateContentConfig(temperature=0.2))
+            model=summary_model, contents=prompt, config=types.GenerateContentConfig(temperature=0.2)
+        )
         text, source = (response.text or "").strip(), f"written by {summary_model}"
         if not text:
             raise ValueError("empty answer")
     except Exception as error:  # any failure: the report must still be written
         ready = figures.get("eval_status_accuracy", 0) >= 0.95 and figures.get("eval_defect_type_accuracy", 0) >= 0.95
-        text = (f"Tuning job {job_name.rsplit('/', 1)[-1]} of {base_model} succeeded; the tuned inspector "
-                f"'{tuned_model_display_name}' scored {percent('eval_status_accuracy')} status accuracy and "
-                f"{percent('eval_defect_type_accuracy')} defect-type accuracy on "
-                f"{int(figures.get('eval_examples', 0))} test images, "
-                + ("so it is ready for the manufacturing defect analysis task." if ready
-                   else "so it needs more data or tuning before it inspects production parts."))
+        text = (
+            f"Tuning job {job_name.rsplit('/', 1)[-1]} of {base_model} succeeded; the tuned inspector "
+            f"'{tuned_model_display_name}' scored {percent('eval_status_accuracy')} status accuracy and "
+            f"{percent('eval_defect_type_accuracy')} defect-type accuracy on "
+            f"{int(figures.get('eval_examples', 0))} test images, "
+            + (
+                "so it is ready for the manufacturing defect analysis task."
+                if ready
+                else "so it needs more data or tuning before it inspects production parts."
+            )
+        )
         reason = " ".join(str(getattr(error, "message", None) or error).split())
         reason = reason if len(reason) <= 200 else reason[:199].rsplit(" ", 1)[0] + "…"
         source = f"template (Gemini unavailable: {type(error).__name__}: {reason})"
 
     table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
     with open(summary.path, "w") as f:
-        f.write(f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*\n\n"
-                f"| metric | value |\n|---|---|\n{table}\n\nEndpoint: `{tuned_endpoint}`\n")
+        f.write(
+            f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*\n\n"
+            f"| metric | value |\n|---|---|\n{table}\n\nEndpoint: `{tuned_endpoint}`\n"
+        )
     print(f"summary ({source}): {text}", flush=True)
     return text

@@ -10,6 +10,7 @@ from components.helpers import (
     parse_gcs_uri,
     report_progress,
     write_empty_manifest,
+    write_manifest,
 )
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
@@ -24,6 +25,7 @@ from components.packages import BASE_IMAGE, IMAGE_PACKAGES
         parse_gcs_uri,
         manifest_columns,
         report_progress,
+        write_manifest,
         write_empty_manifest,
     ],
 )
@@ -61,7 +63,6 @@ def synthesize_images(
         dataset_uri: the pipeline's ``dataset_uri``; when set, the images are imported
             instead and this step writes an empty manifest (header only) and stops.
     """
-    import csv
     import hashlib
     import io
     import random
@@ -131,8 +132,5 @@ def synthesize_images(
             if done % step == 0 or done == num_images:
                 report_progress(done, num_images, "images", note="uploaded")
 
-    with open(manifest.path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=manifest_columns())
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(manifest.path, rows)
     manifest.metadata.update({"num_images": num_images, "num_defects": num_defects})

@@ -2,18 +2,22 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
+from kfp import dsl
 from kfp.dsl import Metrics, Output, OutputPath
 
-from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
 from components.entrypoint import exec_python
+from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False,
-               additional_funcs=[genai_client, report_progress, vertex_resource_uri, write_gcp_resources])
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=TUNING_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[genai_client, report_progress, vertex_resource_uri, write_gcp_resources],
+)
 def wait_for_tuning(
     project: str,
     location: str,

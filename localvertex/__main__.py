@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Local stand-in for Vertex AI tuning/prediction and Cloud Storage.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Local stand-in for Vertex AI tuning/prediction and Cloud Storage."
+)
 
 
 @app.callback()
@@ -23,10 +25,8 @@ def _main() -> None:
 def _say(message: str, err: bool = False) -> None:
     """Prints a line; a closed pipe (``make serve | tee`` after tee exits, a dead parent) is
     ignored, so shutting down never fails on it and never leaves the server running."""
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError, OSError):  # ValueError: the stream was closed
         typer.echo(message, err=err)
-    except (BrokenPipeError, ValueError, OSError):  # ValueError: the stream was closed
-        pass
 
 
 def _ignore_closed_output() -> None:
@@ -45,7 +45,8 @@ def serve(
     port: int = typer.Option(8080, help="Port of the Vertex AI API (0: any free port)."),
     storage_port: int = typer.Option(9023, help="Port of the storage emulator (0: any free port)."),
     data_dir: Path | None = typer.Option(
-        None, help="Data directory (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."),
+        None, help="Data directory (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."
+    ),
     bucket: str = typer.Option("local-bucket", help="Bucket created at start-up."),
     project: str = typer.Option("local-project", help="Project id written to credentials.json."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
@@ -54,8 +55,7 @@ def serve(
     from .stack import DataDirInUse, LocalStack
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger("localvertex")
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -63,8 +63,7 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket,
-                       project=project)
+    stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket, project=project)
     try:
         stack.start()
     except (OSError, DataDirInUse) as exc:
@@ -90,8 +89,12 @@ def serve(
 
 
 @app.command()
-def env(data_dir: Path | None = typer.Option(None), port: int = 8080,
-        storage_port: int = 9023, project: str = "local-project") -> None:
+def env(
+    data_dir: Path | None = typer.Option(None),
+    port: int = 8080,
+    storage_port: int = 9023,
+    project: str = "local-project",
+) -> None:
     """Print the export lines for a stack started with ``serve`` on the given ports."""
     from .stack import default_data_dir
 

@@ -48,8 +48,9 @@ def _new_private_key_pem() -> bytes:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _split_jwt(assertion: str) -> tuple[dict, dict, bytes, bytes]:
@@ -121,8 +122,7 @@ class Auth:
         return b64url_encode(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
     def issue(self) -> str:
-        payload = b64url_encode(json.dumps({"exp": int(time.time()) + TOKEN_TTL_S,
-                                            "n": secrets.token_hex(8)}).encode())
+        payload = b64url_encode(json.dumps({"exp": int(time.time()) + TOKEN_TTL_S, "n": secrets.token_hex(8)}).encode())
         return f"lv1.{payload}.{self._sign(payload)}"
 
     def check(self, token: str) -> bool:
@@ -146,8 +146,7 @@ def token_grant(auth: Auth, form_body: bytes) -> tuple[int, dict[str, Any]]:
     assertion = (form.get("assertion") or [""])[0]
     grant = (form.get("grant_type") or [""])[0]
     if not assertion:
-        return 400, {"error": "invalid_request",
-                     "error_description": f"missing assertion (grant_type {grant!r})"}
+        return 400, {"error": "invalid_request", "error_description": f"missing assertion (grant_type {grant!r})"}
     try:
         auth.verify_assertion(assertion)
     except ValueError as exc:
@@ -172,9 +171,11 @@ class BearerAuthMiddleware:
         if scope["type"] == "http" and scope.get("path", "").startswith(self.prefixes):
             token = bearer_token(scope)
             if token is None or not self.auth.check(token):
-                resp = error_response(401, "Request is missing a valid OAuth 2 access token "
-                                      "(get one from the local /token endpoint).",
-                                      "UNAUTHENTICATED")
+                resp = error_response(
+                    401,
+                    "Request is missing a valid OAuth 2 access token (get one from the local /token endpoint).",
+                    "UNAUTHENTICATED",
+                )
                 resp.headers["WWW-Authenticate"] = "Bearer"
                 return await resp(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -95,8 +95,7 @@ def _part_kind(part: Any, where: str) -> str:
     kinds = [k for k in ("text", "fileData", "inlineData") if k in part]
     if len(kinds) != 1:
         other = sorted(set(part) - {"thought", "thoughtSignature"})
-        raise ValueError(f"{where} must have exactly one of text, fileData, inlineData "
-                         f"(has {other or 'none'})")
+        raise ValueError(f"{where} must have exactly one of text, fileData, inlineData (has {other or 'none'})")
     return kinds[0]
 
 
@@ -174,8 +173,9 @@ def _parse_turn(turn: Any, where: str, expected: str) -> _Turn:
     if role not in ("user", "model"):
         raise ValueError(f"{where}.role must be 'user' or 'model', got {role!r}")
     if role != expected:
-        raise ValueError(f"{where}.role is {role!r} but roles must alternate user/model "
-                         f"starting with user (expected {expected!r})")
+        raise ValueError(
+            f"{where}.role is {role!r} but roles must alternate user/model starting with user (expected {expected!r})"
+        )
     parts = turn.get("parts")
     if not isinstance(parts, list) or not parts:
         raise ValueError(f"{where}.parts must be a non-empty list")
@@ -223,13 +223,17 @@ def parse_record(obj: Any, line: int) -> SftRecord:
     label = "".join(turns[-1].texts)
     if not label.strip():
         raise ValueError("the final model turn has no text label")
-    rec = SftRecord(line=line, image=last_user.images[-1], label=label.strip(),
-                    prompt="\n".join(last_user.texts),
-                    characters=system_characters + sum(t.characters for t in turns),
-                    image_count=image_count, contents=contents)
+    rec = SftRecord(
+        line=line,
+        image=last_user.images[-1],
+        label=label.strip(),
+        prompt="\n".join(last_user.texts),
+        characters=system_characters + sum(t.characters for t in turns),
+        image_count=image_count,
+        contents=contents,
+    )
     if rec.estimated_tokens > MAX_TOKENS_PER_EXAMPLE:
-        raise ValueError(f"example has about {rec.estimated_tokens} tokens; "
-                         f"the limit is {MAX_TOKENS_PER_EXAMPLE}")
+        raise ValueError(f"example has about {rec.estimated_tokens} tokens; the limit is {MAX_TOKENS_PER_EXAMPLE}")
     return rec
 
 
@@ -261,8 +265,9 @@ def parse_jsonl(data: bytes | str, source: str) -> list[SftRecord]:
     return records
 
 
-def load_images(records: list[SftRecord], source: str, read_bytes: Callable[[GsUri], bytes],
-                load_image: Callable[[bytes], Any]) -> list[tuple[SftRecord, Any]]:
+def load_images(
+    records: list[SftRecord], source: str, read_bytes: Callable[[GsUri], bytes], load_image: Callable[[bytes], Any]
+) -> list[tuple[SftRecord, Any]]:
     """Fetch and decode each record's image; errors name the JSONL file and line."""
     out = []
     cache: dict[str, Any] = {}
@@ -301,8 +306,8 @@ def dataset_stats(records: list[SftRecord], epochs: int) -> dict[str, Any]:
         "totalBillableCharacterCount": str(chars * epochs),
         "totalBillableTokenCount": str(tokens * epochs),
         "userDatasetExamples": [
-            {"role": t.get("role"),
-             "parts": [p for p in t.get("parts", []) if "text" in p or "fileData" in p]}
-            for r in records[:3] for t in r.contents
+            {"role": t.get("role"), "parts": [p for p in t.get("parts", []) if "text" in p or "fileData" in p]}
+            for r in records[:3]
+            for t in r.contents
         ][:6],
     }

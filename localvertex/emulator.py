@@ -15,8 +15,13 @@ from .httputil import wait_http
 
 log = logging.getLogger("localvertex.storage")
 
-_QUIET_LOGGERS = ("gcp_storage_emulator", "gcp_storage_emulator.server", "api.bucket",
-                  "api.object", "gcp_storage_emulator.storage")
+_QUIET_LOGGERS = (
+    "gcp_storage_emulator",
+    "gcp_storage_emulator.server",
+    "api.bucket",
+    "api.object",
+    "gcp_storage_emulator.storage",
+)
 _MEDIA_PATH = "/download/storage/v1/"
 
 
@@ -34,8 +39,9 @@ class StorageBackend(Protocol):
 class StorageEmulator:
     """``gcp-storage-emulator`` on 127.0.0.1 with on-disk data under ``root``."""
 
-    def __init__(self, root: Path, port: int = 0, default_bucket: str | None = "local-bucket",
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, root: Path, port: int = 0, default_bucket: str | None = "local-bucket", host: str = "127.0.0.1"
+    ) -> None:
         self.root = Path(root).resolve()
         self.host = host
         self.requested_port = port
@@ -58,9 +64,9 @@ class StorageEmulator:
         self.root.mkdir(parents=True, exist_ok=True)
         # data_dir must be absolute; the emulator stores under <data_dir>/.cloudstorage and
         # never looks at the CWD when data_dir is given.
-        self._server = create_server(self.host, self.requested_port, in_memory=False,
-                                     default_bucket=self.default_bucket,
-                                     data_dir=str(self.root))
+        self._server = create_server(
+            self.host, self.requested_port, in_memory=False, default_bucket=self.default_bucket, data_dir=str(self.root)
+        )
         self._server.start()
         # The emulator has no public way to tell its port (ours may be 0 = any free one).
         httpd = self._server._api._httpd  # bound by now (start() waits for is_running)
@@ -83,7 +89,7 @@ class StorageEmulator:
             for obj in objects.values():
                 link = obj.get("mediaLink")
                 if isinstance(link, str) and _MEDIA_PATH in link:
-                    rebased = self.url + link[link.index(_MEDIA_PATH):]
+                    rebased = self.url + link[link.index(_MEDIA_PATH) :]
                     if rebased != link:
                         obj["mediaLink"] = rebased
                         changed = True

@@ -11,10 +11,19 @@ from typing import Any
 # google.rpc.Code values used in TuningJob.error.
 RPC_CANCELLED, RPC_INVALID_ARGUMENT, RPC_ABORTED, RPC_INTERNAL = 1, 3, 10, 13
 
-HTTP_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-               404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "FAILED_PRECONDITION",
-               413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-               501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+HTTP_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "FAILED_PRECONDITION",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+}
 
 
 class ApiError(Exception):
@@ -42,5 +51,4 @@ def unimplemented(message: str) -> ApiError:
 
 
 def error_body(code: int, message: str, status: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message,
-                      "status": status or HTTP_STATUS.get(code, "UNKNOWN")}}
+    return {"error": {"code": code, "message": message, "status": status or HTTP_STATUS.get(code, "UNKNOWN")}}

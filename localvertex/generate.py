@@ -67,8 +67,10 @@ def parse_prompt(body: Any) -> Prompt:
                 if turn is user_turns[-1]:
                     last_image = part
     if last_image is None:
-        raise invalid("the last user turn has no image part: the tuned inspector needs an image "
-                      "(fileData with a gs:// URI or inlineData)")
+        raise invalid(
+            "the last user turn has no image part: the tuned inspector needs an image "
+            "(fileData with a gs:// URI or inlineData)"
+        )
     return Prompt(last_image, "\n".join(texts), image_count)
 
 
@@ -95,8 +97,7 @@ def _inline_bytes(part: dict[str, Any]) -> bytes:
     return data
 
 
-async def image_bytes(part: dict[str, Any], read_bytes: Callable[[GsUri], bytes],
-                      run: RunBlocking) -> bytes:
+async def image_bytes(part: dict[str, Any], read_bytes: Callable[[GsUri], bytes], run: RunBlocking) -> bytes:
     """The bytes of an image part: fetched from storage (``fileData``) or decoded inline."""
     if "fileData" not in part:
         return _inline_bytes(part)
@@ -131,8 +132,9 @@ def parse_generation_config(body: dict[str, Any]) -> GenerationConfig:
         seed = None if seed is None else int(seed)
         candidates = int(cfg.get("candidateCount") or 1)
     except (TypeError, ValueError, OverflowError):
-        raise invalid("generationConfig: temperature must be a number, maxOutputTokens, seed "
-                      "and candidateCount integers") from None
+        raise invalid(
+            "generationConfig: temperature must be a number, maxOutputTokens, seed and candidateCount integers"
+        ) from None
     if not 0.0 <= temperature <= 2.0:
         raise invalid("generationConfig.temperature must be in [0, 2]")
     if max_tokens is not None:
@@ -148,18 +150,22 @@ def count_text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
-def response_body(text: str, finish_reason: str, prompt: Prompt, model_version: str,
-                  create_time: str) -> dict[str, Any]:
+def response_body(
+    text: str, finish_reason: str, prompt: Prompt, model_version: str, create_time: str
+) -> dict[str, Any]:
     """A GenerateContentResponse with one candidate and estimated usage metadata."""
     prompt_tokens = count_text_tokens(prompt.text) + IMAGE_TOKENS * prompt.image_count
     out_tokens = count_text_tokens(text)
     return {
-        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                        "finishReason": finish_reason, "index": 0}],
-        "usageMetadata": {"promptTokenCount": prompt_tokens,
-                          "candidatesTokenCount": out_tokens,
-                          "totalTokenCount": prompt_tokens + out_tokens,
-                          "trafficType": "ON_DEMAND"},
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish_reason, "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": out_tokens,
+            "totalTokenCount": prompt_tokens + out_tokens,
+            "trafficType": "ON_DEMAND",
+        },
         "modelVersion": model_version,
         "createTime": create_time,
         "responseId": secrets.token_urlsafe(12),

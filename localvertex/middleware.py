@@ -50,11 +50,11 @@ async def log_requests(request: Request, call_next):
     t0 = time.monotonic()
     response = await call_next(request)
     path = request.url.path
-    quiet = response.status_code < 400 and (request.method == "GET"
-                                            or path.endswith(":generateContent"))
+    quiet = response.status_code < 400 and (request.method == "GET" or path.endswith(":generateContent"))
     level = logging.DEBUG if quiet else logging.INFO
-    log.log(level, "%s %s -> %s (%.0f ms)", request.method, path[:200],
-            response.status_code, (time.monotonic() - t0) * 1000)
+    log.log(
+        level, "%s %s -> %s (%.0f ms)", request.method, path[:200], response.status_code, (time.monotonic() - t0) * 1000
+    )
     return response
 
 
@@ -66,8 +66,7 @@ class BodySizeLimitMiddleware:
         self.app, self.max_body = app, max_body
 
     def _too_big(self) -> JSONResponse:
-        return error_response(413, f"Request payload is larger than {self.max_body} bytes.",
-                              "INVALID_ARGUMENT")
+        return error_response(413, f"Request payload is larger than {self.max_body} bytes.", "INVALID_ARGUMENT")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,6 +91,7 @@ class BodySizeLimitMiddleware:
 
         async def receive_again():
             return replay.pop() if replay else await receive()
+
         return await self.app(scope, receive_again, send)
 
     async def _read_capped(self, receive) -> bytes | None:

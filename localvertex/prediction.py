@@ -64,8 +64,9 @@ class Predictor:
                 self._models.popitem(last=False)
         return model
 
-    async def generate(self, model_id: str, image: Any, temperature: float,
-                       max_new_tokens: int | None, seed: int | None) -> tuple[str, str]:
+    async def generate(
+        self, model_id: str, image: Any, temperature: float, max_new_tokens: int | None, seed: int | None
+    ) -> tuple[str, str]:
         """Return (text, finishReason)."""
         loop = asyncio.get_running_loop()
         kwargs: dict[str, Any] = {"temperature": temperature}
@@ -88,18 +89,18 @@ class Predictor:
     def _run(self, model_id: str, images: list, kwargs: dict) -> list[tuple[str, str]]:
         model = self.model(model_id)
         limit = kwargs.get("max_new_tokens")
-        return [(text, finish_reason(text, limit))
-                for text in model.generate(images, **kwargs)]
+        return [(text, finish_reason(text, limit)) for text in model.generate(images, **kwargs)]
 
     async def _drain(self, key: tuple, kwargs: dict) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self.GATHER_S)
         pending = self._queues.get(key)
         while pending:
-            batch, pending[:] = pending[:self.MAX_BATCH], pending[self.MAX_BATCH:]
+            batch, pending[:] = pending[: self.MAX_BATCH], pending[self.MAX_BATCH :]
             try:
-                answers = await loop.run_in_executor(self._executor, self._run, key[0],
-                                                     [p.image for p in batch], kwargs)
+                answers = await loop.run_in_executor(
+                    self._executor, self._run, key[0], [p.image for p in batch], kwargs
+                )
                 for p, answer in zip(batch, answers, strict=False):
                     if not p.future.done():
                         p.future.set_result(answer)

@@ -22,8 +22,18 @@ from .routes import API_VERSIONS, BlockingIO, Services, include_routes
 from .storage import GcsReader
 
 # Re-exported: tests and older callers import these from here.
-__all__ = ["API_VERSIONS", "ApiError", "Auth", "DEFAULT_MAX_BODY", "LocalVertex", "Predictor",
-           "TOKEN_TTL_S", "build_app", "error_body", "error_response"]
+__all__ = [
+    "API_VERSIONS",
+    "ApiError",
+    "Auth",
+    "DEFAULT_MAX_BODY",
+    "LocalVertex",
+    "Predictor",
+    "TOKEN_TTL_S",
+    "build_app",
+    "error_body",
+    "error_response",
+]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # 20 MB image as base64 is ~27 MB
 
@@ -31,8 +41,9 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024  # 20 MB image as base64 is ~27 MB
 class LocalVertex:
     """Everything the HTTP app needs: auth, job store, runner, storage reader, predictor."""
 
-    def __init__(self, data_dir: Path, storage_endpoint: str, project: str = "local-project",
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, data_dir: Path, storage_endpoint: str, project: str = "local-project", max_body: int = DEFAULT_MAX_BODY
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.project = project
@@ -44,8 +55,14 @@ class LocalVertex:
         self.reader = GcsReader(storage_endpoint, project)
         self.predictor = Predictor(self.runner.models_dir)
         self.io = BlockingIO(8)
-        self.services = Services(auth=self.auth, store=self.store, runner=self.runner,
-                                 reader=self.reader, predictor=self.predictor, io=self.io)
+        self.services = Services(
+            auth=self.auth,
+            store=self.store,
+            runner=self.runner,
+            reader=self.reader,
+            predictor=self.predictor,
+            io=self.io,
+        )
         self.app = build_app(self)
         self._started = False
 
@@ -68,14 +85,12 @@ def build_app(lv: LocalVertex) -> FastAPI:
         lv.start()
         yield
 
-    app = FastAPI(title="localvertex", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="localvertex", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = lv.services
     install_error_handlers(app)
     # The last middleware added runs first: token check, then size limit, then the log.
     app.middleware("http")(log_requests)
     app.add_middleware(BodySizeLimitMiddleware, max_body=lv.max_body)
-    app.add_middleware(BearerAuthMiddleware, auth=lv.auth,
-                       prefixes=tuple(f"/{v}/" for v in API_VERSIONS))
+    app.add_middleware(BearerAuthMiddleware, auth=lv.auth, prefixes=tuple(f"/{v}/" for v in API_VERSIONS))
     include_routes(app)
     return app

@@ -54,7 +54,8 @@ def _lock_data_dir(data_dir: Path) -> int:
         raise DataDirInUse(
             f"{data_dir} is in use by another local Vertex AI (pid {pid}); stop it, pass another "
             "--data-dir, or point the SDKs at the running one with its exports "
-            "(python -m localvertex env)") from None
+            "(python -m localvertex env)"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     return fd
@@ -63,10 +64,16 @@ def _lock_data_dir(data_dir: Path) -> int:
 class LocalStack:
     """Storage emulator + local Vertex AI on free (or given) loopback ports."""
 
-    def __init__(self, data_dir: Path | str | None = None, vertex_port: int = 0,
-                 storage_port: int = 0, bucket: str = "local-bucket",
-                 project: str = "local-project", log_file: bool = True,
-                 start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        vertex_port: int = 0,
+        storage_port: int = 0,
+        bucket: str = "local-bucket",
+        project: str = "local-project",
+        log_file: bool = True,
+        start_timeout: float = 30.0,
+    ) -> None:
         self.data_dir = Path(data_dir or default_data_dir()).resolve()
         self.vertex_port = vertex_port
         self.storage_port = storage_port
@@ -102,8 +109,7 @@ class LocalStack:
             if self._lock_fd is None:
                 self._lock_fd = _lock_data_dir(self.data_dir)
             self._open_log()
-            self._storage = StorageEmulator(self.data_dir / "storage", self.storage_port,
-                                            self.bucket, host=HOST)
+            self._storage = StorageEmulator(self.data_dir / "storage", self.storage_port, self.bucket, host=HOST)
             self._storage.start(timeout=self.start_timeout)
             self.storage_url = self._storage.url
             self._serve_api()
@@ -117,8 +123,7 @@ class LocalStack:
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
             "GOOGLE_CLOUD_PROJECT": self.project,
         }
-        log.info("local stack up: vertex %s, storage %s, data %s", self.vertex_url,
-                 self.storage_url, self.data_dir)
+        log.info("local stack up: vertex %s, storage %s, data %s", self.vertex_url, self.storage_url, self.data_dir)
         return self
 
     def _open_log(self) -> None:
@@ -143,11 +148,13 @@ class LocalStack:
             self.vertex_url = f"http://{HOST}:{sock.getsockname()[1]}"
             self._lv = LocalVertex(self.data_dir, self.storage_url, self.project)
             self._lv.auth.write_credentials(self.credentials_path, f"{self.vertex_url}/token")
-            config = uvicorn.Config(self._lv.app, log_level="warning", access_log=False,
-                                    lifespan="on", timeout_graceful_shutdown=3)
+            config = uvicorn.Config(
+                self._lv.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+            )
             self._uvicorn = uvicorn.Server(config)
-            self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [sock]},
-                                            name="localvertex-uvicorn", daemon=True)
+            self._thread = threading.Thread(
+                target=self._uvicorn.run, kwargs={"sockets": [sock]}, name="localvertex-uvicorn", daemon=True
+            )
             self._thread.start()
         except BaseException:
             sock.close()  # uvicorn owns (and closes) it only once its thread runs

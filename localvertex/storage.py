@@ -44,7 +44,7 @@ def parse_gs_uri(uri: object) -> GsUri:
         scheme = uri.split(":", 1)[0] if ":" in uri else ""
         what = f"scheme {scheme!r}" if scheme and "/" not in scheme else "a path"
         raise InvalidUri(f"only gs://bucket/object URIs are supported, got {what}: {uri[:200]!r}")
-    rest = uri[len("gs://"):]
+    rest = uri[len("gs://") :]
     bucket, sep, name = rest.partition("/")
     if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidUri(f"invalid bucket name in {uri[:200]!r}")
@@ -65,8 +65,7 @@ def parse_gs_uri(uri: object) -> GsUri:
 class GcsReader:
     """Reads ``gs://`` objects through ``google-cloud-storage`` at ``endpoint``."""
 
-    def __init__(self, endpoint: str, project: str = "local-project",
-                 max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, endpoint: str, project: str = "local-project", max_bytes: int = 64 * 1024 * 1024) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.project = project
         self.max_bytes = max_bytes
@@ -83,8 +82,9 @@ class GcsReader:
             from google.auth.credentials import AnonymousCredentials
             from google.cloud import storage
 
-            client = storage.Client(project=self.project, credentials=AnonymousCredentials(),
-                                    client_options={"api_endpoint": self.endpoint})
+            client = storage.Client(
+                project=self.project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.endpoint}
+            )
             self._local.client = client
         return client
 
@@ -105,7 +105,11 @@ class GcsReader:
             if blob.size is not None and blob.size > self.max_bytes:
                 raise ValueError(f"{ref} is larger than {self.max_bytes} bytes")
             # A fresh Blob: download from api_endpoint, not from the stored mediaLink.
-            return self._client().bucket(ref.bucket).blob(ref.name).download_as_bytes(
-                timeout=self.timeout, retry=self._retry)
+            return (
+                self._client()
+                .bucket(ref.bucket)
+                .blob(ref.name)
+                .download_as_bytes(timeout=self.timeout, retry=self._retry)
+            )
         except gexc.NotFound as exc:
             raise ObjectNotFound(f"object not found: {ref}") from exc

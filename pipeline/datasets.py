@@ -27,8 +27,11 @@ from components.helpers import image_mime_types
 
 URI_COLUMNS = ("gcs_uri", "image_uri", "uri", "image", "path")
 SKIPPED_NAMES = {"Thumbs.db", "desktop.ini"}
-CONTENT_TYPES = {**{f".{ext}": mime for ext, mime in image_mime_types().items()},
-                 ".csv": "text/csv", ".jsonl": "application/jsonl"}
+CONTENT_TYPES = {
+    **{f".{ext}": mime for ext, mime in image_mime_types().items()},
+    ".csv": "text/csv",
+    ".jsonl": "application/jsonl",
+}
 IMAGE_EXTENSIONS = tuple(f".{ext}" for ext in image_mime_types())
 
 
@@ -84,8 +87,10 @@ def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
     lowered = {f.strip().lower(): f for f in fields if f}
     column = next((lowered[c] for c in URI_COLUMNS if c in lowered), None)
     if column is None:
-        raise DatasetUploadError(f"{path.name}: no image column; expected one of {', '.join(URI_COLUMNS)} "
-                                 f"(columns: {', '.join(fields) or 'none'})")
+        raise DatasetUploadError(
+            f"{path.name}: no image column; expected one of {', '.join(URI_COLUMNS)} "
+            f"(columns: {', '.join(fields) or 'none'})"
+        )
     rows = []
     for number, row in enumerate(reader, start=2):  # row 1 is the header
         value = (row.get(column) or "").strip()
@@ -104,6 +109,7 @@ def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
 
 def _rewrite_json(node: Any, base: Path, uploads: _Uploads, bucket_name: str, where: str, key: str = "") -> Any:
     """Rewrites local image references anywhere in one JSONL object."""
+
     def upload(value: str) -> str:
         return f"gs://{bucket_name}/{uploads.add(_local_image(value, base, where))}"
 
@@ -116,11 +122,13 @@ def _rewrite_json(node: Any, base: Path, uploads: _Uploads, bucket_name: str, wh
     if key.lower() in {"fileuri", "file_uri", "url", "image_url", "imageurl", *URI_COLUMNS}:
         return upload(node) if node.strip() else node
     if key in ("content", "text"):  # chat text naming an image file ("see images/a.png")
+
         def replace(match: re.Match) -> str:
             token = match.group(0)
             candidate = Path(os.path.expanduser(token))
             candidate = candidate if candidate.is_absolute() else base / candidate
             return upload(token) if candidate.is_file() else token
+
         pattern = rf"(?<![\w/:.])[^\s\"'<>]+\.(?:{'|'.join(image_mime_types())})\b"
         return re.sub(pattern, replace, node, flags=re.IGNORECASE)
     return node
@@ -142,19 +150,26 @@ def _rewrite_jsonl(path: Path, uploads: _Uploads, bucket_name: str) -> str:
 
 
 def _folder_files(path: Path) -> list[Path]:
-    files = [p for p in sorted(path.rglob("*")) if p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(path).parts) and p.name not in SKIPPED_NAMES]
+    files = [
+        p
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        and p.name not in SKIPPED_NAMES
+    ]
     if not files:
-        raise DatasetUploadError(f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ "
-                                 "holding images")
+        raise DatasetUploadError(
+            f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ holding images"
+        )
     if not any(len(p.relative_to(path).parts) >= 2 for p in files):
-        raise DatasetUploadError(f"{path} has no class folders: put each image in a folder named after its class, "
-                                 f"e.g. {path}/pass/img1.png and {path}/dent/img2.png")
+        raise DatasetUploadError(
+            f"{path} has no class folders: put each image in a folder named after its class, "
+            f"e.g. {path}/pass/img1.png and {path}/dent/img2.png"
+        )
     return files
 
 
-def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | None = None,
-                         workers: int = 8) -> str:
+def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | None = None, workers: int = 8) -> str:
     """Uploads a local labelled image set and returns the ``dataset_uri`` for the pipeline.
 
     Args:

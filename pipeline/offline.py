@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from components.helpers import parse_progress
 from pipeline.pipeline import COMPILED_YAML
@@ -63,7 +63,7 @@ class RunResult:
 
 def new_run_id() -> str:
     """A sortable, unique run id such as 20261121-203015-a1b2."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def parse_line(line: str, current_task: str) -> Event | None:
@@ -82,9 +82,16 @@ def parse_line(line: str, current_task: str) -> Event | None:
     return None
 
 
-def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None, *,
-                runs_dir: Path | None = None, data_dir: Path | None = None, local_dataset: Path | None = None,
-                yaml_path: Path = COMPILED_YAML, enable_caching: bool = False) -> RunResult:
+def run_offline(
+    params: dict,
+    on_event: Callable[[Event], None] = lambda e: None,
+    *,
+    runs_dir: Path | None = None,
+    data_dir: Path | None = None,
+    local_dataset: Path | None = None,
+    yaml_path: Path = COMPILED_YAML,
+    enable_caching: bool = False,
+) -> RunResult:
     """Runs the compiled pipeline with ``params`` on a fresh local stack.
 
     Args:
@@ -105,14 +112,21 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
     run_dir = (runs_dir or RUNS_DIR) / run_id
     run_dir.mkdir(parents=True)
     result_file = run_dir / "result.json"
-    spec = {"yaml": str(yaml_path), "params": params, "pipeline_root": str(run_dir / "pipeline_root"),
-            "result": str(result_file), "enable_caching": enable_caching}
+    spec = {
+        "yaml": str(yaml_path),
+        "params": params,
+        "pipeline_root": str(run_dir / "pipeline_root"),
+        "result": str(result_file),
+        "enable_caching": enable_caching,
+    }
     started, task_started, task_seconds = time.monotonic(), {}, {}
     current, failed = "", ""
 
     bucket = params["bucket"].removeprefix("gs://").split("/")[0]
-    with LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack, \
-            open(run_dir / "pipeline.log", "w") as log:
+    with (
+        LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack,
+        open(run_dir / "pipeline.log", "w") as log,
+    ):
         if local_dataset:
             from pipeline.datasets import upload_local_dataset
 
@@ -120,9 +134,14 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
             params = {**params, "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"])}
             spec["params"] = params
         (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
-        child = subprocess.Popen([sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}, cwd=REPO)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"},
+            cwd=REPO,
+        )
         try:
             for line in child.stdout:
                 log.write(line)
@@ -141,8 +160,11 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
             child.wait()
 
     seconds = round(time.monotonic() - started, 2)
-    outcome = json.loads(result_file.read_text()) if result_file.exists() else {
-        "ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
+    outcome = (
+        json.loads(result_file.read_text())
+        if result_file.exists()
+        else {"ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
+    )
     failed = failed or (current if not outcome["ok"] else "")
     if failed:  # the component's own exception says more than kfp.local's "task failed"
         found = exception_text(task_log_section(run_dir, failed), log_path=run_dir / "pipeline.log")
@@ -152,13 +174,20 @@ def run_offline(params: dict, on_event: Callable[[Event], None] = lambda e: None
         if outcome.get(key):  # copies with telling names, next to the run's metrics
             outcome[key] = str(shutil.copyfile(outcome[key], run_dir / name))
     result_file.write_text(json.dumps(outcome, indent=2))
-    result = RunResult(run_id=run_id, run_dir=run_dir, ok=outcome["ok"] and child.returncode == 0, seconds=seconds,
-                       metrics=outcome.get("metrics", {}), tuned_endpoint=outcome.get("tuned_endpoint", ""),
-                       report=outcome.get("report", ""), error=outcome.get("error", ""),
-                       summary=Path(outcome["summary"]).read_text() if outcome.get("summary") else "",
-                       failed_task=failed, task_seconds=task_seconds)
-    record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds,
-              **result.metrics}
+    result = RunResult(
+        run_id=run_id,
+        run_dir=run_dir,
+        ok=outcome["ok"] and child.returncode == 0,
+        seconds=seconds,
+        metrics=outcome.get("metrics", {}),
+        tuned_endpoint=outcome.get("tuned_endpoint", ""),
+        report=outcome.get("report", ""),
+        error=outcome.get("error", ""),
+        summary=Path(outcome["summary"]).read_text() if outcome.get("summary") else "",
+        failed_task=failed,
+        task_seconds=task_seconds,
+    )
+    record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds, **result.metrics}
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return result
 
@@ -168,7 +197,7 @@ def task_log_section(run_dir: Path, task: str) -> list[str]:
     text = _ANSI.sub("", (run_dir / "pipeline.log").read_text())
     start = text.rfind(f"Executing task '{task}'")
     end = text.find(f"Task '{task}' finished with status", max(start, 0))
-    return text[max(start, 0):end if end >= 0 else None].splitlines()
+    return text[max(start, 0) : end if end >= 0 else None].splitlines()
 
 
 def task_log_tail(run_dir: Path, task: str, lines: int = 12) -> str:
@@ -197,7 +226,7 @@ def exception_text(lines: list[str], max_lines: int = 10, log_path: Path | None 
         return ""
     first = _EXCEPTION.match(lines[starts[-1]])
     indent, rest = len(first.group(1)), []
-    for line in lines[starts[-1] + 1:]:
+    for line in lines[starts[-1] + 1 :]:
         if not line.strip() or len(line) - len(line.lstrip()) <= indent:
             break
         rest.append(line.strip())
@@ -214,6 +243,11 @@ def load_runs(runs_dir: Path | None = None) -> list[dict]:
     for folder in sorted((runs_dir or RUNS_DIR).glob("*/metrics.json"), reverse=True):
         run_dir = folder.parent
         params_file = run_dir / "params.json"
-        runs.append({"run_id": run_dir.name, "metrics": json.loads(folder.read_text()),
-                     "params": json.loads(params_file.read_text()) if params_file.exists() else {}})
+        runs.append(
+            {
+                "run_id": run_dir.name,
+                "metrics": json.loads(folder.read_text()),
+                "params": json.loads(params_file.read_text()) if params_file.exists() else {},
+            }
+        )
     return runs

@@ -32,13 +32,24 @@ TASK_TITLES = {
     "summarize-run": "7. Summarize the run",
 }
 
-PipelineOutputs = NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", VertexModel),
-                                         ("tuned_model_endpoint", VertexEndpoint), ("eval_metrics", Metrics),
-                                         ("eval_report", HTML), ("predictions", Dataset), ("summary", Markdown)])
+PipelineOutputs = NamedTuple(
+    "Outputs",
+    [
+        ("tuned_endpoint", str),
+        ("tuned_model", VertexModel),
+        ("tuned_model_endpoint", VertexEndpoint),
+        ("eval_metrics", Metrics),
+        ("eval_report", HTML),
+        ("predictions", Dataset),
+        ("summary", Markdown),
+    ],
+)
 
 
-@dsl.pipeline(name=PIPELINE_NAME,
-              description="Tunes Gemini into an explainable visual quality-control inspector and evaluates it.")
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Tunes Gemini into an explainable visual quality-control inspector and evaluates it.",
+)
 def visual_defect_sft(
     project: str,
     bucket: str,
@@ -80,58 +91,98 @@ def visual_defect_sft(
     # core-functions/control-flow.md), artifact OneOf failed at runtime in KFP's own backend
     # until kubeflow/pipelines#13436 (2026-05), Google documents no support on Vertex AI,
     # and kfp.local 2.17 cannot resolve it over artifacts.
-    images = synthesize_images(project=project, bucket=bucket, num_images=num_images, defect_ratio=defect_ratio,
-                               seed=seed, dataset_uri=dataset_uri)
+    images = synthesize_images(
+        project=project,
+        bucket=bucket,
+        num_images=num_images,
+        defect_ratio=defect_ratio,
+        seed=seed,
+        dataset_uri=dataset_uri,
+    )
     images.set_display_name(TASK_TITLES["synthesize-images"])
     imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
     # The data under a URI can change between runs: never a cache hit.
     imported.set_display_name(TASK_TITLES["import-dataset"]).set_caching_options(False)
 
-    split = split_manifest(manifest=images.outputs["manifest"], imported_manifest=imported.outputs["manifest"],
-                           train_fraction=train_fraction, validation_fraction=validation_fraction, seed=seed)
+    split = split_manifest(
+        manifest=images.outputs["manifest"],
+        imported_manifest=imported.outputs["manifest"],
+        train_fraction=train_fraction,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
     split.set_display_name(TASK_TITLES["split-manifest"])
 
-    jsonl = build_tuning_jsonl(project=project, bucket=bucket, prompt=prompt,
-                               train_manifest=split.outputs["train_manifest"],
-                               validation_manifest=split.outputs["validation_manifest"],
-                               test_manifest=split.outputs["test_manifest"],
-                               system_instruction=system_instruction,
-                               oversample_rare_classes=oversample_rare_classes)
+    jsonl = build_tuning_jsonl(
+        project=project,
+        bucket=bucket,
+        prompt=prompt,
+        train_manifest=split.outputs["train_manifest"],
+        validation_manifest=split.outputs["validation_manifest"],
+        test_manifest=split.outputs["test_manifest"],
+        system_instruction=system_instruction,
+        oversample_rare_classes=oversample_rare_classes,
+    )
     jsonl.set_display_name(TASK_TITLES["build-tuning-jsonl"])
 
-    launch = launch_tuning(project=project, location=location,
-                           train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
-                           validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
-                           base_model=base_model, epoch_count=epoch_count, adapter_size=adapter_size,
-                           learning_rate_multiplier=learning_rate_multiplier,
-                           tuned_model_display_name=tuned_model_display_name,
-                           pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    launch = launch_tuning(
+        project=project,
+        location=location,
+        train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
+        validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
+        base_model=base_model,
+        epoch_count=epoch_count,
+        adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        tuned_model_display_name=tuned_model_display_name,
+        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    )
     # Retries resume the job an earlier attempt started (gcp_resources or its kfp_launch label).
     launch.set_retry(num_retries=2, backoff_duration="30s")
     launch.set_display_name(TASK_TITLES["launch-tuning"]).set_caching_options(False)
 
-    wait = wait_for_tuning(project=project, location=location, job_name=launch.outputs["job_name"],
-                           poll_interval_seconds=poll_interval_seconds, timeout_seconds=tuning_timeout_seconds)
+    wait = wait_for_tuning(
+        project=project,
+        location=location,
+        job_name=launch.outputs["job_name"],
+        poll_interval_seconds=poll_interval_seconds,
+        timeout_seconds=tuning_timeout_seconds,
+    )
     wait.set_display_name(TASK_TITLES["wait-for-tuning"]).set_caching_options(False)
 
-    evaluation = evaluate_inspector(project=project, location=location,
-                                    tuned_endpoint=wait.outputs["tuned_endpoint"],
-                                    test_jsonl_uri=jsonl.outputs["test_jsonl_uri"], base_model=base_model,
-                                    evaluate_base_model=evaluate_base_model, concurrency=eval_concurrency,
-                                    thinking_budget=eval_thinking_budget)
+    evaluation = evaluate_inspector(
+        project=project,
+        location=location,
+        tuned_endpoint=wait.outputs["tuned_endpoint"],
+        test_jsonl_uri=jsonl.outputs["test_jsonl_uri"],
+        base_model=base_model,
+        evaluate_base_model=evaluate_base_model,
+        concurrency=eval_concurrency,
+        thinking_budget=eval_thinking_budget,
+    )
     evaluation.set_display_name(TASK_TITLES["evaluate-inspector"]).set_caching_options(False)
     evaluation.set_retry(num_retries=2, backoff_duration="30s")
 
-    report = summarize_run(project=project, location=location, job_name=launch.outputs["job_name"],
-                           base_model=base_model, tuned_model_display_name=tuned_model_display_name,
-                           tuned_endpoint=wait.outputs["tuned_endpoint"],
-                           eval_metrics=evaluation.outputs["metrics"])
+    report = summarize_run(
+        project=project,
+        location=location,
+        job_name=launch.outputs["job_name"],
+        base_model=base_model,
+        tuned_model_display_name=tuned_model_display_name,
+        tuned_endpoint=wait.outputs["tuned_endpoint"],
+        eval_metrics=evaluation.outputs["metrics"],
+    )
     report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
 
-    return PipelineOutputs(tuned_endpoint=wait.outputs["tuned_endpoint"], tuned_model=wait.outputs["model"],
-                   tuned_model_endpoint=wait.outputs["endpoint"], eval_metrics=evaluation.outputs["metrics"],
-                   eval_report=evaluation.outputs["report"], predictions=evaluation.outputs["predictions"],
-                   summary=report.outputs["summary"])
+    return PipelineOutputs(
+        tuned_endpoint=wait.outputs["tuned_endpoint"],
+        tuned_model=wait.outputs["model"],
+        tuned_model_endpoint=wait.outputs["endpoint"],
+        eval_metrics=evaluation.outputs["metrics"],
+        eval_report=evaluation.outputs["report"],
+        predictions=evaluation.outputs["predictions"],
+        summary=report.outputs["summary"],
+    )
 
 
 def compile_pipeline(path: Path = COMPILED_YAML) -> Path:

@@ -116,9 +116,9 @@ def endpoint(data):
             epoch_count=10, learning_rate_multiplier=3.0, tuned_model_display_name="eval-test"
         ),
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a bound, not a speed test: generous for a loaded 2-core machine
     while not job.has_ended:
-        assert time.monotonic() < deadline, f"tuning still {job.state} after 180 s"
+        assert time.monotonic() < deadline, f"tuning still {job.state} after 600 s"
         time.sleep(0.3)
         job = client.tunings.get(name=job.name)
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error

@@ -55,13 +55,18 @@ def draw(kind: str, shift: int = 0, size: int = 32) -> bytes:
 
 
 def line(uri: str, label: str, roles=("user", "model")) -> str:
-    return json.dumps({
-        "systemInstruction": {"parts": [{"text": "You are a QC inspector."}]},
-        "contents": [
-            {"role": roles[0], "parts": [{"text": PROMPT},
-                                         {"fileData": {"mimeType": "image/png", "fileUri": uri}}]},
-            {"role": roles[1], "parts": [{"text": label}]},
-        ]})
+    return json.dumps(
+        {
+            "systemInstruction": {"parts": [{"text": "You are a QC inspector."}]},
+            "contents": [
+                {
+                    "role": roles[0],
+                    "parts": [{"text": PROMPT}, {"fileData": {"mimeType": "image/png", "fileUri": uri}}],
+                },
+                {"role": roles[1], "parts": [{"text": label}]},
+            ],
+        }
+    )
 
 
 def wait_for(client, name: str, states: set[str], timeout: float = 120.0):
@@ -98,12 +103,12 @@ def token(local_stack):
 def _assertion(stack) -> str:
     from google.oauth2 import service_account
 
-    creds = service_account.Credentials.from_service_account_file(
-        stack.env["GOOGLE_APPLICATION_CREDENTIALS"])
+    creds = service_account.Credentials.from_service_account_file(stack.env["GOOGLE_APPLICATION_CREDENTIALS"])
     from google.auth import jwt
 
-    return jwt.encode(creds.signer, {"iss": creds.service_account_email, "aud": "x",
-                                     "exp": int(time.time()) + 60}).decode()
+    return jwt.encode(
+        creds.signer, {"iss": creds.service_account_email, "aud": "x", "exp": int(time.time()) + 60}
+    ).decode()
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +123,7 @@ def dataset(gcs):
         (train if i < 16 else val).append(line(f"gs://{BUCKET}/{name}", LABELS[kind]))
     bucket.blob("data/train.jsonl").upload_from_string("\n".join(train) + "\n")
     bucket.blob("data/validation.jsonl").upload_from_string("\n".join(val) + "\n")
-    return {"train": f"gs://{BUCKET}/data/train.jsonl",
-            "validation": f"gs://{BUCKET}/data/validation.jsonl"}
+    return {"train": f"gs://{BUCKET}/data/train.jsonl", "validation": f"gs://{BUCKET}/data/validation.jsonl"}
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +135,19 @@ def tuned(client, dataset):
         training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
         config=types.CreateTuningJobConfig(
             validation_dataset=types.TuningValidationDataset(gcs_uri=dataset["validation"]),
-            epoch_count=2, learning_rate_multiplier=1.0, adapter_size="ADAPTER_SIZE_FOUR",
-            tuned_model_display_name="inspector-test", labels={"team": "qc"}))
+            epoch_count=2,
+            learning_rate_multiplier=1.0,
+            adapter_size="ADAPTER_SIZE_FOUR",
+            tuned_model_display_name="inspector-test",
+            labels={"team": "qc"},
+        ),
+    )
     assert job.state.name == "JOB_STATE_PENDING"
     return wait_for(client, job.name, {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"}, timeout=240)
 
 
 # --------------------------------------------------------------------------- storage
+
 
 def test_storage_roundtrip(gcs, local_stack):
     bucket = gcs.bucket(BUCKET)
@@ -147,11 +157,11 @@ def test_storage_roundtrip(gcs, local_stack):
     assert bucket.blob("roundtrip/hello.txt").download_as_bytes() == b"hello"
     assert [b.name for b in gcs.list_blobs(BUCKET, prefix="roundtrip/")] == ["roundtrip/hello.txt"]
     assert (local_stack.data_dir / "storage").is_dir()
-    assert not Path(".cloudstorage").exists() or Path(".cloudstorage").resolve().is_relative_to(
-        local_stack.data_dir)
+    assert not Path(".cloudstorage").exists() or Path(".cloudstorage").resolve().is_relative_to(local_stack.data_dir)
 
 
 # --------------------------------------------------------------------------- tuning + prediction
+
 
 @pytest.mark.slow
 def test_tune_and_generate(client, tuned, dataset, local_stack, token):
@@ -171,11 +181,11 @@ def test_tune_and_generate(client, tuned, dataset, local_stack, token):
     assert stats.tuning_dataset_example_count == 16
     assert stats.tuning_step_count > 0 and stats.total_billable_token_count > 0
     hp = tuned.supervised_tuning_spec.hyper_parameters
-    assert (hp.epoch_count, hp.learning_rate_multiplier, hp.adapter_size.name) == (
-        2, 1.0, "ADAPTER_SIZE_FOUR")
+    assert (hp.epoch_count, hp.learning_rate_multiplier, hp.adapter_size.name) == (2, 1.0, "ADAPTER_SIZE_FOUR")
 
-    raw = httpx.get(f"{local_stack.vertex_url}/v1beta1/{tuned.name}",
-                    headers={"Authorization": f"Bearer {token}"}).json()
+    raw = httpx.get(
+        f"{local_stack.vertex_url}/v1beta1/{tuned.name}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
     epochs = raw["localTuningMetrics"]["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all(e["validation_loss"] is not None for e in epochs)
@@ -183,32 +193,45 @@ def test_tune_and_generate(client, tuned, dataset, local_stack, token):
 
     config = types.GenerateContentConfig(temperature=0.0, max_output_tokens=64, seed=1)
     by_uri = client.models.generate_content(
-        model=endpoint, config=config,
-        contents=[types.Content(role="user", parts=[
-            types.Part.from_text(text=PROMPT),
-            types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/pass_0.png",
-                                mime_type="image/png")])])
+        model=endpoint,
+        config=config,
+        contents=[
+            types.Content(
+                role="user",
+                parts=[
+                    types.Part.from_text(text=PROMPT),
+                    types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/pass_0.png", mime_type="image/png"),
+                ],
+            )
+        ],
+    )
     assert isinstance(by_uri.text, str) and by_uri.text.strip()
     assert by_uri.candidates[0].finish_reason.name == "STOP"
     cut = client.models.generate_content(
-        model=endpoint, config=types.GenerateContentConfig(temperature=0.0, max_output_tokens=1),
-        contents=[types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/pass_0.png",
-                                      mime_type="image/png")])
+        model=endpoint,
+        config=types.GenerateContentConfig(temperature=0.0, max_output_tokens=1),
+        contents=[types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/pass_0.png", mime_type="image/png")],
+    )
     assert cut.candidates[0].finish_reason.name == "MAX_TOKENS"
     assert by_uri.text.startswith(cut.text) and len(cut.text) < len(by_uri.text)
     assert by_uri.usage_metadata.prompt_token_count > 0
     inline = client.models.generate_content(
-        model=endpoint, config=config,
-        contents=[PROMPT, types.Part.from_bytes(data=draw("pass"), mime_type="image/png")])
+        model=endpoint,
+        config=config,
+        contents=[PROMPT, types.Part.from_bytes(data=draw("pass"), mime_type="image/png")],
+    )
     assert isinstance(inline.text, str) and inline.text.strip()
     # Greedy decoding is deterministic, and /v1 answers like /v1beta1.
     from google import genai
 
-    v1 = genai.Client(vertexai=True, project=PROJECT, location=LOCATION,
-                      http_options=types.HttpOptions(api_version="v1"))
+    v1 = genai.Client(
+        vertexai=True, project=PROJECT, location=LOCATION, http_options=types.HttpOptions(api_version="v1")
+    )
     again = v1.models.generate_content(
-        model=endpoint, config=config,
-        contents=[PROMPT, types.Part.from_bytes(data=draw("pass"), mime_type="image/png")])
+        model=endpoint,
+        config=config,
+        contents=[PROMPT, types.Part.from_bytes(data=draw("pass"), mime_type="image/png")],
+    )
     assert again.text == inline.text
     assert v1.tunings.get(name=tuned.name).state.name == "JOB_STATE_SUCCEEDED"
 
@@ -222,9 +245,13 @@ def test_concurrent_generate(client, tuned):
     def ask(i):
         kind = list(LABELS)[i % 4]
         return client.models.generate_content(
-            model=tuned.tuned_model.endpoint, config=types.GenerateContentConfig(temperature=0),
-            contents=[PROMPT, types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/{kind}_{i % 8}.png",
-                                                  mime_type="image/png")]).text
+            model=tuned.tuned_model.endpoint,
+            config=types.GenerateContentConfig(temperature=0),
+            contents=[
+                PROMPT,
+                types.Part.from_uri(file_uri=f"gs://{BUCKET}/images/{kind}_{i % 8}.png", mime_type="image/png"),
+            ],
+        ).text
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(ask, range(16)))
@@ -237,18 +264,20 @@ def test_list_and_paging(client, dataset, local_stack, token):
 
     names = set()
     for _ in range(2):
-        names.add(client.tunings.tune(
-            base_model="publishers/google/models/gemini-2.5-flash-lite",
-            training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
-            config=types.CreateTuningJobConfig(epoch_count=1)).name)
+        names.add(
+            client.tunings.tune(
+                base_model="publishers/google/models/gemini-2.5-flash-lite",
+                training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
+                config=types.CreateTuningJobConfig(epoch_count=1),
+            ).name
+        )
     for name in names:  # not needed any more; cancelling a PENDING job is immediate
         client.tunings.cancel(name=name)
     listed = [j.name for j in client.tunings.list(config={"page_size": 1})]
     assert names <= set(listed)
     assert len(listed) == len(set(listed))
     url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
-    page = httpx.get(url, params={"pageSize": 1},
-                     headers={"Authorization": f"Bearer {token}"}).json()
+    page = httpx.get(url, params={"pageSize": 1}, headers={"Authorization": f"Bearer {token}"}).json()
     assert len(page["tuningJobs"]) == 1 and page["nextPageToken"]
     bad = httpx.get(url, params={"pageToken": "!!"}, headers={"Authorization": f"Bearer {token}"})
     assert bad.status_code == 400
@@ -262,7 +291,8 @@ def test_cancel(client, dataset):
         return client.tunings.tune(
             base_model="gemini-2.0-flash-001",
             training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
-            config=types.CreateTuningJobConfig(epoch_count=epochs))
+            config=types.CreateTuningJobConfig(epoch_count=epochs),
+        )
 
     long_job = tune(100)
     queued = tune(1)
@@ -271,8 +301,9 @@ def test_cancel(client, dataset):
     client.tunings.cancel(name=queued.name)
     assert client.tunings.get(name=queued.name).state.name == "JOB_STATE_CANCELLED"
     client.tunings.cancel(name=long_job.name)
-    done = wait_for(client, long_job.name, {"JOB_STATE_CANCELLED", "JOB_STATE_FAILED",
-                                            "JOB_STATE_SUCCEEDED"}, timeout=30)
+    done = wait_for(
+        client, long_job.name, {"JOB_STATE_CANCELLED", "JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"}, timeout=30
+    )
     assert done.state.name == "JOB_STATE_CANCELLED"
     assert done.end_time is not None
     with pytest.raises(errors.ClientError) as exc:
@@ -286,10 +317,12 @@ def test_bad_datasets_fail_with_line(client, gcs, dataset):
     bucket = gcs.bucket(BUCKET)
     good = line(f"gs://{BUCKET}/images/pass_0.png", LABELS["pass"])
     cases = {
-        "roles.jsonl": ([good, good, line(f"gs://{BUCKET}/images/pass_0.png", "x",
-                                          roles=("model", "user"))], "line 3", "role"),
-        "missing.jsonl": ([good, line(f"gs://{BUCKET}/images/nope.png", "x")], "line 2",
-                          "not found"),
+        "roles.jsonl": (
+            [good, good, line(f"gs://{BUCKET}/images/pass_0.png", "x", roles=("model", "user"))],
+            "line 3",
+            "role",
+        ),
+        "missing.jsonl": ([good, line(f"gs://{BUCKET}/images/nope.png", "x")], "line 2", "not found"),
         "json.jsonl": ([good, "{not json"], "line 2", "invalid JSON"),
     }
     names = {}
@@ -298,7 +331,8 @@ def test_bad_datasets_fail_with_line(client, gcs, dataset):
         names[fname] = client.tunings.tune(
             base_model="gemini-2.5-pro",
             training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/bad/{fname}"),
-            config=types.CreateTuningJobConfig(epoch_count=1)).name
+            config=types.CreateTuningJobConfig(epoch_count=1),
+        ).name
     for fname, (_, where, why) in cases.items():
         job = wait_for(client, names[fname], {"JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"}, 90)
         assert job.state.name == "JOB_STATE_FAILED"
@@ -310,8 +344,11 @@ def test_create_validation(client, dataset):
     from google.genai import errors, types
 
     def tune(base="gemini-2.5-flash", uri=dataset["train"], **cfg):
-        return client.tunings.tune(base_model=base, training_dataset=types.TuningDataset(gcs_uri=uri),
-                                   config=types.CreateTuningJobConfig(**cfg))
+        return client.tunings.tune(
+            base_model=base,
+            training_dataset=types.TuningDataset(gcs_uri=uri),
+            config=types.CreateTuningJobConfig(**cfg),
+        )
 
     for kwargs, fragment in [
         ({"base": "gemini-1.0-pro"}, "not supported"),
@@ -338,32 +375,42 @@ def test_publisher_model_is_404(client):
 
 # --------------------------------------------------------------------------- security
 
+
 @pytest.mark.slow
 def test_file_uris_refused(client, tuned):
     from google.genai import errors, types
 
-    for uri in ("file:///etc/passwd", "/etc/passwd", f"gs://{BUCKET}/images/../../x.png",
-                f"gs://{BUCKET}//etc/passwd", "gs://../x.png", "http://127.0.0.1/x.png"):
+    for uri in (
+        "file:///etc/passwd",
+        "/etc/passwd",
+        f"gs://{BUCKET}/images/../../x.png",
+        f"gs://{BUCKET}//etc/passwd",
+        "gs://../x.png",
+        "http://127.0.0.1/x.png",
+    ):
         with pytest.raises(errors.ClientError) as exc:
             client.models.generate_content(
-                model=tuned.tuned_model.endpoint,
-                contents=[types.Part.from_uri(file_uri=uri, mime_type="image/png")])
+                model=tuned.tuned_model.endpoint, contents=[types.Part.from_uri(file_uri=uri, mime_type="image/png")]
+            )
         assert exc.value.code == 400, uri
 
 
 @pytest.mark.slow
 def test_malformed_generate_is_400(local_stack, tuned, token):
     url = f"{local_stack.vertex_url}/v1beta1/{tuned.tuned_model.endpoint}:generateContent"
-    png = {"inlineData": {"mimeType": "image/png",
-                          "data": base64.b64encode(draw("pass")).decode()}}
-    for part, config in [({"fileData": "gs://local-bucket/images/pass_0.png"}, {}),
-                         ({"inlineData": "aGk="}, {}),
-                         (png, {"candidateCount": "two"}),
-                         (png, {"maxOutputTokens": float("inf")})]:
+    png = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(draw("pass")).decode()}}
+    for part, config in [
+        ({"fileData": "gs://local-bucket/images/pass_0.png"}, {}),
+        ({"inlineData": "aGk="}, {}),
+        (png, {"candidateCount": "two"}),
+        (png, {"maxOutputTokens": float("inf")}),
+    ]:
         body = {"contents": [{"role": "user", "parts": [part]}], "generationConfig": config}
-        resp = httpx.post(url, content=json.dumps(body),  # json= refuses inf
-                          headers={"Authorization": f"Bearer {token}",
-                                   "Content-Type": "application/json"})
+        resp = httpx.post(
+            url,
+            content=json.dumps(body),  # json= refuses inf
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         assert resp.status_code == 400, (part, config, resp.text)
         assert set(resp.json()["error"]) == {"code", "message", "status"}
         assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
@@ -387,8 +434,12 @@ def test_bad_ids_refused(client, local_stack, token):
         resp = method(base + path, headers=hdr)
         assert resp.status_code in (400, 404), path
         assert resp.json()["error"]["status"] in ("INVALID_ARGUMENT", "NOT_FOUND")
-    assert httpx.get(f"{local_stack.vertex_url}/v2/projects/{PROJECT}/locations/{LOCATION}/tuningJobs",
-                     headers=hdr).status_code == 404
+    assert (
+        httpx.get(
+            f"{local_stack.vertex_url}/v2/projects/{PROJECT}/locations/{LOCATION}/tuningJobs", headers=hdr
+        ).status_code
+        == 404
+    )
 
 
 def test_auth_required(local_stack, token):
@@ -396,16 +447,18 @@ def test_auth_required(local_stack, token):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"}):
         resp = httpx.get(url, headers=headers)
         assert resp.status_code == 401
-        assert resp.json()["error"] == {"code": 401, "status": "UNAUTHENTICATED",
-                                        "message": resp.json()["error"]["message"]}
+        assert resp.json()["error"] == {
+            "code": 401,
+            "status": "UNAUTHENTICATED",
+            "message": resp.json()["error"]["message"],
+        }
     assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     # The token endpoint only accepts JWTs signed with the key in credentials.json.
     forged = _assertion(local_stack)[:-4] + "AAAA"
     assert httpx.post(f"{local_stack.vertex_url}/token", data={"assertion": forged}).status_code == 400
     # A header or payload that is JSON but not an object is a malformed JWT, not a 500.
     for header, payload in (([1], {}), ({"alg": "RS256"}, "x")):
-        parts = [base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=")
-                 for x in (header, payload)]
+        parts = [base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=") for x in (header, payload)]
         resp = httpx.post(f"{local_stack.vertex_url}/token", data={"assertion": ".".join(parts + ["AAAA"])})
         assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text
     creds = json.loads(Path(local_stack.env["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
@@ -417,13 +470,15 @@ def test_auth_required(local_stack, token):
 
 
 def test_oversized_request_413(local_stack, token):
-    url = (f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/endpoints/"
-           "1:generateContent")
+    url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/endpoints/1:generateContent"
     # Content-Length is checked before the body is read.
     with httpx.Client() as http:
-        req = http.build_request("POST", url, headers={"Authorization": f"Bearer {token}",
-                                                       "Content-Type": "application/json"},
-                                 content=b" " * (33 * 1024 * 1024))
+        req = http.build_request(
+            "POST",
+            url,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            content=b" " * (33 * 1024 * 1024),
+        )
         try:
             resp = http.send(req)
         except httpx.TransportError:  # the server may close before reading everything
@@ -433,6 +488,7 @@ def test_oversized_request_413(local_stack, token):
 
 # --------------------------------------------------------------------------- lifecycle
 
+
 def test_data_dir_lock(tmp_path):
     with LocalStack(tmp_path, log_file=False):
         with pytest.raises(DataDirInUse) as exc, LocalStack(tmp_path, log_file=False):
@@ -440,7 +496,8 @@ def test_data_dir_lock(tmp_path):
         assert str(exc.value) == (
             f"{tmp_path.resolve()} is in use by another local Vertex AI (pid {os.getpid()}); "
             "stop it, pass another --data-dir, or point the SDKs at the running one with its "
-            "exports (python -m localvertex env)")
+            "exports (python -m localvertex env)"
+        )
     with LocalStack(tmp_path, log_file=False) as again:  # released on stop
         assert httpx.get(f"{again.vertex_url}/healthz").status_code == 200
 
@@ -458,6 +515,7 @@ def test_failed_start_closes_api_socket(tmp_path, monkeypatch):
 
     def broken(*args):
         raise OSError("disk full")
+
     monkeypatch.setattr(Auth, "write_credentials", broken)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -472,12 +530,22 @@ def test_failed_start_closes_api_socket(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- units
 
+
 def test_parse_gs_uri():
     assert parse_gs_uri("gs://local-bucket/images/a b.png").name == "images/a b.png"
-    for bad in ("gs://b/x", "gs://local-bucket/", "gs://local-bucket/a/../b", "s3://b/x",
-                "gs://local-bucket/a//b", "gs://UPPER/x", "gs://local-bucket/a\x00b",
-                "file:///etc/passwd", "/abs/path", "gs://local-bucket/./a",
-                "gs://local-bucket\n/a"):
+    for bad in (
+        "gs://b/x",
+        "gs://local-bucket/",
+        "gs://local-bucket/a/../b",
+        "s3://b/x",
+        "gs://local-bucket/a//b",
+        "gs://UPPER/x",
+        "gs://local-bucket/a\x00b",
+        "file:///etc/passwd",
+        "/abs/path",
+        "gs://local-bucket/./a",
+        "gs://local-bucket\n/a",
+    ):
         with pytest.raises(InvalidUri):
             parse_gs_uri(bad)
 
@@ -486,14 +554,26 @@ def test_dataset_parsing():
     ok = line("gs://local-bucket/i.png", "Status: Pass")
     recs = datasets.parse_jsonl(ok + "\n\n" + ok, "gs://b/t.jsonl")
     assert [r.line for r in recs] == [1, 3] and recs[0].label == "Status: Pass"
-    snake = json.dumps({"contents": [
-        {"role": "user", "parts": [{"file_data": {"file_uri": "gs://local-bucket/i.png",
-                                                  "mime_type": "image/png"}}]},
-        {"role": "model", "parts": [{"text": "Status: Pass"}]}]})
+    snake = json.dumps(
+        {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [{"file_data": {"file_uri": "gs://local-bucket/i.png", "mime_type": "image/png"}}],
+                },
+                {"role": "model", "parts": [{"text": "Status: Pass"}]},
+            ]
+        }
+    )
     assert datasets.parse_jsonl(snake, "s")[0].image.uri.name == "i.png"
-    inline = json.dumps({"contents": [
-        {"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "aGk="}}]},
-        {"role": "model", "parts": [{"text": "Status: Pass"}]}]})
+    inline = json.dumps(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "aGk="}}]},
+                {"role": "model", "parts": [{"text": "Status: Pass"}]},
+            ]
+        }
+    )
     assert datasets.parse_jsonl(inline, "s")[0].image.data == b"hi"
 
     def err(obj) -> str:
@@ -502,8 +582,10 @@ def test_dataset_parsing():
         assert str(exc.value).startswith("f line 2: ")
         return exc.value.reason
 
-    user = {"role": "user", "parts": [{"text": "p"}, {"fileData": {
-        "mimeType": "image/png", "fileUri": "gs://local-bucket/i.png"}}]}
+    user = {
+        "role": "user",
+        "parts": [{"text": "p"}, {"fileData": {"mimeType": "image/png", "fileUri": "gs://local-bucket/i.png"}}],
+    }
     model = {"role": "model", "parts": [{"text": "Status: Pass"}]}
     assert "JSON" in err("[1,")
     assert "contents" in err({"x": 1})
@@ -513,8 +595,14 @@ def test_dataset_parsing():
     assert "no image" in err({"contents": [{"role": "user", "parts": [{"text": "p"}]}, model]})
     assert "label" in err({"contents": [user, {"role": "model", "parts": [{"text": "  "}]}]})
     assert "'system'" in err({"contents": [{"role": "system", "parts": [{"text": "x"}]}]})
-    assert "gs://" in err({"contents": [{"role": "user", "parts": [{"fileData": {
-        "mimeType": "image/png", "fileUri": "file:///etc/passwd"}}]}, model]})
+    assert "gs://" in err(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "file:///etc/passwd"}}]},
+                model,
+            ]
+        }
+    )
     with pytest.raises(datasets.DatasetError, match="no examples"):
         datasets.parse_jsonl("\n\n", "empty.jsonl")
 
@@ -523,8 +611,11 @@ def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
     """A cancel that lands after the runner last looked at the job still ends CANCELLED."""
     store = J.JobStore(tmp_path)
     runner = J.TrainingRunner(store, tmp_path, "http://127.0.0.1:1")
-    job = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    job = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        PROJECT,
+        LOCATION,
+    )
     job["state"] = J.RUNNING
     store.add(job)
     job_id = job["_local"]["id"]

@@ -31,8 +31,7 @@ def _clients():
     from google import genai
     from google.cloud import storage
 
-    return (genai.Client(vertexai=True, project=PROJECT, location=LOCATION),
-            storage.Client(project=PROJECT))
+    return (genai.Client(vertexai=True, project=PROJECT, location=LOCATION), storage.Client(project=PROJECT))
 
 
 def _wait(client, name, states, timeout=180.0):
@@ -59,22 +58,34 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
         for i in range(8):
             label = "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body."
             bucket.blob(f"img/{i}.png").upload_from_string(_png("#5555AA" if i % 2 else "#FF3333"))
-            lines.append(json.dumps({"contents": [
-                {"role": "user", "parts": [{"text": "Inspect."}, {"fileData": {
-                    "mimeType": "image/png", "fileUri": f"gs://{BUCKET}/img/{i}.png"}}]},
-                {"role": "model", "parts": [{"text": label}]}]}))
+            lines.append(
+                json.dumps(
+                    {
+                        "contents": [
+                            {
+                                "role": "user",
+                                "parts": [
+                                    {"text": "Inspect."},
+                                    {"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/img/{i}.png"}},
+                                ],
+                            },
+                            {"role": "model", "parts": [{"text": label}]},
+                        ]
+                    }
+                )
+            )
         bucket.blob("train.jsonl").upload_from_string("\n".join(lines))
 
         def tune(epochs):
             return client.tunings.tune(
                 base_model="gemini-2.5-flash",
                 training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
-                config=types.CreateTuningJobConfig(epoch_count=epochs)).name
+                config=types.CreateTuningJobConfig(epoch_count=epochs),
+            ).name
 
         done = _wait(client, tune(1), {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
         assert done.state.name == "JOB_STATE_SUCCEEDED", done.error
-        before = client.models.generate_content(
-            model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+        before = client.models.generate_content(model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
         running = tune(100)
         _wait(client, running, {"JOB_STATE_RUNNING"}, timeout=60)
         pending = tune(1)
@@ -93,8 +104,7 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
         again = client.tunings.get(name=done.name)
         assert again.state.name == "JOB_STATE_SUCCEEDED"
         assert again.tuned_model.endpoint == done.tuned_model.endpoint
-        after = client.models.generate_content(
-            model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+        after = client.models.generate_content(model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
         assert after == before
         stopped = client.tunings.get(name=running)
         assert stopped.state.name == "JOB_STATE_FAILED"
@@ -113,15 +123,24 @@ def test_recover_marks_running_failed_and_cancelling_cancelled(tmp_path):
     from localvertex import jobs as J
 
     store = J.JobStore(tmp_path)
-    job = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    job = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        PROJECT,
+        LOCATION,
+    )
     job["state"] = J.RUNNING
     store.add(job)
-    queued = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    queued = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        PROJECT,
+        LOCATION,
+    )
     store.add(queued)
-    cancelling = J.build_job({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {
-        "trainingDatasetUri": "gs://local-bucket/t.jsonl"}}, PROJECT, LOCATION)
+    cancelling = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        PROJECT,
+        LOCATION,
+    )
     cancelling["state"] = J.CANCELLING
     store.add(cancelling)
     J.TrainingRunner(J.JobStore(tmp_path), tmp_path, "http://127.0.0.1:1")

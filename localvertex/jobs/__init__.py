@@ -35,8 +35,24 @@ from .runner import TrainingRunner
 from .store import JobStore
 
 __all__ = [
-    "ADAPTER_SIZES", "CANCELLED", "CANCELLING", "FAILED", "JobStore", "PENDING", "RUNNING",
-    "SUCCEEDED", "SUPPORTED_BASE_MODELS", "TERMINAL", "TrainingRunner", "TuningRequest",
-    "build_job", "endpoint_name", "model_name", "normalize_base_model", "now_rfc3339",
-    "parse_tuning_request", "public_view", "state_word",
+    "ADAPTER_SIZES",
+    "CANCELLED",
+    "CANCELLING",
+    "FAILED",
+    "JobStore",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "SUPPORTED_BASE_MODELS",
+    "TERMINAL",
+    "TrainingRunner",
+    "TuningRequest",
+    "build_job",
+    "endpoint_name",
+    "model_name",
+    "normalize_base_model",
+    "now_rfc3339",
+    "parse_tuning_request",
+    "public_view",
+    "state_word",
 ]

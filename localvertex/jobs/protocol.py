@@ -63,9 +63,13 @@ class Done:
 
     def metrics(self) -> dict[str, Any]:
         """The job's final metrics, keyed as in ``localTuningMetrics``."""
-        return {"epochs": self.epochs, "stepCount": self.step_count,
-                "exampleCount": self.example_count, "tokenCount": self.token_count,
-                "trainSeconds": self.train_seconds}
+        return {
+            "epochs": self.epochs,
+            "stepCount": self.step_count,
+            "exampleCount": self.example_count,
+            "tokenCount": self.token_count,
+            "trainSeconds": self.train_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ class Failed:
 Progress = DataLoaded | EpochFinished
 Outcome = Done | Cancelled | Failed  # the worker's last message
 Message = Progress | Outcome
-_BY_KIND: dict[str, type] = {cls.kind: cls for cls in
-                             (DataLoaded, EpochFinished, Done, Cancelled, Failed)}
+_BY_KIND: dict[str, type] = {cls.kind: cls for cls in (DataLoaded, EpochFinished, Done, Cancelled, Failed)}
 
 
 def encode(msg: Message) -> str:
@@ -99,7 +102,7 @@ def is_message(line: str) -> bool:
 def decode(line: str) -> Message:
     """The message on a protocol line; ValueError if it is not one."""
     try:
-        fields = json.loads(line[len(PROTOCOL_PREFIX):])
+        fields = json.loads(line[len(PROTOCOL_PREFIX) :])
         cls = _BY_KIND[fields.pop("kind")]
         return cls(**fields)
     except (KeyError, TypeError, AttributeError) as exc:

@@ -63,8 +63,10 @@ def normalize_base_model(base_model: Any) -> str:
     short = _BASE_PREFIX_RE.sub("", base_model)
     if short in SUPPORTED_BASE_MODELS or short.startswith("gemini-2.0-flash"):
         return short
-    raise invalid(f"Base model {base_model!r} is not supported for supervised tuning here. "
-                  f"Supported: {', '.join(SUPPORTED_BASE_MODELS)}, gemini-2.0-flash*.")
+    raise invalid(
+        f"Base model {base_model!r} is not supported for supervised tuning here. "
+        f"Supported: {', '.join(SUPPORTED_BASE_MODELS)}, gemini-2.0-flash*."
+    )
 
 
 def _int_field(value: Any, what: str, lo: int, hi: int) -> int:
@@ -119,8 +121,7 @@ def _labels(body: dict[str, Any]) -> dict[str, str]:
     if not isinstance(labels, dict) or len(labels) > 64:
         raise invalid("labels must be an object with at most 64 entries")
     for k, v in labels.items():
-        if not LABEL_KEY_RE.fullmatch(str(k)) or not isinstance(v, str) \
-                or not LABEL_VALUE_RE.fullmatch(v):
+        if not LABEL_KEY_RE.fullmatch(str(k)) or not isinstance(v, str) or not LABEL_VALUE_RE.fullmatch(v):
             raise invalid(f"invalid label {k!r}: {v!r} (lowercase letters, digits, '_' and '-')")
     return dict(labels)
 
@@ -137,9 +138,15 @@ def parse_tuning_request(body: Any) -> TuningRequest:
     hp = spec.get("hyperParameters") or {}
     if not isinstance(hp, dict):
         raise invalid("supervisedTuningSpec.hyperParameters must be an object")
-    return TuningRequest(body=body, local_base_model=base, spec=spec, datasets=uris,
-                         hyper_parameters=_hyper_parameters(hp),
-                         display_name=_display_name(body), labels=_labels(body))
+    return TuningRequest(
+        body=body,
+        local_base_model=base,
+        spec=spec,
+        datasets=uris,
+        hyper_parameters=_hyper_parameters(hp),
+        display_name=_display_name(body),
+        labels=_labels(body),
+    )
 
 
 def check_datasets_exist(request: TuningRequest, exists: Callable[[GsUri], bool]) -> None:
@@ -169,8 +176,7 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     body, hp = request.body, request.hyper_parameters
     job: dict[str, Any] = {
         "name": f"projects/{project}/locations/{location}/tuningJobs/{job_id}",
-        "tunedModelDisplayName": (request.display_name
-                                  or f"{request.local_base_model}-tuned-{job_id[-6:]}"),
+        "tunedModelDisplayName": (request.display_name or f"{request.local_base_model}-tuned-{job_id[-6:]}"),
         "baseModel": body["baseModel"],
         "supervisedTuningSpec": _served_spec(request),
         "state": PENDING,
@@ -181,16 +187,23 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     if request.labels:
         job["labels"] = dict(request.labels)
     job["_local"] = {
-        "id": job_id, "project": project, "location": location,
-        "modelId": model_id, "endpointId": endpoint_id, "localBaseModel": request.local_base_model,
-        "config": {"epochs": hp.epochs, "learning_rate_multiplier": hp.learning_rate_multiplier,
-                   "adapter_size": ADAPTER_SIZES[hp.adapter], "seed": TRAIN_SEED},
+        "id": job_id,
+        "project": project,
+        "location": location,
+        "modelId": model_id,
+        "endpointId": endpoint_id,
+        "localBaseModel": request.local_base_model,
+        "config": {
+            "epochs": hp.epochs,
+            "learning_rate_multiplier": hp.learning_rate_multiplier,
+            "adapter_size": ADAPTER_SIZES[hp.adapter],
+            "seed": TRAIN_SEED,
+        },
     }
     return job
 
 
-def build_job(body: Any, project: str, location: str,
-              exists: Callable[[GsUri], bool] | None = None) -> dict[str, Any]:
+def build_job(body: Any, project: str, location: str, exists: Callable[[GsUri], bool] | None = None) -> dict[str, Any]:
     """Validate a create-TuningJob body and return the new job resource (PENDING)."""
     request = parse_tuning_request(body)
     if exists is not None:

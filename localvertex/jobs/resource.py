@@ -52,6 +52,7 @@ def state_word(job: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- transitions
 
+
 def mark_running(job: dict[str, Any]) -> None:
     job["state"] = RUNNING
     job["startTime"] = now_rfc3339()
@@ -89,15 +90,14 @@ def mark_succeeded(job: dict[str, Any], metrics: dict[str, Any]) -> None:
     stats.setdefault("tuningDatasetExampleCount", str(metrics["exampleCount"]))
     local = job.setdefault("localTuningMetrics", {"epochs": []})
     local["epochs"] = metrics["epochs"] or local.get("epochs", [])
-    local.update({k: metrics[k] for k in ("stepCount", "exampleCount", "tokenCount",
-                                          "trainSeconds")})
+    local.update({k: metrics[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds")})
     local["config"] = job["_local"]["config"]
 
 
 # --------------------------------------------------------------------------- progress
 
-def record_data_stats(job: dict[str, Any], stats: dict[str, Any],
-                      validation_example_count: int) -> None:
+
+def record_data_stats(job: dict[str, Any], stats: dict[str, Any], validation_example_count: int) -> None:
     """The datasets are loaded: ``supervisedTuningDataStats`` as measured by the worker."""
     job.setdefault("tuningDataStats", {})["supervisedTuningDataStats"] = stats
     metrics = job.setdefault("localTuningMetrics", {"epochs": []})
@@ -110,9 +110,11 @@ def record_epoch(job: dict[str, Any], epoch_stats: dict[str, Any]) -> None:
     metrics["epochs"].append(epoch_stats)
     epoch = int(epoch_stats.get("epoch", len(metrics["epochs"])))
     tuned = job.setdefault("tunedModel", {})
-    tuned.setdefault("checkpoints", []).append({
-        "checkpointId": str(epoch),
-        "epoch": str(epoch),
-        "step": str(int(epoch_stats.get("step", 0))),
-        "endpoint": endpoint_name(job),
-    })
+    tuned.setdefault("checkpoints", []).append(
+        {
+            "checkpointId": str(epoch),
+            "epoch": str(epoch),
+            "step": str(int(epoch_stats.get("step", 0))),
+            "endpoint": endpoint_name(job),
+        }
+    )

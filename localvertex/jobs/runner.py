@@ -64,10 +64,13 @@ WORKER_MODULE = "localvertex.jobs"  # python -m localvertex.jobs <spec.json>
 # The directory holding the localvertex package: the worker must import this copy.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
-RESTARTED_MESSAGE = ("The local Vertex AI server stopped or restarted during training, so "
-                     "this job did not finish. Create the tuning job again.")
-STOPPED_MESSAGE = ("The local Vertex AI server stopped during training, so this job did not "
-                   "finish. Create the tuning job again.")
+RESTARTED_MESSAGE = (
+    "The local Vertex AI server stopped or restarted during training, so "
+    "this job did not finish. Create the tuning job again."
+)
+STOPPED_MESSAGE = (
+    "The local Vertex AI server stopped during training, so this job did not finish. Create the tuning job again."
+)
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,15 @@ class WorkerProcess:
         with open(log_path, "ab") as log_fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", WORKER_MODULE, str(spec_path)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fh, env=_worker_env(),
-                cwd=str(cwd), start_new_session=True)
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_fh,
+                env=_worker_env(),
+                cwd=str(cwd),
+                start_new_session=True,
+            )
         self._messages: queue_mod.Queue = queue_mod.Queue()
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True,
-                                        name=f"localvertex-worker-{job_id}")
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True, name=f"localvertex-worker-{job_id}")
         self._reader.start()
 
     @property
@@ -165,8 +172,7 @@ def settle(job: dict[str, Any], result: Result, exitcode: int | None) -> None:
     elif isinstance(result, Failed):
         mark_failed(job, result.code, result.message)
     else:
-        mark_failed(job, RPC_INTERNAL,
-                    f"The training process exited unexpectedly (exit code {exitcode}).")
+        mark_failed(job, RPC_INTERNAL, f"The training process exited unexpectedly (exit code {exitcode}).")
 
 
 class TrainingRunner:
@@ -193,10 +199,8 @@ class TrainingRunner:
                 log.info("job %s was CANCELLING when the server stopped; CANCELLED", id_of(job))
                 self.store.update(id_of(job), mark_cancelled)
             elif job["state"] == RUNNING:
-                log.warning("job %s was RUNNING when the server stopped; marking it FAILED",
-                            id_of(job))
-                self.store.update(id_of(job),
-                                  lambda j: mark_failed(j, RPC_ABORTED, RESTARTED_MESSAGE))
+                log.warning("job %s was RUNNING when the server stopped; marking it FAILED", id_of(job))
+                self.store.update(id_of(job), lambda j: mark_failed(j, RPC_ABORTED, RESTARTED_MESSAGE))
         for partial in self.models_dir.glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -225,8 +229,7 @@ class TrainingRunner:
                 raise not_found(f"TuningJob {job_id} not found")
             state = job["state"]
             if state in TERMINAL:
-                raise failed_precondition(f"Cannot cancel tuning job {job['name']}: it is "
-                                          f"already {state_word(job)}.")
+                raise failed_precondition(f"Cannot cancel tuning job {job['name']}: it is already {state_word(job)}.")
             if state == PENDING:
                 job = self.store.update(job_id, mark_cancelled)
             elif state == RUNNING:
@@ -248,8 +251,9 @@ class TrainingRunner:
             except Exception:
                 log.exception("runner error on job %s", id_of(job))
                 with contextlib.suppress(Exception):
-                    self.store.update(id_of(job), lambda j: mark_failed(
-                        j, RPC_INTERNAL, "internal error in the local tuning runner"))
+                    self.store.update(
+                        id_of(job), lambda j: mark_failed(j, RPC_INTERNAL, "internal error in the local tuning runner")
+                    )
 
     def _claim(self, job_id: str) -> dict[str, Any] | None:
         """Move the job to RUNNING, unless it left PENDING (a cancel) since it was picked."""
@@ -261,12 +265,20 @@ class TrainingRunner:
     def _worker_spec(self, job: dict[str, Any]) -> WorkerSpec:
         loc, spec = job["_local"], job["supervisedTuningSpec"]
         return WorkerSpec(
-            job_id=loc["id"], project=loc["project"], storage_endpoint=self.storage_endpoint,
+            job_id=loc["id"],
+            project=loc["project"],
+            storage_endpoint=self.storage_endpoint,
             training_uri=spec["trainingDatasetUri"],
-            validation_uri=spec.get("validationDatasetUri"), config=loc["config"],
+            validation_uri=spec.get("validationDatasetUri"),
+            config=loc["config"],
             model_dir=str(self.model_dir(job)),
-            model_meta={"tuningJob": job["name"], "model": model_name(job),
-                        "endpoint": endpoint_name(job), "baseModel": job["baseModel"]})
+            model_meta={
+                "tuningJob": job["name"],
+                "model": model_name(job),
+                "endpoint": endpoint_name(job),
+                "baseModel": job["baseModel"],
+            },
+        )
 
     def _start_worker(self, job: dict[str, Any]) -> tuple[WorkerProcess, Path]:
         """Write the worker's spec under work/ and start it, stderr to logs/<id>.log."""
@@ -315,13 +327,16 @@ class TrainingRunner:
 
     def _progress(self, job_id: str, msg: DataLoaded | EpochFinished) -> None:
         if isinstance(msg, DataLoaded):
-            self.store.update(job_id, lambda j: record_data_stats(
-                j, msg.stats, msg.validation_example_count))
+            self.store.update(job_id, lambda j: record_data_stats(j, msg.stats, msg.validation_example_count))
             return
         self.store.update(job_id, lambda j: record_epoch(j, msg.stats))
-        log.info("job %s epoch %s: train_loss=%s validation_loss=%s", job_id,
-                 msg.stats.get("epoch"), msg.stats.get("train_loss"),
-                 msg.stats.get("validation_loss"))
+        log.info(
+            "job %s epoch %s: train_loss=%s validation_loss=%s",
+            job_id,
+            msg.stats.get("epoch"),
+            msg.stats.get("train_loss"),
+            msg.stats.get("validation_loss"),
+        )
 
     def _finish(self, job: dict[str, Any], result: Result, exitcode: int | None) -> None:
         final = self.store.update(id_of(job), lambda j: settle(j, result, exitcode))
@@ -331,5 +346,4 @@ class TrainingRunner:
         elif final["state"] == SUCCEEDED:
             log.info("job %s SUCCEEDED in %.1fs", id_of(job), result.train_seconds)
         else:
-            log.warning("job %s FAILED: %s", id_of(job),
-                        final["error"]["message"].partition("\n")[0])
+            log.warning("job %s FAILED: %s", id_of(job), final["error"]["message"].partition("\n")[0])

@@ -98,9 +98,12 @@ class JobStore:
     def list(self, project: str | None = None, location: str | None = None) -> list[dict]:
         """Jobs (of one project/location if given), newest first."""
         with self.lock:
-            jobs = [copy.deepcopy(j) for j in self._jobs.values()
-                    if (project is None or j["_local"]["project"] == project)
-                    and (location is None or j["_local"]["location"] == location)]
+            jobs = [
+                copy.deepcopy(j)
+                for j in self._jobs.values()
+                if (project is None or j["_local"]["project"] == project)
+                and (location is None or j["_local"]["location"] == location)
+            ]
         jobs.sort(key=_creation_order, reverse=True)
         return jobs
 

@@ -67,8 +67,9 @@ def _load_data(spec: WorkerSpec, reader: GcsReader) -> LoadedData:
         pairs = datasets.load_images(records, uri, reader.read_bytes, M.load_image)
         return [M.Example(image=img, text=rec.label) for rec, img in pairs]
 
-    return LoadedData(train_records, examples(train_records, spec.training_uri),
-                      examples(val_records, spec.validation_uri))
+    return LoadedData(
+        train_records, examples(train_records, spec.training_uri), examples(val_records, spec.validation_uri)
+    )
 
 
 def _save_model(model: Any, spec: WorkerSpec) -> None:
@@ -83,25 +84,36 @@ def _save_model(model: Any, spec: WorkerSpec) -> None:
     os.replace(partial, final)
 
 
-def _train(spec: WorkerSpec, data: LoadedData, emit: Emit,
-           should_stop: Callable[[], bool]) -> Outcome:
+def _train(spec: WorkerSpec, data: LoadedData, emit: Emit, should_stop: Callable[[], bool]) -> Outcome:
     from .. import model as M
 
     cfg = spec.config
-    config = M.TrainConfig(epochs=cfg["epochs"],
-                           learning_rate_multiplier=cfg["learning_rate_multiplier"],
-                           adapter_size=cfg["adapter_size"], seed=cfg["seed"])
+    config = M.TrainConfig(
+        epochs=cfg["epochs"],
+        learning_rate_multiplier=cfg["learning_rate_multiplier"],
+        adapter_size=cfg["adapter_size"],
+        seed=cfg["seed"],
+    )
     t0 = time.monotonic()
     try:
-        result = M.train(data.train, data.validation, config, should_stop=should_stop,
-                         on_epoch=lambda stats: emit(EpochFinished(stats.to_dict())))
+        result = M.train(
+            data.train,
+            data.validation,
+            config,
+            should_stop=should_stop,
+            on_epoch=lambda stats: emit(EpochFinished(stats.to_dict())),
+        )
     except M.TrainingCancelled:
         return Cancelled()
     seconds = time.monotonic() - t0
     _save_model(result.model, spec)
-    return Done(epochs=[e.to_dict() for e in result.epochs],
-                step_count=int(result.step_count), example_count=int(result.example_count),
-                token_count=int(result.token_count), train_seconds=round(seconds, 3))
+    return Done(
+        epochs=[e.to_dict() for e in result.epochs],
+        step_count=int(result.step_count),
+        example_count=int(result.example_count),
+        token_count=int(result.token_count),
+        train_seconds=round(seconds, 3),
+    )
 
 
 def _failure(exc: Exception) -> Failed:
@@ -134,8 +146,9 @@ def _watch_stdin(stop: threading.Event) -> None:
 
 
 def worker_main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     spec = WorkerSpec.from_json(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
@@ -147,5 +160,6 @@ def worker_main(argv: list[str]) -> int:
         with lock:
             out.write(encode(msg) + "\n")
             out.flush()
+
     train_worker(spec, emit, stop.is_set)
     return 0

@@ -125,13 +125,15 @@ def train(
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, generator, should_stop)
-        history.append(EpochStats(
-            epoch=epoch,
-            step=epoch * steps_per_epoch,
-            train_loss=train_loss,
-            validation_loss=_evaluate(network, *validation) if validation else None,
-            seconds=time.perf_counter() - started,
-        ))
+        history.append(
+            EpochStats(
+                epoch=epoch,
+                step=epoch * steps_per_epoch,
+                train_loss=train_loss,
+                validation_loss=_evaluate(network, *validation) if validation else None,
+                seconds=time.perf_counter() - started,
+            )
+        )
         if on_epoch is not None:
             on_epoch(history[-1])
 

@@ -14,8 +14,7 @@ from fastapi import FastAPI
 from . import prediction, token, tuning
 from .deps import API_VERSIONS, LOCATION_PREFIX, BlockingIO, Location, Services
 
-__all__ = ["API_VERSIONS", "LOCATION_PREFIX", "BlockingIO", "Location", "Services",
-           "include_routes"]
+__all__ = ["API_VERSIONS", "LOCATION_PREFIX", "BlockingIO", "Location", "Services", "include_routes"]
 
 
 def include_routes(app: FastAPI) -> None:

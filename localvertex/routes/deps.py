@@ -63,8 +63,7 @@ class Location:
         return f"projects/{self.project}/locations/{self.location}"
 
     def owns(self, job: dict[str, Any]) -> bool:
-        return (job["_local"]["project"], job["_local"]["location"]) == (self.project,
-                                                                         self.location)
+        return (job["_local"]["project"], job["_local"]["location"]) == (self.project, self.location)
 
 
 def location_path(version: str, project: str, location: str) -> Location:

@@ -48,22 +48,21 @@ def find_job(services: Services, loc: Location, job_id: str) -> dict[str, Any]:
 async def create_tuning_job(loc: LocationDep, services: ServicesDep, request: Request):
     body = camelize(await json_body(request))
     # build_job checks that the datasets exist: storage calls, off the event loop.
-    job = await services.io.run(lambda: build_job(body, loc.project, loc.location,
-                                                  exists=services.reader.exists))
+    job = await services.io.run(lambda: build_job(body, loc.project, loc.location, exists=services.reader.exists))
     services.store.add(job)
     services.runner.notify()
-    log.info("created tuning job %s (base %s, %s)", job["_local"]["id"],
-             job["baseModel"], job["_local"]["config"])
+    log.info("created tuning job %s (base %s, %s)", job["_local"]["id"], job["baseModel"], job["_local"]["config"])
     return public_view(job)
 
 
 @router.get("/tuningJobs")
-async def list_tuning_jobs(loc: LocationDep, services: ServicesDep,
-                           pageSize: int = DEFAULT_PAGE_SIZE, pageToken: str = ""):
+async def list_tuning_jobs(
+    loc: LocationDep, services: ServicesDep, pageSize: int = DEFAULT_PAGE_SIZE, pageToken: str = ""
+):
     size = min(pageSize if pageSize > 0 else DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     offset = parse_page_token(pageToken) if pageToken else 0
     jobs = services.store.list(loc.project, loc.location)
-    out: dict[str, Any] = {"tuningJobs": [public_view(j) for j in jobs[offset:offset + size]]}
+    out: dict[str, Any] = {"tuningJobs": [public_view(j) for j in jobs[offset : offset + size]]}
     if offset + size < len(jobs):
         out["nextPageToken"] = page_token(offset + size)
     return out
