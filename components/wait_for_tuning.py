@@ -79,7 +79,9 @@ def wait_for_tuning(
         while True:
             job = client.tunings.get(name=job_name)
             state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
-            epochs = len(job.tuned_model.checkpoints or []) if job.tuned_model else 0
+            # Each intermediate checkpoint names its own epoch (they need not be one per epoch).
+            checkpoints = (job.tuned_model.checkpoints or []) if job.tuned_model else []
+            epochs = max((c.epoch or 0 for c in checkpoints), default=0)
             if (state, epochs) != last_report:
                 print(f"{job_name}: {state}", flush=True)
                 if epochs:

@@ -11,6 +11,12 @@ A line looks like::
 The local model learns image -> text, so one training example is (the last image of the
 last user turn, the text of the final model turn). ``inlineData`` images are accepted too.
 Every error names the file, the 1-based line number and the reason.
+
+Limits are Vertex AI's, from components/capabilities.py (``tuning_limits`` and the base
+model's ``max_example_tokens``): tokens per example (estimated: 4 characters a token, 258
+tokens an image), images per example, bytes per image, validation examples. A line over a
+limit fails the job, naming the line (Vertex may instead drop such examples and count them
+in ``totalTruncatedExampleCount``; failing is the stricter answer).
 """
 
 from __future__ import annotations
@@ -23,13 +29,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.capabilities import tuning_capabilities, tuning_limits
+
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
 
-MAX_IMAGES_PER_EXAMPLE = 30
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_TOKENS_PER_EXAMPLE = 131_072
-IMAGE_TOKENS = 258  # what Gemini bills for one image
-MAX_LINES = 100_000
+IMAGE_TOKENS = 258  # what Gemini bills for one image (up to 384x384 px)
+HISTOGRAM_BUCKETS = 10
+
+
+def default_limits(base_model: str | None = None) -> dict[str, int]:
+    """Vertex AI's dataset limits for ``base_model`` (its id in the capabilities table), or
+    the strictest over the table when it is None."""
+    table = tuning_capabilities()
+    tokens = (
+        table[base_model]["max_example_tokens"]
+        if base_model in table
+        else min(c["max_example_tokens"] for c in table.values())
+    )
+    return {**tuning_limits(), "max_example_tokens": tokens}
+
+
+_DEFAULT_LIMITS = default_limits()
+MAX_IMAGES_PER_EXAMPLE = _DEFAULT_LIMITS["max_images_per_example"]
+MAX_IMAGE_BYTES = _DEFAULT_LIMITS["max_image_bytes"]
+MAX_TOKENS_PER_EXAMPLE = _DEFAULT_LIMITS["max_example_tokens"]
+MAX_VALIDATION_EXAMPLES = _DEFAULT_LIMITS["max_validation_examples"]
 
 
 def _camel(key: str) -> str:
@@ -76,10 +100,20 @@ class SftRecord:
     characters: int
     image_count: int
     contents: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    output_characters: int = 0  # text of the model turns
+    message_count: int = 0  # entries of ``contents``
 
     @property
     def estimated_tokens(self) -> int:
         return math.ceil(self.characters / 4) + IMAGE_TOKENS * self.image_count
+
+    @property
+    def output_tokens(self) -> int:
+        return math.ceil(self.output_characters / 4)
+
+    @property
+    def input_tokens(self) -> int:
+        return self.estimated_tokens - self.output_tokens
 
 
 def decode_b64(text: str) -> bytes:
@@ -99,7 +133,7 @@ def _part_kind(part: Any, where: str) -> str:
     return kinds[0]
 
 
-def _image_from_part(kind: str, part: dict, where: str) -> ImageRef | None:
+def _image_from_part(kind: str, part: dict, where: str, max_bytes: int = MAX_IMAGE_BYTES) -> ImageRef | None:
     if kind == "fileData":
         fd = part["fileData"]
         if not isinstance(fd, dict):
@@ -128,8 +162,8 @@ def _image_from_part(kind: str, part: dict, where: str) -> ImageRef | None:
             data = decode_b64(raw)
         except (binascii.Error, ValueError):
             raise ValueError(f"{where}.inlineData.data is not valid base64") from None
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ValueError(f"{where}: image larger than 20 MB")
+        if len(data) > max_bytes:
+            raise ValueError(f"{where}: image larger than {max_bytes // (1024 * 1024)} MB")
         return ImageRef(mime_type=mime, data=data)
     return None
 
@@ -165,7 +199,7 @@ def _contents(obj: dict[str, Any]) -> list[Any]:
     return contents
 
 
-def _parse_turn(turn: Any, where: str, expected: str) -> _Turn:
+def _parse_turn(turn: Any, where: str, expected: str, max_image_bytes: int) -> _Turn:
     """One entry of ``contents``; ``expected`` is the role that must come next."""
     if not isinstance(turn, dict):
         raise ValueError(f"{where} must be an object")
@@ -191,35 +225,37 @@ def _parse_turn(turn: Any, where: str, expected: str) -> _Turn:
         elif role == "model":
             raise ValueError(f"{pw}: model turns may contain only text")
         else:
-            out.images.append(_image_from_part(kind, part, pw))
+            out.images.append(_image_from_part(kind, part, pw, max_image_bytes))
     return out
 
 
-def _parse_turns(contents: list[Any]) -> list[_Turn]:
+def _parse_turns(contents: list[Any], max_image_bytes: int) -> list[_Turn]:
     turns: list[_Turn] = []
     expected = "user"
     for i, turn in enumerate(contents):
-        turns.append(_parse_turn(turn, f"contents[{i}]", expected))
+        turns.append(_parse_turn(turn, f"contents[{i}]", expected, max_image_bytes))
         expected = "model" if turns[-1].role == "user" else "user"
     return turns
 
 
-def parse_record(obj: Any, line: int) -> SftRecord:
-    """Validate one decoded JSONL object; raise ``ValueError(reason)``."""
+def parse_record(obj: Any, line: int, limits: dict[str, int] | None = None) -> SftRecord:
+    """Validate one decoded JSONL object against ``limits`` (:func:`default_limits`);
+    raise ``ValueError(reason)``."""
+    limits = limits or _DEFAULT_LIMITS
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
     obj = camelize(obj)
     system_characters = _system_characters(obj.get("systemInstruction"))
     contents = _contents(obj)
-    turns = _parse_turns(contents)
+    turns = _parse_turns(contents, limits["max_image_bytes"])
     last_user = next((t for t in reversed(turns) if t.role == "user"), None)
     image_count = sum(len(t.images) for t in turns)
     if turns[-1].role != "model":
         raise ValueError("the last turn must have role 'model' (the label to learn)")
     if last_user is None or not last_user.images:
         raise ValueError("the last user turn has no image part (fileData or inlineData)")
-    if image_count > MAX_IMAGES_PER_EXAMPLE:
-        raise ValueError(f"{image_count} images; at most {MAX_IMAGES_PER_EXAMPLE} per example")
+    if image_count > limits["max_images_per_example"]:
+        raise ValueError(f"{image_count} images; at most {limits['max_images_per_example']} per example")
     label = "".join(turns[-1].texts)
     if not label.strip():
         raise ValueError("the final model turn has no text label")
@@ -231,13 +267,17 @@ def parse_record(obj: Any, line: int) -> SftRecord:
         characters=system_characters + sum(t.characters for t in turns),
         image_count=image_count,
         contents=contents,
+        output_characters=sum(t.characters for t in turns if t.role == "model"),
+        message_count=len(contents),
     )
-    if rec.estimated_tokens > MAX_TOKENS_PER_EXAMPLE:
-        raise ValueError(f"example has about {rec.estimated_tokens} tokens; the limit is {MAX_TOKENS_PER_EXAMPLE}")
+    if rec.estimated_tokens > limits["max_example_tokens"]:
+        raise ValueError(
+            f"example has about {rec.estimated_tokens} tokens; the limit is {limits['max_example_tokens']}"
+        )
     return rec
 
 
-def parse_jsonl(data: bytes | str, source: str) -> list[SftRecord]:
+def parse_jsonl(data: bytes | str, source: str, limits: dict[str, int] | None = None) -> list[SftRecord]:
     """Parse a whole JSONL file; raise :class:`DatasetError` at the first bad line."""
     if isinstance(data, bytes):
         try:
@@ -250,14 +290,12 @@ def parse_jsonl(data: bytes | str, source: str) -> list[SftRecord]:
     for n, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        if n > MAX_LINES:
-            raise DatasetError(source, n, f"more than {MAX_LINES} lines")
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise DatasetError(source, n, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
         try:
-            records.append(parse_record(obj, n))
+            records.append(parse_record(obj, n, limits))
         except ValueError as exc:
             raise DatasetError(source, n, str(exc)) from None
     if not records:
@@ -265,8 +303,21 @@ def parse_jsonl(data: bytes | str, source: str) -> list[SftRecord]:
     return records
 
 
+def check_validation_size(records: list[SftRecord], source: str, limits: dict[str, int] | None = None) -> None:
+    """The validation dataset's size limit (Vertex AI: at most 5000 examples)."""
+    limit = (limits or _DEFAULT_LIMITS)["max_validation_examples"]
+    if len(records) > limit:
+        raise DatasetError(
+            source, None, f"the validation dataset has {len(records)} examples; at most {limit} are allowed"
+        )
+
+
 def load_images(
-    records: list[SftRecord], source: str, read_bytes: Callable[[GsUri], bytes], load_image: Callable[[bytes], Any]
+    records: list[SftRecord],
+    source: str,
+    read_bytes: Callable[[GsUri], bytes],
+    load_image: Callable[[bytes], Any],
+    max_image_bytes: int = MAX_IMAGE_BYTES,
 ) -> list[tuple[SftRecord, Any]]:
     """Fetch and decode each record's image; errors name the JSONL file and line."""
     out = []
@@ -280,8 +331,10 @@ def load_images(
                     blob = read_bytes(ref.uri)
                 except ObjectNotFound:
                     raise DatasetError(source, rec.line, f"image not found: {ref.uri}") from None
-                if len(blob) > MAX_IMAGE_BYTES:
-                    raise DatasetError(source, rec.line, f"image {ref.uri} is larger than 20 MB")
+                if len(blob) > max_image_bytes:
+                    raise DatasetError(
+                        source, rec.line, f"image {ref.uri} is larger than {max_image_bytes // (1024 * 1024)} MB"
+                    )
                 try:
                     cache[key] = load_image(blob)
                 except ValueError as exc:
@@ -296,8 +349,52 @@ def load_images(
     return out
 
 
+def _percentile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+
+
+def distribution(values: list[int], billable: list[int] | None = None) -> dict[str, Any]:
+    """A ``SupervisedTuningDatasetDistribution`` of ``values`` (one per example): sums as
+    int64 strings, order statistics, and an equal-width histogram of at most 10 buckets."""
+    ordered = sorted(values)
+    lo, hi = ordered[0], ordered[-1]
+    count = min(HISTOGRAM_BUCKETS, hi - lo + 1)
+    width = (hi - lo + 1) / count
+    buckets = [{"count": 0.0, "left": lo + i * width, "right": lo + (i + 1) * width} for i in range(count)]
+    for v in ordered:
+        buckets[min(int((v - lo) / width), count - 1)]["count"] += 1
+    return {
+        "sum": str(sum(values)),
+        "billableSum": str(sum(billable if billable is not None else values)),
+        "min": float(lo),
+        "max": float(hi),
+        "mean": sum(values) / len(values),
+        "median": _percentile(ordered, 0.5),
+        "p5": _percentile(ordered, 0.05),
+        "p95": _percentile(ordered, 0.95),
+        "buckets": buckets,
+    }
+
+
+def _example_content(turn: dict[str, Any]) -> dict[str, Any]:
+    """A ``Content`` for ``userDatasetExamples``: role, and its text and fileData parts."""
+    parts = []
+    for part in turn.get("parts", []):
+        if isinstance(part.get("text"), str):
+            parts.append({"text": part["text"]})
+        elif isinstance(part.get("fileData"), dict):
+            fd = part["fileData"]
+            parts.append({"fileData": {"mimeType": str(fd.get("mimeType", "")), "fileUri": str(fd.get("fileUri", ""))}})
+    return {"role": str(turn.get("role", "")), "parts": parts}
+
+
 def dataset_stats(records: list[SftRecord], epochs: int) -> dict[str, Any]:
-    """Counts in the shape of ``supervisedTuningDataStats`` (measured, not guessed)."""
+    """``supervisedTuningDataStats`` as measured here: counts, the token and message
+    distributions per example (tokens estimated as in :class:`SftRecord`), and no dropped
+    examples (a bad line fails the job instead). Billable figures count every epoch."""
     chars = sum(r.characters for r in records)
     tokens = sum(r.estimated_tokens for r in records)
     return {
@@ -305,9 +402,17 @@ def dataset_stats(records: list[SftRecord], epochs: int) -> dict[str, Any]:
         "totalTuningCharacterCount": str(chars),
         "totalBillableCharacterCount": str(chars * epochs),
         "totalBillableTokenCount": str(tokens * epochs),
-        "userDatasetExamples": [
-            {"role": t.get("role"), "parts": [p for p in t.get("parts", []) if "text" in p or "fileData" in p]}
-            for r in records[:3]
-            for t in r.contents
-        ][:6],
+        "userDatasetExamples": [_example_content(t) for r in records[:3] for t in r.contents if isinstance(t, dict)][
+            :6
+        ],
+        "userInputTokenDistribution": distribution(
+            [r.input_tokens for r in records], [r.input_tokens * epochs for r in records]
+        ),
+        "userOutputTokenDistribution": distribution(
+            [r.output_tokens for r in records], [r.output_tokens * epochs for r in records]
+        ),
+        "userMessagePerExampleDistribution": distribution([r.message_count for r in records]),
+        "totalTruncatedExampleCount": "0",
+        "truncatedExampleIndices": [],
+        "droppedExampleReasons": [],
     }

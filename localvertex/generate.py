@@ -1,8 +1,12 @@
 """``generateContent`` on a tuned endpoint: request parsing (pure), image loading (I/O) and
 the response body. The model call itself is :class:`localvertex.prediction.Predictor`.
 
-Checks run in this order, so the first problem of a request is the one reported: the
-shape of ``contents``, then the image (URI, object, bytes), then ``generationConfig``.
+The body arrives parsed against the published GenerateContentRequest schema (routes), so
+unknown fields and wrong types are already refused. Checks here run in this order, so the
+first problem of a request is the one reported: the shape of ``contents``, then the image
+(URI, object, bytes), then ``generationConfig``, then its ``thinkingConfig`` against the
+tuned model's base model (components/capabilities.py: a 2.5 Pro-tuned endpoint refuses
+budget 0, as Vertex does).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from components.capabilities import base_model_id, tuning_capabilities
 
 from .datasets import IMAGE_TOKENS, decode_b64
 from .errors import invalid
@@ -144,6 +150,47 @@ def parse_generation_config(body: dict[str, Any]) -> GenerationConfig:
     if candidates != 1:
         raise invalid("generationConfig.candidateCount must be 1 here")
     return GenerationConfig(temperature, max_tokens, seed)
+
+
+def check_thinking(body: dict[str, Any], base_model: str) -> None:
+    """``generationConfig.thinkingConfig`` against the base model's thinking rules in the
+    capabilities table; 400 with Vertex AI's words otherwise. Budgets: -1 is dynamic; 0
+    turns thinking off where the model allows it ("Unable to submit request because The
+    model does not support setting thinking_budget to 0." for 2.5 Pro); any other budget
+    lies in the model's range ("The thinking budget (N) is invalid."). ``thinkingLevel`` is
+    for Gemini 3 models: Google's thinking page says a model earlier than Gemini 3 returns
+    an error."""
+    cfg = (body.get("generationConfig") or {}).get("thinkingConfig")
+    if not isinstance(cfg, dict):
+        return
+    model = base_model_id(base_model)
+    rules = tuning_capabilities().get(model, {}).get("thinking")
+    if rules is None:
+        return
+    level = cfg.get("thinkingLevel")
+    if level and level != "THINKING_LEVEL_UNSPECIFIED":
+        raise invalid(
+            f"Unable to submit request because thinking_level is not supported by "
+            f"this model ({model} tuned); use thinking_budget."
+        )
+    budget = cfg.get("thinkingBudget")
+    if budget is None or budget == -1:
+        return
+    if budget == 0:
+        if rules["can_turn_off"]:
+            return
+        raise invalid(
+            "Unable to submit request because The model does not support setting "
+            f"thinking_budget to 0. ({model} thinks with a budget of "
+            f"{rules['min']} to {rules['max']} tokens, or -1 for dynamic.)"
+        )
+    if not rules["min"] <= budget <= rules["max"]:
+        off = "0 (off), " if rules["can_turn_off"] else ""
+        raise invalid(
+            f"Unable to submit request because The thinking budget ({budget}) is "
+            f"invalid. ({model}: {off}-1 (dynamic) or {rules['min']} to "
+            f"{rules['max']}.)"
+        )
 
 
 def count_text_tokens(text: str) -> int:

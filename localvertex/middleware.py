@@ -1,8 +1,16 @@
 """HTTP plumbing around the routes: error responses and exception handlers, the request
-log, and the request-size limit (413). The bearer-token check is in auth.py."""
+log, and the request-size limit. The bearer-token check is in auth.py.
+
+Statuses are google.rpc.Codes with code.proto's HTTP mapping (errors.py). A method and
+path that match no API method (an unknown ``:verb``, or a wrong HTTP method, which
+Starlette calls 405) answer 404 NOT_FOUND "Method not found.", as Google's front end does.
+A body over the size limit answers 400 INVALID_ARGUMENT "Request payload size exceeds the
+limit: N bytes.", Google's front end's answer: no google.rpc.Code maps to HTTP 413.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -11,29 +19,53 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import ApiError, error_body
+from .errors import HTTP_STATUS, METHOD_NOT_FOUND, ApiError, error_body
 
 log = logging.getLogger("localvertex.server")
 
 
-def error_response(code: int, message: str, status: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, status), status_code=code)
+API_PATH_PREFIXES = ("/v1/", "/v1beta1/", "/local/")
+
+
+def error_response(code: int, message: str, status: str | None = None, details: list | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, status, details), status_code=code)
+
+
+def payload_too_large(limit: int) -> JSONResponse:
+    return error_response(400, f"Request payload size exceeds the limit: {limit} bytes.", "INVALID_ARGUMENT")
+
+
+def _query_name(loc: tuple) -> str:
+    from .schema import proto_name
+
+    return ".".join(proto_name(str(part)) for part in loc[1:]) or "request"
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as ``{"error": {"code", "message", "status"}}``."""
 
     async def api_error(request: Request, exc: ApiError):
-        return error_response(exc.http_code, exc.message, exc.status)
+        return error_response(exc.http_code, exc.message, exc.status, exc.details)
 
     async def http_error(request: Request, exc: StarletteHTTPException):
-        msg = exc.detail if isinstance(exc.detail, str) else "error"
-        if exc.status_code == 404:
-            msg = f"The requested URL {request.url.path[:200]} was not found on this server."
-        return error_response(exc.status_code, msg)
+        if exc.status_code in (404, 405):
+            if request.url.path.startswith(API_PATH_PREFIXES):
+                return error_response(404, METHOD_NOT_FOUND, "NOT_FOUND")
+            return error_response(
+                404, f"The requested URL {request.url.path[:200]} was not found on this server.", "NOT_FOUND"
+            )
+        code = exc.status_code if exc.status_code in HTTP_STATUS else 400
+        return error_response(code, exc.detail if isinstance(exc.detail, str) else "error")
 
     async def validation_error(request: Request, exc: RequestValidationError):
-        return error_response(400, f"Invalid request: {exc.errors()[:3]}")
+        # Query parameters of the wrong type, in the words of Google's front end.
+        lines = [
+            f"Invalid value at '{_query_name(tuple(e.get('loc', ())))}' "
+            f"({'TYPE_INT32' if e.get('type', '').startswith('int') else 'TYPE_STRING'}), "
+            f"{json.dumps(e.get('input'), default=str)[:80]}"
+            for e in exc.errors()[:10]
+        ]
+        return error_response(400, "\n".join(lines) or "Invalid request", "INVALID_ARGUMENT")
 
     async def internal(request: Request, exc: Exception):
         log.exception("internal error on %s %s", request.method, request.url.path)
@@ -59,14 +91,14 @@ async def log_requests(request: Request, call_next):
 
 
 class BodySizeLimitMiddleware:
-    """ASGI middleware: refuse request bodies over ``max_body`` bytes with 413, from the
+    """ASGI middleware: refuse request bodies over ``max_body`` bytes (400), from the
     Content-Length header before reading, or while buffering a chunked body."""
 
     def __init__(self, app, max_body: int) -> None:
         self.app, self.max_body = app, max_body
 
     def _too_big(self) -> JSONResponse:
-        return error_response(413, f"Request payload is larger than {self.max_body} bytes.", "INVALID_ARGUMENT")
+        return payload_too_large(self.max_body)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -77,7 +109,9 @@ class BodySizeLimitMiddleware:
                 if int(length) > self.max_body:
                     return await self._too_big()(scope, receive, send)
             except ValueError:
-                return await error_response(400, "bad Content-Length")(scope, receive, send)
+                return await error_response(400, "Invalid Content-Length header.", "INVALID_ARGUMENT")(
+                    scope, receive, send
+                )
             return await self.app(scope, receive, send)
         if scope.get("method") in ("GET", "HEAD", "DELETE"):
             return await self.app(scope, receive, send)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import inspect
 import io
 import json
 import os
@@ -23,10 +24,13 @@ from PIL import Image, ImageDraw
 
 from localvertex import datasets
 from localvertex import jobs as J
+from localvertex import model as local_model
 from localvertex.jobs.protocol import Done
 from localvertex.stack import DataDirInUse, LocalStack
 from localvertex.storage import InvalidUri, parse_gs_uri
 
+# Intermediate checkpoints need model.train's on_checkpoint hook (jobs/worker.py).
+TRAIN_HAS_CHECKPOINT_HOOK = "on_checkpoint" in inspect.signature(local_model.train).parameters
 PROJECT = "local-project"
 LOCATION = "us-central1"
 BUCKET = "local-bucket"
@@ -176,7 +180,11 @@ def test_tune_and_generate(client, tuned, dataset, local_stack, token):
     assert tuned.tuned_model.model.endswith("@1")
     endpoint = tuned.tuned_model.endpoint
     assert endpoint.startswith(f"projects/{PROJECT}/locations/{LOCATION}/endpoints/")
-    assert [c.epoch for c in tuned.tuned_model.checkpoints] == [1, 2]
+    # One checkpoint per epoch: epoch 1 at its own endpoint, the final one at the model's.
+    checkpoints = tuned.tuned_model.checkpoints
+    assert [c.epoch for c in checkpoints] == ([1, 2] if TRAIN_HAS_CHECKPOINT_HOOK else [2])
+    assert [c.checkpoint_id for c in checkpoints] == [str(i + 1) for i in range(len(checkpoints))]
+    assert checkpoints[-1].endpoint == tuned.tuned_model.endpoint
     stats = tuned.tuning_data_stats.supervised_tuning_data_stats
     assert stats.tuning_dataset_example_count == 16
     assert stats.tuning_step_count > 0 and stats.total_billable_token_count > 0
@@ -186,10 +194,15 @@ def test_tune_and_generate(client, tuned, dataset, local_stack, token):
     raw = httpx.get(
         f"{local_stack.vertex_url}/v1beta1/{tuned.name}", headers={"Authorization": f"Bearer {token}"}
     ).json()
-    epochs = raw["localTuningMetrics"]["epochs"]
-    assert [e["epoch"] for e in epochs] == [1, 2]
-    assert all(e["validation_loss"] is not None for e in epochs)
-    assert "_local" not in raw
+    assert "_local" not in raw and "localTuningMetrics" not in raw  # not in the schema
+    assert "experiment" not in raw  # output only: never echoed from a request
+    local = httpx.get(
+        f"{local_stack.vertex_url}/local/v1/{tuned.name}:epochs", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert [e["epoch"] for e in local["epochs"]] == [1, 2]
+    assert all(e["validationLoss"] is not None for e in local["epochs"])
+    assert local["stepCount"] == int(stats.tuning_step_count)
+    assert httpx.get(f"{local_stack.vertex_url}/local/v1/{tuned.name}:epochs").status_code == 401
 
     config = types.GenerateContentConfig(temperature=0.0, max_output_tokens=64, seed=1)
     by_uri = client.models.generate_content(
@@ -289,7 +302,7 @@ def test_cancel(client, dataset):
 
     def tune(epochs):
         return client.tunings.tune(
-            base_model="gemini-2.0-flash-001",
+            base_model="gemini-2.5-flash",
             training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
             config=types.CreateTuningJobConfig(epoch_count=epochs),
         )
@@ -308,7 +321,8 @@ def test_cancel(client, dataset):
     assert done.end_time is not None
     with pytest.raises(errors.ClientError) as exc:
         client.tunings.cancel(name=long_job.name)
-    assert exc.value.code == 409 and exc.value.status == "FAILED_PRECONDITION"
+    # google.rpc.Code FAILED_PRECONDITION maps to HTTP 400 (code.proto), not 409.
+    assert exc.value.code == 400 and exc.value.status == "FAILED_PRECONDITION"
 
 
 def test_bad_datasets_fail_with_line(client, gcs, dataset):
@@ -355,13 +369,65 @@ def test_create_validation(client, dataset):
         ({"uri": f"gs://{BUCKET}/data/missing.jsonl"}, "does not exist"),
         ({"uri": "file:///etc/passwd.jsonl"}, "gs://"),
         ({"uri": f"gs://{BUCKET}/../secret.jsonl"}, ".."),
-        ({"epoch_count": 0}, "epochCount"),
+        ({"epoch_count": -1}, "epochCount"),  # 0 is "unset" in protobuf JSON: the default
         ({"labels": {"team": "qc\n"}}, "invalid label"),
+        # components/capabilities.py: models, adapter sizes per model.
+        ({"base": "gemini-2.0-flash-bogus-suffix"}, "not supported"),
+        ({"base": "gemini-2.0-flash-001"}, "not supported"),  # no longer listed for tuning
+        ({"base": "models/gemini-2.5-flash"}, "not supported"),
+        ({"adapter_size": "ADAPTER_SIZE_THIRTY_TWO"}, "adapter_size 32"),
+        ({"base": "gemini-2.5-pro", "adapter_size": "ADAPTER_SIZE_SIXTEEN"}, "adapter_size 16"),
     ]:
         with pytest.raises(errors.ClientError) as exc:
             tune(**kwargs)
         assert exc.value.code == 400 and exc.value.status == "INVALID_ARGUMENT"
         assert fragment in exc.value.message, exc.value.message
+
+
+def test_tuning_regions_come_from_the_capabilities_table(dataset):
+    from google import genai
+    from google.genai import errors, types
+
+    elsewhere = genai.Client(vertexai=True, project=PROJECT, location="us-west2")
+    with pytest.raises(errors.ClientError) as exc:
+        elsewhere.tunings.tune(
+            base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=dataset["train"])
+        )
+    assert exc.value.code == 400 and "us-west2" in exc.value.message
+    europe = genai.Client(vertexai=True, project=PROJECT, location="europe-west4")
+    job = europe.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
+        config=types.CreateTuningJobConfig(epoch_count=1),
+    )
+    europe.tunings.cancel(name=job.name)
+
+
+@pytest.mark.slow
+def test_thinking_budgets_follow_the_tuned_base_model(client, tuned):
+    """A 2.5 Flash-tuned endpoint: 0 (off), -1 and 0..24576 are fine; more is 400, and so
+    is thinkingLevel (Gemini 3 only). The 2.5 Pro case is in test_vertexai_sdk.py."""
+    from google.genai import errors, types
+
+    image = types.Part.from_bytes(data=draw("pass"), mime_type="image/png")
+
+    def ask(**thinking):
+        return client.models.generate_content(
+            model=tuned.tuned_model.endpoint,
+            contents=[PROMPT, image],
+            config=types.GenerateContentConfig(temperature=0, thinking_config=types.ThinkingConfig(**thinking)),
+        )
+
+    for budget in (0, -1, 1024, 24_576):
+        assert ask(thinking_budget=budget).text
+    for thinking, fragment in (
+        ({"thinking_budget": 24_577}, "thinking budget (24577) is invalid"),
+        ({"thinking_budget": -2}, "thinking budget (-2) is invalid"),
+        ({"thinking_level": "LOW"}, "thinking_level"),
+    ):
+        with pytest.raises(errors.ClientError) as exc:
+            ask(**thinking)
+        assert exc.value.code == 400 and fragment in exc.value.message, exc.value.message
 
 
 def test_publisher_model_is_404(client):
@@ -412,7 +478,7 @@ def test_malformed_generate_is_400(local_stack, tuned, token):
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         assert resp.status_code == 400, (part, config, resp.text)
-        assert set(resp.json()["error"]) == {"code", "message", "status"}
+        assert set(resp.json()["error"]) <= {"code", "message", "status", "details"}
         assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
@@ -469,7 +535,7 @@ def test_auth_required(local_stack, token):
     assert token not in log and "PRIVATE KEY" not in log
 
 
-def test_oversized_request_413(local_stack, token):
+def test_oversized_request_is_400_like_googles_front_end(local_stack, token):
     url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/endpoints/1:generateContent"
     # Content-Length is checked before the body is read.
     with httpx.Client() as http:
@@ -483,7 +549,10 @@ def test_oversized_request_413(local_stack, token):
             resp = http.send(req)
         except httpx.TransportError:  # the server may close before reading everything
             pytest.skip("connection closed before the 413 was read")
-    assert resp.status_code == 413
+    # No google.rpc.Code maps to HTTP 413; Google's front end answers INVALID_ARGUMENT.
+    assert resp.status_code == 400
+    assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert resp.json()["error"]["message"].startswith("Request payload size exceeds the limit: ")
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -108,7 +108,8 @@ def test_settle(state, result, final, code, fragment):
     if code is None:
         assert "error" not in job
         assert job["tunedModel"]["endpoint"] == J.endpoint_name(job)
-        assert job["localTuningMetrics"]["stepCount"] == 3
+        assert job["_local"]["metrics"]["stepCount"] == 3  # served at /local/v1/...:epochs only
+        assert "localTuningMetrics" not in job
         assert job["tuningDataStats"]["supervisedTuningDataStats"]["tuningStepCount"] == "3"
     else:
         assert job["error"]["code"] == code and fragment in job["error"]["message"]
@@ -233,8 +234,8 @@ async def _echo(scope, receive, send):
     ("chunks", "status"),
     [
         ([b"0123", b"4567"], 200),
-        ([b"0123", b"4567", b"89ab"], 413),
-        ([b"0123456789ab"], 413),
+        ([b"0123", b"4567", b"89ab"], 400),  # Google's front end: INVALID_ARGUMENT, not 413
+        ([b"0123456789ab"], 400),
     ],
 )
 def test_chunked_bodies_are_capped(chunks, status):
@@ -244,6 +245,7 @@ def test_chunked_bodies_are_capped(chunks, status):
         assert body == b"".join(chunks)
     else:
         assert b'"status":"INVALID_ARGUMENT"' in body
+        assert b"Request payload size exceeds the limit: 10 bytes." in body
 
 
 # --------------------------------------------------------------------------- module graph

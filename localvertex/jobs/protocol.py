@@ -9,7 +9,7 @@ at the next optimizer step when ``cancel`` or EOF arrives on its stdin.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 PROTOCOL_PREFIX = "@@localvertex@@ "
@@ -26,6 +26,12 @@ class WorkerSpec:
     config: dict[str, Any]  # TrainConfig fields: epochs, learning_rate_multiplier, ...
     model_dir: str
     model_meta: dict[str, Any]  # saved next to the model as localvertex_model.json
+    # Dataset limits Vertex AI enforces (components/capabilities.py, for this base model):
+    # max_example_tokens, max_validation_examples, max_images_per_example, max_image_bytes.
+    limits: dict[str, int] = field(default_factory=dict)
+    # Epochs whose weights are saved as intermediate checkpoints, in
+    # ``<model_dir>-checkpoint-<n>`` (n counting from 1; see checkpoints.py).
+    checkpoint_epochs: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +57,18 @@ class EpochFinished:
 
 
 @dataclass(frozen=True)
+class CheckpointSaved:
+    """An intermediate checkpoint's weights are saved, complete, in the directory
+    ``model_key`` next to the job's model directory."""
+
+    kind: ClassVar[str] = "checkpoint"
+    checkpoint_id: str
+    epoch: int
+    step: int
+    model_key: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The model is saved in ``WorkerSpec.model_dir``."""
 
@@ -62,7 +80,7 @@ class Done:
     train_seconds: float
 
     def metrics(self) -> dict[str, Any]:
-        """The job's final metrics, keyed as in ``localTuningMetrics``."""
+        """The job's final metrics, as the local epochs route serves them."""
         return {
             "epochs": self.epochs,
             "stepCount": self.step_count,
@@ -84,10 +102,12 @@ class Failed:
     message: str
 
 
-Progress = DataLoaded | EpochFinished
+Progress = DataLoaded | EpochFinished | CheckpointSaved
 Outcome = Done | Cancelled | Failed  # the worker's last message
 Message = Progress | Outcome
-_BY_KIND: dict[str, type] = {cls.kind: cls for cls in (DataLoaded, EpochFinished, Done, Cancelled, Failed)}
+_BY_KIND: dict[str, type] = {
+    cls.kind: cls for cls in (DataLoaded, EpochFinished, CheckpointSaved, Done, Cancelled, Failed)
+}
 
 
 def encode(msg: Message) -> str:

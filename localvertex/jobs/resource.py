@@ -1,9 +1,17 @@
 """The TuningJob resource as stored and served: states, names, and the state transitions.
 
-A job is the REST resource (camelCase, as Vertex returns it) plus ``localTuningMetrics``
-(per-epoch losses; the SDK ignores unknown keys) and a private ``_local`` block (ids,
-project, location, training config) that is never served. Functions here change a job
-dict in place and do no I/O; the store persists what they produce.
+A job is the REST resource (camelCase, exactly the fields of Vertex AI's published
+TuningJob schema) plus a private ``_local`` block that is never served: ids, project,
+location, training config, the checkpoints' model keys and endpoint ids, and the per-epoch
+figures (served only at the local route ``/local/v1/{job}:epochs``). Functions here change
+a job dict in place and do no I/O; the store persists what they produce.
+
+States follow the JobState enum's descriptions: a new job is ``PENDING`` ("the service is
+preparing to run the job") until the single local trainer takes it (``RUNNING``). It is
+never ``QUEUED``: Google's own samples poll ``while state in (PENDING, RUNNING)``, which a
+QUEUED job would end at once. While RUNNING, v1beta1's ``tuningJobState`` (described as
+"the detail state of the tuning job (while the overall JobState is running)") says
+``TUNING_JOB_STATE_PROCESSING_DATASET``, then ``TUNING_JOB_STATE_TUNING``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import RPC_CANCELLED
+from .checkpoints import checkpoint_entry
 
 PENDING = "JOB_STATE_PENDING"
 RUNNING = "JOB_STATE_RUNNING"
@@ -31,13 +40,17 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in job.items() if not k.startswith("_")}
 
 
+def endpoint_path(job: dict[str, Any], endpoint_id: str) -> str:
+    loc = job["_local"]
+    return f"projects/{loc['project']}/locations/{loc['location']}/endpoints/{endpoint_id}"
+
+
 def id_of(job: dict[str, Any]) -> str:
     return job["_local"]["id"]
 
 
 def endpoint_name(job: dict[str, Any]) -> str:
-    loc = job["_local"]
-    return f"projects/{loc['project']}/locations/{loc['location']}/endpoints/{loc['endpointId']}"
+    return endpoint_path(job, job["_local"]["endpointId"])
 
 
 def model_name(job: dict[str, Any]) -> str:
@@ -50,48 +63,88 @@ def state_word(job: dict[str, Any]) -> str:
     return job["state"].removeprefix("JOB_STATE_")
 
 
+def upgrade(job: dict[str, Any]) -> dict[str, Any]:
+    """A job file written by an older local server, in today's shape (the store applies
+    this on load, so a data directory survives the upgrade): ``localTuningMetrics``, which
+    is not in the schema, moves into ``_local``."""
+    local = job["_local"]
+    legacy = job.pop("localTuningMetrics", None) or {}
+    if legacy:
+        local.setdefault("epochs", legacy.get("epochs") or [])
+        local.setdefault("validationExampleCount", legacy.get("validationExampleCount"))
+        metrics = {k: legacy[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds") if k in legacy}
+        if metrics:
+            local.setdefault("metrics", metrics)
+    local.setdefault("epochs", [])
+    local.setdefault("checkpoints", [])
+    return job
+
+
 # --------------------------------------------------------------------------- transitions
+
+PROCESSING_DATASET = "TUNING_JOB_STATE_PROCESSING_DATASET"
+TUNING = "TUNING_JOB_STATE_TUNING"
 
 
 def mark_running(job: dict[str, Any]) -> None:
     job["state"] = RUNNING
     job["startTime"] = now_rfc3339()
+    job["tuningJobState"] = PROCESSING_DATASET
 
 
 def mark_cancelling(job: dict[str, Any]) -> None:
     job["state"] = CANCELLING
 
 
+def _ended(job: dict[str, Any]) -> None:
+    job.pop("tuningJobState", None)
+    job["endTime"] = now_rfc3339()
+
+
 def mark_failed(job: dict[str, Any], code: int, message: str) -> None:
-    now = now_rfc3339()
+    """FAILED with ``error``; no tuned model (its checkpoints' endpoints go away)."""
     job["state"] = FAILED
     job["error"] = {"code": code, "message": message}
-    job.setdefault("startTime", now)
-    job["endTime"] = now
+    job.setdefault("startTime", now_rfc3339())
+    job.pop("tunedModel", None)
+    _ended(job)
 
 
 def mark_cancelled(job: dict[str, Any]) -> None:
     job["state"] = CANCELLED
     job["error"] = {"code": RPC_CANCELLED, "message": "CANCELED: the tuning job was cancelled."}
-    job["endTime"] = now_rfc3339()
+    job.pop("tunedModel", None)
+    _ended(job)
 
 
 def mark_succeeded(job: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Mark a job SUCCEEDED with the worker's final ``metrics`` (epochs, stepCount,
-    exampleCount, tokenCount, trainSeconds)."""
+    """SUCCEEDED with the worker's final ``metrics`` (epochs, stepCount, exampleCount,
+    tokenCount, trainSeconds). The final checkpoint is the trained model itself, served by
+    the tuned model's endpoint (so the main endpoint points to it: the default checkpoint);
+    it is listed only when intermediate checkpoints are exported (TunedModel.checkpoints
+    "is only populated for tuning jobs that enable intermediate checkpoints")."""
     job["state"] = SUCCEEDED
-    job["endTime"] = now_rfc3339()
     job.pop("error", None)
+    _ended(job)
+    local = job["_local"]
     tuned = job.setdefault("tunedModel", {})
     tuned["model"] = model_name(job)
     tuned["endpoint"] = endpoint_name(job)
+    if not local.get("exportLastCheckpointOnly"):
+        final = {
+            "checkpointId": str(len(local.setdefault("checkpoints", [])) + 1),
+            "epoch": int(local["config"]["epochs"]),
+            "step": int(metrics["stepCount"]),
+            "endpointId": local["endpointId"],
+            "modelKey": local["modelId"],
+        }
+        local["checkpoints"].append(final)
+        tuned.setdefault("checkpoints", []).append(checkpoint_entry(final, endpoint_name(job)))
     stats = job.setdefault("tuningDataStats", {}).setdefault("supervisedTuningDataStats", {})
     stats["tuningStepCount"] = str(metrics["stepCount"])
     stats.setdefault("tuningDatasetExampleCount", str(metrics["exampleCount"]))
-    local = job.setdefault("localTuningMetrics", {"epochs": []})
     local["epochs"] = metrics["epochs"] or local.get("epochs", [])
-    local.update({k: metrics[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds")})
-    local["config"] = job["_local"]["config"]
+    local["metrics"] = {k: metrics[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds")}
 
 
 # --------------------------------------------------------------------------- progress
@@ -100,21 +153,20 @@ def mark_succeeded(job: dict[str, Any], metrics: dict[str, Any]) -> None:
 def record_data_stats(job: dict[str, Any], stats: dict[str, Any], validation_example_count: int) -> None:
     """The datasets are loaded: ``supervisedTuningDataStats`` as measured by the worker."""
     job.setdefault("tuningDataStats", {})["supervisedTuningDataStats"] = stats
-    metrics = job.setdefault("localTuningMetrics", {"epochs": []})
-    metrics["validationExampleCount"] = validation_example_count
+    job["_local"]["validationExampleCount"] = validation_example_count
+    if job["state"] == RUNNING:
+        job["tuningJobState"] = TUNING
 
 
 def record_epoch(job: dict[str, Any], epoch_stats: dict[str, Any]) -> None:
-    """An epoch finished: its losses, and a checkpoint entry like Vertex's."""
-    metrics = job.setdefault("localTuningMetrics", {"epochs": []})
-    metrics["epochs"].append(epoch_stats)
-    epoch = int(epoch_stats.get("epoch", len(metrics["epochs"])))
-    tuned = job.setdefault("tunedModel", {})
-    tuned.setdefault("checkpoints", []).append(
-        {
-            "checkpointId": str(epoch),
-            "epoch": str(epoch),
-            "step": str(int(epoch_stats.get("step", 0))),
-            "endpoint": endpoint_name(job),
-        }
+    """An epoch finished: its figures (served at the local epochs route only)."""
+    job["_local"].setdefault("epochs", []).append(epoch_stats)
+
+
+def record_checkpoint(job: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    """An intermediate checkpoint's weights are saved (``checkpoint``: checkpointId, epoch,
+    step, modelKey, endpointId): list it with its own endpoint, which answers from now on."""
+    job["_local"].setdefault("checkpoints", []).append(checkpoint)
+    job.setdefault("tunedModel", {}).setdefault("checkpoints", []).append(
+        checkpoint_entry(checkpoint, endpoint_path(job, checkpoint["endpointId"]))
     )

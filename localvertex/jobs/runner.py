@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import datasets
 from ..errors import RPC_ABORTED, RPC_INTERNAL, failed_precondition, not_found
-from ..ids import check_id
+from ..ids import check_id, new_id
+from .checkpoints import intermediate_epochs
 from .protocol import (
     CANCEL_COMMAND,
     Cancelled,
+    CheckpointSaved,
     DataLoaded,
     Done,
     EpochFinished,
@@ -52,6 +55,7 @@ from .resource import (
     mark_running,
     mark_succeeded,
     model_name,
+    record_checkpoint,
     record_data_stats,
     record_epoch,
     state_word,
@@ -201,6 +205,7 @@ class TrainingRunner:
             elif job["state"] == RUNNING:
                 log.warning("job %s was RUNNING when the server stopped; marking it FAILED", id_of(job))
                 self.store.update(id_of(job), lambda j: mark_failed(j, RPC_ABORTED, RESTARTED_MESSAGE))
+                self.remove_models(job)
         for partial in self.models_dir.glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -220,6 +225,13 @@ class TrainingRunner:
     def model_dir(self, job: dict[str, Any]) -> Path:
         model_id = check_id(job["_local"]["modelId"], "model id")
         return self.models_dir / model_id
+
+    def remove_models(self, job: dict[str, Any]) -> None:
+        """Delete a job's tuned model and its checkpoints' weights (a job that did not
+        succeed has no tuned model, and its checkpoints' endpoints stop answering)."""
+        main = self.model_dir(job)
+        for path in [main, *self.models_dir.glob(f"{main.name}-checkpoint-*")]:
+            shutil.rmtree(path, ignore_errors=True)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """PENDING -> CANCELLED at once; RUNNING -> CANCELLING (the loop stops the worker)."""
@@ -278,6 +290,10 @@ class TrainingRunner:
                 "endpoint": endpoint_name(job),
                 "baseModel": job["baseModel"],
             },
+            limits=datasets.default_limits(loc.get("localBaseModel")),
+            checkpoint_epochs=intermediate_epochs(
+                int(loc["config"]["epochs"]), bool(loc.get("exportLastCheckpointOnly"))
+            ),
         )
 
     def _start_worker(self, job: dict[str, Any]) -> tuple[WorkerProcess, Path]:
@@ -312,7 +328,7 @@ class TrainingRunner:
             msg = worker.next_message(self.POLL_S)
             if msg is STDOUT_CLOSED:
                 return outcome
-            if isinstance(msg, (DataLoaded, EpochFinished)):
+            if isinstance(msg, (DataLoaded, EpochFinished, CheckpointSaved)):
                 self._progress(job_id, msg)
             elif msg is not None:
                 outcome = msg
@@ -325,9 +341,21 @@ class TrainingRunner:
                 elif time.monotonic() - cancel_sent_at > self.CANCEL_GRACE_S:
                     return Cancelled()
 
-    def _progress(self, job_id: str, msg: DataLoaded | EpochFinished) -> None:
+    def _progress(self, job_id: str, msg: DataLoaded | EpochFinished | CheckpointSaved) -> None:
         if isinstance(msg, DataLoaded):
             self.store.update(job_id, lambda j: record_data_stats(j, msg.stats, msg.validation_example_count))
+            return
+        if isinstance(msg, CheckpointSaved):
+            check_id(msg.model_key, "checkpoint model key")
+            checkpoint = {
+                "checkpointId": msg.checkpoint_id,
+                "epoch": msg.epoch,
+                "step": msg.step,
+                "modelKey": msg.model_key,
+                "endpointId": new_id(),
+            }
+            self.store.update(job_id, lambda j: record_checkpoint(j, checkpoint))
+            log.info("job %s checkpoint %s (epoch %s) deployed", job_id, msg.checkpoint_id, msg.epoch)
             return
         self.store.update(job_id, lambda j: record_epoch(j, msg.stats))
         log.info(
@@ -340,10 +368,11 @@ class TrainingRunner:
 
     def _finish(self, job: dict[str, Any], result: Result, exitcode: int | None) -> None:
         final = self.store.update(id_of(job), lambda j: settle(j, result, exitcode))
-        if final["state"] == CANCELLED:
-            shutil.rmtree(self.model_dir(job), ignore_errors=True)
-            log.info("job %s CANCELLED", id_of(job))
-        elif final["state"] == SUCCEEDED:
+        if final["state"] == SUCCEEDED:
             log.info("job %s SUCCEEDED in %.1fs", id_of(job), result.train_seconds)
+            return
+        self.remove_models(job)
+        if final["state"] == CANCELLED:
+            log.info("job %s CANCELLED", id_of(job))
         else:
             log.warning("job %s FAILED: %s", id_of(job), final["error"]["message"].partition("\n")[0])

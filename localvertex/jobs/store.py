@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..ids import ID_RE, check_id
-from .resource import PENDING, now_rfc3339
+from .checkpoints import endpoint_ids
+from .resource import PENDING, now_rfc3339, upgrade
 
 log = logging.getLogger("localvertex.jobs")
 
@@ -32,7 +33,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
     job_id = job["_local"]["id"]
     if path.stem != job_id or not ID_RE.fullmatch(job_id):
         raise ValueError("file name does not match job id")
-    return job
+    return upgrade(job)
 
 
 def _creation_order(job: dict[str, Any]) -> tuple[str, str]:
@@ -63,8 +64,10 @@ class JobStore:
             tmp.unlink(missing_ok=True)
 
     def _index(self, job: dict[str, Any]) -> None:
+        """Keep ``job`` and map each of its endpoints (its own, its checkpoints') to it."""
         self._jobs[job["_local"]["id"]] = job
-        self._by_endpoint[job["_local"]["endpointId"]] = job["_local"]["id"]
+        for endpoint_id in endpoint_ids(job):
+            self._by_endpoint[endpoint_id] = job["_local"]["id"]
 
     def _path(self, job_id: str) -> Path:
         check_id(job_id, "job id")
@@ -92,7 +95,7 @@ class JobStore:
             fn(job)
             job["updateTime"] = now_rfc3339()
             atomic_write_json(self._path(job_id), job)
-            self._jobs[job_id] = job
+            self._index(job)
             return copy.deepcopy(job)
 
     def list(self, project: str | None = None, location: str | None = None) -> list[dict]:

@@ -4,10 +4,19 @@ A plain child process rather than a multiprocessing child: multiprocessing's spa
 re-imports the parent's ``__main__`` (a pipeline runner, a notebook, a script without a
 main guard), which a plain child process never does. It talks to the runner through the
 messages of protocol.py, and ends by itself if the server dies (its stdin closes).
+
+Intermediate checkpoints (checkpoints.py): after each epoch in ``WorkerSpec.checkpoint_epochs``
+the worker saves the network's weights as a model of its own next to the job's model
+(``<model_dir>-checkpoint-<n>``, written to ``.partial`` and renamed) and then reports
+``CheckpointSaved``; the runner lists the checkpoint only after that. It needs the model's
+``train(..., on_checkpoint=...)`` hook, which hands over the weights after an epoch; with
+an older ``train`` that lacks it, no intermediate checkpoint is saved (a warning goes to the
+job's log) and the job lists only its final checkpoint.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -24,9 +33,11 @@ from typing import Any
 from .. import datasets
 from ..errors import RPC_INTERNAL, RPC_INVALID_ARGUMENT
 from ..storage import GcsReader
+from .checkpoints import checkpoint_model_key
 from .protocol import (
     CANCEL_COMMAND,
     Cancelled,
+    CheckpointSaved,
     DataLoaded,
     Done,
     EpochFinished,
@@ -47,24 +58,31 @@ class LoadedData:
     validation: list[Any]
 
 
-def _read_records(reader: GcsReader, uri: str | None) -> list[datasets.SftRecord]:
+def _limits(spec: WorkerSpec) -> dict[str, int]:
+    return {**datasets.default_limits(), **spec.limits}
+
+
+def _read_records(reader: GcsReader, uri: str | None, limits: dict[str, int]) -> list[datasets.SftRecord]:
     if not uri:
         return []
     try:
         raw = reader.read_bytes(uri)
     except Exception as exc:  # ObjectNotFound, network, size
         raise datasets.DatasetError(uri, None, f"cannot read dataset: {exc}") from None
-    return datasets.parse_jsonl(raw, uri)
+    return datasets.parse_jsonl(raw, uri, limits)
 
 
 def _load_data(spec: WorkerSpec, reader: GcsReader) -> LoadedData:
     # Parse and check both files before importing the model (torch): bad data fails fast.
-    train_records = _read_records(reader, spec.training_uri)
-    val_records = _read_records(reader, spec.validation_uri)
+    limits = _limits(spec)
+    train_records = _read_records(reader, spec.training_uri, limits)
+    val_records = _read_records(reader, spec.validation_uri, limits)
+    if spec.validation_uri:
+        datasets.check_validation_size(val_records, spec.validation_uri, limits)
     from .. import model as M
 
     def examples(records, uri):
-        pairs = datasets.load_images(records, uri, reader.read_bytes, M.load_image)
+        pairs = datasets.load_images(records, uri, reader.read_bytes, M.load_image, limits["max_image_bytes"])
         return [M.Example(image=img, text=rec.label) for rec, img in pairs]
 
     return LoadedData(
@@ -72,16 +90,43 @@ def _load_data(spec: WorkerSpec, reader: GcsReader) -> LoadedData:
     )
 
 
-def _save_model(model: Any, spec: WorkerSpec) -> None:
-    """Save into ``<model_dir>.partial``, then rename: a half-saved model is never served."""
-    final = Path(spec.model_dir)
+def _save_model(model: Any, target: Path, meta: dict[str, Any]) -> None:
+    """Save into ``<target>.partial``, then rename: a half-saved model is never served."""
+    final = Path(target)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     model.save(partial)
-    (partial / "localvertex_model.json").write_text(json.dumps(spec.model_meta, indent=1))
+    (partial / "localvertex_model.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
+
+
+class _Checkpoints:
+    """Saves the weights after each checkpoint epoch and reports them (module docstring)."""
+
+    def __init__(self, spec: WorkerSpec, emit: Emit) -> None:
+        self.spec, self.emit = spec, emit
+        self.epochs = list(spec.checkpoint_epochs)
+        self.saved = 0
+
+    def __call__(self, stats: Any, model: Any) -> None:
+        if stats.epoch not in self.epochs:
+            return
+        self.saved += 1
+        checkpoint_id = str(self.saved)
+        model_dir = Path(self.spec.model_dir)
+        target = model_dir.with_name(checkpoint_model_key(model_dir.name, checkpoint_id))
+        _save_model(
+            model,
+            target,
+            {**self.spec.model_meta, "checkpointId": checkpoint_id, "epoch": stats.epoch, "step": stats.step},
+        )
+        self.emit(
+            CheckpointSaved(
+                checkpoint_id=checkpoint_id, epoch=int(stats.epoch), step=int(stats.step), model_key=target.name
+            )
+        )
 
 
 def _train(spec: WorkerSpec, data: LoadedData, emit: Emit, should_stop: Callable[[], bool]) -> Outcome:
@@ -94,19 +139,23 @@ def _train(spec: WorkerSpec, data: LoadedData, emit: Emit, should_stop: Callable
         adapter_size=cfg["adapter_size"],
         seed=cfg["seed"],
     )
+    hooks: dict[str, Any] = {"on_epoch": lambda stats: emit(EpochFinished(stats.to_dict()))}
+    if spec.checkpoint_epochs:
+        if "on_checkpoint" in inspect.signature(M.train).parameters:
+            hooks["on_checkpoint"] = _Checkpoints(spec, emit)
+        else:
+            print(
+                "localvertex: model.train has no on_checkpoint hook; intermediate checkpoints are not saved",
+                file=sys.stderr,
+                flush=True,
+            )
     t0 = time.monotonic()
     try:
-        result = M.train(
-            data.train,
-            data.validation,
-            config,
-            should_stop=should_stop,
-            on_epoch=lambda stats: emit(EpochFinished(stats.to_dict())),
-        )
+        result = M.train(data.train, data.validation, config, should_stop=should_stop, **hooks)
     except M.TrainingCancelled:
         return Cancelled()
     seconds = time.monotonic() - t0
-    _save_model(result.model, spec)
+    _save_model(result.model, Path(spec.model_dir), spec.model_meta)
     return Done(
         epochs=[e.to_dict() for e in result.epochs],
         step_count=int(result.step_count),

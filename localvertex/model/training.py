@@ -86,6 +86,7 @@ def train(
     config: TrainConfig,
     on_epoch: Callable[[EpochStats], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[EpochStats, InspectorModel], None] | None = None,
 ) -> TrainResult:
     """Trains a fresh inspector network on the examples.
 
@@ -98,6 +99,9 @@ def train(
         config: Hyperparameters.
         on_epoch: Called with each epoch's figures.
         should_stop: Polled before every optimizer step.
+        on_checkpoint: Called after each epoch (after `on_epoch`) with its figures and the
+            model holding that epoch's weights; it must save them before returning (training
+            goes on with the same network).
 
     Returns:
         The trained model and its training figures.
@@ -136,6 +140,8 @@ def train(
         )
         if on_epoch is not None:
             on_epoch(history[-1])
+        if on_checkpoint is not None:
+            on_checkpoint(history[-1], InspectorModel(network, tokenizer))
 
     return TrainResult(
         model=InspectorModel(network, tokenizer),

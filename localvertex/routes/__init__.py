@@ -1,8 +1,10 @@
 """The REST routes, as FastAPI routers.
 
 * token.py: ``POST /token`` (OAuth JWT-bearer grant) and ``GET /healthz``;
-* tuning.py: ``.../tuningJobs`` create, list, get, ``:cancel``;
-* prediction.py: ``.../endpoints/ID:generateContent`` and the 404 publisher models.
+* tuning.py: ``.../tuningJobs`` create, list, get, ``:cancel``; and the local-only
+  ``/local/v1/.../tuningJobs/ID:epochs`` (per-epoch figures, bearer token required);
+* prediction.py: ``.../endpoints/ID:generateContent`` (tuned models and their
+  checkpoints) and the 404 publisher models.
 
 Routes under ``/{version}/projects/{project}/locations/{location}`` check that prefix
 with the ``location_path`` dependency (deps.py) and reach the auth keys, job store, runner,
@@ -20,5 +22,6 @@ __all__ = ["API_VERSIONS", "LOCATION_PREFIX", "BlockingIO", "Location", "Service
 def include_routes(app: FastAPI) -> None:
     app.include_router(token.router)
     app.include_router(tuning.router)
+    app.include_router(tuning.local_router)
     app.include_router(prediction.router)
     app.include_router(prediction.global_router)

@@ -1,18 +1,34 @@
-"""Prediction: ``generateContent`` on tuned endpoints; publisher (base Gemini) models are
-404 because there is no local Gemini, so callers fall back."""
+"""Prediction: ``generateContent`` on tuned endpoints and on the endpoints of a tuning job's
+intermediate checkpoints; publisher (base Gemini) models are 404 because there is no local
+Gemini, so callers fall back.
+
+A tuned model's own endpoint answers once its job has SUCCEEDED. A checkpoint's endpoint
+answers from the moment the checkpoint is listed ("each intermediate checkpoint is
+deployed to a new endpoint" as tuning progresses), with that checkpoint's weights, until
+the job fails or is cancelled.
+"""
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
 from .. import generate
-from ..datasets import camelize
-from ..errors import not_found, unimplemented
+from ..errors import method_not_found, not_found, unimplemented
 from ..ids import check_id
-from ..jobs import SUCCEEDED, endpoint_name, model_name, now_rfc3339, state_word
-from .deps import LOCATION_PREFIX, Location, LocationDep, Services, ServicesDep, json_body, location_path
+from ..jobs import SERVING_STATES, SUCCEEDED, endpoint_path, model_name, now_rfc3339, serving_key, state_word
+from .deps import LOCATION_PREFIX, Location, LocationDep, Services, ServicesDep, location_path, respond, schema_body
 
-UNIMPLEMENTED_METHODS = ("streamGenerateContent", "countTokens", "predict", "rawPredict")
+# Real Vertex AI methods on endpoints that the local server does not implement (501).
+UNIMPLEMENTED_METHODS = (
+    "streamGenerateContent",
+    "countTokens",
+    "computeTokens",
+    "predict",
+    "rawPredict",
+    "streamRawPredict",
+    "directPredict",
+    "explain",
+)
 
 router = APIRouter(prefix=LOCATION_PREFIX, dependencies=[Depends(location_path)])
 # Publisher models without projects/locations (the SDK's global form): no version check.
@@ -24,34 +40,46 @@ def check_endpoint_method(action: str) -> None:
         return
     if action in UNIMPLEMENTED_METHODS:
         raise unimplemented(f"{action} is not implemented by the local Vertex AI; use generateContent.")
-    raise not_found(f"unknown method {action[:40]!r} on endpoints")
+    raise method_not_found()
 
 
-def deployed_job(services: Services, loc: Location, endpoint_id: str) -> dict[str, Any]:
-    """The SUCCEEDED tuning job behind an endpoint; 404 otherwise."""
+def deployed_model(services: Services, loc: Location, endpoint_id: str) -> tuple[dict, str]:
+    """(the tuning job, the model key to serve) behind an endpoint; 404 when the endpoint
+    does not exist or serves nothing (yet, or any more)."""
     job = services.store.by_endpoint(endpoint_id)
-    if job is None or not loc.owns(job):
+    target = serving_key(job, endpoint_id) if job is not None and loc.owns(job) else None
+    if target is None:
         raise not_found(f"Endpoint {loc.name}/endpoints/{endpoint_id} not found.")
-    if job["state"] != SUCCEEDED:
-        raise not_found(f"Endpoint {endpoint_name(job)} is not deployed: its tuning job is {state_word(job)}.")
-    return job
+    model_key, is_tuned_model = target
+    serving = job["state"] == SUCCEEDED if is_tuned_model else job["state"] in SERVING_STATES
+    if not serving:
+        raise not_found(
+            f"Endpoint {endpoint_path(job, endpoint_id)} is not deployed: its tuning job is {state_word(job)}."
+        )
+    return job, model_key
 
 
 @router.post("/endpoints/{endpoint_action}")
-async def endpoint_action(loc: LocationDep, services: ServicesDep, endpoint_action: str, request: Request):
-    endpoint_id, _, action = endpoint_action.partition(":")
+async def endpoint_action(
+    version: str, loc: LocationDep, services: ServicesDep, endpoint_action: str, request: Request
+):
+    endpoint_id, sep, action = endpoint_action.partition(":")
+    if not sep:
+        raise method_not_found()
     check_id(endpoint_id, "endpoint id")
     check_endpoint_method(action)
-    job = deployed_job(services, loc, endpoint_id)
-    body = camelize(await json_body(request))
+    body = await schema_body(request, version, "GenerateContentRequest")
+    job, model_key = deployed_model(services, loc, endpoint_id)
     prompt = generate.parse_prompt(body)
     data = await generate.image_bytes(prompt.image_part, services.reader.read_bytes, services.io.run)
     image = await generate.decode_image(data, services.io.run)
     config = generate.parse_generation_config(body)
+    generate.check_thinking(body, job["_local"]["localBaseModel"])
     text, finish = await services.predictor.generate(
-        job["_local"]["modelId"], image, config.temperature, config.max_new_tokens, config.seed
+        model_key, image, config.temperature, config.max_new_tokens, config.seed
     )
-    return generate.response_body(text, finish, prompt, model_name(job), now_rfc3339())
+    out: dict[str, Any] = generate.response_body(text, finish, prompt, model_name(job), now_rfc3339())
+    return respond(request, version, "GenerateContentResponse", out)
 
 
 @router.post("/publishers/{publisher}/models/{model_action}")

@@ -1,4 +1,10 @@
-"""Tuning jobs: create, list (paged, newest first), get, cancel."""
+"""Tuning jobs: create, list (paged, newest first, AIP-160 ``filter``), get, cancel; and
+the local-only route with the per-epoch figures.
+
+Bodies are parsed and responses written against the published schema (deps.py): a create
+body binds to the request's ``tuning_job`` field, so its violations are reported at
+``'tuning_job...'``. Cancelling a job that has ended is FAILED_PRECONDITION (HTTP 400).
+"""
 
 import binascii
 import json
@@ -7,36 +13,53 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from ..datasets import camelize
-from ..errors import ApiError, invalid, not_found
+from ..errors import invalid, method_not_found, not_found
 from ..httputil import b64url_decode, b64url_encode
 from ..ids import check_id
-from ..jobs import build_job, public_view
-from .deps import LOCATION_PREFIX, Location, LocationDep, Services, ServicesDep, json_body, location_path
+from ..jobs import build_job, parse_filter, public_view
+from .deps import (
+    LOCATION_PREFIX,
+    Location,
+    LocationDep,
+    Services,
+    ServicesDep,
+    local_location_path,
+    location_path,
+    require_token,
+    respond,
+    schema_body,
+)
 
 log = logging.getLogger("localvertex.server")
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
 
 router = APIRouter(prefix=LOCATION_PREFIX, dependencies=[Depends(location_path)])
+# Local-only figures, outside the API versions: /local/v1/projects/P/locations/L/...
+local_router = APIRouter(
+    prefix="/local/v1/projects/{project}/locations/{location}", dependencies=[Depends(require_token)]
+)
 
 
-def page_token(offset: int) -> str:
-    return b64url_encode(json.dumps({"o": offset}).encode())
+def page_token(offset: int, filter_text: str) -> str:
+    return b64url_encode(json.dumps({"o": offset, "f": filter_text}).encode())
 
 
-def parse_page_token(token: str) -> int:
+def parse_page_token(token: str, filter_text: str) -> int:
     try:
-        offset = int(json.loads(b64url_decode(token))["o"])
-        if offset < 0:
+        data = json.loads(b64url_decode(token))
+        offset = int(data["o"])
+        if offset < 0 or data.get("f", "") != filter_text:
             raise ValueError
         return offset
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise invalid("invalid pageToken") from None
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        raise invalid("Invalid pageToken (it must come from the previous page of the same list request).") from None
 
 
 def find_job(services: Services, loc: Location, job_id: str) -> dict[str, Any]:
     """The job ``job_id`` of this project and location; 400 for a bad id, else 404."""
+    if ":" in job_id:
+        raise method_not_found()
     check_id(job_id, "tuning job id")
     job = services.store.get(job_id)
     if job is None or not loc.owns(job):
@@ -45,41 +68,77 @@ def find_job(services: Services, loc: Location, job_id: str) -> dict[str, Any]:
 
 
 @router.post("/tuningJobs")
-async def create_tuning_job(loc: LocationDep, services: ServicesDep, request: Request):
-    body = camelize(await json_body(request))
+async def create_tuning_job(version: str, loc: LocationDep, services: ServicesDep, request: Request):
+    body = await schema_body(request, version, "TuningJob", root="tuning_job")
     # build_job checks that the datasets exist: storage calls, off the event loop.
     job = await services.io.run(lambda: build_job(body, loc.project, loc.location, exists=services.reader.exists))
     services.store.add(job)
     services.runner.notify()
     log.info("created tuning job %s (base %s, %s)", job["_local"]["id"], job["baseModel"], job["_local"]["config"])
-    return public_view(job)
+    return respond(request, version, "TuningJob", public_view(job))
 
 
 @router.get("/tuningJobs")
 async def list_tuning_jobs(
-    loc: LocationDep, services: ServicesDep, pageSize: int = DEFAULT_PAGE_SIZE, pageToken: str = ""
+    version: str,
+    loc: LocationDep,
+    services: ServicesDep,
+    request: Request,
+    pageSize: int = 0,
+    pageToken: str = "",
+    filter: str = "",
 ):
-    size = min(pageSize if pageSize > 0 else DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    offset = parse_page_token(pageToken) if pageToken else 0
-    jobs = services.store.list(loc.project, loc.location)
+    if pageSize < 0:
+        raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {pageSize}: must not be negative")
+    size = min(pageSize or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    matches = parse_filter(filter)
+    offset = parse_page_token(pageToken, filter) if pageToken else 0
+    jobs = [j for j in services.store.list(loc.project, loc.location) if matches(j)]
     out: dict[str, Any] = {"tuningJobs": [public_view(j) for j in jobs[offset : offset + size]]}
     if offset + size < len(jobs):
-        out["nextPageToken"] = page_token(offset + size)
-    return out
+        out["nextPageToken"] = page_token(offset + size, filter)
+    return respond(request, version, "ListTuningJobsResponse", out)
 
 
 @router.get("/tuningJobs/{job_id}")
-async def get_tuning_job(loc: LocationDep, services: ServicesDep, job_id: str):
-    return public_view(find_job(services, loc, job_id))
+async def get_tuning_job(version: str, loc: LocationDep, services: ServicesDep, job_id: str, request: Request):
+    return respond(request, version, "TuningJob", public_view(find_job(services, loc, job_id)))
 
 
 @router.post("/tuningJobs/{job_action}")
-async def tuning_job_action(loc: LocationDep, services: ServicesDep, job_action: str):
+async def tuning_job_action(version: str, loc: LocationDep, services: ServicesDep, job_action: str, request: Request):
     job_id, sep, action = job_action.partition(":")
-    if not sep:
-        raise ApiError(405, "METHOD_NOT_ALLOWED", "POST is not allowed on a tuning job")
-    if action != "cancel":
-        raise not_found(f"unknown method {action[:40]!r} on tuning jobs")
+    if not sep or action != "cancel":
+        raise method_not_found()
+    await schema_body(request, version, "CancelTuningJobRequest")
     find_job(services, loc, job_id)
     services.runner.cancel(job_id)
-    return {}
+    return respond(request, version, "GoogleProtobufEmpty", {})
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+@local_router.get("/tuningJobs/{job_action}")
+async def local_epochs(project: str, location: str, services: ServicesDep, job_action: str):
+    """``GET /local/v1/projects/P/locations/L/tuningJobs/ID:epochs``: what Vertex AI shows
+    only as charts, as JSON (not part of any Google schema): per epoch ``epoch``, ``step``,
+    ``trainLoss``, ``validationLoss`` (null without a validation set), ``seconds``; and,
+    once the job has succeeded, ``stepCount``, ``exampleCount``, ``tokenCount``,
+    ``trainSeconds``."""
+    job_id, sep, action = job_action.partition(":")
+    if not sep or action != "epochs":
+        raise method_not_found()
+    loc = local_location_path(project, location)
+    job = find_job(services, loc, job_id)
+    local = job["_local"]
+    return {
+        "tuningJob": job["name"],
+        "state": job["state"],
+        "epochs": [{_camel(k): v for k, v in e.items()} for e in local.get("epochs", [])],
+        "validationExampleCount": local.get("validationExampleCount"),
+        "config": local["config"],
+        **local.get("metrics", {}),
+    }
