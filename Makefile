@@ -41,8 +41,11 @@ compile: $(STAMP) ## Compile the pipeline to compiled/visual_defect_sft.yaml
 runs: $(STAMP) ## List past offline runs (ARGS="--compare RUN_A RUN_B")
 	$(PYTHON) -m pipeline runs $(ARGS)
 
-inspect: $(STAMP) ## Ask the latest tuned inspector about images (ARGS="photo1.png photo2.jpg")
+inspect: $(STAMP) ## Ask the champion inspector about images (ARGS="photo1.png photo2.jpg", "--latest ...")
 	$(PYTHON) -m pipeline inspect $(ARGS)
+
+champion: $(STAMP) ## Show the inspector's champion and its promotion history (ARGS="--name NAME", "--json")
+	$(PYTHON) -m pipeline champion $(ARGS)
 
 serve: $(STAMP) ## Start the local Vertex AI and storage in the foreground
 	$(PYTHON) -m localvertex serve $(ARGS)
@@ -50,6 +53,9 @@ serve: $(STAMP) ## Start the local Vertex AI and storage in the foreground
 bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_model.py
 	$(PYTHON) bench/bench_pipeline.py
+	$(PYTHON) bench/bench_serving.py
+	$(PYTHON) bench/bench_scale.py
+	$(PYTHON) bench/bench_scale.py --eval 2000
 
 # ---- Vertex AI (settings in env.sh: cp env.sh.example env.sh) --------------------------
 # Extra pipeline parameters: make submit PARAMS="num_images=400 epoch_count=3"; NO_CACHE=1 reruns every step.
@@ -89,4 +95,4 @@ vertex-smoke: $(STAMP) env.sh ## Smallest real (billed) run on Vertex AI, then a
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test lint validate compile runs inspect serve bench submit schedule upload compare vertex-smoke clean
+.PHONY: help setup run test lint validate compile runs inspect champion serve bench submit schedule upload compare vertex-smoke clean

@@ -41,28 +41,36 @@ from components.helpers import (
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
 
 
-def ask_model(client, model, example, budget, max_output_tokens):
+def generation_config(system, budget, max_output_tokens):
+    """The request settings: temperature 0, ``max_output_tokens``, ``system`` (a Content or
+    None), thinking ``budget`` (None: no thinking config), no automatic function calling."""
+    from google.genai import types
+
+    return types.GenerateContentConfig(
+        temperature=0.0,
+        max_output_tokens=max_output_tokens,
+        system_instruction=system,
+        thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+
+
+def ask_model(client, model, example, budget, max_output_tokens, config=None):
     """Asks ``model`` one example's question at temperature 0 and returns an ``Answer``.
 
     ``budget`` is the thinking budget to send (capabilities.thinking_budget_for); None
-    sends no thinking config at all. A request that
+    sends no thinking config at all. ``config``: the ``generation_config`` for this
+    example, when the caller has built it already (ask_all shares one per system
+    instruction). A request that
     still fails after the client's retries becomes an empty, failed Answer carrying its
     scrubbed error: one bad request must not sink the run. An empty answer is not a
     failure; its error names the finish reason.
     """
     import time
 
-    from google.genai import types
-
     t0 = time.monotonic()
     try:
-        config = types.GenerateContentConfig(
-            temperature=0.0,
-            max_output_tokens=max_output_tokens,
-            system_instruction=example.system,
-            thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-        )
+        config = config or generation_config(example.system, budget, max_output_tokens)
         response = client.models.generate_content(model=model, contents=example.prompt, config=config)
         text, error, failed = (response.text or "").strip(), "", False
         if not text:
@@ -86,9 +94,24 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
 
     answers = [None] * len(examples)
     step = max(1, len(examples) // 10)
+
+    def system_key(example):
+        return example.system.model_dump_json() if example.system is not None else ""
+
+    configs = {}  # one request config per distinct system instruction, not one per request
+    for example in examples:
+        configs.setdefault(system_key(example), generation_config(example.system, budget, max_output_tokens))
     with ThreadPoolExecutor(concurrency) as pool:
         futures = {
-            pool.submit(ask_model, client, model, example, budget, max_output_tokens): i
+            pool.submit(
+                ask_model,
+                client,
+                model,
+                example,
+                budget,
+                max_output_tokens,
+                configs[system_key(example)],
+            ): i
             for i, example in enumerate(examples)
         }
         for done, future in enumerate(as_completed(futures), start=1):
@@ -212,6 +235,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         parse_gcs_uri,
         report_progress,
         *EVALUATION_FUNCS,
+        generation_config,
         ask_model,
         ask_all,
         ask_base_model,
@@ -234,10 +258,11 @@ def evaluate_inspector(
     predictions: Output[Dataset],
     base_model: str = "gemini-2.5-flash",
     evaluate_base_model: bool = False,
-    concurrency: int = 4,
+    concurrency: int = 16,
     max_examples: int = 0,
     max_output_tokens: int = 256,
     thinking_budget: int = 0,
+    metric_prefix: str = "eval_",
 ) -> NamedTuple("Outputs", [("status_accuracy", float), ("defect_type_accuracy", float)]):
     """Evaluates the tuned inspector on every test example and reports the results.
 
@@ -281,7 +306,9 @@ def evaluate_inspector(
         evaluate_base_model: also ask ``base_model`` the same questions. If it cannot be
             reached (locally there is no Gemini: 404), the report says so, the base
             metrics are skipped and the component still succeeds.
-        concurrency: how many requests are in flight at once (at least 1).
+        concurrency: how many requests are in flight at once (at least 1). One shared
+            client serves every thread over kept-alive connections (httpx keeps 20); the
+            local server answers requests that arrive together in one batch.
         max_examples: evaluate only the first N test lines; 0 evaluates all of them.
         max_output_tokens: the answer length limit per request.
         thinking_budget: thinking budget for the tuned endpoint, by the rules of
@@ -289,6 +316,8 @@ def evaluate_inspector(
             thinking as the model allows, as advised for tuned models (off for 2.5 Flash
             and Flash-Lite, 128 for 2.5 Pro, which cannot turn it off); -1 dynamic; a
             positive value a budget in the model's range; below -1 no thinking config.
+        metric_prefix: the scalar metrics' prefix instead of "eval_" (e.g. "golden_" for
+            the golden-set evaluation), so two evaluations in one run log distinct names.
 
     Returns:
         status_accuracy: share of examples whose Pass/Defect status is right.
@@ -310,6 +339,12 @@ def evaluate_inspector(
         gcs.bucket(bucket_name).blob(blob_name).download_as_text(), test_jsonl_uri, max_examples
     )
     total = len(examples)
+    # The report's thumbnails are fetched while the questions are asked: both mostly wait
+    # on the network, and the report needs them only at the end.
+    from concurrent.futures import ThreadPoolExecutor
+
+    thumbnail_pool = ThreadPoolExecutor(1)
+    thumbnails = thumbnail_pool.submit(fetch_thumbnails, gcs, examples, max(1, concurrency // 4))
     classes = merge_defect_classes([], (example.expected for example in examples))
 
     client = genai_client(project, location)
@@ -336,7 +371,7 @@ def evaluate_inspector(
             base = summarize_results(base_results)
         print(base_note, flush=True)
 
-    figures = metric_values(tuned, base, total)
+    figures = metric_values(tuned, base, total, metric_prefix)
     for name, value in figures.items():
         metrics.log_metric(name, value)
     write_json(
@@ -372,9 +407,10 @@ def evaluate_inspector(
             base_requested=evaluate_base_model,
             categories=categories,
             matrix=matrix,
-            thumbs=fetch_thumbnails(gcs, examples, concurrency),
+            thumbs=thumbnails.result(),
         ),
     )
+    thumbnail_pool.shutdown()
 
     print(
         f"{summary_line(tuned, base, total, len(errors), evaluate_base_model)} ({time.monotonic() - started:.1f} s)",

@@ -263,23 +263,27 @@ def summarize_results(results):
     )
 
 
-def metric_values(tuned, base, total):
+def metric_values(tuned, base, total, prefix="eval_"):
     """The scalar metrics to log, rounded to 6 places: ``eval_*`` for the tuned model and,
-    when ``base`` (a Summary) is not None, ``base_eval_*`` and the status accuracy gain."""
+    when ``base`` (a Summary) is not None, ``base_eval_*`` and the status accuracy gain.
+
+    ``prefix`` replaces "eval_" so that two evaluations in one run log distinct names (Vertex
+    AI Experiments merges every component's metrics): "golden_" gives ``golden_*``,
+    ``base_golden_*`` and ``golden_status_accuracy_gain``."""
     figures = {
-        "eval_status_accuracy": tuned.status_accuracy,
-        "eval_defect_type_accuracy": tuned.defect_type_accuracy,
-        "eval_exact_match": tuned.exact_match,
-        "eval_miss_rate": tuned.miss_rate,
-        "eval_overkill_rate": tuned.overkill_rate,
-        "eval_unparseable_rate": tuned.unparseable_rate,
-        "eval_error_rate": tuned.error_rate,
-        "eval_examples": float(total),
+        f"{prefix}status_accuracy": tuned.status_accuracy,
+        f"{prefix}defect_type_accuracy": tuned.defect_type_accuracy,
+        f"{prefix}exact_match": tuned.exact_match,
+        f"{prefix}miss_rate": tuned.miss_rate,
+        f"{prefix}overkill_rate": tuned.overkill_rate,
+        f"{prefix}unparseable_rate": tuned.unparseable_rate,
+        f"{prefix}error_rate": tuned.error_rate,
+        f"{prefix}examples": float(total),
     }
     if base is not None:
-        figures["base_eval_status_accuracy"] = base.status_accuracy
-        figures["base_eval_defect_type_accuracy"] = base.defect_type_accuracy
-        figures["eval_status_accuracy_gain"] = tuned.status_accuracy - base.status_accuracy
+        figures[f"base_{prefix}status_accuracy"] = base.status_accuracy
+        figures[f"base_{prefix}defect_type_accuracy"] = base.defect_type_accuracy
+        figures[f"{prefix}status_accuracy_gain"] = tuned.status_accuracy - base.status_accuracy
     return {k: round(float(v), 6) for k, v in figures.items()}
 
 

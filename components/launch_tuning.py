@@ -55,6 +55,9 @@ def launch_tuning(
     ``pipeline_run_id``), and only creates a job when neither exists. A job that ended
     FAILED, CANCELLED or EXPIRED is not resumed.
 
+    The job exports intermediate checkpoints (``export_last_checkpoint_only=False``), each
+    served by an endpoint of its own, so select_checkpoint can choose the best epoch.
+
     Args:
         project: Google Cloud project of the job.
         location: Vertex AI region that offers Gemini tuning, e.g. us-central1.
@@ -99,6 +102,7 @@ def launch_tuning(
             adapter_size=f"ADAPTER_SIZE_{sizes[adapter_size]}",
             learning_rate_multiplier=learning_rate_multiplier,
             tuned_model_display_name=tuned_model_display_name,
+            export_last_checkpoint_only=False,  # a checkpoint per epoch, for select_checkpoint
             validation_dataset=types.TuningValidationDataset(gcs_uri=validation_jsonl_uri)
             if validation_jsonl_uri
             else None,

@@ -1,17 +1,26 @@
-"""Component 7: a short, human-readable report of the run, written by Gemini."""
+"""Component: a short, human-readable report of the run, written by Gemini."""
 
 from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Output
 
-from components.helpers import genai_client
-from components.packages import BASE_IMAGE, GENAI_PACKAGES
+from components.champion import checkpoint_table, comparison_table, inspector_paths, inspector_slug, run_object
+from components.helpers import genai_client, parse_gcs_uri
+from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
 
 
 @dsl.component(
     base_image=BASE_IMAGE,
-    packages_to_install=GENAI_PACKAGES,
+    packages_to_install=[KFP, STORAGE, GENAI],
     install_kfp_package=False,
-    additional_funcs=[genai_client],
+    additional_funcs=[
+        genai_client,
+        parse_gcs_uri,
+        comparison_table,
+        checkpoint_table,
+        inspector_slug,
+        inspector_paths,
+        run_object,
+    ],
 )
 def summarize_run(
     project: str,
@@ -23,33 +32,78 @@ def summarize_run(
     eval_metrics: Input[Metrics],
     summary: Output[Markdown],
     summary_model: str = "gemini-2.5-flash",
+    golden_metrics: Input[Metrics] = None,
+    tuning_metrics: Input[Metrics] = None,
+    cost_metrics: Input[Metrics] = None,
+    decision_record: str = "",
+    checkpoint_selection: str = "",
+    bucket: str = "",
+    run_name: str = "",
 ) -> str:
     """Asks the base Gemini model for a 1-2 sentence report; falls back to a template.
 
-    The source notebook's reporting prompt, extended with the evaluation figures. When
-    Gemini cannot be reached (offline there is no local Gemini), a deterministic template
-    is written instead; the Markdown always says which source wrote it.
+    The source notebook's reporting prompt, extended with the evaluation figures and the
+    promotion decision. When Gemini cannot be reached (offline there is no local Gemini), a
+    deterministic template is written instead; the Markdown always says which source wrote
+    it. Below the text: champion and challenger side by side on the golden set with the
+    decision and its reason, every checkpoint's validation figures, the test-split metrics
+    and the training tokens (estimated and billed). With ``bucket`` the Markdown is also
+    stored as ``inspectors/<inspector>/runs/<run>/summary.md`` for the run's notification.
 
     Args:
         project: Google Cloud project.
         location: Vertex AI region.
         job_name: the tuning job's resource name.
         base_model: the tuned base model.
-        tuned_model_display_name: display name of the tuned model.
-        tuned_endpoint: endpoint serving the tuned model.
-        eval_metrics: evaluate_inspector's metrics.
+        tuned_model_display_name: display name of the tuned model (the inspector).
+        tuned_endpoint: endpoint of the challenger (the chosen checkpoint).
+        eval_metrics: evaluate_inspector's metrics on this run's test split.
         summary: output Markdown report.
         summary_model: Gemini model that writes the report.
+        golden_metrics: the challenger's evaluation on the golden set (``golden_*``).
+        tuning_metrics: wait_for_tuning's metrics (billable tokens).
+        cost_metrics: check_tuning_cost's metrics (estimated tokens and cost).
+        decision_record: decide_promotion's record (JSON); "" when there is none.
+        checkpoint_selection: select_checkpoint's selection (JSON); "" when there is none.
+        bucket: ``gs://`` URI to store the summary in for the notification; "" not to.
+        run_name: the pipeline run's name.
 
     Returns:
         The summary text.
     """
+    import json
+
     figures = {k: v for k, v in sorted(eval_metrics.metadata.items()) if isinstance(v, (int, float))}
+    decision = json.loads(decision_record) if decision_record else None
+    selection = json.loads(checkpoint_selection) if checkpoint_selection else None
 
-    def percent(name):
-        return f"{100 * figures[name]:.1f}%" if name in figures else "n/a"
+    def numbers(artifact):
+        return {
+            k: v for k, v in (artifact.metadata.items() if artifact is not None else []) if isinstance(v, (int, float))
+        }
 
-    prompt = f"""Generate a brief status report for a Gemini model fine-tuning job for a 'Visual Defect Detection' use case.
+    golden, tuning, cost = numbers(golden_metrics), numbers(tuning_metrics), numbers(cost_metrics)
+
+    def percent(name, source=None):
+        source = figures if source is None else source
+        return f"{100 * source[name]:.1f}%" if name in source else "n/a"
+
+    if decision:
+        champion = decision.get("champion")
+        verdict = (
+            "promote the challenger to champion"
+            if decision["decision"] == "promote"
+            else f"keep the champion from run {champion['run']}"
+            if champion
+            else "do not promote (there is no champion yet)"
+        )
+        decision_line = f"Promotion decision: {verdict}, because {decision['reason']}."
+    else:
+        decision_line = ""
+    epoch_line = f"Chosen checkpoint: epoch {selection['epoch']}." if selection else ""
+
+    prompt = (
+        f"""Generate a brief status report for a Gemini model fine-tuning job for a 'Visual Defect Detection' use case.
 Job Name: {job_name}
 Base Model: {base_model}
 Tuned Model Display Name: {tuned_model_display_name}
@@ -57,7 +111,17 @@ Final Status: JOB_STATE_SUCCEEDED
 Tuned Model Endpoint: {tuned_endpoint}
 Error (if any): None
 Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: status accuracy {percent('eval_status_accuracy')}, defect-type accuracy {percent('eval_defect_type_accuracy')}, missed defects {percent('eval_miss_rate')}, good parts rejected {percent('eval_overkill_rate')}.
-Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioning its readiness for the manufacturing defect analysis task."""
+"""
+        + (
+            f"Evaluation on the fixed golden set of {int(golden.get('golden_examples', 0))} images: status accuracy {percent('golden_status_accuracy', golden)}, missed defects {percent('golden_miss_rate', golden)}.\n"
+            if golden
+            else ""
+        )
+        + (f"{epoch_line}\n" if epoch_line else "")
+        + (f"{decision_line}\n" if decision_line else "")
+        + "Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioning its readiness for the manufacturing defect analysis task"
+        + (" and whether it now serves the factory as the champion." if decision else ".")
+    )
 
     try:
         from google.genai import types
@@ -82,15 +146,45 @@ Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioni
                 else "so it needs more data or tuning before it inspects production parts."
             )
         )
+        if decision_line:
+            text += " " + decision_line
         reason = " ".join(str(getattr(error, "message", None) or error).split())
         reason = reason if len(reason) <= 200 else reason[:199].rsplit(" ", 1)[0] + "…"
         source = f"template (Gemini unavailable: {type(error).__name__}: {reason})"
 
-    table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
-    with open(summary.path, "w") as f:
-        f.write(
-            f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*\n\n"
-            f"| metric | value |\n|---|---|\n{table}\n\nEndpoint: `{tuned_endpoint}`\n"
+    sections = [f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*"]
+    if decision:
+        challenger = decision["candidate"]["golden"]
+        sections.append(
+            f"## Champion and challenger\n\n{comparison_table(challenger, decision.get('champion'))}\n\n"
+            f"**Decision: {decision['decision']}.** {decision['reason'][0].upper() + decision['reason'][1:]}."
         )
+    if selection:
+        table = checkpoint_table(selection["checkpoints"], selection["selected"]) if selection["checkpoints"] else ""
+        sections.append(f"## Checkpoints (validation set)\n\n{selection['reason']}" + (f"\n\n{table}" if table else ""))
+    table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
+    sections.append(f"## Test split\n\n| metric | value |\n|---|---|\n{table}")
+    if cost or tuning:
+        estimated, billed = cost.get("train_estimated_tokens"), tuning.get("train_billable_token_count")
+        line = (
+            f"Training tokens: {int(estimated):,} estimated before launch"
+            if estimated is not None
+            else "Training tokens: not estimated"
+        )
+        line += f", {int(billed):,} billed by Vertex AI (totalBillableTokenCount)" if billed is not None else ""
+        if "train_estimated_cost_usd" in cost:
+            line += f"; estimated cost ${cost['train_estimated_cost_usd']:,.2f}"
+        sections.append(line + ".")
+    sections.append(f"Endpoint: `{tuned_endpoint}`")
+    markdown = "\n\n".join(sections) + "\n"
+    with open(summary.path, "w") as f:
+        f.write(markdown)
+    if bucket:
+        from google.cloud import storage
+
+        bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
+        storage.Client(project=project).bucket(bucket_name).blob(
+            run_object(tuned_model_display_name, run_name, "summary.md")
+        ).upload_from_string(markdown, content_type="text/markdown")
     print(f"summary ({source}): {text}", flush=True)
     return text

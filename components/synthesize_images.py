@@ -66,6 +66,7 @@ def synthesize_images(
     import hashlib
     import io
     import random
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from google.cloud import storage
@@ -89,48 +90,80 @@ def synthesize_images(
     classes += [None] * (num_images - num_defects)
     random.Random(seed).shuffle(classes)
 
+    seen = set()  # sha256 digests, 32 bytes each (3.2 MB at 100k images)
+
     def render(index):
-        """PNG bytes of image ``index``; redrawn on the (unlikely) chance of a duplicate."""
+        """PNG bytes and hex digest of image ``index``; redrawn on the (unlikely) chance of a duplicate."""
         for attempt in range(10):
             image = draw_product_image(random.Random(f"{seed}:{index}:{attempt}"), classes[index], variation)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             data = buffer.getvalue()
-            digest = hashlib.sha256(data).hexdigest()
+            digest = hashlib.sha256(data).digest()
             if digest not in seen:
                 seen.add(digest)
-                return data, digest
+                return data, digest.hex()
         raise RuntimeError(f"could not draw a unique image for index {index}")
 
-    seen = set()
-    rows, payloads = [], []
-    for index in range(num_images):
-        data, digest = render(index)
-        name = f"product_image_{index}.png"
-        defect_type = classes[index]
-        rows.append(
-            {
-                "image_name": name,
-                "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
-                "status": "Defect" if defect_type else "Pass",
-                "defect_type": defect_type or "None",
-                "label": labels[defect_type],
-                "sha256": digest,
-            }
-        )
-        payloads.append(data)
+    # Streaming: each image is drawn, handed to a bounded pool of uploads and its row passed
+    # on to the manifest; at most 4 x workers images are held at once, so memory stays flat
+    # for any num_images. One client (one connection pool) serves every upload thread.
+    workers = max(1, min(int(upload_workers), 64))
+    client = storage.Client(project=project)
+    http = getattr(client, "_http", None)
+    if workers > 10 and http is not None:  # requests keeps 10 connections per host by default
+        from requests.adapters import HTTPAdapter
 
-    target = storage.Client(project=project).bucket(bucket_name)
+        for prefix in ("https://", "http://"):
+            http.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=workers))
+    target = client.bucket(bucket_name)
+    slots = threading.BoundedSemaphore(4 * workers)
+    lock = threading.Lock()
+    state = {"done": 0, "error": None}
 
-    def upload(i):
-        target.blob(f"{folder}/{rows[i]['image_name']}").upload_from_string(payloads[i], content_type="image/png")
+    def upload(name, data):
+        try:
+            target.blob(f"{folder}/{name}").upload_from_string(data, content_type="image/png")
+        except BaseException as error:  # the first error stops the drawing
+            with lock:
+                state["error"] = state["error"] or error
+        finally:
+            with lock:
+                state["done"] += 1
+            slots.release()
 
-    print(f"uploading {num_images} images to gs://{bucket_name}/{folder}/", flush=True)
-    step = max(1, num_images // 10)
-    with ThreadPoolExecutor(max_workers=max(1, upload_workers)) as pool:
-        for done, _ in enumerate(pool.map(upload, range(num_images)), start=1):
-            if done % step == 0 or done == num_images:
-                report_progress(done, num_images, "images", note="uploaded")
+    def rows():
+        """The manifest rows, in order, as the images are drawn; ends once every upload has
+        succeeded and raises otherwise, so write_manifest keeps no manifest of a failed run."""
+        step, reported = max(1, num_images // 10), 0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for index in range(num_images):
+                if state["error"] is not None:
+                    break
+                data, digest = render(index)
+                name = f"product_image_{index}.png"
+                slots.acquire()
+                pool.submit(upload, name, data)
+                defect_type = classes[index]
+                yield {
+                    "image_name": name,
+                    "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
+                    "status": "Defect" if defect_type else "Pass",
+                    "defect_type": defect_type or "None",
+                    "label": labels[defect_type],
+                    "sha256": digest,
+                }
+                while reported + step <= state["done"]:
+                    reported += step
+                    report_progress(reported, num_images, "images", note="uploaded")
+        if state["error"] is not None:
+            raise RuntimeError(f"upload to gs://{bucket_name}/{folder}/ failed: {state['error']}") from state["error"]
+        if reported < num_images:
+            report_progress(num_images, num_images, "images", note="uploaded")
 
-    write_manifest(manifest.path, rows)
+    print(
+        f"drawing and uploading {num_images} images to gs://{bucket_name}/{folder}/ ({workers} upload threads)",
+        flush=True,
+    )
+    write_manifest(manifest.path, rows())
     manifest.metadata.update({"num_images": num_images, "num_defects": num_defects})

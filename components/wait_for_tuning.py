@@ -28,7 +28,8 @@ def wait_for_tuning(
     endpoint: Output[VertexEndpoint],
     poll_interval_seconds: int = 30,
     timeout_seconds: int = 6 * 3600,
-) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str)]):
+    estimated_tokens: int = 0,
+) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str), ("checkpoints", str)]):
     """Polls the job until it ends; on timeout cancels it and fails.
 
     A job that ends FAILED, CANCELLED or EXPIRED fails this task with the job's own
@@ -40,7 +41,10 @@ def wait_for_tuning(
         project: Google Cloud project of the job.
         location: Vertex AI region of the job.
         job_name: resource name from launch_tuning.
-        tuning_metrics: the job's data statistics (``train_*`` names).
+        tuning_metrics: the job's data statistics (``train_*`` names): example and step
+            counts, ``train_billable_token_count`` (Vertex AI's ``totalBillableTokenCount``),
+            ``train_billable_to_estimate_ratio`` (that over check_tuning_cost's estimate) and
+            ``train_epochs_completed`` (the highest ``epoch`` among the job's checkpoints).
         gcp_resources: output JSON naming the job while it is waited for, in the format
             Google Cloud Pipeline Components use for the jobs they run.
         model: the tuned model as a ``google.VertexModel`` artifact (``resourceName`` and
@@ -48,10 +52,14 @@ def wait_for_tuning(
         endpoint: the endpoint serving it, as a ``google.VertexEndpoint`` artifact.
         poll_interval_seconds: seconds between polls.
         timeout_seconds: overall bound on the wait.
+        estimated_tokens: check_tuning_cost's estimate of the billable training tokens,
+            logged next to Vertex AI's own count; 0 for none.
 
     Returns:
         tuned_endpoint: ``projects/.../endpoints/ID`` serving the tuned model.
         tuned_model: ``projects/.../models/ID@1``.
+        checkpoints: JSON list of the job's checkpoints, ``[{checkpointId, epoch, step,
+            endpoint}]`` (empty when the job exported none), for select_checkpoint.
     """
     import json
     import signal
@@ -72,6 +80,14 @@ def wait_for_tuning(
         spec = job.supervised_tuning_spec
         return spec.hyper_parameters.epoch_count if spec and spec.hyper_parameters else None
 
+    def listed_checkpoints(job):
+        return list(job.tuned_model.checkpoints or []) if job.tuned_model else []
+
+    def epochs_done(job):
+        """The highest epoch a checkpoint reports (checkpoints say their own epoch: with 10 or
+        more epochs Vertex AI saves about 10 spread over the run, not one per epoch)."""
+        return max((int(c.epoch or 0) for c in listed_checkpoints(job)), default=0)
+
     deadline = time.monotonic() + timeout_seconds
     previous_handler = signal.signal(signal.SIGTERM, cancel_job)
     try:
@@ -79,9 +95,7 @@ def wait_for_tuning(
         while True:
             job = client.tunings.get(name=job_name)
             state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
-            # Each intermediate checkpoint names its own epoch (they need not be one per epoch).
-            checkpoints = (job.tuned_model.checkpoints or []) if job.tuned_model else []
-            epochs = max((c.epoch or 0 for c in checkpoints), default=0)
+            epochs = epochs_done(job)
             if (state, epochs) != last_report:
                 print(f"{job_name}: {state}", flush=True)
                 if epochs:
@@ -104,12 +118,25 @@ def wait_for_tuning(
         raise RuntimeError(f"{job_name} ended {state}: {message}")
 
     stats = job.tuning_data_stats.supervised_tuning_data_stats if job.tuning_data_stats else None
+    billable = stats and stats.total_billable_token_count
+    # Without checkpoints (export_last_checkpoint_only) a job that succeeded ran every planned epoch.
+    epochs = epochs_done(job) or planned_epochs(job) or 0
     figures = {
         "train_example_count": stats and stats.tuning_dataset_example_count,
         "train_step_count": stats and stats.tuning_step_count,
-        "train_billable_token_count": stats and stats.total_billable_token_count,
+        "train_billable_token_count": billable,
+        "train_billable_to_estimate_ratio": round(billable / estimated_tokens, 4)
+        if billable and estimated_tokens
+        else None,
         "train_epochs_completed": epochs,
     }
+    if billable or estimated_tokens:
+        print(
+            f"billable training tokens: {billable if billable is not None else 'not reported'} by Vertex AI "
+            f"(totalBillableTokenCount), {estimated_tokens or 'no'} estimated before launch"
+            + (f" (ratio {billable / estimated_tokens:.3f})" if billable and estimated_tokens else ""),
+            flush=True,
+        )
     for name, value in figures.items():
         if value is not None:
             tuning_metrics.log_metric(name, float(value))
@@ -119,5 +146,23 @@ def wait_for_tuning(
     for artifact, resource in ((model, job.tuned_model.model), (endpoint, job.tuned_model.endpoint)):
         artifact.uri = vertex_resource_uri(location, resource)
         artifact.metadata["resourceName"] = resource
-    print(f"tuned endpoint: {job.tuned_model.endpoint}", flush=True)
-    return namedtuple("Outputs", ["tuned_endpoint", "tuned_model"])(job.tuned_model.endpoint, job.tuned_model.model)
+    checkpoints = [
+        {
+            "checkpointId": str(c.checkpoint_id),
+            "epoch": int(c.epoch or 0),
+            "step": int(c.step or 0),
+            "endpoint": c.endpoint,
+        }
+        for c in listed_checkpoints(job)
+        if c.endpoint
+    ]
+    print(
+        f"tuned endpoint: {job.tuned_model.endpoint}; {len(checkpoints)} checkpoint(s)"
+        + "".join(
+            f"\n  checkpoint {c['checkpointId']}: epoch {c['epoch']}, step {c['step']}, {c['endpoint']}"
+            for c in checkpoints
+        ),
+        flush=True,
+    )
+    outputs = namedtuple("Outputs", ["tuned_endpoint", "tuned_model", "checkpoints"])
+    return outputs(job.tuned_model.endpoint, job.tuned_model.model, json.dumps(checkpoints))

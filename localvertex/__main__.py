@@ -1,4 +1,4 @@
-"""``python -m localvertex serve``: run the local Vertex AI + storage emulator in the foreground."""
+"""``python -m localvertex serve``: run the local Vertex AI + Cloud Storage server in the foreground."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _ignore_closed_output() -> None:
 @app.command()
 def serve(
     port: int = typer.Option(8080, help="Port of the Vertex AI API (0: any free port)."),
-    storage_port: int = typer.Option(9023, help="Port of the storage emulator (0: any free port)."),
+    storage_port: int = typer.Option(9023, help="Port of the Cloud Storage server (0: any free port)."),
     data_dir: Path | None = typer.Option(
         None, help="Data directory (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."
     ),
@@ -52,6 +52,7 @@ def serve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Start everything on 127.0.0.1 and print the environment to point the SDKs at it."""
+    from .emulator import StorageStartError
     from .stack import DataDirInUse, LocalStack
 
     handler = logging.StreamHandler(sys.stderr)
@@ -66,7 +67,7 @@ def serve(
     stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket, project=project)
     try:
         stack.start()
-    except (OSError, DataDirInUse) as exc:
+    except (OSError, DataDirInUse, StorageStartError) as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
     try:

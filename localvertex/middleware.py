@@ -90,6 +90,35 @@ async def log_requests(request: Request, call_next):
     return response
 
 
+class RequestLogMiddleware:
+    """ASGI middleware: one log line per request; successful reads and predictions only at
+    DEBUG. Pure ASGI: Starlette's BaseHTTPMiddleware (``app.middleware("http")``) runs each
+    request in a task group with memory streams, which cost more than the route's own work."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.monotonic()
+        status = [500]
+
+        async def send_logged(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        finally:
+            method, path = scope["method"], scope["path"]
+            quiet = status[0] < 400 and (method == "GET" or path.endswith(":generateContent"))
+            level = logging.DEBUG if quiet else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "%s %s -> %s (%.0f ms)", method, path[:200], status[0], (time.monotonic() - t0) * 1000)
+
+
 class BodySizeLimitMiddleware:
     """ASGI middleware: refuse request bodies over ``max_body`` bytes (400), from the
     Content-Length header before reading, or while buffering a chunked body."""

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from .auth import TOKEN_TTL_S, Auth, BearerAuthMiddleware
 from .errors import ApiError, error_body
 from .jobs import JobStore, TrainingRunner
-from .middleware import BodySizeLimitMiddleware, error_response, install_error_handlers, log_requests
+from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, error_response, install_error_handlers
 from .prediction import Predictor
 from .routes import API_VERSIONS, BlockingIO, Services, include_routes
 from .storage import GcsReader
@@ -42,7 +42,12 @@ class LocalVertex:
     """Everything the HTTP app needs: auth, job store, runner, storage reader, predictor."""
 
     def __init__(
-        self, data_dir: Path, storage_endpoint: str, project: str = "local-project", max_body: int = DEFAULT_MAX_BODY
+        self,
+        data_dir: Path,
+        storage_endpoint: str,
+        project: str = "local-project",
+        max_body: int = DEFAULT_MAX_BODY,
+        storage_files: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +57,8 @@ class LocalVertex:
         self.auth = Auth(self.data_dir, project)
         self.store = JobStore(self.data_dir)
         self.runner = TrainingRunner(self.store, self.data_dir, storage_endpoint)
-        self.reader = GcsReader(storage_endpoint, project)
+        # storage_files: the storage server's filesystem root, read directly (storage.py).
+        self.reader = GcsReader(storage_endpoint, project, files_root=storage_files)
         self.predictor = Predictor(self.runner.models_dir)
         self.io = BlockingIO(8)
         self.services = Services(
@@ -89,7 +95,7 @@ def build_app(lv: LocalVertex) -> FastAPI:
     app.state.services = lv.services
     install_error_handlers(app)
     # The last middleware added runs first: token check, then size limit, then the log.
-    app.middleware("http")(log_requests)
+    app.add_middleware(RequestLogMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body=lv.max_body)
     app.add_middleware(BearerAuthMiddleware, auth=lv.auth, prefixes=tuple(f"/{v}/" for v in API_VERSIONS))
     include_routes(app)

@@ -1,11 +1,12 @@
-"""``LocalStack``: the storage emulator and the local Vertex AI server, in-process.
+"""``LocalStack``: the Cloud Storage server (a child process) and the local Vertex AI server.
 
     with LocalStack(data_dir) as stack:
         stack.apply_env()          # STORAGE_EMULATOR_HOST, GOOGLE_VERTEX_BASE_URL, ...
         ...                        # unchanged google-genai / google-cloud-storage code
 
-Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; training runs in
-a child process per job (``python -m localvertex.jobs``). One stack at a time may use a
+Both servers bind 127.0.0.1 only. uvicorn runs in a background thread; fake-gcs-server
+runs as a child process that dies with this one (emulator.py); training runs in a child
+process per job (``python -m localvertex.jobs``). One stack at a time may use a
 data directory (an ``flock`` on ``<data_dir>/.lock``). On exit everything stops, a job
 still training is marked FAILED (CANCELLED if it was being cancelled; see
 the restart rule in jobs/runner.py), the lock is released and the environment is restored.
@@ -102,14 +103,23 @@ class LocalStack:
         self.stop()
 
     def start(self) -> LocalStack:
-        from .emulator import StorageEmulator
+        from .emulator import FakeGcsServer
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self._lock_fd is None:
                 self._lock_fd = _lock_data_dir(self.data_dir)
             self._open_log()
-            self._storage = StorageEmulator(self.data_dir / "storage", self.storage_port, self.bucket, host=HOST)
+            storage_dir = self.data_dir / "storage"
+            self._storage = FakeGcsServer(
+                storage_dir / "fake-gcs",
+                self.storage_port,
+                self.bucket,
+                host=HOST,
+                project=self.project,
+                log_path=self.data_dir / "logs" / "storage.log",
+                legacy_dir=storage_dir / ".cloudstorage",
+            )
             self._storage.start(timeout=self.start_timeout)
             self.storage_url = self._storage.url
             self._serve_api()
@@ -146,10 +156,22 @@ class LocalStack:
         sock = socket.create_server((HOST, self.vertex_port))  # SO_REUSEADDR
         try:
             self.vertex_url = f"http://{HOST}:{sock.getsockname()[1]}"
-            self._lv = LocalVertex(self.data_dir, self.storage_url, self.project)
+            self._lv = LocalVertex(
+                self.data_dir, self.storage_url, self.project, storage_files=getattr(self._storage, "root", None)
+            )
             self._lv.auth.write_credentials(self.credentials_path, f"{self.vertex_url}/token")
+            # "auto" picks uvloop and httptools when installed (pyproject lists them): with
+            # asyncio + h11 the HTTP layer cost more CPU per generateContent than the model.
+            # Idle keep-alive connections stay open 30 s, so clients reuse them between bursts.
             config = uvicorn.Config(
-                self._lv.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+                self._lv.app,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=3,
+                loop="auto",
+                http="auto",
+                timeout_keep_alive=30,
             )
             self._uvicorn = uvicorn.Server(config)
             self._thread = threading.Thread(

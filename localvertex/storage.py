@@ -4,14 +4,17 @@
   request or a dataset: anything that is not ``gs://bucket/object`` (``file://``,
   absolute paths, ``..`` segments, control characters) is refused.
 * :class:`GcsReader` reads objects through ``google-cloud-storage`` pointed at the
-  emulator (anonymous credentials, thread-local clients).
+  storage server (anonymous credentials, thread-local clients, one request per read), or
+  straight from the server's files when it runs in the same stack.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 # Bucket names: 3-63 chars of lowercase letters, digits, '-', '_' and '.', starting and
 # ending with a letter or digit (the dotted 222-char form is not needed here).
@@ -63,17 +66,31 @@ def parse_gs_uri(uri: object) -> GsUri:
 
 
 class GcsReader:
-    """Reads ``gs://`` objects through ``google-cloud-storage`` at ``endpoint``."""
+    """Reads ``gs://`` objects through ``google-cloud-storage`` at ``endpoint``.
 
-    def __init__(self, endpoint: str, project: str = "local-project", max_bytes: int = 64 * 1024 * 1024) -> None:
+    With ``files_root`` (the storage server's filesystem root, when it runs in the same
+    stack) an object is read straight from its file, ``<files_root>/<bucket>/<name>``,
+    which is how fake-gcs-server lays objects out: ~20 us instead of an HTTP request that
+    costs ~2 ms of this process's CPU (and GIL) per image. Anything else (no such file)
+    goes through the API, so answers stay those of Cloud Storage.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        project: str = "local-project",
+        max_bytes: int = 64 * 1024 * 1024,
+        files_root: str | Path | None = None,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.project = project
         self.max_bytes = max_bytes
+        self.files_root = os.path.realpath(files_root) if files_root else None
         self.timeout = 30.0
         self._local = threading.local()
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        # Fail within seconds, not the client's default two minutes, if the emulator is gone.
+        # Fail within seconds, not the client's default two minutes, if the server is gone.
         self._retry = DEFAULT_RETRY.with_timeout(10.0)
 
     def _client(self):
@@ -85,6 +102,9 @@ class GcsReader:
             client = storage.Client(
                 project=self.project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.endpoint}
             )
+            # Loopback: proxy variables must not apply, and requests would otherwise scan
+            # os.environ for them on every request.
+            client._http.trust_env = False
             self._local.client = client
         return client
 
@@ -96,20 +116,37 @@ class GcsReader:
         _, blob = self._blob(uri)
         return blob.exists(timeout=self.timeout, retry=self._retry)
 
+    def _read_file(self, ref: GsUri) -> bytes | None:
+        """The object's bytes from the storage server's files, or None to ask the API."""
+        if self.files_root is None:
+            return None
+        path = os.path.join(self.files_root, ref.bucket, *ref.name.split("/"))
+        # parse_gs_uri admits no '..', '.' or empty segments; realpath also rules out links.
+        if not os.path.realpath(path).startswith(self.files_root + os.sep):
+            return None
+        try:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size > self.max_bytes:
+                    raise ValueError(f"{ref} is larger than {self.max_bytes} bytes")
+                return fh.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            return None
+
     def read_bytes(self, uri: str | GsUri) -> bytes:
         from google.api_core import exceptions as gexc
 
-        ref, blob = self._blob(uri)
+        ref = uri if isinstance(uri, GsUri) else parse_gs_uri(uri)
+        data = self._read_file(ref)
+        if data is not None:
+            return data
+        ref, blob = self._blob(ref)
         try:
-            blob.reload(timeout=self.timeout, retry=self._retry)
-            if blob.size is not None and blob.size > self.max_bytes:
-                raise ValueError(f"{ref} is larger than {self.max_bytes} bytes")
-            # A fresh Blob: download from api_endpoint, not from the stored mediaLink.
-            return (
-                self._client()
-                .bucket(ref.bucket)
-                .blob(ref.name)
-                .download_as_bytes(timeout=self.timeout, retry=self._retry)
-            )
+            # One request: the first max_bytes + 1 bytes tell whether the object is too big.
+            data = blob.download_as_bytes(end=self.max_bytes, timeout=self.timeout, retry=self._retry, checksum=None)
         except gexc.NotFound as exc:
             raise ObjectNotFound(f"object not found: {ref}") from exc
+        except gexc.RequestRangeNotSatisfiable:  # an empty object
+            return b""
+        if len(data) > self.max_bytes:
+            raise ValueError(f"{ref} is larger than {self.max_bytes} bytes")
+        return data

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from localvertex import DataDirInUse, LocalStack
-from pipeline import offline, validate
+from pipeline import champion, offline, validate
 from pipeline import params as pipeline_params
 from pipeline.datasets import DatasetUploadError
 from pipeline.pipeline import COMPILED_YAML, TASK_TITLES, compile_pipeline
@@ -133,12 +133,22 @@ def _report(result: offline.RunResult) -> None:
         if result.failed_task and "Error" not in result.error:  # no exception found: show the task's last lines
             console.print(offline.task_log_tail(result.run_dir, result.failed_task), highlight=False, markup=False)
         return
-    table = Table("metric", "value", title="Evaluation on the test split")
+    table = Table("metric", "value", title="Metrics of every step (as Vertex AI Experiments shows them)")
     for name, value in sorted(result.metrics.items()):
         table.add_row(name, f"{value:.4g}")
     console.print(table)
     console.print(result.summary.strip(), markup=False)
-    console.print(f"report:   {result.report}\nendpoint: {result.tuned_endpoint}", highlight=False)
+    console.print(
+        f"report:   {result.report}\nendpoint: {result.tuned_endpoint} (the chosen checkpoint)", highlight=False
+    )
+    outcome = json.loads((result.run_dir / "result.json").read_text())
+    if outcome.get("decision"):
+        applied = {"promoted": "it is the champion now", "not promoted": "another run changed the champion first"}
+        console.print(
+            f"decision: {outcome['decision']} ({applied.get(outcome.get('promotion', ''), 'the champion stays')}): "
+            f"{outcome.get('decision_reason', '')}\nchampion: python -m pipeline champion",
+            highlight=False,
+        )
 
 
 @app.command("runs")
@@ -205,16 +215,26 @@ def _comparison_table(runs: list[dict]) -> Table:
 @app.command("inspect")
 def inspect_command(
     images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-    endpoint: str | None = typer.Option(None, help="Tuned endpoint (default: the latest successful run's)."),
+    endpoint: str | None = typer.Option(
+        None,
+        help="Endpoint to ask (default: the inspector's champion; without one, the latest run's chosen checkpoint).",
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Inspector whose champion to ask (default: the latest run's tuned_model_display_name)."
+    ),
+    latest: bool = typer.Option(False, "--latest", help="Ask the latest successful run's endpoint, not the champion."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
 ):
-    """Ask the tuned inspector about images (sent inline, as a camera client would)."""
+    """Ask the inspector about images (sent inline, as a camera client would): the champion by default."""
     from components.helpers import genai_client
+    from pipeline.champion import champion_target
 
     run_dir = _latest_run_dir()
     outcome = json.loads((run_dir / "result.json").read_text())
     params = json.loads((run_dir / "params.json").read_text())
-    endpoint = endpoint or outcome["tuned_endpoint"]
+    prompt, system = params["prompt"], params.get("system_instruction", "")
+    inspector = name or params.get("tuned_model_display_name", "visual-defect-inspector")
+    source = "given endpoint" if endpoint else f"latest run {run_dir.name}"
 
     # Use a local Vertex AI the user already started (`make serve`), else start one.
     running = "GOOGLE_VERTEX_BASE_URL" in os.environ
@@ -222,8 +242,24 @@ def inspect_command(
         with nullcontext() if running else LocalStack(outcome["data_dir"], project=params["project"]) as stack:
             if stack:
                 stack.apply_env()
+            if not endpoint and not latest:
+                # The champion is asked the way it was tuned: its own prompt and system instruction.
+                target = champion_target(None, inspector, params["bucket"], params["project"])
+                if target:
+                    endpoint, prompt, system = (
+                        target["endpoint"],
+                        target["prompt"] or prompt,
+                        target["system_instruction"],
+                    )
+                    source = f"champion of {inspector} (run {target['run']})"
+                else:
+                    console.print(
+                        f"[yellow]note:[/yellow] {inspector} has no champion yet: asking the latest run's endpoint"
+                    )
+            endpoint = endpoint or outcome["tuned_endpoint"]
+            console.print(f"asking the {source}: {endpoint}", highlight=False)
             client = genai_client(params["project"], params["location"], attempts=2)
-            rows = [_inspect_image(client, endpoint, params["prompt"], image) for image in images]
+            rows = [_inspect_image(client, endpoint, prompt, image, system) for image in images]
     except DataDirInUse as error:
         fail(str(error), code=1)
     for row in rows:
@@ -235,14 +271,14 @@ def inspect_command(
             print(f"{row['file']}\t{row['answer']}\t{row['status']}\t{row['defect_type'] or '-'}")
     if any(row["error"] for row in rows):
         console.print(
-            f"[red]some images got no answer[/red] (endpoint {endpoint}, tuned in run {run_dir.name}, "
+            f"[red]some images got no answer[/red] (endpoint {endpoint}, the {source}, "
             f"data folder {outcome['data_dir']})",
             highlight=False,
         )
         raise typer.Exit(1)
 
 
-def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
+def _inspect_image(client, endpoint: str, prompt: str, image: Path, system_instruction: str = "") -> dict:
     """One image's answer, parsed status and defect type; or the error that stopped it."""
     import mimetypes
 
@@ -261,7 +297,7 @@ def _inspect_image(client, endpoint: str, prompt: str, image: Path) -> dict:
                 types.Part.from_text(text=prompt),
                 types.Part.from_bytes(data=image.read_bytes(), mime_type=mime),
             ],
-            config=types.GenerateContentConfig(temperature=0.0),
+            config=types.GenerateContentConfig(temperature=0.0, system_instruction=system_instruction or None),
         )
     except errors.APIError as error:
         return {**row, "error": f"{error.code} {error.status}: {error.message}"}
@@ -293,3 +329,4 @@ def _register_vertex_commands() -> None:
 
 _register_vertex_commands()
 validate.register(app)
+champion.register(app)

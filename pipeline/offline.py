@@ -82,6 +82,17 @@ def parse_line(line: str, current_task: str) -> Event | None:
     return None
 
 
+def shown_params(params: dict) -> dict:
+    """``params`` as stored in params.json: a webhook URL is a credential (its path and query are the
+    key), so only its host is kept."""
+    from urllib.parse import urlparse
+
+    url = params.get("notify_webhook_url")
+    if not url:
+        return params
+    return {**params, "notify_webhook_url": f"<set: {urlparse(url).hostname or 'unparseable'}>"}
+
+
 def run_offline(
     params: dict,
     on_event: Callable[[Event], None] = lambda e: None,
@@ -123,9 +134,10 @@ def run_offline(
     current, failed = "", ""
 
     bucket = params["bucket"].removeprefix("gs://").split("/")[0]
+    # Line-buffered: pipeline.log grows as the run goes (tail -f it), not only at the end.
     with (
         LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack,
-        open(run_dir / "pipeline.log", "w") as log,
+        open(run_dir / "pipeline.log", "w", buffering=1) as log,
     ):
         if local_dataset:
             from pipeline.datasets import upload_local_dataset
@@ -133,7 +145,7 @@ def run_offline(
             stack.apply_env()
             params = {**params, "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"])}
             spec["params"] = params
-        (run_dir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+        (run_dir / "params.json").write_text(json.dumps(shown_params(params), indent=2, sort_keys=True))
         child = subprocess.Popen(
             [sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
             stdout=subprocess.PIPE,

@@ -4,11 +4,13 @@ Every command that starts a run (offline or on Vertex AI) checks its parameters 
 first, so a typo fails in a second with one clear line instead of an hour into a run.
 """
 
+import re
 from pathlib import Path
 
 import yaml
 
 from components.capabilities import thinking_budget_for, tuning_problems
+from components.champion import training_price
 from pipeline.pipeline import COMPILED_YAML
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16)  # the most any base model accepts; tuning_problems checks per model
@@ -104,12 +106,35 @@ def check(params: dict) -> None:
         ("poll_interval_seconds", lambda v: v >= 1, "must be at least 1"),
         ("tuning_timeout_seconds", lambda v: v >= 1, "must be at least 1"),
         ("eval_concurrency", lambda v: 1 <= v <= 64, "must be between 1 and 64"),
+        ("min_status_accuracy", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("max_miss_rate", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("promotion_margin", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("max_training_tokens", lambda v: v >= 0, "must be 0 (no limit) or positive"),
+        ("max_tuning_cost_usd", lambda v: v >= 0, "must be 0 (no limit) or positive"),
+        ("training_price_per_million_tokens_usd", lambda v: v >= 0, "must be 0 (use the table) or positive"),
+        (
+            "notify_webhook_secret",
+            lambda v: not v or re.fullmatch(r"projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?", v) is not None,
+            "must be a Secret Manager version, projects/P/secrets/S/versions/V",
+        ),
     ]
     for name, ok, rule in rules:
         if name in params and not ok(params[name]):
             raise ParameterError(f"parameter {name}={params[name]!r} {rule}")
     if params.get("train_fraction", 0) + params.get("validation_fraction", 0) > 1:
         raise ParameterError("train_fraction + validation_fraction must not exceed 1")
+    url = params.get("notify_webhook_url") or ""
+    if url and not url.startswith(("https://", "http://")):  # never echoed: the URL is a credential
+        raise ParameterError("parameter notify_webhook_url must be an https:// incoming webhook URL")
+    if params.get("max_tuning_cost_usd", 0) > 0:
+        price, source = training_price(
+            params.get("base_model", ""), params.get("training_price_per_million_tokens_usd", 0)
+        )
+        if price is None:
+            raise ParameterError(
+                f"parameter max_tuning_cost_usd needs a price: {source}; set training_price_per_million_tokens_usd "
+                "from the pricing page, or limit tokens with max_training_tokens"
+            )
     check_base_model(params)
 
 

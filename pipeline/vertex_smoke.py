@@ -365,7 +365,7 @@ def progress_line(label: str, elapsed_s: float, state: str, tasks: list[TaskView
     parts = [
         f"[{_minutes(elapsed_s):>8}] {label}: {state.replace('PIPELINE_STATE_', '')}",
         f"{done}/{len(TASK_TITLES) - 1} tasks done",
-    ]  # one of the two data tasks never runs
+    ]  # promote-champion runs only when the challenger wins
     if running:
         parts.append("running " + ", ".join(running))
     if failed:

@@ -188,12 +188,12 @@ def test_parse_generation_config(config, expected):
 )
 def test_location_path_refuses(args, code):
     with pytest.raises(ApiError) as exc:
-        location_path(*args)
+        asyncio.run(location_path(*args))  # an async dependency: no thread hand-off per request
     assert exc.value.http_code == code
 
 
 def test_location_path_owns_only_its_jobs():
-    loc = location_path("v1", "local-project", "us-central1")
+    loc = asyncio.run(location_path("v1", "local-project", "us-central1"))
     assert loc == Location("local-project", "us-central1")
     assert loc.owns(_running_job())
     assert not Location("local-project", "europe-west4").owns(_running_job())

@@ -1,14 +1,18 @@
 """Restarting the local stack on the same data directory loses nothing.
 
-Restart rule (localvertex/jobs.py): a finished job and its endpoint survive; a job that was
-RUNNING when the stack stopped ends FAILED saying so, one that was CANCELLING ends CANCELLED;
-a PENDING job is re-queued.
+Restart rule (localvertex/jobs/runner.py): a finished job and its endpoint survive; a job
+that was RUNNING when the stack stopped ends FAILED saying so, one that was CANCELLING ends
+CANCELLED; a PENDING job is re-queued. Cloud Storage objects survive too (fake-gcs-server's
+files in the data directory), and data written by the earlier storage emulator
+(gcp-storage-emulator) is migrated at the first start.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -86,6 +90,15 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
         done = _wait(client, tune(1), {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"})
         assert done.state.name == "JOB_STATE_SUCCEEDED", done.error
         before = client.models.generate_content(model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+        # The prediction process is started again if it dies between requests.
+        worker = first._lv.predictor._proc
+        assert worker is not None and worker.poll() is None
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert (
+            client.models.generate_content(model=done.tuned_model.endpoint, contents=["Inspect.", image_part]).text
+            == before
+        )
         running = tune(100)
         _wait(client, running, {"JOB_STATE_RUNNING"}, timeout=60)
         pending = tune(1)
@@ -99,7 +112,7 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
         second.apply_env()
         client, gcs = _clients()
         assert gcs.bucket(BUCKET).blob("train.jsonl").exists()
-        # Stored mediaLinks were rebased to the new port (get_blob + download uses them).
+        # mediaLinks name the current port (get_blob + download uses them).
         assert gcs.bucket(BUCKET).get_blob("img/1.png").download_as_bytes() == _png("#5555AA")
         again = client.tunings.get(name=done.name)
         assert again.state.name == "JOB_STATE_SUCCEEDED"
@@ -150,3 +163,27 @@ def test_recover_marks_running_failed_and_cancelling_cancelled(tmp_path):
     assert reloaded.get(cancelling["_local"]["id"])["state"] == J.CANCELLED
     assert reloaded.get(queued["_local"]["id"])["state"] == J.PENDING
     assert reloaded.next_pending()["_local"]["id"] == queued["_local"]["id"]
+
+
+def test_gcp_storage_emulator_data_dir_is_migrated(tmp_path):
+    """A data directory from before fake-gcs-server: its objects are copied over at start."""
+    data_dir = tmp_path / "lv"
+    legacy = data_dir / "storage" / ".cloudstorage"
+    (legacy / BUCKET / "img").mkdir(parents=True)
+    (legacy / BUCKET / "img" / "1.png").write_bytes(_png("#5555AA"))
+    (legacy / ".meta").write_text(
+        json.dumps(
+            {"buckets": {BUCKET: {"name": BUCKET}}, "objects": {BUCKET: {"img/1.png": {"contentType": "image/png"}}}}
+        )
+    )
+    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as stack:
+        stack.apply_env()
+        _, gcs = _clients()
+        blob = gcs.bucket(BUCKET).get_blob("img/1.png")
+        assert blob.content_type == "image/png"
+        assert blob.download_as_bytes() == _png("#5555AA")
+    assert not legacy.exists() and (legacy.parent / ".cloudstorage.migrated").is_dir()
+    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as stack:  # once only; data kept
+        stack.apply_env()
+        _, gcs = _clients()
+        assert gcs.bucket(BUCKET).blob("img/1.png").download_as_bytes() == _png("#5555AA")

@@ -265,8 +265,14 @@ def test_build_job_request_carries_parameters_root_labels(template):
 
 
 def _task_caching(request) -> dict:
-    tasks = request["pipelineSpec"]["root"]["dag"]["tasks"]
-    return {name: task.get("cachingOptions", {}).get("enableCache", False) for name, task in tasks.items()}
+    """Every task's cache setting, the tasks inside the exit handler's and conditions' DAGs included."""
+    spec = request["pipelineSpec"]
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return {
+        name: task.get("cachingOptions", {}).get("enableCache", False)
+        for dag in dags
+        for name, task in dag["tasks"].items()
+    }
 
 
 def test_cache_keeps_compiled_choices_and_no_cache_turns_all_off(template):

@@ -83,10 +83,16 @@ class JobStore:
             job = self._jobs.get(job_id)
             return copy.deepcopy(job) if job is not None else None
 
-    def by_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+    def by_endpoint(self, endpoint_id: str, *, read_only: bool = False) -> dict[str, Any] | None:
+        """The job behind an endpoint. ``read_only=True`` returns the stored dict itself, no
+        copy (the prediction path reads a few fields per request, and a deep copy of a job
+        grows with its metrics and checkpoints): the caller must not change it. Safe because
+        :meth:`update` replaces a job's dict instead of changing it."""
         with self.lock:
             job_id = self._by_endpoint.get(endpoint_id)
-            return self.get(job_id) if job_id else None
+            if not job_id:
+                return None
+            return self._jobs.get(job_id) if read_only else self.get(job_id)
 
     def update(self, job_id: str, fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
         """Apply ``fn`` to a copy of the job under the lock, persist, return the new job."""

@@ -51,7 +51,7 @@ class Services:
     io: BlockingIO
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -70,7 +70,7 @@ class Location:
         return (job["_local"]["project"], job["_local"]["location"]) == (self.project, self.location)
 
 
-def location_path(version: str, project: str, location: str) -> Location:
+async def location_path(version: str, project: str, location: str) -> Location:
     """The dependency behind every route under LOCATION_PREFIX: 404 for an unknown API
     version, 400 for a project or location that is not a valid name segment."""
     if version not in API_VERSIONS:
@@ -84,6 +84,8 @@ def _checked(project: str, location: str) -> Location:
     return Location(project, location)
 
 
+# Dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in its thread
+# pool, two thread hand-offs per request for a dictionary lookup and a name check.
 ServicesDep = Annotated[Services, Depends(get_services)]
 LocationDep = Annotated[Location, Depends(location_path)]
 
@@ -132,15 +134,15 @@ def respond(request: Request, version: str, message: str, body: dict[str, Any]) 
     return JSONResponse(encoded)
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """The bearer-token check, for routes outside the API versions (``/local/...``)."""
     token = bearer_token(request.scope)
-    if token is None or not get_services(request).auth.check(token):
+    if token is None or not request.app.state.services.auth.check(token):
         from ..auth import UNAUTHENTICATED_MESSAGE
 
         raise unauthenticated(UNAUTHENTICATED_MESSAGE)
 
 
-def local_location_path(project: str, location: str) -> Location:
+async def local_location_path(project: str, location: str) -> Location:
     """The path check of the local-only routes under ``/local/v1/projects/P/locations/L``."""
     return _checked(project, location)

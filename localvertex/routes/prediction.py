@@ -46,7 +46,7 @@ def check_endpoint_method(action: str) -> None:
 def deployed_model(services: Services, loc: Location, endpoint_id: str) -> tuple[dict, str]:
     """(the tuning job, the model key to serve) behind an endpoint; 404 when the endpoint
     does not exist or serves nothing (yet, or any more)."""
-    job = services.store.by_endpoint(endpoint_id)
+    job = services.store.by_endpoint(endpoint_id, read_only=True)  # read, never changed here
     target = serving_key(job, endpoint_id) if job is not None and loc.owns(job) else None
     if target is None:
         raise not_found(f"Endpoint {loc.name}/endpoints/{endpoint_id} not found.")
@@ -72,11 +72,14 @@ async def endpoint_action(
     job, model_key = deployed_model(services, loc, endpoint_id)
     prompt = generate.parse_prompt(body)
     data = await generate.image_bytes(prompt.image_part, services.reader.read_bytes, services.io.run)
-    image = await generate.decode_image(data, services.io.run)
     config = generate.parse_generation_config(body)
     generate.check_thinking(body, job["_local"]["localBaseModel"])
     text, finish = await services.predictor.generate(
-        model_key, image, config.temperature, config.max_new_tokens, config.seed
+        model_key,
+        data,
+        config.temperature,
+        config.max_new_tokens,
+        config.seed,  # decoded by the worker
     )
     out: dict[str, Any] = generate.response_body(text, finish, prompt, model_name(job), now_rfc3339())
     return respond(request, version, "GenerateContentResponse", out)

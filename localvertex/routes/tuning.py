@@ -131,7 +131,7 @@ async def local_epochs(project: str, location: str, services: ServicesDep, job_a
     job_id, sep, action = job_action.partition(":")
     if not sep or action != "epochs":
         raise method_not_found()
-    loc = local_location_path(project, location)
+    loc = await local_location_path(project, location)
     job = find_job(services, loc, job_id)
     local = job["_local"]
     return {

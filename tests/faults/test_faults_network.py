@@ -387,7 +387,8 @@ def test_a_storage_request_that_fails_for_good_leaves_no_output(step, local_stac
     output = tmp_path / "out" / "output.file"
     output.parent.mkdir()
     try:
-        with pytest.raises((exceptions.Forbidden, ValueError)) as caught:
+        # synthesize_images names the folder and chains the storage error (RuntimeError from Forbidden).
+        with pytest.raises((exceptions.Forbidden, ValueError, RuntimeError)) as caught:
             if step == "synthesize_images":
                 quiet(
                     synthesize_images.python_func,
@@ -434,6 +435,8 @@ def test_a_storage_request_that_fails_for_good_leaves_no_output(step, local_stac
         proxy.stop()
     counts.add_faults(proxy.total_injected)
     assert proxy.total_injected == 1
+    if isinstance(caught.value, RuntimeError):
+        assert isinstance(caught.value.__cause__, exceptions.Forbidden), caught.value
     message = str(caught.value)
     assert "403" in message or "Injected 403" in message, message
     assert not output.exists(), f"{step} failed but left {output.name}: {output.read_text()[:200]!r}"

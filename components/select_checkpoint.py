@@ -1,0 +1,219 @@
+"""Component: score every checkpoint of the tuning job on the validation set; the best is the challenger."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Markdown, Metrics, Output
+
+from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
+from components.champion import checkpoint_metric_names, checkpoint_rank, checkpoint_table, choose_checkpoint
+from components.evaluation import (
+    EVALUATION_FUNCS,
+    evaluation_records,
+    merge_defect_classes,
+    parse_test_jsonl,
+    score_answers,
+    scrub_error,
+    summarize_results,
+)
+from components.helpers import (
+    answer_status,
+    defect_type_of,
+    genai_client,
+    is_pass_answer,
+    judge_answer,
+    parse_gcs_uri,
+    report_progress,
+)
+from components.packages import BASE_IMAGE, EVAL_PACKAGES
+
+
+@dsl.component(
+    base_image=BASE_IMAGE,
+    packages_to_install=EVAL_PACKAGES,
+    install_kfp_package=False,
+    additional_funcs=[
+        tuning_capabilities,
+        base_model_id,
+        thinking_budget_for,
+        genai_client,
+        judge_answer,
+        answer_status,
+        is_pass_answer,
+        defect_type_of,
+        parse_gcs_uri,
+        report_progress,
+        *EVALUATION_FUNCS,
+        checkpoint_rank,
+        choose_checkpoint,
+        checkpoint_metric_names,
+        checkpoint_table,
+    ],
+)
+def select_checkpoint(
+    project: str,
+    location: str,
+    checkpoints: str,
+    tuned_endpoint: str,
+    validation_jsonl_uri: str,
+    checkpoint_metrics: Output[Metrics],
+    checkpoint_report: Output[Markdown],
+    base_model: str = "gemini-2.5-flash",
+    planned_epochs: int = 0,
+    thinking_budget: int = 0,
+    concurrency: int = 4,
+    max_output_tokens: int = 256,
+) -> NamedTuple("Outputs", [("challenger_endpoint", str), ("checkpoint_id", str), ("epoch", int), ("selection", str)]):
+    """Chooses the epoch to ship: the checkpoint that does best on the validation set.
+
+    Overfitting is the main risk of tuning on few images, and the validation split is the
+    guardrail: each checkpoint's own endpoint answers every validation example (temperature
+    0, the thinking budget as for evaluation), answers are scored with the notebook's rule
+    (``judge_answer``), and the best checkpoint by status accuracy, then lower miss rate,
+    then the earlier epoch becomes the challenger. Validation images are never in the golden
+    set, so the golden-set figures of the choice stay unbiased.
+
+    Without checkpoints (a job with ``export_last_checkpoint_only``) or without a validation
+    set, the tuned model's own endpoint is the challenger.
+
+    Metrics: ``ckpt_count``, ``ckpt_selected_epoch``, ``ckpt_selected_status_accuracy`` and per
+    checkpoint ``ckpt_e{epoch}_status_accuracy`` and ``ckpt_e{epoch}_miss_rate``.
+
+    Args:
+        project: Google Cloud project of the endpoints and the bucket.
+        location: Vertex AI region.
+        checkpoints: JSON list of the job's checkpoints, ``[{checkpointId, epoch, step,
+            endpoint}]`` (wait_for_tuning's ``checkpoints`` output).
+        tuned_endpoint: the tuned model's own endpoint (its default checkpoint).
+        validation_jsonl_uri: ``gs://`` URI of the validation JSONL; "" for none.
+        checkpoint_metrics: the figures above.
+        checkpoint_report: a Markdown table of every checkpoint, the chosen one marked.
+        base_model: the tuned base model (decides the thinking settings).
+        planned_epochs: the job's epoch count: the epoch of the tuned endpoint when there are
+            no checkpoints.
+        thinking_budget: as for evaluate_inspector (0: as little thinking as allowed).
+        concurrency: requests in flight at once.
+        max_output_tokens: answer length limit per request.
+
+    Returns:
+        challenger_endpoint: the chosen checkpoint's endpoint.
+        checkpoint_id: its checkpoint id ("" when there were no checkpoints).
+        epoch: its epoch.
+        selection: JSON {"selected": id, "reason", "checkpoints": [figures per checkpoint]}.
+    """
+    import json
+    import logging
+    import time
+    from collections import namedtuple
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.cloud import storage
+    from google.genai import types
+
+    outputs = namedtuple("Outputs", ["challenger_endpoint", "checkpoint_id", "epoch", "selection"])
+    listed = json.loads(checkpoints or "[]")
+
+    def finish(endpoint, checkpoint_id, epoch, reason, rows):
+        checkpoint_metrics.log_metric("ckpt_count", len(rows))
+        checkpoint_metrics.log_metric("ckpt_selected_epoch", int(epoch))
+        selection = {
+            "selected": checkpoint_id,
+            "endpoint": endpoint,
+            "epoch": int(epoch),
+            "reason": reason,
+            "checkpoints": rows,
+        }
+        with open(checkpoint_metrics.path, "w") as f:
+            json.dump(selection, f, indent=2)
+        table = checkpoint_table(rows, checkpoint_id) if rows else "_No checkpoints were scored._"
+        with open(checkpoint_report.path, "w") as f:
+            f.write(f"# Checkpoint selection\n\n{reason}\n\n{table}\n")
+        print(f"challenger: {endpoint} (checkpoint {checkpoint_id or '-'}, epoch {epoch}): {reason}", flush=True)
+        return outputs(endpoint, checkpoint_id, int(epoch), json.dumps(selection))
+
+    if not listed:
+        return finish(
+            tuned_endpoint,
+            "",
+            planned_epochs,
+            "The job exported no intermediate checkpoints: the tuned model's own endpoint is the challenger.",
+            [],
+        )
+    final = max(listed, key=lambda c: (int(c.get("epoch") or 0), int(c.get("step") or 0)))
+    if not validation_jsonl_uri:
+        return finish(
+            final["endpoint"],
+            str(final["checkpointId"]),
+            int(final["epoch"]),
+            "There is no validation set to choose with: the last checkpoint is the challenger.",
+            [],
+        )
+
+    gcs = storage.Client(project=project)
+    bucket_name, blob_name = parse_gcs_uri(validation_jsonl_uri)
+    examples = parse_test_jsonl(gcs.bucket(bucket_name).blob(blob_name).download_as_text(), validation_jsonl_uri)
+    classes = merge_defect_classes([], (example.expected for example in examples))
+    client = genai_client(project, location)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    budget = thinking_budget_for(base_model, int(thinking_budget))
+    records = evaluation_records()
+
+    def ask(endpoint, example):
+        started = time.monotonic()
+        try:
+            config = types.GenerateContentConfig(
+                temperature=0.0,
+                max_output_tokens=max_output_tokens,
+                system_instruction=example.system,
+                thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
+                automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            )
+            response = client.models.generate_content(model=endpoint, contents=example.prompt, config=config)
+            text, error, failed = (response.text or "").strip(), "", False
+        except Exception as exc:  # one failed request counts against its checkpoint, it does not stop the run
+            text, error, failed = "", scrub_error(f"{type(exc).__name__}: {exc}"), True
+        return records.Answer(
+            text=text, error=error, latency_ms=round((time.monotonic() - started) * 1000, 1), failed=failed
+        )
+
+    rows = []
+    print(f"scoring {len(listed)} checkpoint(s) on {len(examples)} validation examples", flush=True)
+    with ThreadPoolExecutor(max(1, int(concurrency))) as pool:
+        for done, checkpoint in enumerate(sorted(listed, key=lambda c: (int(c["epoch"]), int(c.get("step") or 0))), 1):
+            answers = list(pool.map(ask, [checkpoint["endpoint"]] * len(examples), examples))
+            results, classes = score_answers(examples, answers, classes)
+            figures = summarize_results(results)
+            rows.append(
+                {
+                    "checkpoint_id": str(checkpoint["checkpointId"]),
+                    "epoch": int(checkpoint["epoch"]),
+                    "step": int(checkpoint.get("step") or 0),
+                    "endpoint": checkpoint["endpoint"],
+                    "status_accuracy": round(figures.status_accuracy, 6),
+                    "miss_rate": round(figures.miss_rate, 6),
+                    "overkill_rate": round(figures.overkill_rate, 6),
+                    "defect_type_accuracy": round(figures.defect_type_accuracy, 6),
+                    "error_rate": round(figures.error_rate, 6),
+                    "examples": len(examples),
+                }
+            )
+            report_progress(done, len(listed), "checkpoints", "scored")
+            print(
+                f"checkpoint {checkpoint['checkpointId']} (epoch {checkpoint['epoch']}): status accuracy "
+                f"{figures.status_accuracy:.3f}, miss rate {figures.miss_rate:.3f}, failed requests "
+                f"{sum(a.failed for a in answers)}",
+                flush=True,
+            )
+
+    best = choose_checkpoint(rows)
+    stems = checkpoint_metric_names(rows)
+    for row in rows:
+        checkpoint_metrics.log_metric(f"{stems[row['checkpoint_id']]}_status_accuracy", row["status_accuracy"])
+        checkpoint_metrics.log_metric(f"{stems[row['checkpoint_id']]}_miss_rate", row["miss_rate"])
+    checkpoint_metrics.log_metric("ckpt_selected_status_accuracy", best["status_accuracy"])
+    reason = (
+        f"Checkpoint {best['checkpoint_id']} (epoch {best['epoch']} of {len(rows)} scored) did best on the "
+        f"{len(examples)} validation images: status accuracy {100 * best['status_accuracy']:.1f}%, miss rate "
+        f"{100 * best['miss_rate']:.1f}% (rule: status accuracy, then lower miss rate, then the earlier epoch)."
+    )
+    return finish(best["endpoint"], best["checkpoint_id"], best["epoch"], reason, rows)
