@@ -225,21 +225,21 @@ def resolve_image_ref(value, bucket_name, base_dir):
         try:
             parse_gcs_uri(value)
         except ValueError:
-            return None, f"{value!r} is not a gs://bucket/object URI"
+            return None, f"{quoted(value, 200)} is not a gs://bucket/object URI"
         return value, None
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
         return None, (
-            f"image {value!r}: only gs:// URIs (or paths relative to the manifest) are supported; "
+            f"image {quoted(value, 200)}: only gs:// URIs (or paths relative to the manifest) are supported; "
             "copy the image to Cloud Storage"
         )
     if value.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
         return None, (
-            f"image {value!r} is a local path; upload the dataset first "
+            f"image {quoted(value, 200)} is a local path; upload the dataset first "
             "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)"
         )
     joined = posixpath.normpath(posixpath.join(base_dir, value.replace("\\", "/")))
     if joined == ".." or joined.startswith("../"):
-        return None, f"image {value!r} points outside the bucket"
+        return None, f"image {quoted(value, 200)} points outside the bucket"
     return f"gs://{bucket_name}/{joined}", None
 
 
@@ -249,14 +249,16 @@ def class_from_status_columns(status_raw, type_raw):
     no_type = none_words() | pass_words()
     if status_word in pass_words() or (not status_word and type_word.lower() in no_type):
         if type_word.lower() not in no_type:
-            return None, f"status {status_raw!r} but defect_type {type_raw!r}; a good product has no defect type"
+            return None, (
+                f"status {quoted(status_raw)} but defect_type {quoted(type_raw)}; a good product has no defect type"
+            )
         return ("Pass", "None"), None
     if status_word in defect_words() or not status_word:
         found = ("Defect", "Defect") if type_word.lower() in none_words() | defect_words() else class_of_word(type_word)
         if found is None:
-            return None, f"defect_type {type_raw!r} must start with a letter"
+            return None, f"defect_type {quoted(type_raw)} must start with a letter"
         return found, None
-    return None, f"status {status_raw!r} is neither Pass nor Defect (Pass/OK/Good/Normal or Defect/NG/Fail/Bad)"
+    return None, f"status {quoted(status_raw)} is neither Pass nor Defect (Pass/OK/Good/Normal or Defect/NG/Fail/Bad)"
 
 
 def reconcile_label(label, found, type_raw, pass_label="Status: Pass"):
@@ -265,11 +267,14 @@ def reconcile_label(label, found, type_raw, pass_label="Status: Pass"):
     status, defect_type = found
     said, said_type = class_of_label(label, pass_label)
     if said != status:
-        return None, f"the label {label!r} says {said} but the status column says {status}"
+        return None, f"the label {quoted(label, 200)} says {said} but the status column says {status}"
     if said == "Defect" and defect_type == "Defect":
         return said_type, None  # the label names the type the columns left out
     if said == "Defect" and said_type != "Defect" and said_type.lower() != defect_type.lower():
-        return None, f"the label {label!r} names {said_type!r} but the defect_type column says {type_raw!r}"
+        return None, (
+            f"the label {quoted(label, 200)} names {quoted(said_type)} but the defect_type column says "
+            f"{quoted(type_raw)}"
+        )
     return defect_type, None
 
 
@@ -454,7 +459,7 @@ def folder_records(listing, source):
         uri = f"gs://{source['bucket']}/{name}"
         found = class_of_word(parts[0])
         if found is None:
-            problems.append(f"image {uri}: class folder {parts[0]!r} must start with a letter")
+            problems.append(f"image {uri}: class folder {quoted(parts[0])} must start with a letter")
             continue
         label = label_of(*found, source["pass_label"], source["label_template"])
         records.append(image_record("", uri, *found, label, size=size))
@@ -504,8 +509,10 @@ def failure_message(problems, stage, dataset_uri):
 
 
 def image_ref(record):
-    """How a problem names an image: "<row or line>: image <uri>" or "image <uri>"."""
-    return f"{record['where']}: image {record['gcs_uri']}" if record["where"] else f"image {record['gcs_uri']}"
+    """How a problem names an image: "<row or line>: image <uri>" or "image <uri>". A URI is cut
+    at 1,300 characters: no longer one names a Cloud Storage object (bucket 222, object 1,024)."""
+    uri = cut(record["gcs_uri"], 1300)
+    return f"{record['where']}: image {uri}" if record["where"] else f"image {uri}"
 
 
 def image_extension(uri):
@@ -651,7 +658,7 @@ def content_conflicts(records):
         if other is not None:
             problems.append(
                 f"{image_ref(first)} and {image_ref(other)} have the same content "
-                f"(sha256 {digest[:12]}...) but the classes {class_key(first)!r} and {class_key(other)!r}"
+                f"(sha256 {digest[:12]}...) but the classes {quoted(class_key(first))} and {quoted(class_key(other))}"
             )
         copies += len(group) - 1
     return problems, copies
@@ -666,7 +673,7 @@ def small_class_problems(records):
         distinct[class_key(record)].add(record["sha256"])
         members[class_key(record)].append(record)
     return [
-        f"class {name!r} has only {len(distinct[name])} distinct image "
+        f"class {quoted(name)} has only {len(distinct[name])} distinct image "
         f"({'; '.join(image_ref(r) for r in members[name][:3])}); each class needs at least 2 "
         "to be split: add images or remove the class"
         for name in sorted(distinct, key=str.lower)
@@ -683,7 +690,9 @@ def class_counts(records):
 
 def class_summary(counts):
     """ "Pass 12, Dent 2": classes by count, largest first."""
-    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ", ".join(
+        f"{cut(name, 60)} {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
 def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
@@ -696,7 +705,7 @@ def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
     lines = [f"imported {len(records)} images in {len(counts)} classes from {dataset_uri} ({layout}): {summary}"]
     if len(counts) == 1:
         lines.append(
-            f"warning: only one class ({next(iter(counts))}); the inspector cannot learn to tell classes apart"
+            f"warning: only one class ({cut(next(iter(counts)), 60)}); the inspector cannot learn to tell classes apart"
         )
     largest, smallest = max(counts.values()), min(counts.values())
     if smallest and largest / smallest > imbalance_warning_ratio:
@@ -705,7 +714,7 @@ def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
             f"{imbalance_warning_ratio:g}); consider the oversample_rare_classes=True pipeline parameter "
             "or more images of the rare classes"
         )
-    small = sorted(name for name, count in counts.items() if count < 10)
+    small = sorted(cut(name, 60) for name, count in counts.items() if count < 10)
     if small:
         lines.append(
             f"note: {', '.join(small)} ha{'s' if len(small) == 1 else 've'} fewer than 10 images; with an "
@@ -1460,6 +1469,8 @@ IMPORT_RULES = [
     import_report,
     manifest_row,
     manifest_metadata,
+    cut,
+    quoted,
 ]
 
 JSONL_RULES = [

@@ -55,6 +55,30 @@ def generation_config(system, budget, max_output_tokens):
     )
 
 
+def generate_retrying_cut_answers(client, model, contents, config, attempts=5):
+    """``client.models.generate_content``, asked again when the answer is cut off on its way back.
+
+    google-genai retries 408/429/5xx, timeouts and refused connections, not a response cut off
+    mid-body (httpx.RemoteProtocolError, httpx.ReadError); at temperature 0 the question is
+    safe to repeat. ``attempts`` in all, backoff from 0.5 s doubling, with jitter so that the
+    requests of a burst cut off together do not come back together.
+    """
+    import random
+    import time
+
+    import httpx
+
+    for attempt in range(attempts):
+        try:
+            return client.models.generate_content(model=model, contents=contents, config=config)
+        except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+            if attempt == attempts - 1:
+                raise
+            delay = 0.5 * 2**attempt * random.uniform(1.0, 1.5)
+            print(f"{model}: answer cut off ({type(error).__name__}); asking again in {delay:.1f} s", flush=True)
+            time.sleep(delay)
+
+
 def ask_model(client, model, example, budget, max_output_tokens, config=None):
     """Asks ``model`` one example's question at temperature 0 and returns an ``Answer``.
 
@@ -62,8 +86,9 @@ def ask_model(client, model, example, budget, max_output_tokens, config=None):
     sends no thinking config at all. ``config``: the ``generation_config`` for this
     example, when the caller has built it already (ask_all shares one per system
     instruction). A request that
-    still fails after the client's retries becomes an empty, failed Answer carrying its
-    scrubbed error: one bad request must not sink the run. An empty answer is not a
+    still fails after the client's retries (and generate_retrying_cut_answers' for answers
+    cut off mid-body) becomes an empty, failed Answer carrying its scrubbed error: one bad
+    request must not sink the run. An empty answer is not a
     failure; its error names the finish reason.
     """
     import time
@@ -71,7 +96,7 @@ def ask_model(client, model, example, budget, max_output_tokens, config=None):
     t0 = time.monotonic()
     try:
         config = config or generation_config(example.system, budget, max_output_tokens)
-        response = client.models.generate_content(model=model, contents=example.prompt, config=config)
+        response = generate_retrying_cut_answers(client, model, example.prompt, config)
         text, error, failed = (response.text or "").strip(), "", False
         if not text:
             reason = ""
@@ -236,6 +261,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         report_progress,
         *EVALUATION_FUNCS,
         generation_config,
+        generate_retrying_cut_answers,
         ask_model,
         ask_all,
         ask_base_model,

@@ -32,6 +32,9 @@ def wait_for_tuning(
 ) -> NamedTuple("Outputs", [("tuned_endpoint", str), ("tuned_model", str), ("checkpoints", str)]):
     """Polls the job until it ends; on timeout cancels it and fails.
 
+    While the API cannot be reached (beyond the client's own retries) it keeps polling with
+    backoff until its deadline, saying so; then it fails naming the job and the outage.
+
     A job that ends FAILED, CANCELLED or EXPIRED fails this task with the job's own
     error message. PAUSED never ends by itself, which is why the wait is bounded. When the
     pipeline run is cancelled, the task is sent SIGTERM and cancels the job, so nothing
@@ -66,6 +69,8 @@ def wait_for_tuning(
     import time
     from collections import namedtuple
 
+    import httpx
+    from google.auth import exceptions as auth_errors
     from google.genai import errors
 
     client = genai_client(project, location)
@@ -88,12 +93,57 @@ def wait_for_tuning(
         more epochs Vertex AI saves about 10 spread over the run, not one per epoch)."""
         return max((int(c.epoch or 0) for c in listed_checkpoints(job)), default=0)
 
+    def unreachable(error):
+        """Whether a poll that failed after the client's retries says nothing about the job: the
+        API unreachable or overloaded (the job may well be training on)."""
+        if isinstance(error, errors.APIError):
+            return error.code in (408, 429, 500, 502, 503, 504)
+        return isinstance(error, (httpx.TransportError, auth_errors.TransportError, ConnectionError))
+
+    def one_line(error):
+        return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+    def gave_up(error, since):
+        """The error that ends the wait: the API stayed unreachable until the deadline."""
+        return TimeoutError(
+            f"{job_name}: could not reach Vertex AI for {time.monotonic() - since:.0f} s, until this step's "
+            f"{timeout_seconds} s deadline ({one_line(error)}); the job was not cancelled and may still be "
+            "training: check that the API can be reached from here and the job's state, then rerun"
+        )
+
+    def poll(outage):
+        """The job, or None while the API cannot be reached; ``outage`` holds when that began
+        and the next wait (doubling from poll_interval_seconds up to 10 minutes)."""
+        asked = time.monotonic()
+        try:
+            job = client.tunings.get(name=job_name)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            since = outage.setdefault("since", asked)
+            if time.monotonic() >= deadline:
+                raise gave_up(error, since) from error
+            outage["wait"] = min(2 * outage.get("wait", poll_interval_seconds / 2), max(poll_interval_seconds, 600))
+            print(
+                f"{job_name}: cannot reach Vertex AI for {time.monotonic() - since:.0f} s ({one_line(error)}); "
+                f"polling again in {outage['wait']:.0f} s",
+                flush=True,
+            )
+            return None
+        if outage:
+            print(f"{job_name}: Vertex AI reachable again after {time.monotonic() - outage['since']:.0f} s", flush=True)
+            outage.clear()
+        return job
+
     deadline = time.monotonic() + timeout_seconds
     previous_handler = signal.signal(signal.SIGTERM, cancel_job)
     try:
-        last_report = None
+        last_report, outage = None, {}
         while True:
-            job = client.tunings.get(name=job_name)
+            job = poll(outage)
+            if job is None:
+                time.sleep(max(0.0, min(outage["wait"], deadline - time.monotonic())))
+                continue
             state = job.state.name if job.state else "JOB_STATE_UNSPECIFIED"
             epochs = epochs_done(job)
             if (state, epochs) != last_report:

@@ -10,6 +10,7 @@ the web framework. The HTTP side (responses, exception handlers) is in middlewar
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 # google.rpc.Code: name -> (number, HTTP status), from google/rpc/code.proto.
@@ -34,6 +35,7 @@ RPC_CODES: dict[str, tuple[int, int]] = {
 # google.rpc.Code values used in TuningJob.error.
 RPC_CANCELLED = RPC_CODES["CANCELLED"][0]
 RPC_INVALID_ARGUMENT = RPC_CODES["INVALID_ARGUMENT"][0]
+RPC_RESOURCE_EXHAUSTED = RPC_CODES["RESOURCE_EXHAUSTED"][0]
 RPC_ABORTED = RPC_CODES["ABORTED"][0]
 RPC_INTERNAL = RPC_CODES["INTERNAL"][0]
 
@@ -97,6 +99,11 @@ def unimplemented(message: str) -> ApiError:
 
 def unauthenticated(message: str) -> ApiError:
     return api_error("UNAUTHENTICATED", message)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for want of space (a full disk, or its quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def error_body(

@@ -5,7 +5,9 @@ Statuses are google.rpc.Codes with code.proto's HTTP mapping (errors.py). A meth
 path that match no API method (an unknown ``:verb``, or a wrong HTTP method, which
 Starlette calls 405) answer 404 NOT_FOUND "Method not found.", as Google's front end does.
 A body over the size limit answers 400 INVALID_ARGUMENT "Request payload size exceeds the
-limit: N bytes.", Google's front end's answer: no google.rpc.Code maps to HTTP 413.
+limit: N bytes.", Google's front end's answer: no google.rpc.Code maps to HTTP 413. A write
+refused by a full data disk answers 429 RESOURCE_EXHAUSTED naming the directory and the fix
+(code.proto's own example for that code), not a bare 500.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import HTTP_STATUS, METHOD_NOT_FOUND, ApiError, error_body
+from .errors import HTTP_STATUS, METHOD_NOT_FOUND, ApiError, error_body, is_disk_full
 
 log = logging.getLogger("localvertex.server")
 
@@ -33,6 +35,19 @@ def error_response(code: int, message: str, status: str | None = None, details: 
 
 def payload_too_large(limit: int) -> JSONResponse:
     return error_response(400, f"Request payload size exceeds the limit: {limit} bytes.", "INVALID_ARGUMENT")
+
+
+def disk_full_response(request: Request, exc: OSError) -> JSONResponse:
+    """RESOURCE_EXHAUSTED, which google.rpc.Code documents for "the entire file system is out of
+    space", naming the full directory and the fix."""
+    services = getattr(request.app.state, "services", None)
+    where = str(services.store.dir.parent) if services is not None else "its data directory"
+    return error_response(
+        429,
+        f"The local Vertex AI cannot save to its data directory {where}: {exc.strerror}. "
+        "Free space on that disk (or start it with another --data-dir) and try again.",
+        "RESOURCE_EXHAUSTED",
+    )
 
 
 def _query_name(loc: tuple) -> str:
@@ -71,9 +86,18 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("internal error on %s %s", request.method, request.url.path)
         return error_response(500, f"Internal error: {type(exc).__name__}")
 
+    async def os_error(request: Request, exc: OSError):
+        # Its own handler (not Exception's, after which Starlette re-raises for the server to
+        # log a second traceback): a full disk is one line, its cause and fix being known.
+        if not is_disk_full(exc):
+            return await internal(request, exc)
+        log.error("%s %s: the data directory is full: %s", request.method, request.url.path[:200], exc)
+        return disk_full_response(request, exc)
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OSError, os_error)
     app.add_exception_handler(Exception, internal)
 
 

@@ -187,3 +187,67 @@ def test_gcp_storage_emulator_data_dir_is_migrated(tmp_path):
         stack.apply_env()
         _, gcs = _clients()
         assert gcs.bucket(BUCKET).blob("img/1.png").download_as_bytes() == _png("#5555AA")
+
+
+def _queued_job(store):
+    from localvertex import jobs as J
+
+    job = J.build_job(
+        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        PROJECT,
+        LOCATION,
+    )
+    store.add(job)
+    return job["_local"]["id"]
+
+
+def _full_disk(monkeypatch, calls=None):
+    """Job-file writes fail as on a full disk (at the fsync, after the tmp file was made)."""
+    import errno
+
+    def refuse(fd):
+        if calls is not None:
+            calls.append(time.monotonic())
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+
+
+def test_a_job_write_the_full_disk_refuses_leaves_no_tmp_file_and_a_final_state_waits_in_memory(tmp_path, monkeypatch):
+    from localvertex import jobs as J
+    from localvertex.errors import RPC_INTERNAL
+    from localvertex.jobs.resource import mark_failed, mark_running
+
+    store = J.JobStore(tmp_path)
+    job_id = _queued_job(store)
+    on_disk = tmp_path / "jobs" / f"{job_id}.json"
+    with monkeypatch.context() as full:
+        _full_disk(full)
+        with pytest.raises(OSError, match="No space left"):
+            store.update(job_id, mark_running)
+        assert store.get(job_id)["state"] == J.PENDING  # a refused change is not kept...
+        ended = store.update(job_id, lambda j: mark_failed(j, RPC_INTERNAL, "x"), keep_unsaved=True)
+        assert ended["state"] == J.FAILED == store.get(job_id)["state"]  # ...unless asked to
+        assert json.loads(on_disk.read_text())["state"] == J.PENDING and store.has_unsaved
+        with pytest.raises(OSError):
+            store.save_unsaved()
+        assert not list((tmp_path / "jobs").glob(".*.tmp")), "a failed write left its tmp file"
+    store.save_unsaved()  # space came back
+    assert json.loads(on_disk.read_text())["state"] == J.FAILED and not store.has_unsaved
+
+
+def test_the_runner_backs_off_while_the_disk_refuses_a_claim(tmp_path, monkeypatch):
+    """A PENDING job whose claim cannot be written stays PENDING and is tried again with backoff
+    (it was retried in a tight loop: thousands of tracebacks a second)."""
+    from localvertex import jobs as J
+
+    store = J.JobStore(tmp_path)
+    job_id = _queued_job(store)
+    runner = J.TrainingRunner(store, tmp_path, "http://127.0.0.1:1")
+    calls = []
+    _full_disk(monkeypatch, calls)
+    runner.start()
+    time.sleep(3.0)
+    runner.stop()
+    assert 2 <= len(calls) <= 6, f"{len(calls)} claims in 3 s"  # backoff 0.5, 1, 2 s
+    assert store.get(job_id)["state"] == J.PENDING

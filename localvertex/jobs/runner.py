@@ -5,6 +5,10 @@ re-queued; a job found ``RUNNING`` is marked ``FAILED`` ("the local Vertex AI se
 stopped/restarted during training") because its worker process died with the old
 server; a job found ``CANCELLING`` ends ``CANCELLED`` (the cancel was accepted).
 Stopping the runner does the same to the job it is training.
+
+A full disk (the job store refuses a write): a job that was training ends FAILED saying so,
+kept in memory until its file can be written; a PENDING job whose claim is refused stays
+PENDING and is tried again with backoff, so the loop never spins.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import datasets
-from ..errors import RPC_ABORTED, RPC_INTERNAL, failed_precondition, not_found
+from ..errors import RPC_ABORTED, RPC_INTERNAL, RPC_RESOURCE_EXHAUSTED, failed_precondition, is_disk_full, not_found
 from ..ids import check_id, new_id
 from .checkpoints import intermediate_epochs
 from .protocol import (
@@ -165,6 +169,26 @@ class WorkerProcess:
         self._reader.join(timeout=2)
 
 
+def fail_after_error(job: dict[str, Any], exc: Exception, jobs_dir: Path) -> None:
+    """The final state of a job the runner itself failed on: CANCELLED if a cancel was under way,
+    else FAILED saying why (a full disk by name and folder, ``jobs_dir`` when the error names
+    none, with the fix)."""
+    if job["state"] == CANCELLING:
+        mark_cancelled(job)
+    elif is_disk_full(exc):
+        mark_failed(
+            job,
+            RPC_RESOURCE_EXHAUSTED,
+            f"The local Vertex AI could not save this job's training state: {exc.strerror} "
+            f"({Path(exc.filename).parent if exc.filename else jobs_dir}). "
+            "Free space there and create the tuning job again.",
+        )
+    else:
+        mark_failed(
+            job, RPC_INTERNAL, f"Internal error in the local tuning runner ({type(exc).__name__}); see localvertex.log."
+        )
+
+
 def settle(job: dict[str, Any], result: Result, exitcode: int | None) -> None:
     """The job's final state. Runs under the store lock, so a cancel accepted until now wins."""
     if job["state"] == CANCELLING or isinstance(result, Cancelled):
@@ -184,6 +208,7 @@ class TrainingRunner:
 
     POLL_S = 0.2
     CANCEL_GRACE_S = 3.0
+    RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0  # backoff after a runner error
 
     def __init__(self, store: JobStore, data_dir: Path, storage_endpoint: str) -> None:
         self.store = store
@@ -201,10 +226,12 @@ class TrainingRunner:
         for job in self.store.list():
             if job["state"] == CANCELLING:
                 log.info("job %s was CANCELLING when the server stopped; CANCELLED", id_of(job))
-                self.store.update(id_of(job), mark_cancelled)
+                self.store.update(id_of(job), mark_cancelled, keep_unsaved=True)
             elif job["state"] == RUNNING:
                 log.warning("job %s was RUNNING when the server stopped; marking it FAILED", id_of(job))
-                self.store.update(id_of(job), lambda j: mark_failed(j, RPC_ABORTED, RESTARTED_MESSAGE))
+                self.store.update(
+                    id_of(job), lambda j: mark_failed(j, RPC_ABORTED, RESTARTED_MESSAGE), keep_unsaved=True
+                )
                 self.remove_models(job)
         for partial in self.models_dir.glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
@@ -221,6 +248,8 @@ class TrainingRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self.store.save_unsaved()  # a final state the disk refused until now
 
     def model_dir(self, job: dict[str, Any]) -> Path:
         model_id = check_id(job["_local"]["modelId"], "model id")
@@ -230,7 +259,8 @@ class TrainingRunner:
         """Delete a job's tuned model and its checkpoints' weights (a job that did not
         succeed has no tuned model, and its checkpoints' endpoints stop answering)."""
         main = self.model_dir(job)
-        for path in [main, *self.models_dir.glob(f"{main.name}-checkpoint-*")]:
+        partial = main.with_name(f"{main.name}.partial")  # a save that failed (a full disk) left it
+        for path in [main, partial, *self.models_dir.glob(f"{main.name}-checkpoint-*")]:
             shutil.rmtree(path, ignore_errors=True)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -252,20 +282,44 @@ class TrainingRunner:
 
     # -- loop
     def _loop(self) -> None:
+        delay = self.RETRY_FIRST_S
         while not self._stopping.is_set():
-            job = self.store.next_pending()
+            job = None
+            try:
+                self.store.save_unsaved()
+                job = self.store.next_pending()
+                if job is not None:
+                    self._run(job)
+            except Exception as exc:
+                self._after_error(job, exc, repeated=delay > self.RETRY_FIRST_S)
+                self._stopping.wait(delay)  # an error that comes back (a full disk) must not spin
+                delay = min(2 * delay, self.RETRY_MAX_S)
+                continue
+            delay = self.RETRY_FIRST_S
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
-                continue
-            try:
-                self._run(job)
-            except Exception:
-                log.exception("runner error on job %s", id_of(job))
-                with contextlib.suppress(Exception):
-                    self.store.update(
-                        id_of(job), lambda j: mark_failed(j, RPC_INTERNAL, "internal error in the local tuning runner")
-                    )
+
+    def _after_error(self, job: dict[str, Any] | None, exc: Exception, repeated: bool) -> None:
+        """Log a runner error (its traceback once per run of errors) and end the job it hit.
+
+        A PENDING job whose claim the full disk refused stays PENDING, to be tried again after
+        the backoff. Any other job ends at once, in memory if the disk refuses (written later by
+        ``save_unsaved``): never RUNNING with no worker.
+        """
+        what = f"job {id_of(job)}" if job else "saving jobs"
+        if repeated:
+            log.warning("runner error on %s again: %s: %s", what, type(exc).__name__, exc)
+        else:
+            log.exception("runner error on %s", what)
+        current = self.store.get(id_of(job)) if job else None
+        if current is None or current["state"] in TERMINAL or (current["state"] == PENDING and is_disk_full(exc)):
+            return
+        try:
+            self.store.update(id_of(job), lambda j: fail_after_error(j, exc, self.store.dir), keep_unsaved=True)
+        except Exception:
+            log.exception("job %s could not be marked ended", id_of(job))
+        self.remove_models(job)
 
     def _claim(self, job_id: str) -> dict[str, Any] | None:
         """Move the job to RUNNING, unless it left PENDING (a cancel) since it was picked."""
@@ -367,7 +421,8 @@ class TrainingRunner:
         )
 
     def _finish(self, job: dict[str, Any], result: Result, exitcode: int | None) -> None:
-        final = self.store.update(id_of(job), lambda j: settle(j, result, exitcode))
+        # A final state is kept in memory if the disk refuses it, and written once it can be.
+        final = self.store.update(id_of(job), lambda j: settle(j, result, exitcode), keep_unsaved=True)
         if final["state"] == SUCCEEDED:
             log.info("job %s SUCCEEDED in %.1fs", id_of(job), result.train_seconds)
             return

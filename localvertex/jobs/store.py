@@ -20,12 +20,18 @@ log = logging.getLogger("localvertex.jobs")
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` whole or not at all; a failed write (a full disk) removes its
+    tmp file, which would otherwise hold space on the disk that just ran out of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:
@@ -53,6 +59,7 @@ class JobStore:
         self.lock = threading.RLock()
         self._jobs: dict[str, dict[str, Any]] = {}
         self._by_endpoint: dict[str, str] = {}
+        self._unsaved: set[str] = set()  # jobs whose last change is in memory only (a failed write)
         for path in sorted(self.dir.glob("*.json")):
             try:
                 job = _read_job_file(path)
@@ -94,15 +101,41 @@ class JobStore:
                 return None
             return self._jobs.get(job_id) if read_only else self.get(job_id)
 
-    def update(self, job_id: str, fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
-        """Apply ``fn`` to a copy of the job under the lock, persist, return the new job."""
+    def update(self, job_id: str, fn: Callable[[dict[str, Any]], Any], *, keep_unsaved: bool = False) -> dict[str, Any]:
+        """Apply ``fn`` to a copy of the job under the lock, persist, return the new job.
+
+        If the file cannot be written (OSError: a full disk) the job is left unchanged and the
+        error raised; with ``keep_unsaved`` the change is kept in memory instead and written by
+        a later :meth:`save_unsaved` (a final state must not be lost to a full disk).
+        """
         with self.lock:
             job = copy.deepcopy(self._jobs[job_id])
             fn(job)
             job["updateTime"] = now_rfc3339()
-            atomic_write_json(self._path(job_id), job)
+            try:
+                atomic_write_json(self._path(job_id), job)
+            except OSError as exc:
+                if not keep_unsaved:
+                    raise
+                log.warning("job %s: its file cannot be written (%s); kept in memory until it can", job_id, exc)
+                self._unsaved.add(job_id)
+            else:
+                self._unsaved.discard(job_id)
             self._index(job)
             return copy.deepcopy(job)
+
+    def save_unsaved(self) -> None:
+        """Write the jobs whose last change could not be written; OSError if the disk still refuses."""
+        with self.lock:
+            for job_id in sorted(self._unsaved):
+                atomic_write_json(self._path(job_id), self._jobs[job_id])
+                self._unsaved.discard(job_id)
+                log.info("job %s: its file is written again", job_id)
+
+    @property
+    def has_unsaved(self) -> bool:
+        with self.lock:
+            return bool(self._unsaved)
 
     def list(self, project: str | None = None, location: str | None = None) -> list[dict]:
         """Jobs (of one project/location if given), newest first."""

@@ -8,10 +8,12 @@ Size-limited tmpfs mounts (root only; skipped with the reason otherwise) fill up
   folder is gone after a restart.
 * ``<data_dir>/jobs`` full while one job trains and another waits (a module-scoped scenario,
   observed once, judged by several tests): job files are written atomically (tmp + rename), so
-  every file still parses and no job is lost; but the runner does not cope (xfail tests below:
-  the create answers a bare "Internal error: OSError", the runner retries the queued job in a
-  tight loop logging thousands of tracebacks a second, ``.tmp`` files are left on the full
-  disk, and the training job stays RUNNING with no worker after space comes back).
+  every file still parses and no job is lost, and a failed write leaves no ``.tmp`` file. A
+  create answers 429 RESOURCE_EXHAUSTED saying the data directory is full (these were bugs: a
+  bare "500 Internal error: OSError"); the training job ends FAILED "No space left on device"
+  (in memory at once, on disk once space comes back; it stayed RUNNING with no worker); the
+  queued job's claim is retried with backoff (it was retried in a tight loop, thousands of
+  tracebacks a second).
 * a component's output file: synthesize_images and import_dataset write their manifest whole
   or not at all (helpers.write_manifest), so a disk that fills while they write leaves none.
 """
@@ -287,57 +289,28 @@ def test_a_full_job_store_corrupts_and_loses_no_job(full_disk):
     assert {f"projects/{PROJECT}/locations/{LOCATION}/tuningJobs/{stem}" for stem in seen["files"]} == set(
         names.values()
     )
-    assert seen["create"][0] == 500, seen["create"]
+    # RESOURCE_EXHAUSTED: google.rpc.Code's example for it is "the entire file system is out of space".
+    assert seen["create"][:2] == (429, "RESOURCE_EXHAUSTED"), seen["create"]
     assert seen["restarted"][names["training"]] in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
     assert seen["restarted_tmp_files"] == []  # the next start removes leftovers
     counts.add_runs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the create fails with '500 INTERNAL: Internal error: OSError' (middleware.internal names only the "
-        "exception type): nothing says the data directory is full"
-    ),
-)
 def test_a_full_job_store_says_so(full_disk):
     counts.add_faults()  # the create on the full disk
     assert NO_SPACE in full_disk["create"][2], full_disk["create"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "TrainingRunner._loop retries a PENDING job whose claim cannot be written at once and forever: "
-        "thousands of 'runner error' tracebacks a second in localvertex.log (9 MB in 10 s) while the disk is full"
-    ),
-)
 def test_the_runner_does_not_spin_on_a_full_disk(full_disk):
     counts.add_faults()  # the queued job's claim on the full disk
     assert full_disk["runner_errors_in_3_s"] <= 10, full_disk["runner_errors_in_3_s"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "jobs/store.py atomic_write_json leaves its .<id>.json.<pid>.<tid>.tmp file behind when the write "
-        "fails (only the next start removes them), on the disk that is already full"
-    ),
-)
 def test_a_failed_job_write_leaves_no_tmp_file(full_disk):
     counts.add_faults(max(1, len(full_disk["tmp_files"])))  # the writes that failed half-way
     assert not full_disk["tmp_files"], full_disk["tmp_files"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "when a RUNNING job's progress cannot be written, the runner stops its worker and tries to mark it "
-        "FAILED, which cannot be written either (suppressed): the job stays RUNNING in memory with no worker "
-        "after space comes back, until a restart (a wait step would wait out its timeout); the queued job "
-        "ends FAILED 'internal error in the local tuning runner', which does not say why"
-    ),
-)
 def test_jobs_hit_by_a_full_disk_end_saying_why(full_disk):
     seen, names = full_disk, full_disk["names"]
     counts.add_faults()  # the training job's progress write on the full disk

@@ -8,7 +8,8 @@ executor logging) polls the job that is training when the server dies. Its clien
 1 s doubling backoff, ~31 s in all) outlasts the outage: it prints the client's retries while the
 server is down, then fails with the job's own error, the server's "stopped or restarted during
 training ... Create the tuning job again". An outage longer than the client's retries is the
-xfail test at the end: the step dies with a bare ``httpx.ConnectError`` traceback.
+test at the end: the step polls on with backoff until its own deadline, then fails naming the
+job and the outage (it was a bug: the step died at once with a bare ``httpx.ConnectError``).
 
 A second server on the same data directory is refused with one clear line (``DataDirInUse``).
 """
@@ -277,7 +278,7 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
         "training, so this job did not finish. Create the tuning job again." in waited
     )
     # While the server was down it printed the client's retries (KFP's executor logs INFO). An
-    # outage longer than those retries is the xfail test below.
+    # outage longer than those retries is the last test below.
     assert "Retrying" in waited and "ConnectError" in waited
 
     # ---- a second server on the same data directory is refused, in one line
@@ -295,16 +296,6 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     assert second.proc.wait(timeout=30) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "wait_for_tuning polls with client.tunings.get and nothing else: when the API is unreachable for "
-        "longer than the client's retries (about 31 s with the component's client), the step dies with "
-        "httpx's bare 'ConnectError: [Errno 111] Connection refused' traceback, which names neither the job "
-        "nor the outage, though the job may still be training and the step's own deadline is hours away "
-        "(the patch for components/wait_for_tuning.py is in the fault suite's report)"
-    ),
-)
 def test_an_outage_longer_than_the_clients_retries_is_reported_clearly(local_stack, tmp_path, monkeypatch):
     """The API stays unreachable (tokens still come from the session's server): the wait step must
     poll on until its own deadline and then say which job it lost sight of, and for how long."""
