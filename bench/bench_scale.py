@@ -109,20 +109,12 @@ def child_upload(count: int, workers: int) -> dict:
     return {"seconds": seconds, "marks": marks, "bytes": len(payload)}
 
 
-def child_synth(count: int, workers: int, drawing: str = "component") -> dict:
-    """The synthesize_images component as it is in the tree, its progress lines timed.
-    ``drawing="module"``: with components.drawing's draw_product_image instead of the one
-    the component imports (to see what a faster drawing buys)."""
+def child_synth(count: int, workers: int) -> dict:
+    """The synthesize_images component as it is in the tree, its progress lines timed."""
     from kfp.dsl import Dataset
 
-    from components import synthesize_images as module
     from components.helpers import parse_progress
     from components.synthesize_images import synthesize_images
-
-    if drawing == "module":
-        from components.drawing import draw_product_image
-
-        module.draw_product_image = draw_product_image  # the name python_func looks up
 
     started = time.perf_counter()
     marks: list[tuple[int, float]] = []
@@ -150,10 +142,7 @@ def child_synth(count: int, workers: int, drawing: str = "component") -> dict:
 
 
 def child_main(kind: str, count: int, workers: int) -> None:
-    if kind == "upload":
-        result = child_upload(count, workers)
-    else:
-        result = child_synth(count, workers, "module" if kind == "synth-drawing" else "component")
+    result = child_upload(count, workers) if kind == "upload" else child_synth(count, workers)
     result["peak_rss_mb"] = peak_rss_mb()
     print("@@result " + json.dumps(result), flush=True)
 
@@ -204,9 +193,7 @@ def scale(sizes: list[int], workers: int, kinds: list[str]) -> None:
             r = run_child(kind, count, workers)
             per = tenths(r["marks"], count)
             ms = r["seconds"] / count * 1000
-            label = {"upload": "upload alone", "synth": "synthesize + upload", "synth-drawing": "same, drawing.py"}[
-                kind
-            ]
+            label = {"upload": "upload alone", "synth": "synthesize + upload"}[kind]
             first, last = (f"{per[0]:.2f}", f"{per[-1]:.2f}") if per else ("-", "-")
             print(
                 f"{label:22} {count:7d} {count / r['seconds']:9.0f} {ms:7.2f} {first:>10} {last:>9} "
@@ -370,8 +357,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="upload threads")
     parser.add_argument(
         "--only",
-        choices=["upload", "synth", "synth-drawing"],
-        help="one measurement only (synth-drawing: the component with components.drawing)",
+        choices=["upload", "synth"],
+        help="one measurement only",
     )
     parser.add_argument("--eval", type=int, metavar="N", help="evaluate N test images instead")
     parser.add_argument("--concurrency", type=int, default=16, help="evaluation requests in flight")
@@ -387,7 +374,7 @@ def main() -> None:
     elif args.offline:
         offline(args.offline, args.epochs, args.param)
     else:
-        kinds = [args.only] if args.only else ["upload", "synth", "synth-drawing"]
+        kinds = [args.only] if args.only else ["upload", "synth"]
         scale([int(s) for s in args.sizes.split(",") if s], args.workers, kinds)
 
 
