@@ -115,8 +115,10 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
     Progress goes out as report_progress lines (unit "images", note ``label``) about every
     tenth of the way and at the end.
     """
+    import time
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
+    started = time.monotonic()
     answers = [None] * len(examples)
     step = max(1, len(examples) // 10)
 
@@ -142,7 +144,7 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
         for done, future in enumerate(as_completed(futures), start=1):
             answers[futures[future]] = future.result()
             if done % step == 0 or done == len(examples):
-                report_progress(done, len(examples), "images", note=label)
+                report_progress(done, len(examples), "images", label, time.monotonic() - started)
     return answers
 
 

@@ -106,6 +106,7 @@ def import_dataset(
             the images of the smallest.
         download_workers: parallel image downloads (bounded to be kind to the API).
     """
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from google.api_core import exceptions as gcs_errors
@@ -171,7 +172,7 @@ def import_dataset(
         problem = image_pixels_problem(record, data)  # the header only: refused before anything decodes it
         return (None, problem) if problem else image_digest(record, data)
 
-    total = len(records)
+    total, started = len(records), time.monotonic()
     step = max(1, total // 10)
     with ThreadPoolExecutor(max_workers=max(1, download_workers)) as pool:
         checked = pool.map(check, records)
@@ -179,7 +180,7 @@ def import_dataset(
             record["sha256"] = digest
             problems += [problem] if problem else []
             if done % step == 0 or done == total:
-                report_progress(done, total, "images", note="checked")
+                report_progress(done, total, "images", "checked", time.monotonic() - started)
     if problems:
         raise ValueError(failure_message(problems, "checking the images", dataset_uri))
 

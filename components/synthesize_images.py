@@ -67,6 +67,7 @@ def synthesize_images(
     import io
     import random
     import threading
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from google.cloud import storage
@@ -135,7 +136,7 @@ def synthesize_images(
     def rows():
         """The manifest rows, in order, as the images are drawn; ends once every upload has
         succeeded and raises otherwise, so write_manifest keeps no manifest of a failed run."""
-        step, reported = max(1, num_images // 10), 0
+        step, reported, started = max(1, num_images // 10), 0, time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for index in range(num_images):
                 if state["error"] is not None:
@@ -155,7 +156,7 @@ def synthesize_images(
                 }
                 while reported + step <= state["done"]:
                     reported += step
-                    report_progress(reported, num_images, "images", note="uploaded")
+                    report_progress(reported, num_images, "images", "uploaded", time.monotonic() - started)
         if state["error"] is not None:
             raise RuntimeError(f"upload to gs://{bucket_name}/{folder}/ failed: {state['error']}") from state["error"]
         if reported < num_images:

@@ -93,6 +93,14 @@ def wait_for_tuning(
         more epochs Vertex AI saves about 10 spread over the run, not one per epoch)."""
         return max((int(c.epoch or 0) for c in listed_checkpoints(job)), default=0)
 
+    def running_for(job):
+        """Seconds since the job started (its own clock: right after a retried wait step too)."""
+        import datetime
+
+        if not job.start_time:
+            return None
+        return (datetime.datetime.now(datetime.UTC) - job.start_time).total_seconds()
+
     def unreachable(error):
         """Whether a poll that failed after the client's retries says nothing about the job: the
         API unreachable or overloaded (the job may well be training on)."""
@@ -149,7 +157,7 @@ def wait_for_tuning(
             if (state, epochs) != last_report:
                 print(f"{job_name}: {state}", flush=True)
                 if epochs:
-                    report_progress(epochs, planned_epochs(job) or epochs, "epochs", "tuned")
+                    report_progress(epochs, planned_epochs(job) or epochs, "epochs", "tuned", running_for(job))
                 last_report = (state, epochs)
             if job.has_ended:
                 break

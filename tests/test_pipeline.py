@@ -165,6 +165,25 @@ def test_report_progress_round_trips(capsys, done, total, unit, note, expected_t
     assert parse_progress(line) == {"done": done, "total": total, "unit": unit}
 
 
+@pytest.mark.parametrize(
+    "done, total, elapsed_s, expected_text, eta_s",
+    [
+        (20, 200, 10.0, "uploaded 20/200 images, ETA 1m30s", 90),  # 10 s for a tenth: 90 s left
+        (1, 3, 400.0, "uploaded 1/3 images, ETA 13m20s", 800),
+        (200, 200, 100.0, "uploaded 200/200 images", None),  # done: no estimate
+        (0, 200, 5.0, "uploaded 0/200 images", None),  # no rate yet
+        (20, 200, None, "uploaded 20/200 images", None),  # no clock given
+    ],
+)
+def test_report_progress_estimates_the_time_left(capsys, done, total, elapsed_s, expected_text, eta_s):
+    from components.helpers import PROGRESS_MARK, parse_progress, report_progress
+
+    report_progress(done, total, "images", "uploaded", elapsed_s)
+    line = capsys.readouterr().out
+    assert line.startswith(expected_text + " " + PROGRESS_MARK)
+    assert parse_progress(line).get("eta_s") == eta_s
+
+
 def _all_tasks(node):
     """Every task of a compiled pipeline spec, inside conditions too."""
     if isinstance(node, dict):
