@@ -1,11 +1,14 @@
-"""Labelled image sets drawn with the pipeline's synthesizer (components.helpers)."""
+"""Labelled image sets drawn with the pipeline's synthesizer (components.drawing)."""
 
 import random
 from dataclasses import dataclass
 
 from PIL import Image
 
-from components.helpers import DEFECT_TYPES, LABELS, draw_product_image
+from components.drawing import draw_product_image
+from components.helpers import DEFECT_TYPES, LABELS
+
+CLASSES = (None, *DEFECT_TYPES)
 
 
 @dataclass
@@ -17,13 +20,25 @@ class Sample:
     label: str
 
 
+def draw(rng: random.Random, defect_type: str | None, variation: str) -> Sample:
+    return Sample(draw_product_image(rng, defect_type, variation), defect_type, LABELS[defect_type])
+
+
 def make_samples(count: int, seed: int, defect_ratio: float = 0.5, variation: str = "standard") -> list[Sample]:
     """Draws `count` images: round(count * defect_ratio) defects of uniformly drawn types, shuffled."""
     rng = random.Random(seed)
     defects = round(count * defect_ratio)
     types = [None] * (count - defects) + [rng.choice(DEFECT_TYPES) for _ in range(defects)]
     rng.shuffle(types)
-    return [Sample(draw_product_image(rng, t, variation), t, LABELS[t]) for t in types]
+    return [draw(rng, t, variation) for t in types]
+
+
+def make_balanced(per_class: int, seed: int, variation: str = "photo") -> list[Sample]:
+    """Draws `per_class` images of each of the four classes (Pass and the three defects), shuffled."""
+    rng = random.Random(seed)
+    types = [t for t in CLASSES for _ in range(per_class)]
+    rng.shuffle(types)
+    return [draw(rng, t, variation) for t in types]
 
 
 def stratified_split(samples: list[Sample]) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -32,7 +47,7 @@ def stratified_split(samples: list[Sample]) -> tuple[list[Sample], list[Sample],
     Samples are ordered by class and dealt out by position modulo 10, so every part gets
     its share of each class to within one sample.
     """
-    order = {t: i for i, t in enumerate((None, *DEFECT_TYPES))}
+    order = {t: i for i, t in enumerate(CLASSES)}
     ranked = sorted(samples, key=lambda s: order.get(s.defect_type, len(order)))
     parts: tuple[list[Sample], list[Sample], list[Sample]] = ([], [], [])
     for i, sample in enumerate(ranked):

@@ -6,6 +6,9 @@ self-contained (imports inside) and is copied into the components that use it th
 benchmark, tests) imports them directly.
 """
 
+# The image synthesizer lives in components/drawing.py; re-exported for older callers.
+from components.drawing import draw_product_image  # noqa: F401
+
 PROMPT = (
     "Analyze the following product image for manufacturing defects. Classify its status as "
     "'Pass' or 'Defect' and provide a brief description if a defect is present."
@@ -113,74 +116,6 @@ def parse_progress(line):
     if not isinstance(record, dict) or not all(type(record.get(k)) is int for k in ("done", "total")):
         return None
     return record
-
-
-def draw_product_image(rng, defect_type=None, variation="standard"):
-    """Draws one product image in the source notebook's look, varied per image.
-
-    Args:
-        rng: a ``random.Random``; the image is a pure function of its state.
-        defect_type: None for a good product, or "Scratch", "Crack", "Discoloration".
-        variation: "standard" (the pipeline's mild variation) or "strong" (a harder,
-            shifted set for robustness checks: wider geometry and shade, blur, JPEG).
-
-    Returns:
-        A 100x100 RGB ``PIL.Image``.
-    """
-    import io
-
-    from PIL import Image, ImageChops, ImageDraw, ImageFilter
-
-    strong = variation == "strong"
-    if variation not in ("standard", "strong"):
-        raise ValueError(f"variation must be 'standard' or 'strong', not {variation!r}")
-
-    def jitter(value, spread):
-        return value + rng.randint(-spread, spread)
-
-    def shade(rgb, spread):
-        return tuple(max(0, min(255, jitter(c, spread))) for c in rgb)
-
-    background = shade((0xDD, 0xDD, 0xDD), 20 if strong else 6)
-    image = Image.new("RGB", (100, 100), background)
-    draw = ImageDraw.Draw(image)
-
-    # The product: the notebook's 60x60 rectangle at (20, 20), moved and resized.
-    size = rng.randint(44, 72) if strong else rng.randint(54, 66)
-    left = max(2, min(98 - size, jitter(20 - (size - 60) // 2, 12 if strong else 5)))
-    top = max(2, min(98 - size, jitter(20 - (size - 60) // 2, 12 if strong else 5)))
-    draw.rectangle((left, top, left + size, top + size), fill=shade((0x55, 0x55, 0xAA), 30 if strong else 12))
-
-    def at(x, y):
-        """Maps notebook coordinates (product spanning 20..80) into this product."""
-        return (left + (x - 20) * size / 60, top + (y - 20) * size / 60)
-
-    spread = 8 if strong else 5
-    if defect_type == "Scratch":
-        start, end = at(jitter(30, spread), jitter(30, spread)), at(jitter(70, spread), jitter(70, spread))
-        draw.line(start + end, fill=shade((0xFF, 0x33, 0x33), 20), width=rng.choice((2, 2, 3)))
-    elif defect_type == "Crack":
-        start, end = at(jitter(30, spread), jitter(50, spread)), at(jitter(70, spread), jitter(45, spread))
-        draw.line(start + end, fill=shade((0xFF, 0xFF, 0xFF), 12), width=rng.choice((3, 3, 4)))
-    elif defect_type == "Discoloration":
-        cx, cy, r = jitter(65, spread), jitter(65, spread), rng.randint(7, 12)
-        draw.ellipse(at(cx - r, cy - r) + at(cx + r, cy + r), fill=shade((0x44, 0xAA, 0x44), 20))
-    elif defect_type is not None:
-        raise ValueError(f"unknown defect type {defect_type!r}; expected one of Scratch, Crack, Discoloration")
-
-    # Sensor noise makes every image unique; the strong set adds blur and JPEG artefacts.
-    sigma = rng.uniform(4, 9) if strong else rng.uniform(1.5, 3.5)
-    # Grey noise around 128 from ``rng`` (PIL's effect_noise is not seedable).
-    noise = Image.frombytes(
-        "L", (100, 100), bytes(max(0, min(255, round(rng.gauss(128, sigma)))) for _ in range(100 * 100))
-    ).convert("RGB")
-    image = ImageChops.add(image, noise, scale=1.0, offset=-128)
-    if strong:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=rng.randint(55, 90))
-        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    return image
 
 
 def is_pass_answer(text):

@@ -1,10 +1,10 @@
-"""Component 1: synthesize product images in the source notebook's look."""
+"""Component 1: synthesize product images: the source notebook's look, or photo-like parts."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
+from components.drawing import draw_notebook_product, draw_photo_product, draw_product_image, gaussian_noise_image
 from components.helpers import (
-    draw_product_image,
     manifest_columns,
     notebook_labels,
     parse_gcs_uri,
@@ -21,6 +21,9 @@ from components.packages import BASE_IMAGE, IMAGE_PACKAGES
     install_kfp_package=False,
     additional_funcs=[
         draw_product_image,
+        draw_notebook_product,
+        draw_photo_product,
+        gaussian_noise_image,
         notebook_labels,
         parse_gcs_uri,
         manifest_columns,
@@ -45,7 +48,7 @@ def synthesize_images(
 
     Defective images are split evenly between Scratch, Crack and Discoloration; every
     image differs (position, size, shade, defect geometry, noise), and the whole set is
-    a pure function of ``seed``.
+    a pure function of ``seed`` and ``variation`` (components/drawing.py).
 
     Args:
         project: Google Cloud project that owns the bucket.
@@ -57,7 +60,12 @@ def synthesize_images(
         num_images: number of images, at least 1.
         defect_ratio: share of defective images, in [0, 1].
         seed: random seed for classes and drawings.
-        variation: "standard", or "strong" for a harder, shifted set.
+        variation: "standard": the notebook's look (100 px, blue product, red scratch,
+            white crack, green spot) with defects at any angle, of varied length and
+            width; "strong": the same look with geometry and photometry shifted beyond
+            standard's ranges (a set to score a model tuned on standard); "photo":
+            photo-like parts of about 320 px (textured, lit, several shapes, small
+            defects, benign marks on good parts, noise, blur, JPEG).
         image_folder: folder inside the bucket.
         upload_workers: parallel uploads (bounded to be kind to the API).
         dataset_uri: the pipeline's ``dataset_uri``; when set, the images are imported
@@ -80,6 +88,8 @@ def synthesize_images(
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
+    if variation not in ("standard", "strong", "photo"):
+        raise ValueError(f"variation must be 'standard', 'strong' or 'photo', got {variation!r}")
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     folder = f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}"
     labels = notebook_labels()

@@ -38,6 +38,9 @@ def run_command(
     epochs: int | None = typer.Option(None, help="Tuning epochs, passes over the data (default 5)."),
     adapter_size: int | None = typer.Option(None, help="Adapter size: 1, 2, 4, 8 or 16 (default 4)."),
     seed: int | None = typer.Option(None, help="Random seed of images and split (default 42)."),
+    variation: str | None = typer.Option(
+        None, help="Synthetic images: standard (the notebook's look, default), strong or photo (photo-like parts)."
+    ),
     dataset: Path | None = typer.Option(
         None,
         exists=True,
@@ -59,6 +62,7 @@ def run_command(
             epoch_count=epochs,
             adapter_size=adapter_size,
             seed=seed,
+            variation=variation,
             label_template=label_template,
         ),
     }

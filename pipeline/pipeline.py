@@ -58,6 +58,7 @@ def visual_defect_sft(
     num_images: int = 200,
     defect_ratio: float = 0.5,
     seed: int = 42,
+    variation: str = "standard",
     train_fraction: float = 0.8,
     validation_fraction: float = 0.1,
     prompt: str = PROMPT,
@@ -130,6 +131,7 @@ def visual_defect_sft(
             num_images=num_images,
             defect_ratio=defect_ratio,
             seed=seed,
+            variation=variation,
             dataset_uri=dataset_uri,
         )
         images.set_display_name(TASK_TITLES["synthesize-images"])

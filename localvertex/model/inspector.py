@@ -7,14 +7,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from localvertex.model.images import images_to_tensor
+from localvertex.model.images import images_to_input
 from localvertex.model.network import Cache, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, WordTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "inspector.json"
-# Bounds memory when a caller passes thousands of images at once.
-_CHUNK = 256
+# Bounds memory when a caller passes thousands of images at once: at most this many input
+# pixel values (about 64 MB of floats) are converted at a time, and at most 256 images.
+_CHUNK_VALUES = 16_000_000
+_MAX_CHUNK = 256
 
 
 class InspectorModel:
@@ -49,7 +51,8 @@ class InspectorModel:
         """
         directory = Path(directory)
         meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        network = InspectorNet(NetworkConfig(**meta["network"]))
+        # Models saved before the encoder was named used the 64x64 grid encoder.
+        network = InspectorNet(NetworkConfig(**{"encoder": "grid64", **meta["network"]}))
         network.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         return cls(network, WordTokenizer(meta["vocabulary"]))
 
@@ -63,7 +66,8 @@ class InspectorModel:
         """Writes an answer for each image, token by token.
 
         Args:
-            images: Images of any size and mode (converted to RGB and resized).
+            images: Images of any size and mode (converted to RGB and resized to the
+                model's input size).
             temperature: 0 decodes greedily; above 0 samples from softmax(logits / temperature).
             max_new_tokens: Cap on generated tokens (also capped by the longest trained label).
             seed: Seed for sampling; None draws a fresh one.
@@ -82,8 +86,11 @@ class InspectorModel:
         else:
             generator.manual_seed(seed)
         answers: list[str] = []
-        for start in range(0, len(images), _CHUNK):
-            pixels = images_to_tensor(images[start : start + _CHUNK], self.network.config.input_size)
+        config = self.network.config
+        chunk = max(1, min(_MAX_CHUNK, _CHUNK_VALUES // (config.input_channels * config.input_size**2)))
+        for start in range(0, len(images), chunk):
+            pixels = images_to_input(images[start : start + chunk], config.input_size)
+            pixels = pixels[:, : config.input_channels].float() / 255.0
             answers += self._generate_batch(pixels, temperature, max_new_tokens, generator)
         return answers
 

@@ -2,14 +2,19 @@
 
 How the Vertex AI hyperparameters map onto this model:
 - epochs: passes over the training examples; in each pass every example is shown
-  VIEWS_PER_EPOCH times, each time under a different random augmentation.
+  VIEWS_PER_EPOCH times on average, each time under a different random augmentation
+  (images.augment), in batches of BATCH_SIZE drawn class-balanced (every distinct label
+  gets an equal share of the pass, so a rare defect is seen as often as a common one).
+  The model keeps the weights of the epoch with the lowest validation loss.
 - learning_rate_multiplier: scales BASE_LEARNING_RATE (AdamW, linear warm-up, cosine decay).
 - adapter_size (1, 2, 4, 8, 16, 32): decoder capacity. The decoder gets 2 + log2(adapter_size)
   attention heads of 16 dims, so widths 32, 48, 64, 80, 96, 112. The whole compact model is
   trained per job rather than a LoRA adapter on a small pretrained base, which measured far
   better on this CPU (DESIGN §10).
+The input size is not a hyperparameter: it follows the job's images (images.choose_input_size).
 """
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from localvertex.model.images import INPUT_SIZE, augment, images_to_tensor
+from localvertex.model.images import augment, choose_input_size, images_to_input
 from localvertex.model.inspector import InspectorModel
 from localvertex.model.network import HEAD_DIM, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
@@ -53,6 +58,7 @@ class TrainConfig:
     learning_rate_multiplier: float = 1.0
     adapter_size: int = 4
     seed: int = 0
+    input_size: int | None = None  # None: chosen from the training images (choose_input_size)
 
 
 @dataclass
@@ -71,13 +77,17 @@ class EpochStats:
 
 @dataclass
 class TrainResult:
-    """Outcome of `train`. `token_count` is label tokens (EOS included) per pass x epochs."""
+    """Outcome of `train`. `token_count` is label tokens (EOS included) per pass x epochs.
+
+    `best_epoch` is the epoch whose weights the model holds (lowest validation loss).
+    """
 
     model: InspectorModel
     epochs: list[EpochStats]
     step_count: int
     example_count: int
     token_count: int
+    best_epoch: int = 0
 
 
 def train(
@@ -112,11 +122,12 @@ def train(
     """
     _validate(train_examples, validation_examples, config)
     tokenizer = WordTokenizer.build(e.text for e in train_examples + validation_examples)
-    images, tokens = _tensors(train_examples, tokenizer)
-    validation = _tensors(validation_examples, tokenizer) if validation_examples else None
+    input_size = config.input_size or choose_input_size([e.image for e in train_examples])
+    images, tokens = _tensors(train_examples, tokenizer, input_size)
+    validation = _tensors(validation_examples, tokenizer, input_size) if validation_examples else None
     # Decoder positions: BOS plus the longest label (rows are [BOS, label..., EOS]).
     max_length = max(tokens.shape[1], validation[1].shape[1] if validation else 0) - 1
-    network = _new_network(len(tokenizer), max_length, config)
+    network = _new_network(len(tokenizer), max_length, input_size, config)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train_examples) * VIEWS_PER_EPOCH / BATCH_SIZE)
     optimizer = torch.optim.AdamW(
@@ -124,32 +135,64 @@ def train(
     )
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total_steps))
+    labels = [e.text for e in train_examples]
 
     history: list[EpochStats] = []
+    best: tuple[float, int, dict] | None = None
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, generator, should_stop)
+        order = _balanced_order(labels, steps_per_epoch * BATCH_SIZE, generator)
+        train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, order, generator, should_stop)
+        validation_loss = _evaluate(network, *validation) if validation else None
         history.append(
             EpochStats(
                 epoch=epoch,
                 step=epoch * steps_per_epoch,
                 train_loss=train_loss,
-                validation_loss=_evaluate(network, *validation) if validation else None,
+                validation_loss=validation_loss,
                 seconds=time.perf_counter() - started,
             )
         )
+        if validation_loss is not None and (best is None or validation_loss <= best[0]):
+            best = (validation_loss, epoch, copy.deepcopy(network.state_dict()))
         if on_epoch is not None:
             on_epoch(history[-1])
         if on_checkpoint is not None:
             on_checkpoint(history[-1], InspectorModel(network, tokenizer))
+    best_epoch = config.epochs
+    if best is not None and best[1] != config.epochs:
+        network.load_state_dict(best[2])
+        best_epoch = best[1]
 
     return TrainResult(
-        model=InspectorModel(network, tokenizer),
+        model=InspectorModel(network.eval(), tokenizer),
         epochs=history,
         step_count=total_steps,
         example_count=len(train_examples),
         token_count=int((tokens[:, 1:] != PAD).sum()) * config.epochs,
+        best_epoch=best_epoch,
     )
+
+
+def _balanced_order(labels: list[str], count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` example indices in random order, each distinct label getting an equal share.
+
+    Within a label, examples take turns (a fresh shuffle each round), so every example of
+    a class is shown about equally often.
+    """
+    by_label: dict[str, list[int]] = {}
+    for i, text in enumerate(labels):
+        by_label.setdefault(text, []).append(i)
+    groups = [torch.tensor(by_label[text]) for text in sorted(by_label)]
+    share, extra = divmod(count, len(groups))
+    lucky = set(torch.randperm(len(groups), generator=generator)[:extra].tolist())
+    picks = []
+    for g, members in enumerate(groups):
+        need = share + (g in lucky)
+        rounds = [members[torch.randperm(len(members), generator=generator)] for _ in range(-(-need // len(members)))]
+        picks.append(torch.cat(rounds)[:need])
+    order = torch.cat(picks)
+    return order[torch.randperm(len(order), generator=generator)]
 
 
 def _train_epoch(
@@ -158,11 +201,11 @@ def _train_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     images: torch.Tensor,
     tokens: torch.Tensor,
+    order: torch.Tensor,
     generator: torch.Generator,
     should_stop: Callable[[], bool] | None,
 ) -> float:
-    """Shows every example VIEWS_PER_EPOCH times, freshly augmented; returns the mean loss."""
-    order = torch.randperm(len(images) * VIEWS_PER_EPOCH, generator=generator) % len(images)
+    """Shows the examples of `order` in batches, freshly augmented; returns the mean loss."""
     losses = []
     network.train()
     for batch in order.split(BATCH_SIZE):
@@ -178,13 +221,13 @@ def _train_epoch(
     return sum(losses) / len(losses)
 
 
-def _new_network(vocab_size: int, max_length: int, config: TrainConfig) -> InspectorNet:
+def _new_network(vocab_size: int, max_length: int, input_size: int, config: TrainConfig) -> InspectorNet:
     """Builds the network for adapter_size, initialised from the seed without touching global RNG."""
     network_config = NetworkConfig(
         vocab_size=vocab_size,
         max_length=max_length,
         width=HEAD_DIM * (2 + int(math.log2(config.adapter_size))),
-        input_size=INPUT_SIZE,
+        input_size=input_size,
     )
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
@@ -206,13 +249,13 @@ def _validate(train_examples: list[Example], validation_examples: list[Example],
         raise ValueError(f"adapter_size must be one of {ADAPTER_SIZES}, got {config.adapter_size}")
 
 
-def _tensors(examples: list[Example], tokenizer: WordTokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns images (N, 3, S, S) and PAD-padded token rows [BOS, label..., EOS]."""
+def _tensors(examples: list[Example], tokenizer: WordTokenizer, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns uint8 network inputs (N, C, size, size) and PAD-padded rows [BOS, label..., EOS]."""
     rows = [[BOS, *tokenizer.encode(e.text), EOS] for e in examples]
     tokens = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = torch.tensor(row)
-    return images_to_tensor([e.image for e in examples], INPUT_SIZE), tokens
+    return images_to_input([e.image for e in examples], size), tokens
 
 
 def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -223,8 +266,16 @@ def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> 
 
 @torch.no_grad()
 def _evaluate(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> float:
+    """Mean teacher-forced loss of uint8 images, in chunks (bounded memory)."""
     network.eval()
-    return _loss(network, images, tokens).item()
+    total, count = 0.0, 0
+    for start in range(0, len(images), 64):
+        chunk = slice(start, start + 64)
+        targets = tokens[chunk, 1:]
+        logits = network(images[chunk].float() / 255.0, tokens[chunk, :-1])
+        total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum").item()
+        count += int((targets != PAD).sum())
+    return total / count
 
 
 def _schedule(step: int, total_steps: int) -> float:

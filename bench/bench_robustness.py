@@ -1,0 +1,171 @@
+"""Robustness benchmark of the local tuned model: tune on one data set, score on sets drawn differently.
+
+Prints figures (it asserts nothing). Two scenarios, each a fresh tuning job's worth of training
+(the job's own 80/10/10 split; validation used only for best-epoch selection):
+
+  standard: tune on the default synthetic set (200 "standard" images, seed 42), score on its
+            test split, on standard images of other seeds, on a shifted-geometry set ("strong":
+            other sizes, widths, lengths, kinks, shades, noise, blur, JPEG), and on the photo-like
+            set (a domain it never saw; expected to fail, printed for honesty).
+  photo:    tune on 60 photo-like images per class (seed 1), score on its test split and on
+            photo-like images of other seeds at their full size (about 320 px; the model resizes).
+
+No scored image is one the model was tuned or validated on (checked by content hash).
+Scoring is the notebook's regex rule (components.helpers.judge_answer).
+
+Run from the repository root:
+    python bench/bench_robustness.py                 # both scenarios, full sets
+    python bench/bench_robustness.py --scenario photo --quick
+"""
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
+
+import torch  # noqa: E402
+from datasets import Sample, make_balanced, make_samples, stratified_split  # noqa: E402
+
+from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
+from localvertex.model import Example, InspectorModel, TrainConfig, train  # noqa: E402
+from localvertex.model.training import BATCH_SIZE  # noqa: E402
+
+
+def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
+    """Status and defect-type accuracy (the notebook's rule), miss and overkill rates, images/s."""
+    started = time.perf_counter()
+    answers = model.generate([s.image for s in samples])
+    speed = len(samples) / (time.perf_counter() - started)
+    verdicts = [judge_answer(s.label, a, DEFECT_TYPES) for s, a in zip(samples, answers, strict=True)]
+    passes = [v for s, v in zip(samples, verdicts, strict=True) if s.defect_type is None]
+    defects = [v for s, v in zip(samples, verdicts, strict=True) if s.defect_type is not None]
+    return {
+        "status": statistics.mean(v["status_correct"] for v in verdicts),
+        "type": statistics.mean(v["type_correct"] for v in verdicts),
+        "miss": statistics.mean(not v["status_correct"] for v in defects) if defects else float("nan"),
+        "overkill": statistics.mean(not v["status_correct"] for v in passes) if passes else float("nan"),
+        "images/s": speed,
+    }
+
+
+def digest(sample: Sample) -> str:
+    return hashlib.sha256(sample.image.tobytes()).hexdigest()
+
+
+def tune(name: str, samples: list[Sample], config: TrainConfig) -> tuple[InspectorModel, set[str], list[Sample], str]:
+    """Trains on the 80/10/10 split's train part (validation for best-epoch selection).
+
+    Returns the model, the hashes of every image it was tuned or validated on, the test
+    split, and a line of tuning figures.
+    """
+    train_set, validation_set, test_set = stratified_split(samples)
+    started = time.perf_counter()
+    result = train(
+        [Example(s.image, s.label) for s in train_set],
+        [Example(s.image, s.label) for s in validation_set],
+        config,
+        on_epoch=lambda e: print(
+            f"    epoch {e.epoch}: train loss {e.train_loss:.4f}, validation "
+            f"loss {e.validation_loss:.4f}, {e.seconds:.1f} s",
+            flush=True,
+        ),
+    )
+    seconds = time.perf_counter() - started
+    shown = result.step_count * BATCH_SIZE  # augmented images the network was trained on
+    line = (
+        f"tuned on {len(train_set)} images ({len(validation_set)} validation) at "
+        f"{result.model.network.config.input_size} px, {config.epochs} epochs, adapter {config.adapter_size}: "
+        f"{seconds:.1f} s, {result.step_count} steps, {shown / seconds:.0f} training images/s, "
+        f"best epoch {result.best_epoch}"
+    )
+    print(f"  [{name}] {line}", flush=True)
+    return result.model, {digest(s) for s in train_set + validation_set}, test_set, line
+
+
+def report(scenario: str, model: InspectorModel, seen: set[str], sets: dict[str, list[Sample]]) -> list[tuple]:
+    """Scores the model on each set (none may share an image with its tuning data)."""
+    rows = []
+    for name, samples in sets.items():
+        overlap = sum(digest(s) in seen for s in samples)
+        if overlap:
+            raise RuntimeError(f"{name}: {overlap} scored images were in the tuning data")
+        figures = score(model, samples)
+        rows.append((scenario, name, len(samples), figures))
+        print(
+            f"  {name:<46} {len(samples):>5}  "
+            + "  ".join(f"{k} {v:.3f}" if k != "images/s" else f"{v:.0f} images/s" for k, v in figures.items()),
+            flush=True,
+        )
+    return rows
+
+
+def print_table(rows: list[tuple], tuning: dict[str, str]) -> None:
+    """The figures once more, as the Markdown table README.md quotes."""
+    print("\n| tuned on | scored on | images | status | defect type | miss | overkill | scoring images/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for scenario, name, count, f in rows:
+        print(
+            f"| {scenario} | {name} | {count} | {f['status']:.3f} | {f['type']:.3f} | {f['miss']:.3f} "
+            f"| {f['overkill']:.3f} | {f['images/s']:.0f} |"
+        )
+    for scenario, line in tuning.items():
+        print(f"\n{scenario}: {line}")
+
+
+def standard_sets(size: int) -> dict[str, list[Sample]]:
+    """Sets drawn differently from the standard tuning set (seed 42)."""
+    return {
+        "standard, seeds 99 + 100": make_samples(400 // size, seed=99) + make_samples(400 // size, seed=100),
+        "shifted geometry (strong), seeds 2024 + 7": make_samples(400 // size, seed=2024, variation="strong")
+        + make_samples(400 // size, seed=7, variation="strong"),
+        "photo-like, full size, seed 2 (unseen domain)": make_balanced(100 // size, seed=2, variation="photo"),
+    }
+
+
+def photo_sets(size: int) -> dict[str, list[Sample]]:
+    """Photo-like sets of other seeds than the tuning set (seed 1), at their full size."""
+    return {
+        "photo-like, full size, seeds 2 + 3": make_balanced(100 // size, seed=2, variation="photo")
+        + make_balanced(100 // size, seed=3, variation="photo"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("standard", "photo", "both"), default="both")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--adapter-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--quick", action="store_true", help="smaller scoring sets (a quarter)")
+    args = parser.parse_args()
+    size = 4 if args.quick else 1
+    config = TrainConfig(epochs=args.epochs, adapter_size=args.adapter_size, seed=args.seed)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}; {config}", flush=True)
+
+    rows, tuning = [], {}
+    scenarios = {
+        "standard": ("200 standard images (seed 42)", lambda: make_samples(200, seed=42), standard_sets),
+        "photo": (
+            "60 photo-like images per class (seed 1)",
+            lambda: make_balanced(60, seed=1, variation="photo"),
+            photo_sets,
+        ),
+    }
+    for scenario, (description, tuning_set, scored_sets) in scenarios.items():
+        if args.scenario not in (scenario, "both"):
+            continue
+        print(f"{scenario}: tune on {description}", flush=True)
+        model, seen, test, tuning[scenario] = tune(scenario, tuning_set(), config)
+        rows += report(scenario, model, seen, {"test split": test, **scored_sets(size)})
+    print_table(rows, tuning)
+
+
+if __name__ == "__main__":
+    main()
