@@ -52,6 +52,7 @@ serve: $(STAMP) ## Start the local Vertex AI and storage in the foreground
 
 bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_model.py
+	$(PYTHON) bench/bench_robustness.py
 	$(PYTHON) bench/bench_pipeline.py
 	$(PYTHON) bench/bench_serving.py
 	$(PYTHON) bench/bench_scale.py
