@@ -10,6 +10,7 @@ Memory. Training images are kept as one uint8 tensor at the input size (a 224 px
 150 KB), converted to float one batch at a time.
 """
 
+import functools
 import io
 
 import torch
@@ -96,9 +97,17 @@ def choose_input_size(images: list[Image.Image]) -> int:
 
 
 def _dilate(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Grey-level dilation by a size x size square (separable: a row pass, then a column pass)."""
-    x = F.max_pool2d(x, (1, size), stride=1, padding=(0, size // 2))
-    return F.max_pool2d(x, (size, 1), stride=1, padding=(size // 2, 0))
+    """Grey-level dilation by a size x size square (separable: a row pass, then a column pass).
+
+    The maximum of shifted copies, not max_pool2d: on CPU a stride-1 (1, 5) max pool took
+    ~0.4 ms per 100 px image, 30x the elementwise maxima (the same result, -inf padding).
+    """
+    r = size // 2
+    height, width = x.shape[-2:]
+    rows = F.pad(x, (r, r, 0, 0), value=float("-inf"))
+    x = functools.reduce(torch.maximum, (rows[..., k : k + width] for k in range(size)))
+    columns = F.pad(x, (0, 0, r, r), value=float("-inf"))
+    return functools.reduce(torch.maximum, (columns[..., k : k + height, :] for k in range(size)))
 
 
 def _erode(x: torch.Tensor, size: int) -> torch.Tensor:
