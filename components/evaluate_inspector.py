@@ -148,6 +148,10 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
     return answers
 
 
+# What a component ships to ask an endpoint about examples (select_checkpoint uses them too).
+ASK_FUNCS = [generation_config, generate_retrying_cut_answers, ask_model, ask_all]
+
+
 def ask_base_model(client, base_model, examples, max_output_tokens, concurrency):
     """(answers, note) from the untuned base model for every example.
 
@@ -262,10 +266,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         parse_gcs_uri,
         report_progress,
         *EVALUATION_FUNCS,
-        generation_config,
-        generate_retrying_cut_answers,
-        ask_model,
-        ask_all,
+        *ASK_FUNCS,
         ask_base_model,
         ensure_parent_dir,
         write_json,

@@ -7,13 +7,12 @@ from kfp.dsl import Markdown, Metrics, Output
 
 from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.champion import checkpoint_metric_names, checkpoint_rank, checkpoint_table, choose_checkpoint
+from components.evaluate_inspector import ASK_FUNCS, ask_all
 from components.evaluation import (
     EVALUATION_FUNCS,
-    evaluation_records,
     merge_defect_classes,
     parse_test_jsonl,
     score_answers,
-    scrub_error,
     summarize_results,
 )
 from components.helpers import (
@@ -44,6 +43,7 @@ from components.packages import BASE_IMAGE, EVAL_PACKAGES
         parse_gcs_uri,
         report_progress,
         *EVALUATION_FUNCS,
+        *ASK_FUNCS,
         checkpoint_rank,
         choose_checkpoint,
         checkpoint_metric_names,
@@ -103,12 +103,9 @@ def select_checkpoint(
     """
     import json
     import logging
-    import time
     from collections import namedtuple
-    from concurrent.futures import ThreadPoolExecutor
 
     from google.cloud import storage
-    from google.genai import types
 
     outputs = namedtuple("Outputs", ["challenger_endpoint", "checkpoint_id", "epoch", "selection"])
     listed = json.loads(checkpoints or "[]")
@@ -156,54 +153,43 @@ def select_checkpoint(
     client = genai_client(project, location)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     budget = thinking_budget_for(base_model, int(thinking_budget))
-    records = evaluation_records()
-
-    def ask(endpoint, example):
-        started = time.monotonic()
-        try:
-            config = types.GenerateContentConfig(
-                temperature=0.0,
-                max_output_tokens=max_output_tokens,
-                system_instruction=example.system,
-                thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
-                automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            )
-            response = client.models.generate_content(model=endpoint, contents=example.prompt, config=config)
-            text, error, failed = (response.text or "").strip(), "", False
-        except Exception as exc:  # one failed request counts against its checkpoint, it does not stop the run
-            text, error, failed = "", scrub_error(f"{type(exc).__name__}: {exc}"), True
-        return records.Answer(
-            text=text, error=error, latency_ms=round((time.monotonic() - started) * 1000, 1), failed=failed
-        )
 
     rows = []
     print(f"scoring {len(listed)} checkpoint(s) on {len(examples)} validation examples", flush=True)
-    with ThreadPoolExecutor(max(1, int(concurrency))) as pool:
-        for done, checkpoint in enumerate(sorted(listed, key=lambda c: (int(c["epoch"]), int(c.get("step") or 0))), 1):
-            answers = list(pool.map(ask, [checkpoint["endpoint"]] * len(examples), examples))
-            results, classes = score_answers(examples, answers, classes)
-            figures = summarize_results(results)
-            rows.append(
-                {
-                    "checkpoint_id": str(checkpoint["checkpointId"]),
-                    "epoch": int(checkpoint["epoch"]),
-                    "step": int(checkpoint.get("step") or 0),
-                    "endpoint": checkpoint["endpoint"],
-                    "status_accuracy": round(figures.status_accuracy, 6),
-                    "miss_rate": round(figures.miss_rate, 6),
-                    "overkill_rate": round(figures.overkill_rate, 6),
-                    "defect_type_accuracy": round(figures.defect_type_accuracy, 6),
-                    "error_rate": round(figures.error_rate, 6),
-                    "examples": len(examples),
-                }
-            )
-            report_progress(done, len(listed), "checkpoints", "scored")
-            print(
-                f"checkpoint {checkpoint['checkpointId']} (epoch {checkpoint['epoch']}): status accuracy "
-                f"{figures.status_accuracy:.3f}, miss rate {figures.miss_rate:.3f}, failed requests "
-                f"{sum(a.failed for a in answers)}",
-                flush=True,
-            )
+    for done, checkpoint in enumerate(sorted(listed, key=lambda c: (int(c["epoch"]), int(c.get("step") or 0))), 1):
+        # A failed request counts against its checkpoint (ask_model records it); it does not stop the run.
+        answers = ask_all(
+            client,
+            checkpoint["endpoint"],
+            examples,
+            budget,
+            max_output_tokens,
+            max(1, int(concurrency)),
+            f"checkpoint {checkpoint['checkpointId']}",
+        )
+        results, classes = score_answers(examples, answers, classes)
+        figures = summarize_results(results)
+        rows.append(
+            {
+                "checkpoint_id": str(checkpoint["checkpointId"]),
+                "epoch": int(checkpoint["epoch"]),
+                "step": int(checkpoint.get("step") or 0),
+                "endpoint": checkpoint["endpoint"],
+                "status_accuracy": round(figures.status_accuracy, 6),
+                "miss_rate": round(figures.miss_rate, 6),
+                "overkill_rate": round(figures.overkill_rate, 6),
+                "defect_type_accuracy": round(figures.defect_type_accuracy, 6),
+                "error_rate": round(figures.error_rate, 6),
+                "examples": len(examples),
+            }
+        )
+        report_progress(done, len(listed), "checkpoints", "scored")
+        print(
+            f"checkpoint {checkpoint['checkpointId']} (epoch {checkpoint['epoch']}): status accuracy "
+            f"{figures.status_accuracy:.3f}, miss rate {figures.miss_rate:.3f}, failed requests "
+            f"{sum(a.failed for a in answers)}",
+            flush=True,
+        )
 
     best = choose_checkpoint(rows)
     stems = checkpoint_metric_names(rows)
