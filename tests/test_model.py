@@ -20,8 +20,9 @@ from localvertex.model.images import (
     images_to_input,
     top_hats,
 )
+from localvertex.model.inspector import AnswerDrafts, frequent_answers
 from localvertex.model.network import Cache, InspectorNet, NetworkConfig
-from localvertex.model.tokenizer import BOS, WordTokenizer, split_pieces
+from localvertex.model.tokenizer import BOS, EOS, WordTokenizer, split_pieces
 
 # A defect the model has never heard of, with punctuation and case that must survive exactly.
 BURR_LABEL = "Status: Defect - Burr (edge) at 3 o'clock; RE-GRIND now!"
@@ -130,6 +131,71 @@ def test_kv_cache_matches_full_decoding():
             [network.decode(tokens[:, i : i + 1], image_kv, caches, i) for i in range(tokens.shape[1])], dim=1
         )
     torch.testing.assert_close(stepped, full, atol=1e-4, rtol=1e-4)
+
+
+def test_a_block_of_new_tokens_matches_decoding_one_at_a_time():
+    """Checking a drafted block in one pass gives each position the logits of stepping to it."""
+    torch.manual_seed(1)
+    network = InspectorNet(NetworkConfig(vocab_size=12, max_length=9, input_size=64)).eval()
+    images = torch.rand(2, network.config.input_channels, 64, 64)
+    tokens = torch.randint(3, 12, (2, 9))
+    tokens[:, 0] = BOS
+    with torch.inference_mode():
+        image_kv = network.image_keys_values(images)
+        one = [Cache(2, layer.heads, 9) for layer in network.decoder]
+        stepped = torch.cat([network.decode(tokens[:, i : i + 1], image_kv, one, i) for i in range(9)], dim=1)
+        blocks = [Cache(2, layer.heads, 9) for layer in network.decoder]
+        # Positions 0-1 alone, then 2-5 as one block over a cache holding wrong tokens beyond
+        # them (a rejected draft), then 6-8.
+        first = network.decode(tokens[:, :2], image_kv, blocks, 0)
+        network.decode(torch.full((2, 7), 5), image_kv, blocks, 2)
+        parts = [
+            first,
+            network.decode(tokens[:, 2:6], image_kv, blocks, 2),
+            network.decode(tokens[:, 6:], image_kv, blocks, 6),
+        ]
+    torch.testing.assert_close(torch.cat(parts, dim=1), stepped, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "prefix,limit,expected",
+    [
+        ((), 9, (5, 6, 7, EOS)),  # the most frequent answer
+        ((5,), 9, (6, 7, EOS)),
+        ((5, 6), 1, (7,)),
+        ((5, 8), 9, (9, EOS)),  # a rarer answer with this prefix
+        ((5, 6, 7), 9, (EOS,)),
+        ((5, 6, 7, EOS), 9, ()),
+        ((4,), 9, ()),  # no known answer starts so
+        ((), 0, ()),
+    ],
+)
+def test_answer_drafts_propose_the_rest_of_the_most_frequent_answer(prefix, limit, expected):
+    drafts = AnswerDrafts([[5, 6, 7], [5, 8, 9], [5, 6, 7, 9]])
+    assert drafts.propose(prefix, limit) == expected
+
+
+def test_frequent_answers_keeps_distinct_texts_most_frequent_first():
+    assert frequent_answers(["b", "a", "b", "c", "a", "b"]) == ["b", "a", "c"]
+    assert frequent_answers(["x", "y", "y"], limit=1) == ["y"]
+
+
+@pytest.mark.slow
+def test_drafted_decoding_writes_what_token_by_token_decoding_writes(trained, test_set, tmp_path):
+    """The answers drafts speed up greedy decoding without changing a single answer."""
+    model = trained[0].model
+    assert model.answers[0] in {label(t) for t in CLASSES} and len(model.answers) == len(CLASSES)
+    plain = InspectorModel(model.network, model.tokenizer)  # no drafts: one token per pass
+    # Drafts that are all wrong after the first word must not change answers either.
+    misleading = InspectorModel(model.network, model.tokenizer, ["Status: Defect - Burr (edge) at 3 o'clock."])
+    images = [e.image for e in test_set] + [Image.new("RGB", (100, 100), c) for c in ("black", "white", "red")]
+    expected = plain.generate(images)
+    for limit in (1, 3, 6, 48):
+        assert model.generate(images, max_new_tokens=limit) == plain.generate(images, max_new_tokens=limit)
+    assert misleading.generate(images) == expected
+    assert [model.generate([image])[0] for image in images[:10]] == expected[:10]
+    model.save(tmp_path)
+    assert InspectorModel.load(tmp_path).answers == model.answers
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ batch-normalised CNN of stride 8 that works at any input size. Its feature map b
 anywhere on the part (an average would dilute it across the part). The decoder writes the
 label one token at a time, attending causally to its own tokens and, through
 cross-attention, to the image tokens. Decoding keeps a key/value cache, so each new token
-costs one position's work instead of re-running the whole prefix.
+costs one position's work instead of re-running the whole prefix; a block of several new
+tokens can be checked in one pass (inspector.py drafts answers that way).
 """
 
 from dataclasses import asdict, dataclass
@@ -139,11 +140,16 @@ class DecoderLayer(nn.Module):
         if cache is None:
             attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            end = position + x.shape[1]
+            count = x.shape[1]
+            end = position + count
             cache.keys[:, :, position:end] = k
             cache.values[:, :, position:end] = v
-            # Only the newest token is queried, so it may see every cached position.
-            attended = F.scaled_dot_product_attention(q, cache.keys[:, :, :end], cache.values[:, :, :end])
+            # A block of new tokens (drafted answers being checked): each sees the cache and the
+            # block up to itself. A single new token may see every cached position.
+            mask = torch.ones(count, end, dtype=torch.bool).tril(position) if count > 1 else None
+            attended = F.scaled_dot_product_attention(
+                q, cache.keys[:, :, :end], cache.values[:, :, :end], attn_mask=mask
+            )
         x = x + self.self_out(self._merge(attended))
         q = self._split(self.cross_q(self.norm_cross(x)))
         x = x + self.cross_out(self._merge(F.scaled_dot_product_attention(q, *image_kv)))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from localvertex.model.images import augment, choose_input_size, images_to_input
-from localvertex.model.inspector import InspectorModel
+from localvertex.model.inspector import InspectorModel, frequent_answers
 from localvertex.model.network import HEAD_DIM, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
 
@@ -136,6 +136,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total_steps))
     labels = [e.text for e in train_examples]
+    answers = frequent_answers(labels)  # the drafts of greedy decoding (inspector.py)
 
     history: list[EpochStats] = []
     best: tuple[float, int, dict] | None = None
@@ -158,14 +159,14 @@ def train(
         if on_epoch is not None:
             on_epoch(history[-1])
         if on_checkpoint is not None:
-            on_checkpoint(history[-1], InspectorModel(network, tokenizer))
+            on_checkpoint(history[-1], InspectorModel(network, tokenizer, answers))
     best_epoch = config.epochs
     if best is not None and best[1] != config.epochs:
         network.load_state_dict(best[2])
         best_epoch = best[1]
 
     return TrainResult(
-        model=InspectorModel(network.eval(), tokenizer),
+        model=InspectorModel(network.eval(), tokenizer, answers),
         epochs=history,
         step_count=total_steps,
         example_count=len(train_examples),
