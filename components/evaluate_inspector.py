@@ -26,6 +26,7 @@ from components.evaluation import (
     render_report,
     score_answers,
     scrub_error,
+    shown_examples,
     summarize_results,
     summary_line,
 )
@@ -368,12 +369,6 @@ def evaluate_inspector(
         gcs.bucket(bucket_name).blob(blob_name).download_as_text(), test_jsonl_uri, max_examples
     )
     total = len(examples)
-    # The report's thumbnails are fetched while the questions are asked: both mostly wait
-    # on the network, and the report needs them only at the end.
-    from concurrent.futures import ThreadPoolExecutor
-
-    thumbnail_pool = ThreadPoolExecutor(1)
-    thumbnails = thumbnail_pool.submit(fetch_thumbnails, gcs, examples, max(1, concurrency // 4))
     classes = merge_defect_classes([], (example.expected for example in examples))
 
     client = genai_client(project, location)
@@ -436,10 +431,11 @@ def evaluate_inspector(
             base_requested=evaluate_base_model,
             categories=categories,
             matrix=matrix,
-            thumbs=thumbnails.result(),
+            # Thumbnails only of the examples the report shows (mistakes first), fetched once
+            # the answers are in: fetching all of them competed with the questions for the CPU.
+            thumbs=fetch_thumbnails(gcs, [examples[i] for i in shown_examples(results)], concurrency),
         ),
     )
-    thumbnail_pool.shutdown()
 
     print(
         f"{summary_line(tuned, base, total, len(errors), evaluate_base_model)} ({time.monotonic() - started:.1f} s)",

@@ -385,7 +385,7 @@ $base_section
 $class_section
 <h2>Confusion matrix</h2>
 $confusion_section
-<h2>Every example (mistakes first)</h2>
+<h2>Examples (mistakes first)</h2>
 $examples_section
 </body></html>""",
         "card": '<div class="card"><div class="v">$value</div><div class="k">$name</div>'
@@ -419,6 +419,8 @@ $rows
 </table>""",
         "example_row": '<tr><td>$number</td><td>$image<div class="uri">$uri</div></td><td>$expected</td>'
         "<td>$answer$error</td><td>$predicted_class</td><td>$verdict</td><td>$ms</td></tr>",
+        "examples_more": '<tr><td colspan="7">$more more example(s) in the predictions CSV (shown: the first $shown, '
+        "mistakes first)</td></tr>",
         "thumbnail": '<img class="thumb" src="$src" alt="$uri">',
         "no_thumbnail": '<span class="noimg">no image</span>',
         "answer": "$text",
@@ -554,14 +556,25 @@ def render_example_row(number, result, thumb):
     )
 
 
+def shown_examples(results, limit=200):
+    """Indices of the examples the report shows: mistakes first (wrong status, then wrong
+    type), then test order, at most ``limit`` (a report of 100k thumbnails would not open;
+    the predictions CSV holds every example)."""
+    ordered = sorted(range(len(results)), key=lambda i: (results[i].type_correct, results[i].status_correct, i))
+    return ordered[:limit]
+
+
 def render_examples_section(results, thumbs):
-    """Every example, mistakes first (wrong status, then wrong type), numbered in test order.
+    """The ``shown_examples``, numbered in test order, and how many more the CSV holds.
 
     ``thumbs`` maps an image URI to its thumbnail's data URI ("" or absent: no image).
     """
-    ordered = sorted(range(len(results)), key=lambda i: (results[i].type_correct, results[i].status_correct, i))
-    rows = [render_example_row(i + 1, results[i], thumbs.get(results[i].image_uri, "")) for i in ordered]
-    return fill_template(report_templates()["examples_table"], markup={"rows": "\n".join(rows)})
+    t = report_templates()
+    shown = shown_examples(results)
+    rows = [render_example_row(i + 1, results[i], thumbs.get(results[i].image_uri, "")) for i in shown]
+    if len(shown) < len(results):
+        rows.append(fill_template(t["examples_more"], shown=len(shown), more=len(results) - len(shown)))
+    return fill_template(t["examples_table"], markup={"rows": "\n".join(rows)})
 
 
 def render_report(
@@ -636,6 +649,7 @@ EVALUATION_FUNCS = [
     render_class_section,
     render_confusion_section,
     render_example_row,
+    shown_examples,
     render_examples_section,
     render_report,
 ]

@@ -26,6 +26,7 @@ from components.evaluation import (
     report_templates,
     score_answers,
     scrub_error,
+    shown_examples,
     summarize_results,
     summary_line,
 )
@@ -408,7 +409,7 @@ def test_report_sections_and_figures():
         "Base model vs tuned",
         "Per class",
         "Confusion matrix",
-        "Every example (mistakes first)",
+        "Examples (mistakes first)",
     ]
     cards = re.findall(r'<div class="v">(.*?)</div><div class="k">(.*?)</div>', page)
     assert cards == [
@@ -429,6 +430,18 @@ def test_report_sections_and_figures():
     assert re.findall(r"<tr><td>(\d+)</td><td>", page) == ["3", "4", "2", "1"]
     assert page.startswith("<!DOCTYPE html>") and page.endswith("</body></html>")
     assert "$" not in page
+
+
+def test_a_large_test_set_shows_its_mistakes_first_and_counts_the_rest():
+    """The report shows at most 200 examples (mistakes first); the CSV has every one."""
+    pairs = [(LABELS["Crack"], LABELS["Crack"])] * 300 + [(LABELS["Crack"], PASS), (PASS, LABELS["Scratch"])]
+    results = scored(pairs)
+    assert shown_examples(results)[:2] == [300, 301] and len(shown_examples(results)) == 200
+    assert shown_examples(results, limit=3) == [300, 301, 0]
+    page = report(pairs=pairs)
+    assert re.findall(r"<tr><td>(\d+)</td><td>", page)[:3] == ["301", "302", "1"]
+    assert len(re.findall(r"<tr><td>(\d+)</td><td>", page)) == 200
+    assert "102 more example(s) in the predictions CSV (shown: the first 200, mistakes first)" in page
 
 
 @pytest.mark.parametrize(
