@@ -64,8 +64,10 @@ def gaussian_noise_image(rng, size, sigma):
 
     from PIL import Image
 
-    inverse = NormalDist().inv_cdf
-    table = [max(0, min(255, round(128 + sigma * inverse((i + 0.5) / 256)))) for i in range(256)]
+    cache = gaussian_noise_image.__dict__  # the 256 standard normal quantiles, computed once
+    if "quantiles" not in cache:
+        cache["quantiles"] = [NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)]
+    table = [max(0, min(255, round(128 + sigma * z))) for z in cache["quantiles"]]
     width, height = size
     return Image.frombytes("L", (width, height), rng.randbytes(width * height)).point(table)
 

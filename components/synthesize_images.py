@@ -71,10 +71,10 @@ def synthesize_images(
         dataset_uri: the pipeline's ``dataset_uri``; when set, the images are imported
             instead and this step writes an empty manifest (header only) and stops.
     """
+    import collections
     import hashlib
     import io
     import random
-    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -103,22 +103,15 @@ def synthesize_images(
 
     seen = set()  # sha256 digests, 32 bytes each (3.2 MB at 100k images)
 
-    def render(index):
-        """PNG bytes and hex digest of image ``index``; redrawn on the (unlikely) chance of a duplicate."""
-        for attempt in range(10):
-            image = draw_product_image(random.Random(f"{seed}:{index}:{attempt}"), classes[index], variation)
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            data = buffer.getvalue()
-            digest = hashlib.sha256(data).digest()
-            if digest not in seen:
-                seen.add(digest)
-                return data, digest.hex()
-        raise RuntimeError(f"could not draw a unique image for index {index}")
+    def render(index, attempt):
+        """PNG bytes and sha256 digest of image ``index`` (``attempt`` > 0: a redraw)."""
+        image = draw_product_image(random.Random(f"{seed}:{index}:{attempt}"), classes[index], variation)
+        buffer = io.BytesIO()
+        # Level 1: 3x faster than the default 6 for 8 % more bytes (synthesis is CPU-bound).
+        image.save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        return data, hashlib.sha256(data).digest()
 
-    # Streaming: each image is drawn, handed to a bounded pool of uploads and its row passed
-    # on to the manifest; at most 4 x workers images are held at once, so memory stays flat
-    # for any num_images. One client (one connection pool) serves every upload thread.
     workers = max(1, min(int(upload_workers), 64))
     client = storage.Client(project=project)
     http = getattr(client, "_http", None)
@@ -128,49 +121,63 @@ def synthesize_images(
         for prefix in ("https://", "http://"):
             http.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=workers))
     target = client.bucket(bucket_name)
-    slots = threading.BoundedSemaphore(4 * workers)
-    lock = threading.Lock()
-    state = {"done": 0, "error": None}
 
-    def upload(name, data):
-        try:
-            target.blob(f"{folder}/{name}").upload_from_string(data, content_type="image/png")
-        except BaseException as error:  # the first error stops the drawing
-            with lock:
-                state["error"] = state["error"] or error
-        finally:
-            with lock:
-                state["done"] += 1
-            slots.release()
+    def upload(index, data):
+        target.blob(f"{folder}/product_image_{index}.png").upload_from_string(data, content_type="image/png")
+
+    def draw_and_upload(index):
+        data, digest = render(index, 0)
+        upload(index, data)
+        return digest
+
+    def unique_digest(index, digest):
+        """The image's digest once no earlier image has it; a duplicate (not expected: every
+        image has its own noise) is redrawn and uploaded again here, in index order, so the
+        set stays a pure function of the parameters."""
+        for attempt in range(1, 10):
+            if digest not in seen:
+                seen.add(digest)
+                return digest.hex()
+            data, digest = render(index, attempt)
+            upload(index, data)
+        raise RuntimeError(f"could not draw a unique image for index {index}")
+
+    def row(index, digest, started):
+        defect_type = classes[index]
+        name = f"product_image_{index}.png"
+        if (index + 1) % max(1, num_images // 10) == 0 or index + 1 == num_images:
+            report_progress(index + 1, num_images, "images", "uploaded", time.monotonic() - started)
+        return {
+            "image_name": name,
+            "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
+            "status": "Defect" if defect_type else "Pass",
+            "defect_type": defect_type or "None",
+            "label": labels[defect_type],
+            "sha256": unique_digest(index, digest),
+        }
 
     def rows():
-        """The manifest rows, in order, as the images are drawn; ends once every upload has
-        succeeded and raises otherwise, so write_manifest keeps no manifest of a failed run."""
-        step, reported, started = max(1, num_images // 10), 0, time.monotonic()
+        """The manifest rows, in order, each once its image is uploaded; raises on the first
+        failure, so write_manifest keeps no manifest of a failed run.
+
+        Worker threads draw, encode and upload whole images (drawing in this thread alone
+        starved it of the GIL behind the upload threads). At most 4 x workers images are in
+        flight, so memory stays flat for any num_images.
+        """
+        started, window = time.monotonic(), collections.deque()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for index in range(num_images):
-                if state["error"] is not None:
-                    break
-                data, digest = render(index)
-                name = f"product_image_{index}.png"
-                slots.acquire()
-                pool.submit(upload, name, data)
-                defect_type = classes[index]
-                yield {
-                    "image_name": name,
-                    "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
-                    "status": "Defect" if defect_type else "Pass",
-                    "defect_type": defect_type or "None",
-                    "label": labels[defect_type],
-                    "sha256": digest,
-                }
-                while reported + step <= state["done"]:
-                    reported += step
-                    report_progress(reported, num_images, "images", "uploaded", time.monotonic() - started)
-        if state["error"] is not None:
-            raise RuntimeError(f"upload to gs://{bucket_name}/{folder}/ failed: {state['error']}") from state["error"]
-        if reported < num_images:
-            report_progress(num_images, num_images, "images", note="uploaded")
+            try:
+                for index in range(num_images):
+                    window.append(pool.submit(draw_and_upload, index))
+                    if len(window) == 4 * workers:
+                        yield row(index - len(window) + 1, window.popleft().result(), started)
+                while window:
+                    yield row(num_images - len(window), window.popleft().result(), started)
+            except Exception as error:
+                pool.shutdown(cancel_futures=True)
+                raise RuntimeError(
+                    f"drawing or uploading images to gs://{bucket_name}/{folder}/ failed: {error}"
+                ) from error
 
     print(
         f"drawing and uploading {num_images} images to gs://{bucket_name}/{folder}/ ({workers} upload threads)",

@@ -124,6 +124,33 @@ def test_synthesize_is_deterministic_for_a_seed(synthesized, local_stack, tmp_pa
     assert read_csv(again) == read_csv(synthesized)
 
 
+def test_synthesize_redraws_a_duplicate_image_and_uploads_the_redraw(local_stack, tmp_path, monkeypatch):
+    """Three possible drawings, and seed 4 draws the same one first for all three images:
+    duplicates are redrawn in index order, and
+    every object in the bucket is the image its manifest row names."""
+    import hashlib
+
+    from PIL import Image
+
+    import components.synthesize_images as module
+
+    monkeypatch.setattr(
+        module, "draw_product_image", lambda rng, *_: Image.new("RGB", (4, 4), (rng.randint(0, 2), 0, 0))
+    )
+    manifest = dsl.Dataset(name="dup", uri=str(tmp_path / "dup.csv"), metadata={})
+    args = {"project": PROJECT, "bucket": BUCKET, "num_images": 3, "seed": 4, "image_folder": "unit/dup"}
+    synthesize_images.python_func(manifest=manifest, **args)
+    rows = read_csv(manifest)
+    assert len({r["sha256"] for r in rows}) == 3
+    for row in rows:
+        bucket, name = parse_gcs_uri(row["gcs_uri"])
+        data = storage.Client(project=PROJECT).bucket(bucket).blob(name).download_as_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"], row["image_name"]
+    again = dsl.Dataset(name="dup2", uri=str(tmp_path / "dup2.csv"), metadata={})
+    synthesize_images.python_func(manifest=again, upload_workers=1, **args)
+    assert read_csv(again) == rows  # the same set whatever the thread count
+
+
 def test_synthesize_never_overwrites_another_parameter_sets_images(synthesized, tmp_path):
     other = dsl.Dataset(name="other", uri=str(tmp_path / "other.csv"), metadata={})
     synthesize_images.python_func(
