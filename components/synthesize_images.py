@@ -9,6 +9,7 @@ from components.helpers import (
     notebook_labels,
     parse_gcs_uri,
     report_progress,
+    storage_client,
     write_empty_manifest,
     write_manifest,
 )
@@ -28,6 +29,7 @@ from components.packages import BASE_IMAGE, IMAGE_PACKAGES
         parse_gcs_uri,
         manifest_columns,
         report_progress,
+        storage_client,
         write_manifest,
         write_empty_manifest,
     ],
@@ -78,8 +80,6 @@ def synthesize_images(
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from google.cloud import storage
-
     if dataset_uri.strip():
         write_empty_manifest(manifest.path, f"dataset_uri is set ({dataset_uri.strip()}): images are imported")
         manifest.metadata.update({"num_images": 0})
@@ -113,7 +113,7 @@ def synthesize_images(
         return data, hashlib.sha256(data).digest()
 
     workers = max(1, min(int(upload_workers), 64))
-    client = storage.Client(project=project)
+    client = storage_client(project)
     http = getattr(client, "_http", None)
     if workers > 10 and http is not None:  # requests keeps 10 connections per host by default
         from requests.adapters import HTTPAdapter
