@@ -240,10 +240,12 @@ def parse_gcs_uri(uri):
 
 def storage_client(project):
     """A google-cloud-storage client. Against a storage emulator on this machine
-    (STORAGE_EMULATOR_HOST on 127.0.0.1 or localhost), its session ignores the environment's
+    (STORAGE_EMULATOR_HOST names a loopback address), its session ignores the environment's
     proxy, netrc and CA-bundle settings: none applies to a loopback plain-HTTP server (a proxy
     would only break it), and looking them up took 15 % of each upload's CPU."""
+    import ipaddress
     import os
+    import socket
     from urllib.parse import urlsplit
 
     from google.cloud import storage
@@ -251,7 +253,12 @@ def storage_client(project):
     client = storage.Client(project=project)
     emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
     host = urlsplit(emulator if "://" in emulator else f"http://{emulator}").hostname
-    if host in ("127.0.0.1", "localhost") and getattr(client, "_http", None) is not None:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+        loopback = bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except OSError:  # a name that does not resolve
+        loopback = False
+    if loopback and getattr(client, "_http", None) is not None:
         client._http.trust_env = False
     return client
 

@@ -124,6 +124,23 @@ def test_synthesize_is_deterministic_for_a_seed(synthesized, local_stack, tmp_pa
     assert read_csv(again) == read_csv(synthesized)
 
 
+@pytest.mark.parametrize(
+    "emulator, trusts_environment",
+    [
+        ("http://127.0.0.1:9023", False),
+        ("localhost:4443", False),
+        ("http://[::1]:80", False),
+        ("http://10.0.0.5:4443", True),  # an emulator elsewhere may need the proxy settings
+        ("https://gcs.example.com", True),
+    ],
+)
+def test_storage_client_ignores_proxy_settings_only_for_a_loopback_emulator(monkeypatch, emulator, trusts_environment):
+    from components.helpers import storage_client
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    assert storage_client(PROJECT)._http.trust_env is trusts_environment
+
+
 def test_synthesize_redraws_a_duplicate_image_and_uploads_the_redraw(local_stack, tmp_path, monkeypatch):
     """Three possible drawings, and seed 4 draws the same one first for all three images:
     duplicates are redrawn in index order, and
