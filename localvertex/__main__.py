@@ -40,6 +40,20 @@ def _ignore_closed_output() -> None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives until exit
 
 
+def _dump_stacks_on_sigusr1(data_dir: Path):
+    """``kill -USR1 <pid>`` writes every thread's stack to <data_dir>/stacks.txt (a server that
+    will not stop, seen from outside even when its output is gone). Returns the open file."""
+    import faulthandler
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        stacks = open(data_dir / "stacks.txt", "a")  # noqa: SIM115 - faulthandler writes to it until exit
+    except OSError:
+        return None
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
+    return stacks
+
+
 @app.command()
 def serve(
     port: int = typer.Option(8080, help="Port of the Vertex AI API (0: any free port)."),
@@ -65,6 +79,7 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket, project=project)
+    stacks = _dump_stacks_on_sigusr1(stack.data_dir)
     try:
         stack.start()
     except (OSError, DataDirInUse, StorageStartError) as exc:
@@ -87,6 +102,11 @@ def serve(
         _say("stopping...", err=True)
         stack.stop()
         _ignore_closed_output()
+        if stacks is not None:
+            import faulthandler
+
+            faulthandler.unregister(signal.SIGUSR1)
+            stacks.close()
 
 
 @app.command()

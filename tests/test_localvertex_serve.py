@@ -32,6 +32,19 @@ def start_serve(data_dir):
     )
 
 
+def wait_stopped(server, data_dir, timeout=30.0) -> int:
+    """The server's exit code; if it has not stopped in time, the test fails showing where its
+    threads are (SIGUSR1 makes it write them to <data_dir>/stacks.txt)."""
+    try:
+        return server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        stacks = data_dir / "stacks.txt"
+        where = stacks.read_text()[-8000:] if stacks.exists() else "(no stacks.txt)"
+        pytest.fail(f"the server did not stop within {timeout:.0f} s; its threads:\n{where}")
+
+
 def read_until_up(server, timeout=60.0):
     deadline, seen = time.monotonic() + timeout, b""
     while b"Ctrl-C to stop" not in seen:
@@ -51,7 +64,7 @@ def test_serve_stops_after_its_output_pipe_closed(tmp_path, sig):
         server.stdout.close()  # the reader goes away: the next write hits a closed pipe
         time.sleep(0.5)
         server.send_signal(sig)
-        assert server.wait(timeout=30) == 0
+        assert wait_stopped(server, tmp_path / "lv") == 0
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
@@ -67,8 +80,29 @@ def test_serve_stops_on_sigterm_with_its_reader_alive(tmp_path):
         read_until_up(server)
         server.send_signal(signal.SIGTERM)
         rest = server.stdout.read().decode()
-        assert server.wait(timeout=30) == 0
+        assert wait_stopped(server, tmp_path / "lv") == 0
         assert "stopping..." in rest
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_sigusr1_writes_every_threads_stack_into_the_data_folder(tmp_path):
+    server = start_serve(tmp_path / "lv")
+    try:
+        read_until_up(server)
+        server.send_signal(signal.SIGUSR1)
+        stacks = tmp_path / "lv" / "stacks.txt"
+        deadline = time.monotonic() + 10
+        # The main thread's stack ends in runpy (python -m): the dump is complete.
+        while "_run_module_as_main" not in (stacks.read_text() if stacks.exists() else ""):
+            assert time.monotonic() < deadline, "no stacks.txt written"
+            time.sleep(0.1)
+        text = stacks.read_text()
+        assert "Current thread" in text and "in serve" in text and text.count("Thread 0x") >= 2, text[-2000:]
+        server.send_signal(signal.SIGTERM)
+        assert wait_stopped(server, tmp_path / "lv") == 0
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
