@@ -125,6 +125,7 @@ def synthesize_images(
     import multiprocessing
     import os
     import random
+    import sys
     import time
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -155,7 +156,9 @@ def synthesize_images(
     # under 1,000 images per core use threads here instead. At most 2 chunks per lane are
     # in flight, so memory stays flat for any num_images.
     workers = max(1, min(int(upload_workers), 64))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # Worker processes on Linux only (Vertex AI's containers, Linux machines): elsewhere
+    # fork is unsafe with some system libraries (macOS), and threads do.
+    cores = len(os.sched_getaffinity(0)) if sys.platform.startswith("linux") else 1
     processes = max(1, min(cores, workers, num_images // 1000))
     lanes = max(2, processes)  # chunks in progress at once (two in threads: no gap between chunks)
     threads = -(-workers // lanes)
@@ -197,7 +200,7 @@ def synthesize_images(
             return ThreadPoolExecutor(lanes)
         # fork: the workers inherit the loaded code (a spawned one would import it again).
         # No client or thread of this component exists yet when they start.
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        context = multiprocessing.get_context("fork")
         return ProcessPoolExecutor(processes, mp_context=context)
 
     def rows():
