@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
 
 import torch  # noqa: E402
-from datasets import Sample, make_samples, stratified_split  # noqa: E402
+from datasets import Sample, make_samples, stratified_split, train_on  # noqa: E402
 
 from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
-from localvertex.model import Example, InspectorModel, TrainConfig, train  # noqa: E402
+from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
 
 
 def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
@@ -48,17 +48,7 @@ def main() -> None:
 
     train_set, validation_set, test_set = stratified_split(make_samples(200, seed=42))
     config = TrainConfig(epochs=args.epochs, adapter_size=args.adapter_size, seed=args.seed)
-    started = time.perf_counter()
-    result = train(
-        [Example(s.image, s.label) for s in train_set],
-        [Example(s.image, s.label) for s in validation_set],
-        config,
-        on_epoch=lambda e: print(
-            f"  epoch {e.epoch}: step {e.step}, train loss {e.train_loss:.4f}, "
-            f"validation loss {e.validation_loss:.4f}, {e.seconds:.1f} s"
-        ),
-    )
-    seconds = time.perf_counter() - started
+    result, seconds = train_on(train_set, validation_set, config)
     print(
         f"1. default job {config}: {len(train_set)}/{len(validation_set)}/{len(test_set)} split, "
         f"{result.step_count} steps, {result.token_count} tokens, training {seconds:.1f} s"

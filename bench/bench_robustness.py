@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
 
 import torch  # noqa: E402
-from datasets import Sample, make_balanced, make_samples, stratified_split  # noqa: E402
+from datasets import Sample, make_balanced, make_samples, stratified_split, train_on  # noqa: E402
 
 from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
-from localvertex.model import Example, InspectorModel, TrainConfig, train  # noqa: E402
+from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
 from localvertex.model.training import BATCH_SIZE  # noqa: E402
 
 
@@ -65,18 +65,7 @@ def tune(name: str, samples: list[Sample], config: TrainConfig) -> tuple[Inspect
     split, and a line of tuning figures.
     """
     train_set, validation_set, test_set = stratified_split(samples)
-    started = time.perf_counter()
-    result = train(
-        [Example(s.image, s.label) for s in train_set],
-        [Example(s.image, s.label) for s in validation_set],
-        config,
-        on_epoch=lambda e: print(
-            f"    epoch {e.epoch}: train loss {e.train_loss:.4f}, validation "
-            f"loss {e.validation_loss:.4f}, {e.seconds:.1f} s",
-            flush=True,
-        ),
-    )
-    seconds = time.perf_counter() - started
+    result, seconds = train_on(train_set, validation_set, config, indent="    ")
     shown = result.step_count * BATCH_SIZE  # augmented images the network was trained on
     line = (
         f"tuned on {len(train_set)} images ({len(validation_set)} validation) at "

@@ -1,6 +1,7 @@
 """Labelled image sets drawn with the pipeline's synthesizer (components.drawing)."""
 
 import random
+import time
 from dataclasses import dataclass
 
 from PIL import Image
@@ -53,3 +54,22 @@ def stratified_split(samples: list[Sample]) -> tuple[list[Sample], list[Sample],
     for i, sample in enumerate(ranked):
         parts[0 if i % 10 < 8 else 1 if i % 10 == 8 else 2].append(sample)
     return parts
+
+
+def train_on(train_set: list[Sample], validation_set: list[Sample], config, indent: str = "  "):
+    """(TrainResult, seconds) of the local model tuned on `train_set` (`validation_set` picks
+    the best epoch; `config` a localvertex.model.TrainConfig), each epoch's figures printed."""
+    from localvertex.model import Example, train
+
+    started = time.perf_counter()
+    result = train(
+        [Example(s.image, s.label) for s in train_set],
+        [Example(s.image, s.label) for s in validation_set],
+        config,
+        on_epoch=lambda e: print(
+            f"{indent}epoch {e.epoch}: step {e.step}, train loss {e.train_loss:.4f}, "
+            f"validation loss {e.validation_loss:.4f}, {e.seconds:.1f} s",
+            flush=True,
+        ),
+    )
+    return result, time.perf_counter() - started

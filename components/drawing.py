@@ -2,9 +2,7 @@
 
 KFP lightweight components carry only their own source, so every function here is
 self-contained (imports inside, no module constants) and is copied into a component with
-``@dsl.component(additional_funcs=drawing_functions())``-style lists. The full list a
-component must pass is ``[draw_product_image, draw_notebook_product, draw_photo_product,
-gaussian_noise_image]`` (``drawing_variations`` only if the component calls it).
+``@dsl.component(additional_funcs=[*DRAWING_FUNCS, ...])`` (DRAWING_FUNCS, at the end).
 
 Every image is a pure function of the ``random.Random`` state it is given: only that
 generator is drawn from (``rng.randbytes`` for noise fields), and PIL's operations are
@@ -501,3 +499,13 @@ def draw_photo_product(rng, defect_type=None):
         image.save(buffer, format="JPEG", quality=camera.randint(60, 95))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return image
+
+
+# What a component ships to draw images (see the module docstring).
+DRAWING_FUNCS = [
+    drawing_variations,
+    draw_product_image,
+    draw_notebook_product,
+    draw_photo_product,
+    gaussian_noise_image,
+]

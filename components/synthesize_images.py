@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.drawing import draw_notebook_product, draw_photo_product, draw_product_image, gaussian_noise_image
+from components.drawing import DRAWING_FUNCS, draw_product_image, drawing_variations
 from components.helpers import (
     manifest_columns,
     notebook_labels,
@@ -69,10 +69,7 @@ def draw_and_upload_images(
     additional_funcs=[
         render_png,
         draw_and_upload_images,
-        draw_product_image,
-        draw_notebook_product,
-        draw_photo_product,
-        gaussian_noise_image,
+        *DRAWING_FUNCS,
         notebook_labels,
         parse_gcs_uri,
         manifest_columns,
@@ -137,7 +134,7 @@ def synthesize_images(
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
-    if variation not in ("standard", "strong", "photo"):
+    if variation not in drawing_variations():
         raise ValueError(f"variation must be 'standard', 'strong' or 'photo', got {variation!r}")
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     folder = f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}"

@@ -7,6 +7,7 @@ from kfp import dsl
 from kfp.dsl import Metrics, Output, OutputPath
 
 from components.entrypoint import exec_python
+from components.evaluation import scrub_error
 from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
 
@@ -16,7 +17,7 @@ from components.packages import BASE_IMAGE, TUNING_PACKAGES
     base_image=BASE_IMAGE,
     packages_to_install=TUNING_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[genai_client, report_progress, vertex_resource_uri, write_gcp_resources],
+    additional_funcs=[genai_client, report_progress, scrub_error, vertex_resource_uri, write_gcp_resources],
 )
 def wait_for_tuning(
     project: str,
@@ -109,7 +110,7 @@ def wait_for_tuning(
         return isinstance(error, (httpx.TransportError, auth_errors.TransportError, ConnectionError))
 
     def one_line(error):
-        return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        return scrub_error(f"{type(error).__name__}: {error}", 300)
 
     def gave_up(error, since):
         """The error that ends the wait: the API stayed unreachable until the deadline."""

@@ -11,6 +11,7 @@ import yaml
 
 from components.capabilities import thinking_budget_for, tuning_problems
 from components.champion import training_price
+from components.drawing import drawing_variations
 from pipeline.pipeline import COMPILED_YAML
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16)  # the most any base model accepts; tuning_problems checks per model
@@ -98,7 +99,7 @@ def check(params: dict) -> None:
         ),
         ("num_images", lambda v: v >= 1, "must be at least 1"),
         ("defect_ratio", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        ("variation", lambda v: v in ("standard", "strong", "photo"), "must be standard, strong or photo"),
+        ("variation", lambda v: v in drawing_variations(), "must be standard, strong or photo"),
         ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
         ("validation_fraction", lambda v: 0 <= v < 1, "must be in [0, 1)"),
         ("adapter_size", lambda v: v in ADAPTER_SIZES, f"must be one of {', '.join(map(str, ADAPTER_SIZES))}"),

@@ -312,13 +312,14 @@ class TrainingRunner:
             log.warning("runner error on %s again: %s: %s", what, type(exc).__name__, exc)
         else:
             log.exception("runner error on %s", what)
-        current = self.store.get(id_of(job)) if job else None
-        if current is None or current["state"] in TERMINAL or (current["state"] == PENDING and is_disk_full(exc)):
-            return
-        try:
-            self.store.update(id_of(job), lambda j: fail_after_error(j, exc, self.store.dir), keep_unsaved=True)
-        except Exception:
-            log.exception("job %s could not be marked ended", id_of(job))
+        with self.store.lock:  # a cancel between the read and the write must not be overwritten
+            current = self.store.get(id_of(job)) if job else None
+            if current is None or current["state"] in TERMINAL or (current["state"] == PENDING and is_disk_full(exc)):
+                return
+            try:
+                self.store.update(id_of(job), lambda j: fail_after_error(j, exc, self.store.dir), keep_unsaved=True)
+            except Exception:
+                log.exception("job %s could not be marked ended", id_of(job))
         self.remove_models(job)
 
     def _claim(self, job_id: str) -> dict[str, Any] | None:

@@ -3,11 +3,11 @@
 Resolution. A job's input size is chosen from its own training images
 (`choose_input_size`): the median longest side rounded to a multiple of 32, between 64 and
 MAX_INPUT_SIZE. The notebook-style 100 px images train at 96 px (nearly their own pixels);
-photo-like 320 px images at 224 px, where a 1-2 px scratch still covers most of a pixel
-(at the old fixed 64x64 it faded to a fifth of one and disappeared).
+photo-like 320 px images at 160 px, their fine detail read at full size (at the old fixed
+64x64 a 1-2 px scratch faded to a fifth of a pixel and disappeared).
 
-Memory. Training images are kept as one uint8 tensor at the input size (a 224 px image is
-150 KB), converted to float one batch at a time.
+Memory. Training images are kept as one uint8 tensor at the input size (nine channels of a
+160 px image are 230 KB), converted to float one batch at a time.
 """
 
 import functools

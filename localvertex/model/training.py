@@ -166,7 +166,7 @@ def train(
         best_epoch = best[1]
 
     return TrainResult(
-        model=InspectorModel(network.eval(), tokenizer, answers),
+        model=InspectorModel(network, tokenizer, answers),
         epochs=history,
         step_count=total_steps,
         example_count=len(train_examples),
@@ -259,10 +259,10 @@ def _tensors(examples: list[Example], tokenizer: WordTokenizer, size: int) -> tu
     return images_to_input([e.image for e in examples], size), tokens
 
 
-def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy over label tokens and EOS (padding ignored)."""
     logits = network(images, tokens[:, :-1])
-    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD, reduction=reduction)
 
 
 @torch.no_grad()
@@ -272,10 +272,8 @@ def _evaluate(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor)
     total, count = 0.0, 0
     for start in range(0, len(images), 64):
         chunk = slice(start, start + 64)
-        targets = tokens[chunk, 1:]
-        logits = network(images[chunk].float() / 255.0, tokens[chunk, :-1])
-        total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum").item()
-        count += int((targets != PAD).sum())
+        total += _loss(network, images[chunk].float() / 255.0, tokens[chunk], reduction="sum").item()
+        count += int((tokens[chunk, 1:] != PAD).sum())
     return total / count
 
 
