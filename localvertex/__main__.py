@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 import typer
@@ -43,8 +44,6 @@ def _ignore_closed_output() -> None:
 def _dump_stacks_on_sigusr1(data_dir: Path):
     """``kill -USR1 <pid>`` writes every thread's stack to <data_dir>/stacks.txt (a server that
     will not stop, seen from outside even when its output is gone). Returns the open file."""
-    import faulthandler
-
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         stacks = open(data_dir / "stacks.txt", "a")  # noqa: SIM115 - faulthandler writes to it until exit
@@ -75,9 +74,11 @@ def serve(
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs in the main thread, and Event.set
+    # there deadlocked when the signal came while Event.wait held the Event's own lock.
+    stopping: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _frame: stopping.append(number))
     stack = LocalStack(data_dir, vertex_port=port, storage_port=storage_port, bucket=bucket, project=project)
     stacks = _dump_stacks_on_sigusr1(stack.data_dir)
     try:
@@ -93,8 +94,8 @@ def serve(
         _say("# Ctrl-C to stop", err=True)
         _ignore_closed_output()
         try:
-            while not stop.wait(0.5):
-                pass
+            while not stopping:
+                time.sleep(0.2)
         except KeyboardInterrupt:
             pass
     finally:
@@ -103,8 +104,6 @@ def serve(
         stack.stop()
         _ignore_closed_output()
         if stacks is not None:
-            import faulthandler
-
             faulthandler.unregister(signal.SIGUSR1)
             stacks.close()
 
