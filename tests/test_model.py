@@ -11,13 +11,16 @@ from PIL import Image, ImageDraw
 from components.drawing import draw_product_image
 from components.helpers import LABELS, judge_answer
 from localvertex.model import Example, InspectorModel, TrainConfig, TrainingCancelled, load_image, train
+from localvertex.model import images as images_module
 from localvertex.model import training as training_module
 from localvertex.model.images import (
+    DETAIL_CHANNELS,
     INPUT_CHANNELS,
     MAX_DECODED_SIDE,
     augment,
     choose_input_size,
     images_to_input,
+    shape_channels,
     top_hats,
 )
 from localvertex.model.inspector import AnswerDrafts, frequent_answers
@@ -276,9 +279,13 @@ def test_input_size_follows_the_training_images():
     image = draw(random.Random(0), "Crack")
     result = train([Example(image, LABELS["Crack"])], [], TrainConfig(epochs=1, adapter_size=1))
     assert result.model.network.config.input_size == 96
-    assert result.model.network.config.encoder == "fcn-max"
+    assert result.model.network.config.encoder == "fcn-max"  # no shape channels below 128 px
     pinned = train([Example(image, LABELS["Crack"])], [], TrainConfig(epochs=1, adapter_size=1, input_size=32))
     assert pinned.model.network.config.input_size == 32
+    large = train([Example(image, LABELS["Crack"])], [], TrainConfig(epochs=1, adapter_size=1, input_size=128))
+    assert large.model.network.config.encoder == "fcn-max-shape"
+    assert large.model.network.encoder.layers[0][0].in_channels == INPUT_CHANNELS
+    assert len(large.model.generate([image])) == 1
     # A model of any input size answers images of any size.
     assert len(pinned.model.generate([Image.new("RGB", (500, 90)), image])) == 2
 
@@ -289,12 +296,14 @@ def test_training_images_are_held_as_uint8():
     tokenizer = WordTokenizer.build(["a b"])
     pixels, _ = training_module._tensors([Example(Image.new("RGB", (9, 9)), "a b")], tokenizer, 32)
     assert pixels.dtype == torch.uint8 and pixels.shape == (1, INPUT_CHANNELS, 32, 32)
+    pixels, _ = training_module._tensors([Example(Image.new("RGB", (9, 9)), "a b")], tokenizer, 32, DETAIL_CHANNELS)
+    assert pixels.shape == (1, DETAIL_CHANNELS, 32, 32)
 
 
 def test_dithered_palette_images_do_not_look_scratched():
     """A GIF-style palette image is smoothed before its top-hats: dithering is no detail."""
     image = draw(random.Random(5), None).resize((180, 140))
-    rgb, palette = (images_to_input([image.convert(mode)], 96).float() / 255 for mode in ("RGB", "P"))
+    rgb, palette = (images_to_input([image.convert(mode)], 96, DETAIL_CHANNELS).float() / 255 for mode in ("RGB", "P"))
     assert palette[0, 3:].median() <= rgb[0, 3:].median() + 0.02
     assert palette[0, 3:].quantile(0.99) < 0.15
     assert load_image(_encoded(image.convert("P"), "GIF")).size == (180, 140)
@@ -310,7 +319,13 @@ def test_checkpoints_each_epoch_and_keeps_the_best_one(monkeypatch):
     """on_checkpoint gets every epoch's model (it answers); the result holds the best epoch's."""
     losses = iter([0.7, 0.3, 0.6])
     real_evaluate = training_module._evaluate
-    monkeypatch.setattr(training_module, "_evaluate", lambda *args: (real_evaluate(*args), next(losses))[1])
+
+    def evaluate(*args):
+        real_evaluate(*args)
+        loss = next(losses)
+        return loss, torch.tensor([loss, loss + 0.01])  # epoch 2 clearly lower than the last
+
+    monkeypatch.setattr(training_module, "_evaluate", evaluate)
     data = examples(1, seed=4)
     seen = []
 
@@ -343,7 +358,7 @@ def test_fine_detail_survives_reduction_to_the_input_size():
     pixels = images_to_input([image], 160).float() / 255
     assert pixels[0, 3:6].max() > 0.95  # bright top-hat, x2 gain: 140 levels clip to 1
     assert pixels[0, :3].max() < 0.75  # the resized colour alone halves it
-    assert pixels[0, 6:].max() < 0.1
+    assert pixels[0, 6:DETAIL_CHANNELS].max() < 0.1
 
 
 def test_large_images_are_reduced_when_decoded():
@@ -380,22 +395,53 @@ def test_balanced_order_gives_every_label_an_equal_share():
     assert torch.equal(order, again)
 
 
-def test_best_epoch_by_validation_loss_is_kept(monkeypatch):
-    """The weights of the epoch with the lowest validation loss are the model's."""
-    snapshots, losses = [], iter([0.9, 0.2, 0.5])
+@pytest.mark.parametrize(
+    "per_example, kept",  # each epoch's validation loss per example -> the epoch whose weights are kept
+    [
+        ([[0.9, 0.8, 0.9], [0.2, 0.3, 0.2], [0.5, 0.6, 0.5]], 2),  # epoch 2 lower on every example
+        ([[0.9, 0.8, 0.9], [0.0, 1.0, 0.0], [0.5, 0.4, 0.5]], 3),  # lower on average, by chance
+        ([[0.9, 0.8, 0.9], [0.5, 0.6, 0.5], [0.2, 0.3, 0.2]], 3),  # the last is the lowest
+        ([[0.9], [0.2], [0.5]], 3),  # one validation example is no evidence
+    ],
+)
+def test_an_earlier_epoch_is_kept_only_when_clearly_better(monkeypatch, per_example, kept):
+    """The last epoch's weights stay unless an earlier epoch's validation loss is lower by more
+    than twice the standard error of the paired per-example difference."""
+    snapshots, losses = [], iter(per_example)
 
     def fake_evaluate(network, images, tokens):
         snapshots.append({k: v.clone() for k, v in network.state_dict().items()})
-        return next(losses)
+        epoch = torch.tensor(next(losses))
+        return float(epoch.mean()), epoch
 
     monkeypatch.setattr(training_module, "_evaluate", fake_evaluate)
     data = examples(1, seed=6)
     result = train(data, data[:2], TrainConfig(epochs=3, adapter_size=1, input_size=32))
-    assert result.best_epoch == 2 and [e.validation_loss for e in result.epochs] == [0.9, 0.2, 0.5]
+    assert result.best_epoch == kept
+    assert [round(e.validation_loss, 4) for e in result.epochs] == [round(sum(v) / len(v), 4) for v in per_example]
     final = result.model.network.state_dict()
-    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
-    assert not all(torch.equal(final[k], snapshots[2][k]) for k in final)
+    assert all(torch.equal(final[k], snapshots[kept - 1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[kept % 3][k]) for k in final)
     assert train(data, [], TrainConfig(epochs=2, adapter_size=1, input_size=32)).best_epoch == 2
+
+
+def test_validation_loss_is_per_token_and_per_example():
+    """_evaluate's mean is over label tokens (padding ignored); its per-example losses are each
+    example's own token mean, and chunks of 64 give the same figures as one pass."""
+    tokenizer = WordTokenizer.build(["a", "a b c d"])
+    data = [Example(Image.new("RGB", (32, 32), (i * 3, 90, 200)), "a" if i % 3 else "a b c d") for i in range(70)]
+    images, tokens = training_module._tensors(data, tokenizer, 32)
+    network = training_module._new_network(len(tokenizer), tokens.shape[1] - 1, 32, TrainConfig(adapter_size=1))
+    mean, per_example = training_module._evaluate(network, images, tokens)
+    assert per_example.shape == (70,)
+    with torch.no_grad():
+        one = torch.stack(
+            [training_module._loss(network, images[i : i + 1].float() / 255, tokens[i : i + 1]) for i in range(70)]
+        )
+    assert torch.allclose(per_example, one, atol=1e-5)
+    lengths = (tokens[:, 1:] != 0).sum(dim=1).float()  # PAD is 0
+    assert abs(mean - float((one * lengths).sum() / lengths.sum())) < 1e-5
+    assert not torch.allclose(torch.tensor(mean), one.mean(), atol=1e-4)  # long labels weigh more
 
 
 def test_encoder_keeps_a_one_pixel_defect_anywhere():
@@ -431,3 +477,88 @@ def test_models_saved_before_the_new_encoder_still_load(tmp_path):
     assert loaded.network.config.encoder == "grid64"
     image = Image.new("RGB", (100, 100), "blue")
     assert loaded.generate([image]) == old.generate([image])
+
+
+def test_models_tuned_before_the_shape_channels_still_answer(tmp_path):
+    """An "fcn-max" model reads the detail channels only, as it was trained."""
+    tokenizer = WordTokenizer.build(["Status: Pass"])
+    old = InspectorModel(InspectorNet(NetworkConfig(len(tokenizer), 4, input_size=64, encoder="fcn-max")), tokenizer)
+    assert old.network.config.input_channels == DETAIL_CHANNELS
+    assert old.network.encoder.layers[0][0].in_channels == DETAIL_CHANNELS
+    old.save(tmp_path)
+    image = draw(random.Random(3), "Crack")
+    assert InspectorModel.load(tmp_path).generate([image]) == old.generate([image])
+    full = images_to_input([image], 64)
+    assert torch.equal(images_to_input([image], 64, DETAIL_CHANNELS), full[:, :DETAIL_CHANNELS])
+
+
+def _opened_directly(x: torch.Tensor, length: int) -> torch.Tensor:
+    """The reference for _straight_part: every point of each segment, min then max, no tricks."""
+    x, widened = x, images_module._dilate(x, 3)
+    import math
+
+    reach, (height, width) = 2 * length, x.shape[-2:]
+    best = torch.zeros_like(x)
+    for k in range(images_module.LINE_ANGLES):
+        points = {(0, 0)}
+        for dx, dy in images_module._line_offsets(math.pi * k / images_module.LINE_ANGLES, length):
+            points |= {(a + dx, b + dy) for a, b in points}
+        high = torch.nn.functional.pad(widened, (reach,) * 4, value=255)
+        eroded = torch.stack(
+            [high[..., reach + b : reach + b + height, reach + a : reach + a + width] for a, b in points]
+        )
+        low = torch.nn.functional.pad(eroded.amin(0), (reach,) * 4, value=0)
+        opened = torch.stack(
+            [low[..., reach - b : reach - b + height, reach - a : reach - a + width] for a, b in points]
+        )
+        best = torch.maximum(best, opened.amax(0))
+    return torch.minimum(best, x)
+
+
+@pytest.mark.parametrize("shape, length", [((1, 1, 30, 30), 13), ((2, 2, 27, 41), 25), ((1, 3, 60, 9), 7)])
+def test_straight_part_is_the_largest_line_opening(shape, length):
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape))) * 255).to(torch.uint8)
+    x[..., shape[-2] // 2, :] = 200  # a long straight line, so something survives the opening
+    assert torch.equal(images_module._straight_part(x, length), _opened_directly(x, length))
+
+
+def _part_with(mark: str, angle: float = 36.5) -> Image.Image:
+    """A flat grey 128 px part with one mark drawn on it."""
+    import math
+
+    image = Image.new("RGB", (128, 128), (128, 128, 128))
+    draw_on = ImageDraw.Draw(image)
+    if mark == "seam":  # dark, straight, across the part, at `angle` degrees
+        dx, dy = 54 * math.cos(math.radians(angle)), 54 * math.sin(math.radians(angle))
+        draw_on.line((64 - dx, 64 - dy, 64 + dx, 64 + dy), fill=(60, 60, 60), width=1)
+    elif mark == "crack":  # dark, turning every few pixels
+        draw_on.line((40, 40, 48, 44, 42, 50, 50, 54, 44, 60, 52, 64, 46, 70), fill=(60, 60, 60), width=1)
+    elif mark == "stain":  # a rust-coloured blob wider than the top-hats see
+        draw_on.ellipse((50, 50, 70, 68), fill=(150, 80, 40))
+    return image
+
+
+# Shape channels (after DETAIL_CHANNELS): 0 dark on straight lines, 1 dark off them, 2 bright
+# off them; 3-5 blob contrast above the surroundings (red-green, yellow-blue, brightness), 6-8 below.
+@pytest.mark.parametrize(
+    "mark, angle", [("seam", a) for a in (0, 7, 20, 36.5, 52, 83, 101, 128, 166)] + [("crack", 0), ("stain", 0)]
+)
+def test_shape_channels_tell_lines_from_turns_and_blobs(mark, angle):
+    shape = images_to_input([_part_with(mark, angle)], 128)[0, DETAIL_CHANNELS:].float()
+    plain = images_to_input([_part_with("none")], 128)[0, DETAIL_CHANNELS:].float()
+    assert plain.max() <= 2  # a flat part has no shape
+    peaks = shape.amax(dim=(1, 2)).tolist()
+    if mark == "seam":  # a seam at any angle: its dark detail is on the line, not off it
+        assert peaks[0] >= 100 and peaks[1] <= 0.35 * peaks[0], peaks
+    if mark == "crack":  # a crack shows off the straight lines, where a seam does not
+        assert peaks[1] >= 100, peaks
+    if mark == "stain":  # a rust stain: redder and yellower than grey; no line
+        assert min(peaks[3], peaks[4]) >= 100 and max(peaks[:3]) <= 0.1 * peaks[4], peaks
+
+
+def test_shape_channels_work_on_batches_and_uint8():
+    images = [_part_with(m) for m in ("seam", "crack", "stain")]
+    detail = images_to_input(images, 64, DETAIL_CHANNELS)
+    together = shape_channels(detail)
+    assert together.dtype == torch.uint8 and together.shape == (3, INPUT_CHANNELS - DETAIL_CHANNELS, 64, 64)
+    assert all(torch.equal(together[i], shape_channels(detail[i : i + 1])[0]) for i in range(3))

@@ -6,12 +6,18 @@ MAX_INPUT_SIZE. The notebook-style 100 px images train at 96 px (nearly their ow
 photo-like 320 px images at 160 px, their fine detail read at full size (at the old fixed
 64x64 a 1-2 px scratch faded to a fifth of a pixel and disappeared).
 
-Memory. Training images are kept as one uint8 tensor at the input size (nine channels of a
-160 px image are 230 KB), converted to float one batch at a time.
+Channels. Colour and fine detail (top-hats) say what is there; the shape channels say
+whether it is long and straight (a seam, a machining line) or turns (a crack), and whether
+a patch differs in colour from what surrounds it (a stain), which a small CNN trained on a
+few dozen images per class did not learn from the colour alone.
+
+Memory. Training images are kept as one uint8 tensor at the input size (the 18 channels of
+a 160 px image are 460 KB), converted to float one batch at a time.
 """
 
 import functools
 import io
+import math
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +41,26 @@ TOPHAT_GAIN = 2  # an integer: the detail channels are computed in uint8
 # the overhead of tensor operations, few enough to stay in the CPU's cache (a group of twelve
 # 320 px images was 5x slower per image than one image alone).
 _DETAIL_VALUES = 300_000
-INPUT_CHANNELS = 9  # RGB, bright fine detail (RGB), dark fine detail (RGB)
+DETAIL_CHANNELS = 9  # RGB, bright fine detail (RGB), dark fine detail (RGB)
+# Shape channels (`shape_channels`): dark detail on long straight lines, dark detail off them,
+# bright detail off them; then blob contrast (+ and -) of two colour-opponent axes and brightness.
+SHAPE_CHANNELS = 9
+INPUT_CHANNELS = DETAIL_CHANNELS + SHAPE_CHANNELS
+# The shape channels are computed at half the input size, then enlarged (4x cheaper: the
+# serving budget of a 96 px image is a few ms, and the encoder's first layer has stride 2).
+# A straight line at least LINE_LENGTH input pixels long is a seam, an edge or a machining
+# line rather than a crack (whose trunk turns every few pixels). Measured in LINE_ANGLES
+# orientations on the half-size detail widened to LINE_WIDTH px, so that a 1 px line at any
+# angle holds a segment of one of them (tests: seams at nine angles).
+LINE_LENGTH = 33
+LINE_ANGLES = 16
+LINE_WIDTH = 3
+# Blob contrast: the colour at fine scale minus its surroundings (difference of Gaussians,
+# sigmas in input pixels): a stain differs in colour from the part around it, which a
+# 3x3-kernel CNN of this depth (31 px receptive field) cannot compare for a stain as wide
+# as its view.
+BLOB_SIGMAS = (1.5, 10.0)
+BLOB_GAIN = 4
 # Augmentation: the largest sensor noise added (standard deviation, on a 0-1 scale).
 MAX_NOISE = 0.02
 
@@ -154,18 +179,20 @@ def _detail_scale(image: Image.Image, size: int) -> int:
     return max(1, min(DETAIL_SCALE, round(max(image.size) / size)))
 
 
-def images_to_input(images: list[Image.Image], size: int) -> torch.Tensor:
-    """Returns the network's input as uint8 (N, INPUT_CHANNELS, size, size).
+def images_to_input(images: list[Image.Image], size: int, channels: int = INPUT_CHANNELS) -> torch.Tensor:
+    """Returns the network's input as uint8 (N, channels, size, size).
 
     Channels: the image's colour at size x size, then its bright and dark top-hats (per
-    RGB channel, x TOPHAT_GAIN). The top-hats are computed at up to DETAIL_SCALE x size
+    RGB channel, x TOPHAT_GAIN), then (if `channels` asks for them) the shape channels
+    (`shape_channels`). The top-hats are computed at up to DETAIL_SCALE x size
     (a 320 px photo's own pixels for a 160 px input) and reduced by max pooling, so a
     line one pixel wide keeps its full contrast (resizing would average it away).
     Computed in integers on whole batches (images grouped by detail scale): per-image
     float work spent most of its time in the overhead of small tensor operations.
+    Models saved before the shape channels existed read only the first DETAIL_CHANNELS.
     """
     images = [to_rgb(image) for image in images]
-    out = torch.empty(len(images), INPUT_CHANNELS, size, size, dtype=torch.uint8)
+    out = torch.empty(len(images), max(channels, DETAIL_CHANNELS), size, size, dtype=torch.uint8)
     by_scale: dict[int, list[int]] = {}
     for i, image in enumerate(images):
         by_scale.setdefault(_detail_scale(image, size), []).append(i)
@@ -181,8 +208,109 @@ def images_to_input(images: list[Image.Image], size: int) -> torch.Tensor:
                 shifts = (detail[..., i::factor, j::factor] for i in range(factor) for j in range(factor))
                 detail = functools.reduce(torch.maximum, shifts)
             out[group, :3] = large if factor == 1 else _pixels(chosen, size)
-            out[group, 3:] = (detail.to(torch.int16) * TOPHAT_GAIN).clamp(max=255).to(torch.uint8)
-    return out
+            out[group, 3:DETAIL_CHANNELS] = (detail.to(torch.int16) * TOPHAT_GAIN).clamp(max=255).to(torch.uint8)
+            if channels > DETAIL_CHANNELS:
+                out[group, DETAIL_CHANNELS:] = shape_channels(out[group, :DETAIL_CHANNELS])
+    return out[:, :channels]
+
+
+def shape_channels(detail: torch.Tensor) -> torch.Tensor:
+    """The shape channels of uint8 (N, DETAIL_CHANNELS, S, S) input: uint8 (N, SHAPE_CHANNELS, S, S).
+
+    What tells a defect from a benign mark of the same brightness is often its shape:
+    - Lines: the dark detail that lies on a straight line of LINE_LENGTH px or more (a
+      seam, a groove, a machining line: long and straight) and the dark and bright detail
+      that does not (a crack turns every few pixels; a pit or a speck is short). The
+      straight part is the largest opening of the detail by a line segment in any of
+      LINE_ANGLES orientations.
+    - Blobs: each of two colour-opponent axes (red-green, yellow-blue) and brightness at a
+      fine scale minus its surroundings (BLOB_SIGMAS), positive and negative parts: a stain
+      stands out from the part around it whatever the part's own colour.
+    On the photo-like benchmark they raised status accuracy from 0.85 to 0.90 and type
+    accuracy from 0.82 to 0.88 (two training seeds each; README "The local model").
+    """
+    height, width = detail.shape[-2:]
+    # At half the input size (4x cheaper; the encoder's first layer has stride 2 anyway):
+    # detail by its maxima, so a 1 px line keeps its contrast, colour by its means.
+    marks = torch.cat([detail[:, 6:9].amax(dim=1, keepdim=True), detail[:, 3:6].amax(dim=1, keepdim=True)], 1)
+    dark, bright = F.max_pool2d(marks.float(), 2, ceil_mode=True).to(torch.uint8).unbind(1)
+    straight = _straight_part(torch.stack([dark, bright], 1), LINE_LENGTH // 2 + 1)  # never above its input
+    lines = torch.stack([straight[:, 0], dark - straight[:, 0], bright - straight[:, 1]], dim=1)
+    rgb = F.avg_pool2d(detail[:, :3].float() / 255.0, 2, ceil_mode=True)
+    opponent = torch.stack([rgb[:, 0] - rgb[:, 1], (rgb[:, 0] + rgb[:, 1]) / 2 - rgb[:, 2], rgb.mean(dim=1)], 1)
+    blobs = _blur(opponent, BLOB_SIGMAS[0] / 2) - _blur(opponent, BLOB_SIGMAS[1] / 2)
+    blobs = torch.cat([blobs, -blobs], dim=1) * (BLOB_GAIN * 255.0)
+    out = torch.cat([lines, blobs.clamp(0.0, 255.0).round().to(torch.uint8)], dim=1)
+    return F.interpolate(out, scale_factor=2, mode="nearest")[..., :height, :width]
+
+
+def _line_offsets(angle: float, length: int) -> list[tuple[int, int]]:
+    """Integer steps whose partial sums walk a segment of `length` px at `angle`: each step
+    doubles the segment (1, 2, 4, ... px), so an erosion by it takes log2 steps."""
+    steps, covered = [], 1
+    while covered < length:
+        step = min(covered, length - covered)
+        steps.append((round(step * math.cos(angle)), round(step * math.sin(angle))))
+        covered += step
+    return steps
+
+
+def _straight_part(x: torch.Tensor, length: int) -> torch.Tensor:
+    """What of x (N, C, H, W, uint8) lies on a straight line at least `length` px long.
+
+    That is x where its 3x3 dilation's largest opening by a line segment in any of
+    LINE_ANGLES orientations reaches it (the dilation lets a 1 px line at an angle between
+    two of them hold a segment; taking the minimum with x keeps the result within x). Each
+    image is padded by `length` and the batch flattened to one row, so a shift by
+    (dx, dy) is a shift of the row by dy * padded width + dx: slices of a 1-D tensor are
+    contiguous, where 2-D shifted views made each elementwise step 4x slower. A segment's
+    reach stays inside an image's own padding, so no step mixes two images.
+    """
+    n, c, height, width = x.shape
+    reach = length
+    padded_width = width + 2 * reach
+    inside = F.pad(torch.ones_like(x), (reach, reach, reach, reach)).reshape(-1)
+    # Padded with 255 for the erosions (the border never wins a minimum).
+    canvas = F.pad(_dilate(x, LINE_WIDTH), (reach, reach, reach, reach), value=255).reshape(-1)
+    rows = torch.arange(n * c * (height + 2 * reach)).view(n, c, -1)[..., reach : reach + height]
+    pixels = (rows.unsqueeze(-1) * padded_width + torch.arange(reach, reach + width)).reshape(-1)
+    best = torch.zeros(pixels.numel(), dtype=x.dtype)
+    for k in range(LINE_ANGLES):
+        shifts = [dy * padded_width + dx for dx, dy in _line_offsets(math.pi * k / LINE_ANGLES, length)]
+        eroded, origin = _walk(canvas, shifts, torch.minimum)
+        # Outside the image an erosion's value is the fill; for the dilation it must never win.
+        eroded = eroded * inside[origin : origin + eroded.numel()]
+        opened, origin = _walk(eroded, [-s for s in shifts], torch.maximum, origin)
+        best = torch.maximum(best, opened[pixels - origin])
+    return torch.minimum(best.view(n, c, height, width), x)
+
+
+def _walk(row: torch.Tensor, shifts: list[int], pick, origin: int = 0) -> tuple[torch.Tensor, int]:
+    """pick(row[i], row[i + s]) for each shift s in turn; returns the result and the index in
+    the original row of its first element (each step shortens the row by |s|)."""
+    for s in shifts:
+        if s >= 0:
+            row = pick(row[: row.numel() - s], row[s:])
+        else:
+            row = pick(row[-s:], row[: row.numel() + s])
+            origin -= s
+    return row, origin
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (separable, borders replicated); wide ones on a 4x smaller image."""
+    if sigma > 4:
+        size = x.shape[-2:]
+        small = _blur(F.avg_pool2d(x, 4, ceil_mode=True), sigma / 4)
+        return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
+    radius = max(1, int(3 * sigma))
+    kernel = torch.exp(-(torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    x = F.pad(x, (radius, radius, 0, 0), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    x = F.pad(x, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -136,8 +136,8 @@ class InspectorModel:
         config = self.network.config
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_VALUES // (config.input_channels * config.input_size**2)))
         for start in range(0, len(images), chunk):
-            pixels = images_to_input(images[start : start + chunk], config.input_size)
-            pixels = pixels[:, : config.input_channels].float() / 255.0
+            pixels = images_to_input(images[start : start + chunk], config.input_size, config.input_channels)
+            pixels = pixels.float() / 255.0
             answers += self._generate_batch(pixels, temperature, max_new_tokens, generator)
         return answers
 

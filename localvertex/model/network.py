@@ -1,6 +1,6 @@
 """The image-to-text network: a fully convolutional encoder and a small transformer decoder.
 
-The encoder reads the image's colour and its top-hat detail channels (images.py) with a
+The encoder reads the image's colour, top-hat detail and shape channels (images.py) with a
 batch-normalised CNN of stride 8 that works at any input size. Its feature map becomes two
 "image tokens": its maximum and its mean over the whole image. Max pooling keeps the response of a defect that covers a few pixels
 anywhere on the part (an average would dilute it across the part). The decoder writes the
@@ -10,13 +10,14 @@ costs one position's work instead of re-running the whole prefix; a block of sev
 tokens can be checked in one pass (inspector.py drafts answers that way).
 """
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from localvertex.model.images import INPUT_CHANNELS
+from localvertex.model.images import DETAIL_CHANNELS, INPUT_CHANNELS
 
 HEAD_DIM = 16
 # Encoder channels per stage (strides 2, 2, 2, 1). Few channels at full resolution keep a
@@ -33,17 +34,18 @@ class NetworkConfig:
     width: int = 64
     layers: int = 2
     input_size: int = 96
-    # "fcn-max": the encoder below, reading images.images_to_input. "grid64": the first
-    # encoder (RGB only, fixed 64x64 input, 8x8 grid), kept so that models tuned before
-    # this one still load and answer (their saved config has no "encoder" key).
-    encoder: str = "fcn-max"
+    # "fcn-max-shape": the encoder below, reading all of images.images_to_input's channels.
+    # Kept so that models tuned before them still load and answer: "fcn-max", the same
+    # encoder on the detail channels only, and "grid64", the first encoder (RGB only, fixed
+    # 64x64 input, 8x8 grid; models whose saved config has no "encoder" key).
+    encoder: str = "fcn-max-shape"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def input_channels(self) -> int:
-        return 3 if self.encoder == "grid64" else INPUT_CHANNELS
+        return {"grid64": 3, "fcn-max": DETAIL_CHANNELS}.get(self.encoder, INPUT_CHANNELS)
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -62,10 +64,10 @@ class ImageEncoder(nn.Module):
     (photo-like set, defect-type accuracy 0.71 with an 8x8 grid, 0.83 without).
     """
 
-    def __init__(self, width: int, input_size: int):
+    def __init__(self, width: int, input_size: int, channels: int = INPUT_CHANNELS):
         super().__init__()
         # Batch-norm matters here: without it a from-scratch run stalled near chance (DESIGN §10).
-        stages, c_in = [], INPUT_CHANNELS
+        stages, c_in = [], channels
         for i, c_out in enumerate(ENCODER_CHANNELS):
             stages.append(_conv(c_in, c_out, 1 if i == len(ENCODER_CHANNELS) - 1 else 2))
             c_in = c_out
@@ -92,7 +94,11 @@ class GridEncoder(nn.Module):
         return features.flatten(2).transpose(1, 2) + self.position
 
 
-ENCODERS = {"fcn-max": ImageEncoder, "grid64": GridEncoder}
+ENCODERS = {
+    "fcn-max-shape": ImageEncoder,
+    "fcn-max": functools.partial(ImageEncoder, channels=DETAIL_CHANNELS),
+    "grid64": GridEncoder,
+}
 
 
 class Cache:
