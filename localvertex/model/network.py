@@ -34,10 +34,11 @@ class NetworkConfig:
     width: int = 64
     layers: int = 2
     input_size: int = 96
-    # "fcn-max-shape": the encoder below, reading all of images.images_to_input's channels.
-    # Kept so that models tuned before them still load and answer: "fcn-max", the same
-    # encoder on the detail channels only, and "grid64", the first encoder (RGB only, fixed
-    # 64x64 input, 8x8 grid; models whose saved config has no "encoder" key).
+    # "fcn-max-shape": the encoder below, reading all of images.images_to_input's channels
+    # (training chooses it from 128 px inputs); "fcn-max": the same encoder on the detail
+    # channels only (smaller inputs, and every model tuned before the shape channels);
+    # "grid64": the first encoder (RGB only, fixed 64x64 input, 8x8 grid), kept so that
+    # models whose saved config has no "encoder" key still load and answer.
     encoder: str = "fcn-max-shape"
 
     def to_dict(self) -> dict:
