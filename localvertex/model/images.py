@@ -258,7 +258,7 @@ def _line_offsets(angle: float, length: int) -> list[tuple[int, int]]:
 def _straight_part(x: torch.Tensor, length: int) -> torch.Tensor:
     """What of x (N, C, H, W, uint8) lies on a straight line at least `length` px long.
 
-    That is x where its 3x3 dilation's largest opening by a line segment in any of
+    That is x where its LINE_WIDTH x LINE_WIDTH dilation's largest opening by a segment in any of
     LINE_ANGLES orientations reaches it (the dilation lets a 1 px line at an angle between
     two of them hold a segment; taking the minimum with x keeps the result within x). Each
     image is padded by `length` and the batch flattened to one row, so a shift by
