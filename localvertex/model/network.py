@@ -10,7 +10,6 @@ costs one position's work instead of re-running the whole prefix; a block of sev
 tokens can be checked in one pass (inspector.py drafts answers that way).
 """
 
-import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,7 +45,8 @@ class NetworkConfig:
 
     @property
     def input_channels(self) -> int:
-        return {"grid64": 3, "fcn-max": DETAIL_CHANNELS}.get(self.encoder, INPUT_CHANNELS)
+        """How many of images.images_to_input's channels the encoder reads."""
+        return ENCODERS[self.encoder][1]
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -56,7 +56,7 @@ def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 class ImageEncoder(nn.Module):
-    """Fully convolutional CNN: (N, INPUT_CHANNELS, S, S) in [0, 1] -> (N, 2, width).
+    """Fully convolutional CNN: (N, channels, S, S) in [0, 1] -> (N, 2, width).
 
     The two image tokens are the feature map's maximum and mean over the whole image. The
     first layer reads every pixel (3x3 kernels at stride 2), so a line one pixel wide still
@@ -65,7 +65,7 @@ class ImageEncoder(nn.Module):
     (photo-like set, defect-type accuracy 0.71 with an 8x8 grid, 0.83 without).
     """
 
-    def __init__(self, width: int, input_size: int, channels: int = INPUT_CHANNELS):
+    def __init__(self, width: int, input_size: int, channels: int):
         super().__init__()
         # Batch-norm matters here: without it a from-scratch run stalled near chance (DESIGN §10).
         stages, c_in = [], channels
@@ -85,9 +85,9 @@ class ImageEncoder(nn.Module):
 class GridEncoder(nn.Module):
     """The first encoder, for models saved without an "encoder": 64x64 RGB in, 8x8 tokens out."""
 
-    def __init__(self, width: int, input_size: int):
+    def __init__(self, width: int, input_size: int, channels: int):
         super().__init__()
-        self.layers = nn.Sequential(_conv(3, 32, 2), _conv(32, 64, 2), _conv(64, 64, 1), _conv(64, width, 2))
+        self.layers = nn.Sequential(_conv(channels, 32, 2), _conv(32, 64, 2), _conv(64, 64, 1), _conv(64, width, 2))
         self.position = nn.Parameter(torch.zeros(1, (input_size // 8) ** 2, width))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -95,10 +95,11 @@ class GridEncoder(nn.Module):
         return features.flatten(2).transpose(1, 2) + self.position
 
 
+# Each encoder and how many of images.images_to_input's channels it reads.
 ENCODERS = {
-    "fcn-max-shape": ImageEncoder,
-    "fcn-max": functools.partial(ImageEncoder, channels=DETAIL_CHANNELS),
-    "grid64": GridEncoder,
+    "fcn-max-shape": (ImageEncoder, INPUT_CHANNELS),
+    "fcn-max": (ImageEncoder, DETAIL_CHANNELS),
+    "grid64": (GridEncoder, 3),
 }
 
 
@@ -171,7 +172,8 @@ class InspectorNet(nn.Module):
         self.config = config
         if config.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {config.encoder!r}; this version knows {sorted(ENCODERS)}")
-        self.encoder = ENCODERS[config.encoder](config.width, config.input_size)
+        kind, channels = ENCODERS[config.encoder]
+        self.encoder = kind(config.width, config.input_size, channels)
         self.embedding = nn.Embedding(config.vocab_size, config.width)
         self.position = nn.Parameter(torch.randn(1, config.max_length, config.width) * 0.02)
         self.decoder = nn.ModuleList(DecoderLayer(config.width) for _ in range(config.layers))

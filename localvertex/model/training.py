@@ -28,7 +28,7 @@ from PIL import Image
 
 from localvertex.model.images import INPUT_CHANNELS, augment, choose_input_size, images_to_input
 from localvertex.model.inspector import InspectorModel, frequent_answers
-from localvertex.model.network import HEAD_DIM, InspectorNet, NetworkConfig
+from localvertex.model.network import ENCODERS, HEAD_DIM, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
 
 BASE_LEARNING_RATE = 3e-3
@@ -128,7 +128,7 @@ def train(
     tokenizer = WordTokenizer.build(e.text for e in train_examples + validation_examples)
     input_size = config.input_size or choose_input_size([e.image for e in train_examples])
     encoder = _encoder_for(input_size)
-    channels = NetworkConfig(1, 1, encoder=encoder).input_channels
+    channels = ENCODERS[encoder][1]
     images, tokens = _tensors(train_examples, tokenizer, input_size, channels)
     validation = _tensors(validation_examples, tokenizer, input_size, channels) if validation_examples else None
     # Decoder positions: BOS plus the longest label (rows are [BOS, label..., EOS]).
