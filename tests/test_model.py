@@ -14,6 +14,7 @@ from localvertex.model import Example, InspectorModel, TrainConfig, TrainingCanc
 from localvertex.model import images as images_module
 from localvertex.model import training as training_module
 from localvertex.model.images import (
+    COLOUR_CAST,
     DETAIL_CHANNELS,
     INPUT_CHANNELS,
     MAX_DECODED_SIDE,
@@ -383,6 +384,16 @@ def test_augmentation_varies_geometry_but_keeps_hue():
     # Geometry varies: the red bar's orientation differs between the augmented copies.
     assert len({tuple(red[i].nonzero().float().std(0).round().tolist()) for i in range(64)}) > 10
     assert not bool(((b > r + 0.1) & red).any())  # no pixel both red and blue
+
+
+def test_augmentation_casts_each_colour_channel_by_up_to_colour_cast():
+    """Grey stays grey under exposure and contrast; only the per-channel cast tints it."""
+    batch = images_to_input([Image.new("RGB", (16, 16), (128, 128, 128))] * 256, 16)
+    channels = augment(batch, torch.Generator().manual_seed(0))[:, :3].mean(dim=(2, 3))
+    tint = channels[:, 1] / channels[:, 2]  # green over blue: cast_g / cast_b, noise averaged out
+    widest = (1 + COLOUR_CAST) / (1 - COLOUR_CAST)
+    assert float(tint.min()) > 1 / widest - 0.02 and float(tint.max()) < widest + 0.02
+    assert float(tint.min()) < 0.85 and float(tint.max()) > 1.15  # wider than a slight cast
 
 
 def test_balanced_order_gives_every_label_an_equal_share():
