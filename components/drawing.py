@@ -49,7 +49,7 @@ def draw_product_image(rng, defect_type=None, variation="standard"):
         return draw_notebook_product(rng, defect_type, strong=variation == "strong")
     if variation == "photo":
         return draw_photo_product(rng, defect_type)
-    raise ValueError(f"variation must be 'standard', 'strong' or 'photo', not {variation!r}")
+    raise ValueError(f"variation must be one of {', '.join(drawing_variations())}, not {variation!r}")
 
 
 def gaussian_noise_image(rng, size, sigma):

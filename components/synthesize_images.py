@@ -135,7 +135,7 @@ def synthesize_images(
     if not 0.0 <= defect_ratio <= 1.0:
         raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
     if variation not in drawing_variations():
-        raise ValueError(f"variation must be 'standard', 'strong' or 'photo', got {variation!r}")
+        raise ValueError(f"variation must be one of {', '.join(drawing_variations())}, got {variation!r}")
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     folder = f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}"
     labels = notebook_labels()

@@ -99,7 +99,7 @@ def check(params: dict) -> None:
         ),
         ("num_images", lambda v: v >= 1, "must be at least 1"),
         ("defect_ratio", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        ("variation", lambda v: v in drawing_variations(), "must be standard, strong or photo"),
+        ("variation", lambda v: v in drawing_variations(), f"must be one of {', '.join(drawing_variations())}"),
         ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
         ("validation_fraction", lambda v: 0 <= v < 1, "must be in [0, 1)"),
         ("adapter_size", lambda v: v in ADAPTER_SIZES, f"must be one of {', '.join(map(str, ADAPTER_SIZES))}"),

@@ -115,7 +115,7 @@ def test_photo_sets_vary_shape_background_and_light():
 
 
 def test_unknown_variation_or_defect_type_is_an_error():
-    with pytest.raises(ValueError, match="variation must be"):
+    with pytest.raises(ValueError, match="variation must be one of standard, strong, photo, not 'extreme'"):
         draw_product_image(random.Random(0), None, "extreme")
     with pytest.raises(ValueError, match="unknown defect type"):
         draw_product_image(random.Random(0), "Dent", "standard")

@@ -99,6 +99,7 @@ def test_resolve_fills_defaults_with_their_types():
         ({"num_images": "0"}, "num_images=0 must be at least 1"),
         ({"defect_ratio": "1.5"}, r"defect_ratio=1.5 must be in \[0, 1\]"),
         ({"adapter_size": "3"}, "adapter_size=3 must be one of 1, 2, 4, 8, 16$"),
+        ({"variation": "extreme"}, "variation='extreme' must be one of standard, strong, photo$"),
         ({"num_image": "3"}, "unknown parameter 'num_image'; did you mean num_images"),
         ({"epoch_count": "five"}, "epoch_count: 'five' is not a valid int"),
     ],
