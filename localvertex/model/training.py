@@ -242,7 +242,7 @@ def _encoder_for(input_size: int) -> str:
 
 
 def _new_network(
-    vocab_size: int, max_length: int, input_size: int, config: TrainConfig, encoder: str = "fcn-max-shape"
+    vocab_size: int, max_length: int, input_size: int, config: TrainConfig, encoder: str = NetworkConfig.encoder
 ) -> InspectorNet:
     """Builds the network for adapter_size, initialised from the seed without touching global RNG."""
     network_config = NetworkConfig(
