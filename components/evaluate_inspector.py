@@ -33,6 +33,7 @@ from components.evaluation import (
 from components.helpers import (
     answer_status,
     defect_type_of,
+    eight_bit,
     genai_client,
     is_pass_answer,
     judge_answer,
@@ -230,7 +231,7 @@ def make_thumbnail(gcs, uri, inline_b64):
             data = gcs.bucket(bucket_name).blob(blob_name).download_as_bytes()
         else:
             return ""
-        image = Image.open(io.BytesIO(data)).convert("RGB")
+        image = eight_bit(Image.open(io.BytesIO(data))).convert("RGB")
         image.thumbnail((72, 72))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
@@ -273,6 +274,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         write_json,
         write_text,
         write_predictions_csv,
+        eight_bit,
         make_thumbnail,
         fetch_thumbnails,
     ],

@@ -20,9 +20,9 @@ import time
 
 import pytest
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
-from components.evaluate_inspector import evaluate_inspector
+from components.evaluate_inspector import evaluate_inspector, make_thumbnail
 from components.helpers import LABELS, PROMPT, draw_product_image, judge_answer, parse_progress
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
@@ -311,3 +311,12 @@ def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(end
     assert named, "the tuned model called none of six defect images a defect"
     for row in named:
         assert row["predicted_class"] == defect_type_of(row["predicted"]), row
+
+
+def test_thumbnail_of_a_sixteen_bit_png_keeps_its_shade():
+    """A dark 16-bit greyscale part (a machine-vision camera's PNG) is shown dark, not white."""
+    buffer = io.BytesIO()
+    Image.new("I;16", (90, 90), 1000).save(buffer, format="PNG")
+    uri = make_thumbnail(None, "gs://b/part.png", base64.b64encode(buffer.getvalue()).decode("ascii"))
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
+    assert thumbnail.size == (72, 72) and thumbnail.convert("RGB").getpixel((0, 0)) == (3, 3, 3)

@@ -22,6 +22,7 @@ from localvertex.model.images import (
     choose_input_size,
     images_to_input,
     shape_channels,
+    to_rgb,
     top_hats,
 )
 from localvertex.model.inspector import AnswerDrafts, frequent_answers
@@ -225,6 +226,33 @@ def test_transparent_pixels_become_white():
     assert load_image(buffer.getvalue()).getpixel((0, 0)) == (255, 255, 255)
 
 
+def _grey(mode, values):
+    image = Image.new(mode, (len(values), 1))
+    for x, value in enumerate(values):
+        image.putpixel((x, 0), value)
+    return image
+
+
+@pytest.mark.parametrize(
+    "image,expected",
+    [
+        (_grey("I;16", [0, 1000, 30000, 65535]), [0, 3, 117, 255]),  # a 16-bit camera image
+        (_grey("I", [0, 1000, 65535]), [0, 3, 255]),  # the same, as Pillow opens some 16-bit files
+        (_grey("I", [0, 90, 255]), [0, 90, 255]),  # 32-bit integers holding 8-bit values: kept
+        (_grey("F", [0.0, 0.5, 1.0]), [0, 127, 255]),  # floats in 0..1
+        (_grey("F", [0.0, 90.0, 255.0]), [0, 90, 255]),  # floats in 0..255: kept
+    ],
+)
+def test_wide_greyscale_is_scaled_to_eight_bits_not_clipped(image, expected):
+    """Pillow's own convert("RGB") clips 16-bit values at 255: a dark part came out white."""
+    assert [to_rgb(image).getpixel((x, 0)) for x in range(len(expected))] == [(v, v, v) for v in expected]
+
+
+def test_sixteen_bit_png_is_decoded_with_its_shades():
+    image = _grey("I;16", [0, 1000, 30000, 65535])
+    assert [load_image(_encoded(image, "PNG")).getpixel((x, 0))[0] for x in range(4)] == [0, 3, 117, 255]
+
+
 @pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
 def test_load_image_rejects_garbage(data):
     with pytest.raises(ValueError, match="unreadable image"):
@@ -248,6 +276,19 @@ def test_empty_dataset_and_empty_label_are_rejected():
         train([Example(image, "ok"), Example(image, "  ")], [], TrainConfig())
     with pytest.raises(ValueError, match="adapter_size"):
         train([Example(image, "ok")], [], TrainConfig(adapter_size=3))
+    for size in (0, -32):
+        with pytest.raises(ValueError, match=f"input_size must be >= 1 .*got {size}"):
+            train([Example(image, "ok")], [], TrainConfig(input_size=size))
+
+
+@pytest.mark.parametrize("temperature,max_new_tokens", [(-0.1, 5), (float("nan"), 5), (1.0, -1)])
+def test_generate_rejects_a_bad_temperature_or_length(temperature, max_new_tokens):
+    model = train(
+        [Example(Image.new("RGB", (16, 16)), "ok")], [], TrainConfig(epochs=1, adapter_size=1, input_size=8)
+    ).model
+    assert len(model.generate([Image.new("RGB", (16, 16))], temperature=1.0, seed=0)) == 1  # valid settings answer
+    with pytest.raises(ValueError, match="temperature and max_new_tokens must be >= 0"):
+        model.generate([Image.new("RGB", (16, 16))], temperature=temperature, max_new_tokens=max_new_tokens)
 
 
 def test_should_stop_cancels_training():
@@ -277,6 +318,7 @@ def test_input_size_follows_the_training_images():
     assert choose_input_size(sized(4000, 3000, 3000)) == 160
     assert choose_input_size(sized(20, 30, 40)) == 64
     assert choose_input_size(sized(100, 330, 330)) == 160  # the median decides
+    assert [choose_input_size(sized(side)) for side in (80, 112, 144)] == [96, 128, 160]  # halves round up
     image = draw(random.Random(0), "Crack")
     result = train([Example(image, LABELS["Crack"])], [], TrainConfig(epochs=1, adapter_size=1))
     assert result.model.network.config.input_size == 96
@@ -289,6 +331,12 @@ def test_input_size_follows_the_training_images():
     assert len(large.model.generate([image])) == 1
     # A model of any input size answers images of any size.
     assert len(pinned.model.generate([Image.new("RGB", (500, 90)), image])) == 2
+
+
+@pytest.mark.parametrize("channels", [0, 4, 12, 17, 19])
+def test_input_channels_are_those_of_an_encoder(channels):
+    with pytest.raises(ValueError, match=f"channels must be 3, {DETAIL_CHANNELS} or {INPUT_CHANNELS}.*got {channels}"):
+        images_to_input([Image.new("RGB", (16, 16))], 16, channels)
 
 
 def test_training_images_are_held_as_uint8():

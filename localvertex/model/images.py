@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
+from components.helpers import eight_bit
+
 MIN_INPUT_SIZE = 64
 MAX_INPUT_SIZE = 160
 SIZE_STEP = 32
@@ -102,7 +104,9 @@ def load_image(data: bytes) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Converts any mode to RGB, laying transparent pixels over white.
+    """Converts any mode to 8-bit RGB, laying transparent pixels over white.
+
+    16-bit and float greyscale are scaled to 8 bits (`components.helpers.eight_bit`), not clipped.
 
     Palette and bilevel images (GIFs, dithered PNGs) are smoothed with a 1 px Gaussian:
     their dithering is a pixel-level pattern of up to 40 grey levels everywhere, which the
@@ -110,6 +114,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
+    image = eight_bit(image)
     dithered = image.mode in ("P", "PA", "1")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
@@ -123,12 +128,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def choose_input_size(images: list[Image.Image]) -> int:
     """The input size for a job: its images' median longest side, in steps of 32, 64..160.
 
+    Halves round up (80 px -> 96, 144 -> 160), not to the even step as Python's round does.
+
     The notebook-style 100 px images train at 96 px (their own pixels); photo-like 320 px
     images at 160 px, with their fine detail read at full size (`images_to_input`).
     """
     sides = sorted(max(image.size) for image in images)
     median = sides[len(sides) // 2]
-    return max(MIN_INPUT_SIZE, min(MAX_INPUT_SIZE, SIZE_STEP * round(median / SIZE_STEP)))
+    return max(MIN_INPUT_SIZE, min(MAX_INPUT_SIZE, SIZE_STEP * math.floor(median / SIZE_STEP + 0.5)))
 
 
 def _morphology(x: torch.Tensor, size: int, pick, fill: float) -> torch.Tensor:
@@ -197,6 +204,8 @@ def images_to_input(images: list[Image.Image], size: int, channels: int = INPUT_
     float work spent most of its time in the overhead of small tensor operations.
     Models saved before the shape channels existed read only the first DETAIL_CHANNELS.
     """
+    if channels not in (3, DETAIL_CHANNELS, INPUT_CHANNELS):
+        raise ValueError(f"channels must be 3, {DETAIL_CHANNELS} or {INPUT_CHANNELS} (an encoder's), got {channels}")
     images = [to_rgb(image) for image in images]
     out = torch.empty(len(images), max(channels, DETAIL_CHANNELS), size, size, dtype=torch.uint8)
     by_scale: dict[int, list[int]] = {}
@@ -329,7 +338,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     geometry but the photo-like one much worse: its parts fill the frame, and the mirrored
     borders then show fragments of parts.)
     Photometry: exposure (0.8-1.2) and contrast (0.8-1.25) on all colour channels together
-    (the top-hat channels follow them), a colour cast (each channel's gain 1 +- COLOUR_CAST) and
+    (the top-hat and shape channels follow them), a colour cast (each channel's gain 1 +- COLOUR_CAST) and
     sensor noise. Hue is never rotated, and nothing is blurred: a red scratch, a white crack
     and a green spot keep their colours, and a thin line its sharpness, which are what tell
     them apart.

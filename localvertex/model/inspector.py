@@ -125,7 +125,7 @@ class InspectorModel:
         Raises:
             ValueError: On a negative temperature or max_new_tokens.
         """
-        if temperature < 0 or max_new_tokens < 0:
+        if not temperature >= 0 or max_new_tokens < 0:  # `not >=` also refuses NaN
             raise ValueError(f"temperature and max_new_tokens must be >= 0, got {temperature}, {max_new_tokens}")
         generator = torch.Generator()
         if seed is None:

@@ -66,6 +66,7 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, width: int, input_size: int, channels: int):
+        # input_size is unused (any size works): GridEncoder's signature, which the ENCODERS table shares.
         super().__init__()
         # Batch-norm matters here: without it a from-scratch run stalled near chance (DESIGN §10).
         stages, c_in = [], channels

@@ -80,7 +80,9 @@ class EpochStats:
 
 @dataclass
 class TrainResult:
-    """Outcome of `train`. `token_count` is label tokens (EOS included) per pass x epochs.
+    """Outcome of `train`. `token_count` is the training set's label tokens (EOS included) x
+    epochs, as Vertex AI counts billable tokens (training itself shows each example
+    VIEWS_PER_EPOCH times per epoch).
 
     `best_epoch` is the epoch whose weights the model holds: the last, or an earlier one whose
     validation loss was clearly lower (`_clearly_lower`).
@@ -126,7 +128,9 @@ def train(
     """
     _validate(train_examples, validation_examples, config)
     tokenizer = WordTokenizer.build(e.text for e in train_examples + validation_examples)
-    input_size = config.input_size or choose_input_size([e.image for e in train_examples])
+    input_size = (
+        config.input_size if config.input_size is not None else choose_input_size([e.image for e in train_examples])
+    )
     encoder = _encoder_for(input_size)
     channels = ENCODERS[encoder][1]
     images, tokens = _tensors(train_examples, tokenizer, input_size, channels)
@@ -270,6 +274,8 @@ def _validate(train_examples: list[Example], validation_examples: list[Example],
         raise ValueError(f"learning_rate_multiplier must be > 0, got {config.learning_rate_multiplier}")
     if config.adapter_size not in ADAPTER_SIZES:
         raise ValueError(f"adapter_size must be one of {ADAPTER_SIZES}, got {config.adapter_size}")
+    if config.input_size is not None and config.input_size < 1:
+        raise ValueError(f"input_size must be >= 1 (or None to choose it from the images), got {config.input_size}")
 
 
 def _tensors(

@@ -142,8 +142,8 @@ def picture(mode="RGB", size=(16, 16)):
     n = next(_shade)
     image = Image.new("RGB", size, ((n * 37) % 256, (n * 91) % 256, (n * 13) % 256))
     image.putpixel((n % size[0], 0), (255 - (n % 256), 0, 0))
-    if mode == "I;16":
-        return image.convert("L").convert("I;16")
+    if mode == "I;16":  # the full 16-bit range, as a camera writes it
+        return image.convert("L").convert("I").point(lambda value: value * 257).convert("I;16")
     if mode == "P":
         palette = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
         palette.info["transparency"] = 0
