@@ -70,9 +70,23 @@ class _Uploads:
 def _local_image(value: str, base: Path, where: str) -> Path:
     path = Path(os.path.expanduser(value))
     path = path if path.is_absolute() else base / path
+    # Only image files: a manifest from someone else must not copy ~/.config/... into a bucket.
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise DatasetUploadError(
+            f"{where}: {value!r} is not an image file; image references must end in {', '.join(IMAGE_EXTENSIONS)}"
+        )
     if not path.is_file():
         raise DatasetUploadError(f"{where}: image {value!r} not found (looked for {path})")
     return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetUploadError(
+            f"{path.name}: not UTF-8 text (byte {error.start}); save it as UTF-8 (Excel: CSV UTF-8)"
+        ) from None
 
 
 def _is_remote(value: str) -> bool:
@@ -80,8 +94,7 @@ def _is_remote(value: str) -> bool:
 
 
 def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
     fields = reader.fieldnames or []
     lowered = {f.strip().lower(): f for f in fields if f}
     column = next((lowered[c] for c in URI_COLUMNS if c in lowered), None)
@@ -91,7 +104,12 @@ def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
             f"(columns: {', '.join(fields) or 'none'})"
         )
     rows = []
-    for number, row in enumerate(reader, start=2):  # row 1 is the header
+    for number, row in enumerate(reader, start=2):  # row 1 is the header (rows with line breaks in quotes aside)
+        if None in row:  # DictReader's key for fields beyond the header
+            raise DatasetUploadError(
+                f"{path.name} row {number}: {len(fields) + len(row[None])} fields, the header names {len(fields)}; "
+                "quote values that contain commas"
+            )
         value = (row.get(column) or "").strip()
         if value and not _is_remote(value):
             image = _local_image(value, path.parent, f"{path.name} row {number}")
@@ -135,7 +153,8 @@ def _rewrite_json(node: Any, base: Path, uploads: _Uploads, bucket_name: str, wh
 
 def _rewrite_jsonl(path: Path, uploads: _Uploads, bucket_name: str) -> str:
     lines = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    # split("\n"), not splitlines(): U+2028 and other line separators may sit inside JSON strings.
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -189,6 +208,17 @@ def _upload_files(target, items: list[tuple[Path, str]], workers: int) -> None:
         )
 
 
+def _delete_stale(target, prefix: str, kept: set[str]) -> None:
+    """Deletes the objects under ``prefix/`` that this folder no longer holds (after the
+    upload, so a failed one leaves the previous copy): the import reads the whole prefix,
+    and an image deleted, moved or renamed since an earlier upload must not come back."""
+    stale = [blob for blob in target.list_blobs(prefix=f"{prefix}/") if blob.name not in kept]
+    for blob in stale:
+        blob.delete()
+    if stale:
+        print(f"removed {len(stale)} image(s) under gs://{target.name}/{prefix}/ that the folder no longer holds")
+
+
 def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | None = None, workers: int = 8) -> str:
     """Uploads a local labelled image set and returns the ``dataset_uri`` for the pipeline.
 
@@ -196,8 +226,9 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
         path: a folder tree ``<class>/<image>`` (``pass``/``ok``/``good``/``normal`` for good
             products, any other folder name a defect type), or a ``.csv``/``.jsonl`` manifest
             whose image references are local paths (relative to the manifest) or ``gs://``
-            URIs. A folder is copied as is (hidden files skipped); a manifest is copied with
-            its local image paths rewritten to the ``gs://`` URIs of the uploaded copies.
+            URIs. A folder is mirrored (hidden files skipped; objects under the prefix that
+            the folder no longer holds are deleted after the upload); a manifest is copied
+            with its local image paths rewritten to the ``gs://`` URIs of the uploaded copies.
         bucket: the bucket, ``my-bucket`` or ``gs://my-bucket``.
         project: Google Cloud project for the storage client.
         prefix: folder inside the bucket; default ``datasets/<name>`` (the folder's name or
@@ -211,7 +242,8 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     Raises:
         FileNotFoundError: ``path`` or an image a manifest names does not exist.
         DatasetUploadError: an empty folder, a folder without class folders, a manifest
-            without an image column or rows, or invalid JSONL.
+            that is not UTF-8, without an image column or rows, with a row of extra fields,
+            a reference that is not an image file, invalid JSONL, or an unreadable file.
     """
     from google.cloud import storage
 
@@ -241,7 +273,12 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     if not target.exists():
         raise DatasetUploadError(f"bucket gs://{bucket_name} does not exist (project {project})")
     items = sorted(uploads.objects.items(), key=lambda kv: kv[1])
-    _upload_files(target, items, workers)
+    try:
+        _upload_files(target, items, workers)
+    except OSError as error:  # an unreadable local file (permissions, a disk error)
+        raise DatasetUploadError(f"could not read {getattr(error, 'filename', None) or error}: {error}") from None
+    if manifest_text is None:
+        _delete_stale(target, prefix, {object_name for _, object_name in items})
     if manifest_text is not None:  # last, so the manifest never names an image not yet there
         object_name = f"{prefix}/{path.name}"
         if any(object_name == o for _, o in items):

@@ -501,6 +501,48 @@ def test_upload_local_csv_and_jsonl_rewrite_paths(gcs, prefix, tmp_path):
     assert all(r["gcs_uri"].startswith(f"gs://{BUCKET}/{prefix}/chat/") for r in imported)
 
 
+def test_upload_local_folder_mirrors_it(gcs, prefix, tmp_path, capsys):
+    """An image deleted or moved since an earlier upload does not come back in the import."""
+    root = tmp_path / "parts"
+    for name in ("ok/0.png", "ok/1.png", "dent/0.png", "dent/1.png", "dent/2.png"):
+        save(root / name)
+    upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+    (root / "ok" / "1.png").unlink()
+    (root / "dent" / "2.png").rename(root / "ok" / "2.png")  # a part re-judged as good
+    dataset_uri = upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+    assert "removed 2 image(s)" in capsys.readouterr().out
+    assert sorted(b.name.removeprefix(f"{prefix}/") for b in gcs.list_blobs(prefix=f"{prefix}/")) == [
+        "dent/0.png",
+        "dent/1.png",
+        "ok/0.png",
+        "ok/2.png",
+    ]
+    rows, _ = run_import(dataset_uri, tmp_path)  # before: "same content but classes Dent and Pass"
+    assert sorted(r["label"] for r in rows) == sorted([DENT, DENT, LABELS[None], LABELS[None]])
+
+
+def test_upload_manifest_checks(gcs, prefix, tmp_path):
+    (tmp_path / "secret.json").write_text('{"token": "x"}')
+    save(tmp_path / "imgs" / "a.png")
+    (tmp_path / "m.csv").write_text("image,label\nimgs/a.png,Status: Pass\nsecret.json,Status: Pass\n")
+    with pytest.raises(DatasetUploadError, match=r"m.csv row 3: 'secret.json' is not an image file; .*\.png"):
+        upload_local_dataset(tmp_path / "m.csv", BUCKET, PROJECT, prefix=prefix)
+    assert not list(gcs.list_blobs(prefix=f"{prefix}/"))  # nothing copied, not even a.png
+    (tmp_path / "m.csv").write_text("image,label\nimgs/a.png,Status: Pass,extra\n")
+    with pytest.raises(DatasetUploadError, match="m.csv row 2: 3 fields, the header names 2; quote values"):
+        upload_local_dataset(tmp_path / "m.csv", BUCKET, PROJECT, prefix=prefix)
+    (tmp_path / "m.csv").write_bytes("image,label\nimgs/a.png,Status: Defect - Rayure \u00e0 droite\n".encode("cp1252"))
+    with pytest.raises(DatasetUploadError, match=r"m.csv: not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        upload_local_dataset(tmp_path / "m.csv", BUCKET, PROJECT, prefix=prefix)
+    # A line separator inside a JSON string is not the end of a JSONL line.
+    line = {"image": "imgs/a.png", "label": "Status: Pass", "note": "checked\u2028twice"}
+    (tmp_path / "m.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    dataset_uri = upload_local_dataset(tmp_path / "m.jsonl", BUCKET, PROJECT, prefix=prefix)
+    assert json.loads(gcs.blob(dataset_uri.removeprefix(f"gs://{BUCKET}/")).download_as_text())["note"] == (
+        "checked\u2028twice"
+    )
+
+
 def test_upload_errors(gcs, tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset path .*nowhere does not exist"):
         upload_local_dataset(tmp_path / "nowhere", BUCKET, PROJECT)
