@@ -60,9 +60,9 @@ def import_dataset(
     Accepted layouts of ``dataset_uri``:
 
     * A folder tree ``gs://bucket/prefix/<class>/<image>`` (the URI ends with "/" or its last
-      segment has no extension). The folder name is the class: ``pass``, ``ok``, ``good`` and
-      ``normal`` (any case) mean a good product; ``defect``, ``defective``, ``ng``, ``nok``,
-      ``fail``, ``bad`` mean a defect of no particular type (label ``Status: Defect``); any
+      segment has no extension). The folder name is the class: ``pass``, ``passed``, ``ok``,
+      ``good`` and ``normal`` (any case) mean a good product; ``defect``, ``defective``, ``ng``,
+      ``nok``, ``fail``, ``failed``, ``bad`` mean a defect of no particular type (label ``Status: Defect``); any
       other name is a defect type, title-cased with words joined by "-" (``dent`` -> ``Dent``,
       ``surface_dent`` -> ``Surface-Dent``). Files directly under the prefix and hidden files
       are skipped.
