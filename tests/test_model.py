@@ -18,12 +18,14 @@ from localvertex.model.images import (
     DETAIL_CHANNELS,
     INPUT_CHANNELS,
     MAX_DECODED_SIDE,
+    MAX_SENSOR_NOISE,
     augment,
     choose_input_size,
     images_to_input,
     shape_channels,
     to_rgb,
     top_hats,
+    with_sensor_noise,
 )
 from localvertex.model.inspector import AnswerDrafts, frequent_answers
 from localvertex.model.network import Cache, InspectorNet, NetworkConfig
@@ -442,6 +444,47 @@ def test_augmentation_casts_each_colour_channel_by_up_to_colour_cast():
     widest = (1 + COLOUR_CAST) / (1 - COLOUR_CAST)
     assert float(tint.min()) > 1 / widest - 0.02 and float(tint.max()) < widest + 0.02
     assert float(tint.min()) < 0.85 and float(tint.max()) > 1.15  # wider than a slight cast
+
+
+def test_sensor_noise_grains_half_the_images_within_its_limit():
+    """About half come back as they were; the rest differ by Gaussian noise of at most MAX_SENSOR_NOISE."""
+    grey = Image.new("RGB", (40, 30), (128, 128, 128))
+    images = [grey, Image.new("L", (40, 30), 128)] * 100
+    noisy = with_sensor_noise(images, torch.Generator().manual_seed(0))
+    assert [(image.mode, image.size) for image in noisy] == [("RGB", (40, 30))] * 200
+    spreads = [torch.tensor(list(image.tobytes()), dtype=torch.float).std().item() for image in noisy]
+    clean = sum(spread == 0 for spread in spreads)
+    assert 70 <= clean <= 130  # half, at random
+    assert max(spreads) <= MAX_SENSOR_NOISE * 255 * 1.1 and max(spreads) > MAX_SENSOR_NOISE * 255 * 0.8
+    again = with_sensor_noise(images, torch.Generator().manual_seed(0))
+    assert [image.tobytes() for image in again] == [image.tobytes() for image in noisy]  # seeded
+
+
+def test_sensor_noise_is_added_before_the_detail_channels():
+    """Grain on the pixels shows in the top-hats, which noise added by `augment` never reaches."""
+    grey = [Image.new("RGB", (64, 64), (128, 128, 128))] * 20
+    detail = images_to_input(with_sensor_noise(grey, torch.Generator().manual_seed(1)), 64)[:, 3:DETAIL_CHANNELS]
+    grainy = detail.flatten(1).float().mean(1) > 0
+    assert 3 <= int(grainy.sum()) <= 17
+
+
+def test_every_epoch_trains_on_freshly_noised_images(monkeypatch):
+    """Each epoch's inputs are computed anew: some images differ between epochs, some are clean."""
+    seen = []
+    real_epoch = training_module._train_epoch
+
+    def train_epoch(network, optimizer, scheduler, images, *rest):
+        seen.append(images.clone())
+        return real_epoch(network, optimizer, scheduler, images, *rest)
+
+    monkeypatch.setattr(training_module, "_train_epoch", train_epoch)
+    data = examples(2, seed=4)
+    train(data, [], TrainConfig(epochs=2, adapter_size=1, input_size=32))
+    clean = images_to_input([e.image for e in data], 32)
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
+    for images in seen:
+        unchanged = sum(torch.equal(images[i, :3], clean[i, :3]) for i in range(len(data)))
+        assert 0 < unchanged < len(data)
 
 
 def test_balanced_order_gives_every_label_an_equal_share():

@@ -63,8 +63,12 @@ LINE_WIDTH = 3
 # as its view.
 BLOB_SIGMAS = (1.5, 10.0)
 BLOB_GAIN = 4
-# Augmentation: the largest sensor noise added (standard deviation, on a 0-1 scale).
+# Augmentation: the largest noise added to the colour channels of each view (standard
+# deviation, on a 0-1 scale).
 MAX_NOISE = 0.02
+# Training: the largest sensor noise added to an image's own pixels before its channels are
+# computed (`with_sensor_noise`; standard deviation on a 0-1 scale, 7.65 of 255).
+MAX_SENSOR_NOISE = 0.03
 # Augmentation: each colour channel's gain varies by up to this much (a colour cast). At
 # +-5 % products shaded greener than any in training were taken for a green spot (shifted
 # standard set, seven tuning runs: 4.2 % of good products called defective on average, most
@@ -326,6 +330,32 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
     x = F.pad(x, (0, 0, radius, radius), mode="replicate")
     return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def with_sensor_noise(images: list[Image.Image], generator: torch.Generator) -> list[Image.Image]:
+    """The images in RGB, half of them (at random) with Gaussian sensor noise added to their pixels.
+
+    A noisy image gets a standard deviation drawn from 0 to MAX_SENSOR_NOISE, independent per
+    pixel and colour channel. It is added before the detail channels are computed, so the
+    top-hats see the grain a noisier camera gives every pixel (`augment` works on the
+    channels and its noise reaches only the colour): trained without it, a model tuned on
+    the notebook's look called 79 % of good products scratched once noise of 8/255 was added
+    to them, and 12 % of the good products of the held-out shifted-geometry set. Half the
+    images stay as they are, so the clean look is learned as well (all noisy measured a
+    little worse on photo-like parts).
+    """
+    noisy = []
+    for image in map(to_rgb, images):
+        if float(torch.rand(1, generator=generator)) < 0.5:
+            noisy.append(image)
+            continue
+        buffer = bytearray(image.tobytes())
+        pixels = torch.frombuffer(buffer, dtype=torch.uint8)  # shares `buffer`
+        sigma = float(torch.rand(1, generator=generator)) * MAX_SENSOR_NOISE * 255
+        noise = torch.randn(pixels.shape, generator=generator) * sigma
+        pixels.copy_((pixels + noise).round().clamp(0, 255))
+        noisy.append(Image.frombytes("RGB", image.size, bytes(buffer)))
+    return noisy
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Per-job training of the inspector network on a tuning job's examples.
 
 How the Vertex AI hyperparameters map onto this model:
-- epochs: passes over the training examples; in each pass every example is shown
+- epochs: passes over the training examples; each pass starts from the images under fresh
+  sensor noise (half of them; images.with_sensor_noise), and shows every example
   VIEWS_PER_EPOCH times on average, each time under a different random augmentation
   (images.augment), in batches of BATCH_SIZE drawn class-balanced (every distinct label
   gets an equal share of the pass, so a rare defect is seen as often as a common one).
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from localvertex.model.images import INPUT_CHANNELS, augment, choose_input_size, images_to_input
+from localvertex.model.images import INPUT_CHANNELS, augment, choose_input_size, images_to_input, with_sensor_noise
 from localvertex.model.inspector import InspectorModel, frequent_answers
 from localvertex.model.network import ENCODERS, HEAD_DIM, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
@@ -133,7 +134,7 @@ def train(
     )
     encoder = _encoder_for(input_size)
     channels = ENCODERS[encoder][1]
-    images, tokens = _tensors(train_examples, tokenizer, input_size, channels)
+    tokens = _token_rows(train_examples, tokenizer)
     validation = _tensors(validation_examples, tokenizer, input_size, channels) if validation_examples else None
     # Decoder positions: BOS plus the longest label (rows are [BOS, label..., EOS]).
     max_length = max(tokens.shape[1], validation[1].shape[1] if validation else 0) - 1
@@ -153,6 +154,7 @@ def train(
     last_losses = None
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
+        images = _noisy_input(train_examples, input_size, channels, generator)
         order = _balanced_order(labels, steps_per_epoch * BATCH_SIZE, generator)
         train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, order, generator, should_stop)
         validation_loss, last_losses = _evaluate(network, *validation) if validation else (None, None)
@@ -282,11 +284,25 @@ def _tensors(
     examples: list[Example], tokenizer: WordTokenizer, size: int, channels: int = INPUT_CHANNELS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns uint8 network inputs (N, channels, size, size) and PAD-padded rows [BOS, label..., EOS]."""
+    return images_to_input([e.image for e in examples], size, channels), _token_rows(examples, tokenizer)
+
+
+def _token_rows(examples: list[Example], tokenizer: WordTokenizer) -> torch.Tensor:
+    """PAD-padded rows [BOS, label..., EOS], one per example."""
     rows = [[BOS, *tokenizer.encode(e.text), EOS] for e in examples]
     tokens = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = torch.tensor(row)
-    return images_to_input([e.image for e in examples], size, channels), tokens
+    return tokens
+
+
+def _noisy_input(examples: list[Example], size: int, channels: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's network inputs: the images under fresh sensor noise (`images.with_sensor_noise`).
+
+    Computed again every epoch, as noise must be added before the detail channels are (a
+    model trained on one noisy copy varied more between runs); one copy in memory at a time.
+    """
+    return images_to_input(with_sensor_noise([e.image for e in examples], generator), size, channels)
 
 
 def _loss(network: InspectorNet, images: torch.Tensor, tokens: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
