@@ -300,6 +300,16 @@ def test_should_stop_cancels_training():
     assert len(calls) == 4
 
 
+def test_should_stop_is_polled_while_an_epochs_images_are_prepared(monkeypatch):
+    """A large job's inputs are computed group by group, each group after a poll."""
+    monkeypatch.setattr(training_module, "NOISE_GROUP", 3)
+    trained_epochs, polls = [], []
+    monkeypatch.setattr(training_module, "_train_epoch", lambda *args: trained_epochs.append(1) or 1.0)
+    with pytest.raises(TrainingCancelled):
+        train(examples(2, seed=0), [], TrainConfig(), should_stop=lambda: polls.append(1) or len(polls) > 2)
+    assert len(polls) == 3 and not trained_epochs  # 10 images in groups of 3: cancelled before the third group
+
+
 def test_same_seed_gives_identical_weights():
     data = examples(2, seed=4)
     config = TrainConfig(epochs=1, adapter_size=1, seed=11)
