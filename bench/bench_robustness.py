@@ -13,7 +13,10 @@ Prints figures (it asserts nothing). Two scenarios, each a fresh tuning job's wo
 No scored image is one the model was tuned or validated on (checked by content hash).
 The sets of seeds 2 + 3, 2024 + 7 and 99 + 100 also served to choose the model's design
 (README lists what was measured on them), so their figures are those of a development set;
-the "held out" sets (seeds 8101 + 8102 and 8201 + 8202) were drawn only to score the result.
+the "held out" sets (seeds 8101 + 8102 and 8301 + 8302) were drawn only to score the result.
+Seeds 8201 + 8202 were held out too until the good products a model called defective there
+were looked at (they showed the sensor-noise weakness the training noise now removes), so
+they are scored but no longer held out.
 Scoring is the notebook's regex rule (components.helpers.judge_answer): "defect type" is its
 accuracy over all images (a good part's type is right when it is called Pass); a miss is a
 defective part not judged Defect, an overkill a good part not judged Pass (an unreadable
@@ -120,8 +123,10 @@ def standard_sets(size: int) -> dict[str, list[Sample]]:
         "shifted geometry (strong), seeds 2024 + 7": make_samples(400 // size, seed=2024, variation="strong")
         + make_samples(400 // size, seed=7, variation="strong"),
         "photo-like, full size, seed 2 (unseen domain)": make_balanced(100 // size, seed=2, variation="photo"),
-        "shifted geometry, seeds 8201 + 8202, held out": make_samples(400 // size, seed=8201, variation="strong")
+        "shifted geometry, seeds 8201 + 8202 (looked at)": make_samples(400 // size, seed=8201, variation="strong")
         + make_samples(400 // size, seed=8202, variation="strong"),
+        "shifted geometry, seeds 8301 + 8302, held out": make_samples(400 // size, seed=8301, variation="strong")
+        + make_samples(400 // size, seed=8302, variation="strong"),
     }
 
 
