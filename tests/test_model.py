@@ -468,9 +468,11 @@ def test_sensor_noise_grains_half_the_images_within_its_limit():
     assert max(spreads) <= MAX_SENSOR_NOISE * 255 * 1.1 and max(spreads) > MAX_SENSOR_NOISE * 255 * 0.8
     again = with_sensor_noise(images, torch.Generator().manual_seed(0))
     assert [image.tobytes() for image in again] == [image.tobytes() for image in noisy]  # seeded
+    empty = with_sensor_noise([Image.new("RGB", (0, 0))] * 8, torch.Generator().manual_seed(0))
+    assert [image.size for image in empty] == [(0, 0)] * 8  # no pixels, no noise (and no error)
 
 
-def test_sensor_noise_is_added_before_the_detail_channels():
+def test_sensor_noise_shows_in_the_detail_channels():
     """Grain on the pixels shows in the top-hats, which noise added by `augment` never reaches."""
     grey = [Image.new("RGB", (64, 64), (128, 128, 128))] * 20
     detail = images_to_input(with_sensor_noise(grey, torch.Generator().manual_seed(1)), 64)[:, 3:DETAIL_CHANNELS]

@@ -336,7 +336,8 @@ def with_sensor_noise(images: list[Image.Image], generator: torch.Generator) -> 
     """The images in RGB, half of them (at random) with Gaussian sensor noise added to their pixels.
 
     A noisy image gets a standard deviation drawn from 0 to MAX_SENSOR_NOISE, independent per
-    pixel and colour channel. It is added before the detail channels are computed, so the
+    pixel and colour channel (a superset of the grey noise the synthesizer draws). On a large
+    image much of it is averaged away when the image is reduced to the input size. It is added before the detail channels are computed, so the
     top-hats see the grain a noisier camera gives every pixel (`augment` works on the
     channels and its noise reaches only the colour): trained without it, a model tuned on
     the notebook's look called 79 % of good products scratched once noise of 8/255 was added
@@ -346,7 +347,7 @@ def with_sensor_noise(images: list[Image.Image], generator: torch.Generator) -> 
     """
     noisy = []
     for image in map(to_rgb, images):
-        if float(torch.rand(1, generator=generator)) < 0.5:
+        if float(torch.rand(1, generator=generator)) < 0.5 or not image.width * image.height:
             noisy.append(image)
             continue
         buffer = bytearray(image.tobytes())
@@ -354,7 +355,7 @@ def with_sensor_noise(images: list[Image.Image], generator: torch.Generator) -> 
         sigma = float(torch.rand(1, generator=generator)) * MAX_SENSOR_NOISE * 255
         noise = torch.randn(pixels.shape, generator=generator) * sigma
         pixels.copy_((pixels + noise).round().clamp(0, 255))
-        noisy.append(Image.frombytes("RGB", image.size, bytes(buffer)))
+        noisy.append(Image.frombytes("RGB", image.size, buffer))
     return noisy
 
 
@@ -369,7 +370,8 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     borders then show fragments of parts.)
     Photometry: exposure (0.8-1.2) and contrast (0.8-1.25) on all colour channels together
     (the top-hat and shape channels follow them), a colour cast (each channel's gain 1 +- COLOUR_CAST) and
-    sensor noise. Hue is never rotated, and nothing is blurred: a red scratch, a white crack
+    noise on the colour channels (MAX_NOISE; `with_sensor_noise` adds it to the pixels before
+    the other channels are computed). Hue is never rotated, and nothing is blurred: a red scratch, a white crack
     and a green spot keep their colours, and a thin line its sharpness, which are what tell
     them apart.
 

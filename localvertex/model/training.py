@@ -116,8 +116,8 @@ def train(
         validation_examples: Examples scored (teacher-forced loss) after each epoch; may be empty.
         config: Hyperparameters.
         on_epoch: Called with each epoch's figures.
-        should_stop: Polled before every optimizer step, and between groups of images while
-            an epoch's inputs are computed.
+        should_stop: Polled before every optimizer step, and before each group of images
+            while an epoch's inputs are computed.
         on_checkpoint: Called after each epoch (after `on_epoch`) with its figures and the
             model holding that epoch's weights; it must save them before returning (training
             goes on with the same network).
@@ -157,7 +157,7 @@ def train(
     last_losses = None
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        _add_fresh_noise(images, train_examples, generator, should_stop)
+        _fill_noisy_inputs(images, train_examples, generator, should_stop)
         order = _balanced_order(labels, steps_per_epoch * BATCH_SIZE, generator)
         train_loss = _train_epoch(network, optimizer, scheduler, images, tokens, order, generator, should_stop)
         validation_loss, last_losses = _evaluate(network, *validation) if validation else (None, None)
@@ -299,18 +299,18 @@ def _token_rows(examples: list[Example], tokenizer: WordTokenizer) -> torch.Tens
     return tokens
 
 
-def _add_fresh_noise(
+def _fill_noisy_inputs(
     inputs: torch.Tensor,
     examples: list[Example],
     generator: torch.Generator,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], bool] | None,
 ) -> None:
-    """Fills `inputs` (N, channels, size, size) with the examples under fresh sensor noise.
+    """Fills `inputs` (N, channels, size, size) with the examples' images under fresh sensor noise.
 
     Done again every epoch, as the noise must be added before the detail channels are
     computed (`images.with_sensor_noise`; one noisy copy made once varied more between
     runs), in place so one copy is in memory. NOISE_GROUP images at a time, polling
-    `should_stop` between groups: a large job is still cancelled within a second or two
+    `should_stop` before each group: a large job is still cancelled within a second or two
     (192 photo-like images take about 1.7 s in all).
     """
     _, channels, size, _ = inputs.shape
