@@ -65,7 +65,7 @@ BLOB_SIGMAS = (1.5, 10.0)
 BLOB_GAIN = 4
 # Augmentation: the largest noise added to the colour channels of each view (standard
 # deviation, on a 0-1 scale).
-MAX_NOISE = 0.02
+MAX_COLOUR_NOISE = 0.02
 # Training: the largest sensor noise added to an image's own pixels before its channels are
 # computed (`with_sensor_noise`; standard deviation on a 0-1 scale, 7.65 of 255).
 MAX_SENSOR_NOISE = 0.03
@@ -336,14 +336,15 @@ def with_sensor_noise(images: list[Image.Image], generator: torch.Generator) -> 
     """The images in RGB, half of them (at random) with Gaussian sensor noise added to their pixels.
 
     A noisy image gets a standard deviation drawn from 0 to MAX_SENSOR_NOISE, independent per
-    pixel and colour channel (a superset of the grey noise the synthesizer draws). On a large
-    image much of it is averaged away when the image is reduced to the input size. It is added before the detail channels are computed, so the
-    top-hats see the grain a noisier camera gives every pixel (`augment` works on the
-    channels and its noise reaches only the colour): trained without it, a model tuned on
-    the notebook's look called 79 % of good products scratched once noise of 8/255 was added
-    to them, and 12 % of the good products of the held-out shifted-geometry set. Half the
-    images stay as they are, so the clean look is learned as well (all noisy measured a
-    little worse on photo-like parts).
+    pixel and colour channel (a superset of the grey noise the synthesizer draws); on a large
+    image much of it is averaged away when the image is reduced to the input size.
+
+    It is added before the detail channels are computed, so the top-hats see the grain a
+    noisier camera gives every pixel (`augment` works on the channels, and its noise reaches
+    only the colour). Trained without it, a model tuned on the notebook's look called 79 % of
+    good products scratched once noise of 8/255 was added to them, and 12 % of the good
+    products of the shifted-geometry seeds 8201 + 8202. Half the images stay as they are, so
+    the clean look is learned as well (all noisy measured a little worse on photo-like parts).
     """
     noisy = []
     for image in map(to_rgb, images):
@@ -369,11 +370,11 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     geometry but the photo-like one much worse: its parts fill the frame, and the mirrored
     borders then show fragments of parts.)
     Photometry: exposure (0.8-1.2) and contrast (0.8-1.25) on all colour channels together
-    (the top-hat and shape channels follow them), a colour cast (each channel's gain 1 +- COLOUR_CAST) and
-    noise on the colour channels (MAX_NOISE; `with_sensor_noise` adds it to the pixels before
-    the other channels are computed). Hue is never rotated, and nothing is blurred: a red scratch, a white crack
-    and a green spot keep their colours, and a thin line its sharpness, which are what tell
-    them apart.
+    (the top-hat and shape channels follow them), a colour cast (each channel's gain
+    1 +- COLOUR_CAST) and noise on the colour channels only (MAX_COLOUR_NOISE; noise that the
+    detail channels see too is added to the pixels by `with_sensor_noise`). Hue is never
+    rotated, and nothing is blurred: a red scratch, a white crack and a green spot keep their
+    colours, and a thin line its sharpness, which are what tell them apart.
 
     Returns:
         The augmented batch as floats in [0, 1].
@@ -400,5 +401,5 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     contrast, exposure = uniform(0.8, 1.25, 1, 1, 1), uniform(0.8, 1.2, 1, 1, 1)
     colour = ((colour - mean) * contrast + mean) * exposure * uniform(1 - COLOUR_CAST, 1 + COLOUR_CAST, 3, 1, 1)
     detail = detail * contrast * exposure
-    colour = colour + torch.randn(colour.shape, generator=generator) * uniform(0.0, MAX_NOISE, 1, 1, 1)
+    colour = colour + torch.randn(colour.shape, generator=generator) * uniform(0.0, MAX_COLOUR_NOISE, 1, 1, 1)
     return torch.cat([colour, detail], dim=1).clamp(0.0, 1.0)
