@@ -167,19 +167,35 @@ def _rewrite_jsonl(path: Path, uploads: _Uploads, bucket_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _folder_files(path: Path) -> list[Path]:
-    files = [
-        p
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        and p.name not in SKIPPED_NAMES
-    ]
+def _folder_files(path: Path) -> list[tuple[Path, str]]:
+    """The folder's files, each with its name relative to the folder (the object name's tail).
+
+    Hidden files and folders and SKIPPED_NAMES are left out. Links are followed, to files and
+    to class folders alike (a set assembled from links to other disks is common), and each
+    keeps the name of the link, so its class is the folder the link sits in. A link back to
+    a folder it lies in is not followed (its images are read once, from the folder itself).
+    """
+    files: list[tuple[Path, str]] = []
+    for directory, folders, names in os.walk(path, followlinks=True):
+        here = Path(directory)
+        parts = here.relative_to(path).parts
+        ancestors = {os.path.realpath(path.joinpath(*parts[:i])) for i in range(len(parts) + 1)}
+        folders[:] = sorted(f for f in folders if not f.startswith(".") and os.path.realpath(here / f) not in ancestors)
+        for name in sorted(names):
+            file = here / name
+            if name.startswith(".") or name in SKIPPED_NAMES:
+                continue
+            if file.is_symlink() and not file.exists():
+                raise DatasetUploadError(
+                    f"{file} is a link to {os.readlink(file)}, which does not exist: restore it or delete the link"
+                )
+            if file.is_file():
+                files.append((file, file.relative_to(path).as_posix()))
     if not files:
         raise DatasetUploadError(
             f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ holding images"
         )
-    if not any(len(p.relative_to(path).parts) >= 2 for p in files):
+    if not any("/" in relative for _, relative in files):
         raise DatasetUploadError(
             f"{path} has no class folders: put each image in a folder named after its class, "
             f"e.g. {path}/pass/img1.png and {path}/dent/img2.png"
@@ -226,8 +242,9 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
         path: a folder tree ``<class>/<image>`` (``pass``/``ok``/``good``/``normal`` for good
             products, any other folder name a defect type), or a ``.csv``/``.jsonl`` manifest
             whose image references are local paths (relative to the manifest) or ``gs://``
-            URIs. A folder is mirrored (hidden files skipped; objects under the prefix that
-            the folder no longer holds are deleted after the upload); a manifest is copied
+            URIs. A folder is mirrored (hidden files skipped, links followed, each image
+            named by where it sits in the folder; objects under the prefix that the folder
+            no longer holds are deleted after the upload); a manifest is copied
             with its local image paths rewritten to the ``gs://`` URIs of the uploaded copies.
         bucket: the bucket, ``my-bucket`` or ``gs://my-bucket``.
         project: Google Cloud project for the storage client.
@@ -241,7 +258,7 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
 
     Raises:
         FileNotFoundError: ``path`` or an image a manifest names does not exist.
-        DatasetUploadError: an empty folder, a folder without class folders, a manifest
+        DatasetUploadError: an empty folder, a folder without class folders, a broken link, a manifest
             that is not UTF-8, without an image column or rows, with a row of extra fields,
             a reference that is not an image file, invalid JSONL, or an unreadable file.
     """
@@ -256,10 +273,9 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     root = path.resolve() if path.is_dir() else path.resolve().parent
     uploads = _Uploads(prefix, root)
 
-    manifest_text = None
+    manifest_text, items = None, []
     if path.is_dir():
-        for file in _folder_files(path):
-            uploads.add(file)
+        items = [(file, f"{prefix}/{relative}") for file, relative in _folder_files(path)]
         dataset_uri = f"gs://{bucket_name}/{prefix}/"
     elif path.suffix.lower() == ".csv":
         manifest_text = _rewrite_csv(path, uploads, bucket_name)
@@ -272,7 +288,8 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     target = client.bucket(bucket_name)
     if not target.exists():
         raise DatasetUploadError(f"bucket gs://{bucket_name} does not exist (project {project})")
-    items = sorted(uploads.objects.items(), key=lambda kv: kv[1])
+    if manifest_text is not None:
+        items = sorted(uploads.objects.items(), key=lambda kv: kv[1])
     try:
         _upload_files(target, items, workers)
     except OSError as error:  # an unreadable local file (permissions, a disk error)

@@ -521,6 +521,31 @@ def test_upload_local_folder_mirrors_it(gcs, prefix, tmp_path, capsys):
     assert sorted(r["label"] for r in rows) == sorted([DENT, DENT, LABELS[None], LABELS[None]])
 
 
+def test_upload_local_folder_follows_links(gcs, prefix, tmp_path):
+    """A set assembled from links: each image keeps the class of the folder its link sits in."""
+    root = tmp_path / "parts"
+    save(root / "ok" / "0.png")
+    (root / "ok" / "1.png").symlink_to(save(tmp_path / "elsewhere" / "good.png"))  # before: class "External"
+    dents = tmp_path / "other disk" / "dents"
+    save(dents / "a.png")
+    save(dents / "b.png")
+    (dents / "back").symlink_to(root, target_is_directory=True)  # a loop: not followed
+    (root / "dent").symlink_to(dents, target_is_directory=True)  # before: skipped without a word
+    dataset_uri = upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+    assert sorted(b.name.removeprefix(f"{prefix}/") for b in gcs.list_blobs(prefix=f"{prefix}/")) == [
+        "dent/a.png",
+        "dent/b.png",
+        "ok/0.png",
+        "ok/1.png",
+    ]
+    rows, _ = run_import(dataset_uri, tmp_path)
+    assert sorted(r["label"] for r in rows) == sorted([DENT, DENT, LABELS[None], LABELS[None]])
+
+    (root / "ok" / "2.png").symlink_to(tmp_path / "unmounted" / "x.png")
+    with pytest.raises(DatasetUploadError, match=r"ok/2.png is a link to .*unmounted/x.png, which does not exist"):
+        upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+
+
 def test_upload_manifest_checks(gcs, prefix, tmp_path):
     (tmp_path / "secret.json").write_text('{"token": "x"}')
     save(tmp_path / "imgs" / "a.png")
