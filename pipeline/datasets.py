@@ -174,9 +174,14 @@ def _folder_files(path: Path) -> list[tuple[Path, str]]:
     to class folders alike (a set assembled from links to other disks is common), and each
     keeps the name of the link, so its class is the folder the link sits in. A link back to
     a folder it lies in is not followed (its images are read once, from the folder itself).
+    A folder that cannot be read stops the upload.
     """
     files: list[tuple[Path, str]] = []
-    for directory, folders, names in os.walk(path, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # os.walk would skip the folder, and with it a class
+        raise DatasetUploadError(f"could not read the folder {error.filename}: {error.strerror}")
+
+    for directory, folders, names in os.walk(path, onerror=unreadable, followlinks=True):
         here = Path(directory)
         parts = here.relative_to(path).parts
         ancestors = {os.path.realpath(path.joinpath(*parts[:i])) for i in range(len(parts) + 1)}
@@ -260,7 +265,7 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
         FileNotFoundError: ``path`` or an image a manifest names does not exist.
         DatasetUploadError: an empty folder, a folder without class folders, a broken link, a manifest
             that is not UTF-8, without an image column or rows, with a row of extra fields,
-            a reference that is not an image file, invalid JSONL, or an unreadable file.
+            a reference that is not an image file, invalid JSONL, or an unreadable file or folder.
     """
     from google.cloud import storage
 

@@ -9,8 +9,10 @@ row/line and reason, and leave no manifest behind.
 import csv
 import io
 import json
+import os
 import random
 import uuid
+from pathlib import Path
 
 import pytest
 from google.cloud import storage
@@ -544,6 +546,24 @@ def test_upload_local_folder_follows_links(gcs, prefix, tmp_path):
     (root / "ok" / "2.png").symlink_to(tmp_path / "unmounted" / "x.png")
     with pytest.raises(DatasetUploadError, match=r"ok/2.png is a link to .*unmounted/x.png, which does not exist"):
         upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+
+
+def test_upload_stops_at_a_folder_it_cannot_read(gcs, prefix, tmp_path, monkeypatch):
+    """An unreadable class folder must not vanish from the set (os.walk skips it unless told)."""
+    root = tmp_path / "parts"
+    for name in ("ok/0.png", "ok/1.png", "dent/0.png"):
+        save(root / name)
+    listing = os.scandir
+
+    def scandir(path="."):  # the operating system refusing one folder (tests run as root: chmod cannot)
+        if Path(path).name == "dent":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DatasetUploadError, match=r"could not read the folder .*parts/dent: Permission denied"):
+        upload_local_dataset(root, BUCKET, PROJECT, prefix=prefix)
+    assert not list(gcs.list_blobs(prefix=f"{prefix}/"))
 
 
 def test_upload_manifest_checks(gcs, prefix, tmp_path):
