@@ -208,6 +208,17 @@ def _folder_files(path: Path) -> list[tuple[Path, str]]:
     return files
 
 
+def _rewrite_manifest(path: Path, prefix: str, bucket_name: str) -> tuple[str, list[tuple[Path, str]]]:
+    """A manifest's text with its local image paths rewritten to ``gs://`` URIs under
+    ``prefix``, and the (local file, object name) pairs to upload."""
+    rewrite = {".csv": _rewrite_csv, ".jsonl": _rewrite_jsonl}.get(path.suffix.lower())
+    if rewrite is None:
+        raise DatasetUploadError(f"{path} is neither a folder nor a .csv or .jsonl manifest")
+    uploads = _Uploads(prefix, path.resolve().parent)
+    text = rewrite(path, uploads, bucket_name)
+    return text, sorted(uploads.objects.items(), key=lambda kv: kv[1])
+
+
 UPLOAD_CHUNK = 512  # files per transfer_manager call: memory stays flat for any dataset size
 
 
@@ -275,36 +286,26 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     bucket_name = _bucket_name(bucket)
     name = _slug(path.name if path.is_dir() else path.stem)
     prefix = (prefix or f"datasets/{name}").strip("/")
-    root = path.resolve() if path.is_dir() else path.resolve().parent
-    uploads = _Uploads(prefix, root)
-
-    manifest_text, items = None, []
     if path.is_dir():
+        manifest_text = None
         items = [(file, f"{prefix}/{relative}") for file, relative in _folder_files(path)]
-        dataset_uri = f"gs://{bucket_name}/{prefix}/"
-    elif path.suffix.lower() == ".csv":
-        manifest_text = _rewrite_csv(path, uploads, bucket_name)
-    elif path.suffix.lower() == ".jsonl":
-        manifest_text = _rewrite_jsonl(path, uploads, bucket_name)
     else:
-        raise DatasetUploadError(f"{path} is neither a folder nor a .csv or .jsonl manifest")
+        manifest_text, items = _rewrite_manifest(path, prefix, bucket_name)
 
     client = storage.Client(project=project)
     target = client.bucket(bucket_name)
     if not target.exists():
         raise DatasetUploadError(f"bucket gs://{bucket_name} does not exist (project {project})")
-    if manifest_text is not None:
-        items = sorted(uploads.objects.items(), key=lambda kv: kv[1])
     try:
         _upload_files(target, items, workers)
     except OSError as error:  # an unreadable local file (permissions, a disk error)
         raise DatasetUploadError(f"could not read {getattr(error, 'filename', None) or error}: {error}") from None
     if manifest_text is None:
         _delete_stale(target, prefix, {object_name for _, object_name in items})
-    if manifest_text is not None:  # last, so the manifest never names an image not yet there
-        object_name = f"{prefix}/{path.name}"
-        if any(object_name == o for _, o in items):
-            object_name = f"{prefix}/{path.stem}.uploaded{path.suffix}"
-        target.blob(object_name).upload_from_string(manifest_text, content_type=CONTENT_TYPES[path.suffix.lower()])
-        dataset_uri = f"gs://{bucket_name}/{object_name}"
-    return dataset_uri
+        return f"gs://{bucket_name}/{prefix}/"
+    # The manifest goes last, so it never names an image not yet there.
+    object_name = f"{prefix}/{path.name}"
+    if any(object_name == o for _, o in items):
+        object_name = f"{prefix}/{path.stem}.uploaded{path.suffix}"
+    target.blob(object_name).upload_from_string(manifest_text, content_type=CONTENT_TYPES[path.suffix.lower()])
+    return f"gs://{bucket_name}/{object_name}"
