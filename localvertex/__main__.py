@@ -110,19 +110,27 @@ def serve(
 
 @app.command()
 def env(
-    data_dir: Path | None = typer.Option(None),
-    port: int = 8080,
-    storage_port: int = 9023,
-    project: str = "local-project",
+    data_dir: Path | None = typer.Option(
+        None, help="Data directory of the running stack (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."
+    ),
 ) -> None:
-    """Print the export lines for a stack started with ``serve`` on the given ports."""
-    from .stack import default_data_dir
+    """Print the export lines of the stack running on the data directory (``serve`` or a run)."""
+    import shlex
+
+    from .stack import default_data_dir, running_stack
 
     d = (data_dir or default_data_dir()).resolve()
-    typer.echo(f"export STORAGE_EMULATOR_HOST=http://127.0.0.1:{storage_port}")
-    typer.echo(f"export GOOGLE_VERTEX_BASE_URL=http://127.0.0.1:{port}")
-    typer.echo(f"export GOOGLE_APPLICATION_CREDENTIALS={d / 'credentials.json'}")
-    typer.echo(f"export GOOGLE_CLOUD_PROJECT={project}")
+    stack = running_stack(d)
+    if stack is None:
+        # Printing default ports here would point the SDKs at nothing (or at another stack).
+        typer.echo(
+            f"no local Vertex AI is running on {d}: start one with `make serve` (or `python -m localvertex serve`)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"# local Vertex AI of {d} (pid {stack['pid']})")
+    for key, value in stack["env"].items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 if __name__ == "__main__":

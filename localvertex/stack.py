@@ -15,6 +15,7 @@ the restart rule in jobs/runner.py), the lock is released and the environment is
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -37,6 +38,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def default_data_dir() -> Path:
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env) if env else REPO_ROOT / ".localvertex"
+
+
+STACK_FILE = "stack.json"  # the running stack's addresses, for `python -m localvertex env` and the CLI
+
+
+def running_stack(data_dir: Path | str | None = None) -> dict | None:
+    """The addresses of the stack that holds ``data_dir`` now ({"pid", "vertex_url", "storage_url",
+    "credentials", "project", "env"}), or None when none runs there.
+
+    A stack records them in ``<data_dir>/stack.json`` when it starts and removes the file when it
+    stops; a file left by a killed stack names a process that is gone, so it counts as none.
+    """
+    path = Path(data_dir or default_data_dir()).resolve() / STACK_FILE
+    try:
+        record = json.loads(path.read_text())
+        os.kill(int(record["pid"]), 0)  # raises when that process has ended
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record
 
 
 class DataDirInUse(RuntimeError):
@@ -133,8 +153,25 @@ class LocalStack:
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
             "GOOGLE_CLOUD_PROJECT": self.project,
         }
+        self._record_addresses()
         log.info("local stack up: vertex %s, storage %s, data %s", self.vertex_url, self.storage_url, self.data_dir)
         return self
+
+    def _record_addresses(self) -> None:
+        """Writes <data_dir>/stack.json (see running_stack): ports are picked at start, so
+        another process can only learn them from here. Written whole, then renamed, so a
+        reader never sees half a file."""
+        record = {
+            "pid": os.getpid(),
+            "vertex_url": self.vertex_url,
+            "storage_url": self.storage_url,
+            "credentials": str(self.credentials_path),
+            "project": self.project,
+            "env": self.env,
+        }
+        partial = self.data_dir / f".{STACK_FILE}.{os.getpid()}"
+        partial.write_text(json.dumps(record, indent=2))
+        partial.replace(self.data_dir / STACK_FILE)
 
     def _open_log(self) -> None:
         if not self.log_file or self._log_handler is not None:
@@ -201,6 +238,7 @@ class LocalStack:
             self._log_handler.close()
             self._log_handler = None
         if self._lock_fd is not None:
+            (self.data_dir / STACK_FILE).unlink(missing_ok=True)  # only the lock holder wrote it
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 

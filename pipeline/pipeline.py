@@ -78,6 +78,8 @@ def visual_defect_sft(
     min_status_accuracy: float = 0.9,
     max_miss_rate: float = 0.1,
     promotion_margin: float = 0.02,
+    min_test_per_class: int = 3,
+    min_golden_per_class: int = 3,
     max_training_tokens: int = 0,
     max_tuning_cost_usd: float = 0.0,
     training_price_per_million_tokens_usd: float = 0.0,
@@ -160,6 +162,8 @@ def visual_defect_sft(
             run_name=run_name,
             system_instruction=system_instruction,
             golden_test_uri=golden_test_uri,
+            dataset_uri=dataset_uri,
+            min_golden_per_class=min_golden_per_class,
         )
         golden.set_display_name(TASK_TITLES["prepare-golden-set"]).set_caching_options(False)
 
@@ -273,6 +277,10 @@ def visual_defect_sft(
             min_status_accuracy=min_status_accuracy,
             max_miss_rate=max_miss_rate,
             promotion_margin=promotion_margin,
+            dataset_uri=dataset_uri,
+            golden_check=golden.outputs["golden_check"],
+            min_test_per_class=min_test_per_class,
+            min_golden_per_class=min_golden_per_class,
         )
         decide.set_display_name(TASK_TITLES["decide-promotion"]).set_caching_options(False)
 
