@@ -79,4 +79,53 @@ def list_json_objects(bucket, prefix, limit=0):
     return [json.loads(bucket.blob(n).download_as_text()) for n in names]
 
 
-STORE_FUNCS = [read_json_object, write_json_object, read_text_object, replace_champion, list_json_objects]
+def inspector_name(display_name, dataset_uri="", default_name="visual-defect-inspector"):
+    """The inspector a run belongs to: its champion, golden set and records live under
+    ``inspectors/<this name>/``.
+
+    ``display_name`` (``tuned_model_display_name``) as given, except when it is the pipeline's
+    default and the run imports a dataset (``dataset_uri``): then the dataset's name is added,
+    ``visual-defect-inspector-photos`` for ``gs://b/datasets/photos/`` or ``.../photos.csv``.
+    So the synthesized demo and each of your own image sets have a champion and a golden set
+    of their own and never compete. Pure: the CLI computes the same name from a run's
+    parameters (``inspect``, ``champion``).
+    """
+    import posixpath
+    import re
+
+    name = (display_name or "").strip() or default_name
+    uri = (dataset_uri or "").strip()
+    if name != default_name or not uri:
+        return name
+    path = uri.split("://", 1)[-1].rstrip("/")
+    leaf = posixpath.splitext(posixpath.basename(path))[0] if "/" in path else path
+    slug = re.sub(r"[^a-z0-9._-]+", "-", leaf.lower()).strip("-.")
+    return f"{name}-{slug}" if slug else name
+
+
+def list_champions(bucket):
+    """Every inspector's champion record in ``bucket``, the most recently promoted last.
+
+    For a client that must pick one champion without knowing the inspector (``inspect``
+    after runs on several data sources): the last is the newest promotion."""
+    import json
+
+    records = []
+    for blob in bucket.list_blobs(prefix="inspectors/"):
+        parts = blob.name.split("/")
+        if len(parts) == 3 and parts[2] == "champion.json":
+            record = json.loads(blob.download_as_text())
+            if isinstance(record, dict):
+                records.append(record)
+    return sorted(records, key=lambda r: str(r.get("promoted_at", "")))
+
+
+STORE_FUNCS = [
+    read_json_object,
+    write_json_object,
+    read_text_object,
+    replace_champion,
+    list_json_objects,
+    inspector_name,
+    list_champions,
+]

@@ -11,6 +11,7 @@ from kfp.dsl import Dataset, Output
 from components.dataset_rules import (
     IMPORT_RULES,
     check_dataset_uri,
+    class_key,
     content_conflicts,
     csv_records,
     dataset_layout,
@@ -38,13 +39,32 @@ from components.helpers import parse_gcs_uri, report_progress, write_empty_manif
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
+def class_set_problem(records):
+    """Why this image set cannot train an inspector, or None: it needs good products (Pass) and
+    at least one defect class. A set of one kind only (every image good: an anomaly-detection
+    set) is another product. Names the classes found, with their images."""
+    counts = {}
+    for record in records:
+        counts[class_key(record)] = counts.get(class_key(record), 0) + 1
+    defects = sorted((name for name in counts if name != "Pass"), key=str.lower)
+    if "Pass" in counts and defects:
+        return None
+    found = ", ".join(f"{name} ({counts[name]} image{'s' if counts[name] != 1 else ''})" for name in sorted(counts))
+    kind = "only class" if len(counts) == 1 else "only the classes"
+    missing = "at least one defect class" if not defects else "Pass (good products)"
+    return (
+        f"found {kind} {found or 'none'}; an inspector needs Pass and at least one defect class "
+        f"(this set has no {missing}; a set of one kind only is for anomaly detection, another product)"
+    )
+
+
 # The checks and rules are pure functions in components/dataset_rules.py (tested without a
 # server); this component only lists, downloads and writes.
 @dsl.component(
     base_image=BASE_IMAGE,
     packages_to_install=IMAGE_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest],
+    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest, class_set_problem],
 )
 def import_dataset(
     project: str,
@@ -89,7 +109,7 @@ def import_dataset(
     accepts), and decodes with Pillow as that format (HEIC/HEIF are checked by extension,
     size and ISO-BMFF header only: Pillow cannot decode them); every class has at least two
     distinct images (fewer cannot be split); no image content (sha256) is labelled with two
-    classes. Warnings are printed for class imbalance (largest/smallest class above
+    classes; the set has Pass and at least one defect class (``class_set_problem``). Warnings are printed for class imbalance (largest/smallest class above
     ``imbalance_warning_ratio``), duplicate images and labels the evaluation cannot type.
     Images are not resized or re-encoded.
 
@@ -187,6 +207,7 @@ def import_dataset(
     # ---- class checks: conflicting labels for one content, classes too small to split
     problems, duplicate_images = content_conflicts(records)
     problems += small_class_problems(records)
+    problems += [problem for problem in [class_set_problem(records)] if problem]
     if problems:
         raise ValueError(failure_message(problems, "checking the classes", dataset_uri))
     notes = {"duplicate_rows": repeated_rows, "duplicate_images": duplicate_images, "prompt_dropped": prompts_dropped}

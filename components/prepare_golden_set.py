@@ -6,16 +6,73 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
 from components.champion import golden_id_of, golden_rows_from_jsonl, inspector_paths, inspector_slug, run_object
+from components.champion_store import inspector_name
 from components.dataset_rules import JSONL_RULES, jsonl_texts
-from components.helpers import parse_gcs_uri
+from components.helpers import defect_type_of, is_pass_answer, parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+
+
+def row_class(row):
+    """The class of a manifest row: "Pass" or its defect type (the status and defect_type
+    columns when present, else what the label says; "Defect" for a label naming no type)."""
+    status, kind = (row.get("status") or "").strip(), (row.get("defect_type") or "").strip()
+    if status == "Pass":
+        return "Pass"
+    if status == "Defect" and kind and kind != "None":
+        return kind
+    label = row.get("label") or ""
+    return "Pass" if is_pass_answer(label) else defect_type_of(label) or "Defect"
+
+
+def class_counts_of(rows):
+    """{class: images} of manifest rows."""
+    counts = {}
+    for row in rows:
+        counts[row_class(row)] = counts.get(row_class(row), 0) + 1
+    return counts
+
+
+def class_mismatch_problem(run_classes, golden_classes, inspector, source):
+    """Why this run must not be judged on the inspector's golden set (its classes differ), or None."""
+    if set(run_classes) == set(golden_classes):
+        return None
+
+    def names(classes):
+        return ", ".join(sorted(classes, key=str.lower)) or "none"
+
+    return (
+        f"this run's classes ({names(run_classes)}) differ from those of inspector {inspector}'s golden set "
+        f"({names(golden_classes)}, {source}): a champion and its golden set belong to one set of classes. "
+        "Set tuned_model_display_name to a new name for this set of classes (it gets a golden set and a "
+        "champion of its own), or give a golden set with these classes as golden_test_uri"
+    )
+
+
+def golden_shortfall(test_counts, classes, minimum):
+    """{class: test images} of the classes with fewer than ``minimum`` test images: a golden
+    set made from this test split would be too small to judge them, so none is created."""
+    return {c: int(test_counts.get(c, 0)) for c in classes if int(test_counts.get(c, 0)) < minimum}
+
+
+GOLDEN_FUNCS = [row_class, class_counts_of, class_mismatch_problem, golden_shortfall]
 
 
 @dsl.component(
     base_image=BASE_IMAGE,
     packages_to_install=STORAGE_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[*JSONL_RULES, inspector_slug, inspector_paths, run_object, golden_id_of, golden_rows_from_jsonl],
+    additional_funcs=[
+        *JSONL_RULES,
+        inspector_slug,
+        inspector_paths,
+        inspector_name,
+        run_object,
+        golden_id_of,
+        golden_rows_from_jsonl,
+        is_pass_answer,
+        defect_type_of,
+        *GOLDEN_FUNCS,
+    ],
 )
 def prepare_golden_set(
     project: str,
@@ -32,12 +89,16 @@ def prepare_golden_set(
     run_name: str = "",
     system_instruction: str = "",
     golden_test_uri: str = "",
-) -> NamedTuple("Outputs", [("golden_jsonl_uri", str), ("golden_id", str)]):
+    dataset_uri: str = "",
+    min_golden_per_class: int = 3,
+) -> NamedTuple("Outputs", [("golden_jsonl_uri", str), ("golden_id", str), ("golden_check", str)]):
     """Finds or creates the inspector's golden set and keeps its images out of training.
 
     The golden set is, in this order: the one ``golden_test_uri`` names; else the one stored at
     ``{bucket}/inspectors/<inspector>/golden/manifest.csv``; else it is created once from this
-    run's test split. Creating copies each image to ``golden/images/<sha256>.<ext>`` (content
+    run's test split, but only when that split has at least ``min_golden_per_class`` images of
+    every class of the run: a smaller set is never stored (this run judges on its test split,
+    promotes nothing and says why; the next run with enough data creates it). Creating copies each image to ``golden/images/<sha256>.<ext>`` (content
     addressed, never overwritten, so later runs cannot change it) and writes the manifest with
     ``if_generation_match=0``: if another run created it first, that one is used.
 
@@ -45,6 +106,9 @@ def prepare_golden_set(
     is in the golden set is dropped, so no golden image is ever trained or selected on. The
     golden JSONL is written for this run with this run's prompt and system instruction to
     ``inspectors/<inspector>/runs/<run>/golden.jsonl``.
+
+    A golden set whose classes differ from this run's (all three splits) is refused before
+    any tuning: the run names both class sets and the fix (``class_mismatch_problem``).
 
     Args:
         project: Google Cloud project that owns the bucket.
@@ -63,11 +127,19 @@ def prepare_golden_set(
         golden_test_uri: a golden set to use: a manifest CSV (gcs_uri and label columns,
             sha256 optional) or a Gemini SFT JSONL (its images and final answers); "" uses
             the stored one or creates it.
+        dataset_uri: the run's imported dataset; with the default inspector name it names
+            the inspector (champion_store ``inspector_name``).
+        min_golden_per_class: the fewest test-split images of every class a golden set is
+            created from.
 
     Returns:
         golden_jsonl_uri: the golden set as a Gemini SFT JSONL for this run.
         golden_id: the set's identity (a hash of its images' content and labels), stored with
-            every champion so that figures are only compared on the same set.
+            every champion so that figures are only compared on the same set; "" when
+            there is no golden set yet.
+        golden_check: JSON for decide_promotion: {"inspector", "classes" (this run's),
+            "test_counts", "golden_counts" (images per class), "golden_stored" (False: no
+            golden set yet, the test split stood in)}.
     """
     import csv
     import hashlib
@@ -82,7 +154,8 @@ def prepare_golden_set(
     client = storage.Client(project=project)
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     home = client.bucket(bucket_name)
-    paths = inspector_paths(tuned_model_display_name)
+    inspector = inspector_name(tuned_model_display_name, dataset_uri)
+    paths = inspector_paths(inspector)
 
     def read_rows(artifact):
         with open(artifact.path, newline="") as f:
@@ -118,7 +191,38 @@ def prepare_golden_set(
         blob = home.get_blob(paths["golden_manifest"])
         return None if blob is None else list(csv.DictReader(io.StringIO(blob.download_as_text())))
 
-    created = 0
+    def create_golden(test_rows):
+        """Copies the test split into the inspector's golden set; (rows, created, source)."""
+        rows, where = [], f"gs://{bucket_name}/{paths['golden_manifest']}"
+        for row in with_hashes([dict(r) for r in test_rows]):
+            extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
+            target = f"{paths['golden_images']}/{row['sha256']}.{extension}"
+            if home.get_blob(target) is None:  # content addressed: an existing copy is the same image
+                source_blob = blob_of(row["gcs_uri"])
+                source_blob.bucket.copy_blob(source_blob, home, target)
+            rows.append(
+                {
+                    **row,
+                    "gcs_uri": f"gs://{bucket_name}/{target}",
+                    "source_uri": row["gcs_uri"],
+                    "created_by_run": run_name,
+                }
+            )
+        try:
+            home.blob(paths["golden_manifest"]).upload_from_string(
+                manifest_text(rows), content_type="text/csv", if_generation_match=0
+            )
+            return rows, 1, f"created from this run's test split at {where}"
+        except exceptions.PreconditionFailed:  # another run created it meanwhile: theirs stands
+            return stored_golden(), 0, f"{where} (created by another run meanwhile)"
+
+    split_rows = {
+        key: read_rows(artifact)[1]
+        for key, artifact in (("train", train_manifest), ("validation", validation_manifest), ("test", test_manifest))
+    }
+    run_classes = sorted(class_counts_of([r for rows in split_rows.values() for r in rows]), key=str.lower)
+    test_counts = class_counts_of(split_rows["test"])
+    created, stored = 0, True
     if golden_test_uri.strip():
         uri = golden_test_uri.strip()
         text = blob_of(uri).download_as_text()
@@ -132,39 +236,30 @@ def prepare_golden_set(
     else:
         golden, source = stored_golden(), f"gs://{bucket_name}/{paths['golden_manifest']}"
         if golden is None:
-            _, test_rows = read_rows(test_manifest)
-            if not test_rows:
+            if not split_rows["test"]:
                 raise ValueError(
                     "there is no golden set yet and this run's test split is empty: set golden_test_uri, "
                     "or give the test split some images (train_fraction + validation_fraction < 1)"
                 )
-            golden = []
-            for row in with_hashes([dict(r) for r in test_rows]):
-                extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
-                target = f"{paths['golden_images']}/{row['sha256']}.{extension}"
-                if home.get_blob(target) is None:  # content addressed: an existing copy is the same image
-                    source_blob = blob_of(row["gcs_uri"])
-                    source_blob.bucket.copy_blob(source_blob, home, target)
-                golden.append(
-                    {
-                        **row,
-                        "gcs_uri": f"gs://{bucket_name}/{target}",
-                        "source_uri": row["gcs_uri"],
-                        "created_by_run": run_name,
-                    }
+            short = golden_shortfall(test_counts, run_classes, min_golden_per_class)
+            if short:  # too small to judge later runs on: never stored; this run's test split stands in
+                golden, stored = [dict(r) for r in split_rows["test"]], False
+                source = (
+                    f"no golden set created: this run's test split has fewer than min_golden_per_class="
+                    f"{min_golden_per_class} images of {', '.join(f'{c} ({n})' for c, n in short.items())}"
                 )
-            try:
-                home.blob(paths["golden_manifest"]).upload_from_string(
-                    manifest_text(golden), content_type="text/csv", if_generation_match=0
-                )
-                created, source = 1, f"created from this run's test split at {source}"
-            except exceptions.PreconditionFailed:  # another run created it meanwhile: theirs stands
-                golden, source = stored_golden(), f"{source} (created by another run meanwhile)"
+                print(f"warning: {source}; nothing will be promoted", flush=True)
+            else:
+                golden, created, source = create_golden(split_rows["test"])
     if not golden:
         raise ValueError(f"the golden set from {source} has no rows")
+    if stored:
+        problem = class_mismatch_problem(run_classes, class_counts_of(golden), inspector, source)
+        if problem:
+            raise ValueError(problem)
     golden_hashes = {row["sha256"] for row in golden}
-    golden_id = golden_id_of(golden)
-    print(f"golden set {golden_id}: {len(golden)} images, {source}", flush=True)
+    golden_id = golden_id_of(golden) if stored else ""
+    print(f"golden set {golden_id or '(none)'} of {inspector}: {len(golden)} images, {source}", flush=True)
 
     excluded = {}
     for split, artifact, output in (
@@ -196,12 +291,12 @@ def prepare_golden_set(
         if blob is not None:
             sizes[row["gcs_uri"]] = blob.size
     text = jsonl_texts({"golden": golden}, prompt, system_instruction, sizes)["golden"]
-    jsonl_path = run_object(tuned_model_display_name, run_name, "golden.jsonl")
+    jsonl_path = run_object(inspector, run_name, "golden.jsonl")
     home.blob(jsonl_path).upload_from_string(text, content_type="application/jsonl")
     jsonl_uri = f"gs://{bucket_name}/{jsonl_path}"
 
     for name, value in (
-        ("golden_set_examples", len(golden)),
+        ("golden_set_examples", len(golden) if stored else 0),
         ("golden_set_created", created),
         ("golden_set_excluded_train", excluded["train"]),
         ("golden_set_excluded_validation", excluded["validation"]),
@@ -209,5 +304,13 @@ def prepare_golden_set(
         golden_metrics.log_metric(name, value)
     with open(golden_metrics.path, "w") as f:
         json.dump({"golden_id": golden_id, "source": source, "jsonl": jsonl_uri}, f)
-    outputs = namedtuple("Outputs", ["golden_jsonl_uri", "golden_id"])
-    return outputs(jsonl_uri, golden_id)
+    check = {
+        "inspector": inspector,
+        "classes": run_classes,
+        "test_counts": test_counts,
+        "golden_counts": class_counts_of(golden) if stored else {},
+        "golden_stored": stored,
+        "source": source,
+    }
+    outputs = namedtuple("Outputs", ["golden_jsonl_uri", "golden_id", "golden_check"])
+    return outputs(jsonl_uri, golden_id, json.dumps(check, sort_keys=True))

@@ -94,7 +94,8 @@ def promote_champion(
         location: Vertex AI region of the model.
         bucket: ``gs://`` URI holding the inspector's records.
         decision_record: decide_promotion's record (JSON).
-        tuned_model_display_name: the inspector.
+        tuned_model_display_name: the inspector, unless the decision names one (its
+            ``inspector``: the name derived from the dataset, champion_store ``inspector_name``).
         run_name: the pipeline run's name.
 
     Returns:
@@ -110,7 +111,9 @@ def promote_champion(
         raise ValueError(f"promote_champion was run for a decision to {decision.get('decision')!r}")
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     home = storage.Client(project=project).bucket(bucket_name)
-    paths = inspector_paths(tuned_model_display_name)
+    # The decision names the inspector (with the default name, a dataset run's own inspector).
+    inspector = decision.get("inspector") or tuned_model_display_name
+    paths = inspector_paths(inspector)
     promoted_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     record = check_champion_record({**decision["candidate"], "promoted_at": promoted_at})
     previous = decision.get("champion") or {}
@@ -124,7 +127,7 @@ def promote_champion(
             "generation": generation,
             "previous_run": previous.get("run"),
         }
-        history = history_object(tuned_model_display_name, promoted_at, run_name)
+        history = history_object(inspector, promoted_at, run_name)
         write_json_object(
             home,
             history,
@@ -134,7 +137,7 @@ def promote_champion(
         outcome["registry"] = set_champion_alias(location, record["model"], previous.get("model", ""))
         print(
             f"promoted: {record['endpoint']} (run {run_name}, checkpoint {record['checkpoint_id'] or '-'}, "
-            f"epoch {record['epoch']}) is the champion of {tuned_model_display_name}; history {history}",
+            f"epoch {record['epoch']}) is the champion of {inspector}; history {history}",
             flush=True,
         )
         print(outcome["registry"], flush=True)
@@ -149,5 +152,5 @@ def promote_champion(
             "not promoted (the next run compares against the new champion)",
         }
         print(f"not promoted: {outcome['reason']}", flush=True)
-    write_json_object(home, run_object(tuned_model_display_name, run_name, "promotion.json"), outcome)
+    write_json_object(home, run_object(inspector, run_name, "promotion.json"), outcome)
     return "promoted" if won else "not promoted"

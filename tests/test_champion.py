@@ -341,25 +341,27 @@ def golden_step(tmp_path, name, train, validation, test, **kwargs):
 
 
 def test_the_golden_set_is_created_once_and_its_images_never_train_again(images, tmp_path):
-    first, m1, out1 = golden_step(tmp_path / "1", "golden-unit", images[:8], images[8:10], images[10:12])
+    # One image of each class (Pass, Scratch, Crack) in the test split: enough with a minimum of 1.
+    few = {"min_golden_per_class": 1}
+    first, m1, out1 = golden_step(tmp_path / "1", "golden-unit", images[:7], images[7:9], images[9:12], **few)
     assert m1 == {
-        "golden_set_examples": 2,
+        "golden_set_examples": 3,
         "golden_set_created": 1,
         "golden_set_excluded_train": 0,
         "golden_set_excluded_validation": 0,
     }
     stored = [row["gcs_uri"] for row in out1["golden_manifest"]]
     assert all(u.startswith("gs://local-bucket/inspectors/golden-unit/golden/images/") for u in stored)
-    assert {row["sha256"] for row in out1["golden_manifest"]} == {images[10]["sha256"], images[11]["sha256"]}
+    assert {row["sha256"] for row in out1["golden_manifest"]} == {images[i]["sha256"] for i in (9, 10, 11)}
     # A later run whose split put both golden images in training and validation (same content,
     # another URI for one of them): they are left out, the rest is kept.
     moved = {**images[10], "gcs_uri": "gs://local-bucket/golden-unit/img10.png", "image_name": "copy"}
     second, m2, out2 = golden_step(
-        tmp_path / "2", "golden-unit", images[:6] + [moved], images[6:8] + [images[11]], images[8:10]
+        tmp_path / "2", "golden-unit", images[:6] + [moved], images[6:8] + [images[11]], images[8:10], **few
     )
     assert m2["golden_set_created"] == 0 and m2["golden_set_excluded_train"] == 1
     assert m2["golden_set_excluded_validation"] == 1 and second.golden_id == first.golden_id
-    golden_hashes = {images[10]["sha256"], images[11]["sha256"]}
+    golden_hashes = {images[i]["sha256"] for i in (9, 10, 11)}
     assert not golden_hashes & {
         row["sha256"] for row in out2["train_without_golden"] + out2["validation_without_golden"]
     }
@@ -367,9 +369,9 @@ def test_the_golden_set_is_created_once_and_its_images_never_train_again(images,
     # This run's golden JSONL asks with this run's prompt.
     lines = bucket().blob("inspectors/golden-unit/runs/run-x/golden.jsonl").download_as_text().splitlines()
     assert second.golden_jsonl_uri == "gs://local-bucket/inspectors/golden-unit/runs/run-x/golden.jsonl"
-    assert len(lines) == 2 and json.loads(lines[0])["contents"][0]["parts"][0]["text"] == PROMPT
+    assert len(lines) == 3 and json.loads(lines[0])["contents"][0]["parts"][0]["text"] == PROMPT
     # Another inspector has a golden set of its own.
-    _, m3, _ = golden_step(tmp_path / "3", "other-line", images[:8], images[8:10], images[10:12])
+    _, m3, _ = golden_step(tmp_path / "3", "other-line", images[:7], images[7:9], images[9:12], **few)
     assert m3["golden_set_created"] == 1
 
 
@@ -394,8 +396,9 @@ def test_a_golden_set_given_as_a_jsonl_parameter(images, tmp_path):
 
 
 # ---------------------------------------------------------------------------- decide and promote
-def decide(tmp_path, name, run, acc, miss=0.0, golden_id="g1", **kwargs):
-    golden = metrics(tmp_path, f"golden-{run}", {f"golden_{k}": v for k, v in figures(acc, miss).items()})
+def decide(tmp_path, name, run, acc, miss=0.0, golden_id="g1", examples=4.0, **kwargs):
+    golden_figures = figures(acc, miss, examples=examples)
+    golden = metrics(tmp_path, f"golden-{run}", {f"golden_{k}": v for k, v in golden_figures.items()})
     decision_file = tmp_path / f"decision-{run}.json"
     decision = decide_promotion.python_func(
         project=PROJECT,
@@ -431,7 +434,7 @@ def promote(name, run, record_text):
 
 def test_decide_and_promote_keep_the_best_champion_with_its_history(local_stack, tmp_path, capsys):
     name = "decide-unit"
-    decision, text, m, report = decide(tmp_path, name, "r1", 0.95)
+    decision, text, m, report = decide(tmp_path, name, "r1", 0.95, examples=400.0)
     assert decision == "promote" and m == {"promote_decision": 1.0} and "champion (none yet)" in report
     assert promote(name, "r1", text) == "promoted"
     assert "has no Model Registry" in capsys.readouterr().out  # the local Vertex AI: alias skipped, logged
@@ -439,15 +442,21 @@ def test_decide_and_promote_keep_the_best_champion_with_its_history(local_stack,
     assert champion["run"] == "r1" and champion["golden"]["status_accuracy"] == 0.95 and champion["prompt"] == PROMPT
     assert champion["test"] == {"status_accuracy": 1.0} and champion["promoted_at"].endswith("Z")
 
-    decision, text, m, report = decide(tmp_path, name, "r2", 0.5, miss=0.5, min_status_accuracy=0.0, max_miss_rate=1.0)
+    decision, text, m, report = decide(
+        tmp_path, name, "r2", 0.5, miss=0.5, examples=400.0, min_status_accuracy=0.0, max_miss_rate=1.0
+    )
     assert decision == "keep" and m["promote_decision"] == 0.0 and m["champion_golden_status_accuracy"] == 0.95
     assert m["promote_status_accuracy_delta"] == pytest.approx(-0.45)
-    assert "**Decision: keep.** Status accuracy 50.0% is worse than the champion's 95.0%" in report
+    assert "**Decision: keep.** Miss rate 50.0% is higher than the champion's 0.0%" in report
     stored = json.loads(bucket().blob(f"inspectors/{name}/runs/r2/decision.json").download_as_text())
     assert stored["decision"] == "keep" and stored["champion"]["run"] == "r1"
     assert read_json_object(bucket(), f"inspectors/{name}/champion.json") == (champion, generation)
 
-    decision, text, _, _ = decide(tmp_path, name, "r3", 1.0)
+    # Equal, and better by noise only (one more right answer of 4): the champion stays.
+    assert decide(tmp_path, name, "r2b", 0.95, examples=400.0)[0] == "keep"
+    decision, text, _, _ = decide(tmp_path, name, "r2c", 1.0, examples=4.0)
+    assert decision == "keep" and "not better beyond noise" in json.loads(text)["reason"]
+    decision, text, _, _ = decide(tmp_path, name, "r3", 1.0, examples=400.0)
     assert decision == "promote" and promote(name, "r3", text) == "promoted"
     history = list_json_objects(bucket(), f"inspectors/{name}/history")
     assert [h["run"] for h in history] == ["r1", "r3"] and history[1]["previous_run"] == "r1"
@@ -580,6 +589,8 @@ def test_the_compiled_pipeline_selects_evaluates_decides_and_notifies():
         ("min_status_accuracy", 0.9),
         ("max_miss_rate", 0.1),
         ("promotion_margin", 0.02),
+        ("min_test_per_class", 3),
+        ("min_golden_per_class", 3),
         ("max_tuning_cost_usd", 0.0),
         ("max_training_tokens", 0),
         ("notify_webhook_url", ""),
