@@ -269,7 +269,11 @@ def metric_values(tuned, base, total, prefix="eval_"):
 
     ``prefix`` replaces "eval_" so that two evaluations in one run log distinct names (Vertex
     AI Experiments merges every component's metrics): "golden_" gives ``golden_*``,
-    ``base_golden_*`` and ``golden_status_accuracy_gain``."""
+    ``base_golden_*`` and ``golden_status_accuracy_gain``.
+
+    A rate whose denominator is zero is not logged (omitted, not 0.0 and not NaN, which
+    Vertex AI's JSON cannot carry): the miss rate without defect images, the overkill rate
+    without good ones. Readers show a missing rate as "n/a"."""
     figures = {
         f"{prefix}status_accuracy": tuned.status_accuracy,
         f"{prefix}defect_type_accuracy": tuned.defect_type_accuracy,
@@ -280,6 +284,10 @@ def metric_values(tuned, base, total, prefix="eval_"):
         f"{prefix}error_rate": tuned.error_rate,
         f"{prefix}examples": float(total),
     }
+    if not tuned.defects:
+        del figures[f"{prefix}miss_rate"]
+    if not tuned.passes:
+        del figures[f"{prefix}overkill_rate"]
     if base is not None:
         figures[f"base_{prefix}status_accuracy"] = base.status_accuracy
         figures[f"base_{prefix}defect_type_accuracy"] = base.defect_type_accuracy
@@ -325,10 +333,12 @@ def class_scores(categories, matrix):
 
 def summary_line(tuned, base, total, failed, base_requested):
     """The component's one-line result for the log (the elapsed time is added by the caller)."""
+    miss = f"{tuned.miss_rate:.3f}" if tuned.defects else "n/a (no defect images)"
+    overkill = f"{tuned.overkill_rate:.3f}" if tuned.passes else "n/a (no good images)"
     line = (
         f"evaluate_inspector: {total} examples, status accuracy {tuned.status_accuracy:.3f}, "
-        f"defect-type accuracy {tuned.defect_type_accuracy:.3f}, miss rate {tuned.miss_rate:.3f}, "
-        f"overkill rate {tuned.overkill_rate:.3f}, unparseable {tuned.unparseable_rate:.3f}, "
+        f"defect-type accuracy {tuned.defect_type_accuracy:.3f}, miss rate {miss}, "
+        f"overkill rate {overkill}, unparseable {tuned.unparseable_rate:.3f}, "
         f"failed requests {failed}"
     )
     if base is not None:
@@ -366,7 +376,7 @@ th{background:#f4f4f4}
 .ok{color:#1a7f37;font-weight:700;font-size:16px}
 .bad{color:#c62828;font-weight:700;font-size:16px}
 .partial{color:#b26a00;font-weight:700}
-.thumb{width:72px;height:72px;image-rendering:pixelated;border:1px solid #ccc}
+.thumb{width:160px;height:auto;image-rendering:pixelated;border:1px solid #ccc;cursor:zoom-in}
 .uri{color:#888;font-size:11px;max-width:220px;word-break:break-all}
 .err{color:#c62828;font-size:12px}
 .warn{color:#b26a00}
@@ -374,6 +384,7 @@ th{background:#f4f4f4}
 .meta{color:#555;font-size:13px}
 </style></head><body>
 <h1>Visual defect inspector: evaluation</h1>
+$run_section
 <p class="meta">Tuned endpoint <code>$tuned_endpoint</code><br>Test set <code>$test_jsonl_uri</code> \
 ($total examples; defect types: $classes)<br>Rule: a good part must be answered exactly \
 \u201cStatus: Pass\u201d; a defective part must be called Defect, and the defect type counts \
@@ -388,6 +399,11 @@ $confusion_section
 <h2>Examples (mistakes first)</h2>
 $examples_section
 </body></html>""",
+        "run_table": """<table class="run"><tr><th>Run</th><td>$run_id</td></tr>
+<tr><th>Date</th><td>$date</td></tr><tr><th>Data source</th><td>$data_source</td></tr>
+<tr><th>Predictions</th><td><a href="$predictions_href">$predictions_name</a> (every example, CSV)</td></tr>
+<tr><th>Parameters</th><td>$parameters</td></tr></table>""",
+        "parameter": "<code>$name</code>=<code>$value</code> ",
         "card": '<div class="card"><div class="v">$value</div><div class="k">$name</div>'
         '<div class="s">$note</div></div>',
         "base_table": """<table><tr><th></th><th>Status accuracy</th><th>Defect-type accuracy</th>\
@@ -421,7 +437,7 @@ $rows
         "<td>$answer$error</td><td>$predicted_class</td><td>$verdict</td><td>$ms</td></tr>",
         "examples_more": '<tr><td colspan="7">$more more example(s) in the predictions CSV (shown: the first $shown, '
         "mistakes first)</td></tr>",
-        "thumbnail": '<img class="thumb" src="$src" alt="$uri">',
+        "thumbnail": '<a href="$full" target="_blank" title="full size"><img class="thumb" src="$src" alt="$uri"></a>',
         "no_thumbnail": '<span class="noimg">no image</span>',
         "answer": "$text",
         "no_answer": "<i>(no answer)</i>",
@@ -530,12 +546,35 @@ def render_confusion_section(categories, matrix):
     return fill_template(t["confusion_table"], markup={"head": head, "rows": "\n".join(rows)})
 
 
+def thumbnail_uris(image, size=160, full_max=2048):
+    """(thumbnail, full-size image) of a PIL image as PNG data URIs for the report: the
+    thumbnail at most ``size`` px a side (160 px shows a 1 px scratch), the full image as it
+    is up to ``full_max`` px a side (a click on the thumbnail opens it)."""
+    import base64
+    import io
+
+    def data_uri(picture):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    full = image.copy()
+    full.thumbnail((full_max, full_max))
+    small = image.copy()
+    small.thumbnail((size, size))
+    return data_uri(small), data_uri(full)
+
+
 def render_example_row(number, result, thumb):
-    """One example: its number, thumbnail (``thumb`` is a data URI or ""), label, answer,
-    class, verdict and latency."""
+    """One example: its number, thumbnail (``thumb``: a data URI, a (thumbnail, full image)
+    pair of data URIs from ``thumbnail_uris``, or ""), label, answer, class, verdict and
+    latency. A click on the thumbnail opens the full image."""
     t = report_templates()
+    small, full = (thumb, thumb) if isinstance(thumb, str) else tuple(thumb)
     image = (
-        fill_template(t["thumbnail"], src=thumb, uri=result.image_uri) if thumb else fill_template(t["no_thumbnail"])
+        fill_template(t["thumbnail"], src=small, full=full, uri=result.image_uri)
+        if small
+        else fill_template(t["no_thumbnail"])
     )
     if result.type_correct:
         verdict = t["verdict_right"]
@@ -577,6 +616,41 @@ def render_examples_section(results, thumbs):
     return fill_template(t["examples_table"], markup={"rows": "\n".join(rows)})
 
 
+def predictions_href(uri):
+    """Where the report links the predictions CSV: the Cloud Storage console's object URL for
+    ``gs://`` (authenticated download), else "predictions.csv" beside the report (the offline
+    run folder holds both)."""
+    from urllib.parse import quote
+
+    if (uri or "").startswith("gs://"):
+        bucket, _, name = uri[len("gs://") :].partition("/")
+        return f"https://storage.cloud.google.com/{quote(bucket)}/{quote(name)}"
+    return "predictions.csv"
+
+
+def render_run_section(run_info):
+    """The run's identity for the report's head: run id, date, data source, the predictions
+    CSV's link and the parameters; every value HTML-escaped. ``run_info`` may lack keys."""
+    from datetime import UTC, datetime
+
+    t = report_templates()
+    info = dict(run_info or {})
+    parameters = info.get("parameters") or {}
+    href = info.get("predictions_href") or predictions_href(info.get("predictions_uri", ""))
+    return fill_template(
+        t["run_table"],
+        run_id=info.get("run_id") or "n/a",
+        date=info.get("date") or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        data_source=info.get("data_source") or "synthesized images",
+        predictions_href=href,
+        predictions_name=href.rsplit("/", 1)[-1],
+        markup={
+            "parameters": "".join(fill_template(t["parameter"], name=k, value=v) for k, v in sorted(parameters.items()))
+            or "n/a"
+        },
+    )
+
+
 def render_report(
     *,
     tuned_endpoint,
@@ -592,6 +666,7 @@ def render_report(
     categories,
     matrix,
     thumbs,
+    run_info=None,
 ):
     """The self-contained HTML report for a QC lead.
 
@@ -604,7 +679,9 @@ def render_report(
             when there is none), its name, the note saying what happened, and whether a
             comparison was asked for.
         categories, matrix: the confusion matrix (``confusion_matrix``).
-        thumbs: image URI -> thumbnail data URI.
+        thumbs: image URI -> thumbnail data URI, or (thumbnail, full image) data URIs.
+        run_info: {"run_id", "date", "data_source", "parameters" (dict), "predictions_uri"
+            or "predictions_href"} for the report's head (``render_run_section``).
     """
     return fill_template(
         report_templates()["page"],
@@ -613,6 +690,7 @@ def render_report(
         total=len(results),
         classes=", ".join(classes) or "none",
         markup={
+            "run_section": render_run_section(run_info),
             "cards": render_cards(tuned, len(results), failed),
             "base_section": render_base_section(tuned, base, base_model, base_note, base_requested),
             "class_section": render_class_section(categories, matrix),
@@ -648,8 +726,11 @@ EVALUATION_FUNCS = [
     render_base_section,
     render_class_section,
     render_confusion_section,
+    thumbnail_uris,
     render_example_row,
     shown_examples,
     render_examples_section,
+    predictions_href,
+    render_run_section,
     render_report,
 ]
