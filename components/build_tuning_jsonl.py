@@ -26,6 +26,7 @@ def build_tuning_jsonl(
     system_instruction: str = "",
     oversample_rare_classes: bool = False,
     jsonl_folder: str = "tuning",
+    media_resolution: str = "",
 ) -> NamedTuple("Outputs", [("train_jsonl_uri", str), ("validation_jsonl_uri", str), ("test_jsonl_uri", str)]):
     """Writes train, validation and test JSONL in Gemini's ``contents`` format.
 
@@ -47,6 +48,9 @@ def build_tuning_jsonl(
         oversample_rare_classes: repeat examples of rarer labels in the training file
             until each label has about as many lines as the most common one.
         jsonl_folder: folder inside the bucket.
+        media_resolution: "" (the model's default), or "low", "medium", "high": written as
+            each image part's ``mediaResolution.level`` (Gemini 3 base models only; the
+            pipeline checks it against the base model before this task runs).
 
     Returns:
         The ``gs://`` URIs of the train, validation and test files; "" for an empty split.
@@ -88,7 +92,7 @@ def build_tuning_jsonl(
     if oversample_rare_classes:
         splits["train"] = oversample_rows(splits["train"])
     sizes = object_sizes(row["gcs_uri"] for rows in splits.values() for row in rows)
-    texts = jsonl_texts(splits, prompt, system_instruction, sizes)
+    texts = jsonl_texts(splits, prompt, system_instruction, sizes, media_resolution)
 
     folder = jsonl_folder_path(jsonl_folder, texts)
     uris = {}

@@ -1,10 +1,13 @@
 """The nightly loop's rules: checkpoint choice, champion/challenger decision, champion record,
-golden-set identity, training-token and cost estimate, and the price table with its source.
+golden-set identity, training-token and cost estimate (the token arithmetic and the price
+table are Google's facts, in platform_facts/gemini.py).
 
 Pure functions only (no I/O): components ship them with ``additional_funcs`` (so every
 function is self-contained, imports inside, and a table is a function, not a constant), and
 the CLI and the tests import them directly. Storage access lives in champion_store.py.
 """
+
+from platform_facts.gemini import image_token_count, text_token_count, tuning_prices
 
 
 # ---------------------------------------------------------------------------- where things live
@@ -314,26 +317,6 @@ def comparison_table(challenger, champion):
 
 
 # ---------------------------------------------------------------------------- tokens and cost
-def image_token_count(width, height):
-    """Tokens Gemini counts for one image, per the Gemini documentation (ai.google.dev
-    gemini-api/docs/tokens): "Image inputs with both dimensions <=384 pixels are counted as
-    258 tokens. Images larger in one or both dimensions are cropped and scaled as needed into
-    tiles of 768x768 pixels, each counted as 258 tokens." The tile count is read here as
-    ceil(w/768) x ceil(h/768); unknown dimensions count as one image of 258."""
-    import math
-
-    if not width or not height or (width <= 384 and height <= 384):
-        return 258
-    return 258 * math.ceil(width / 768) * math.ceil(height / 768)
-
-
-def text_token_count(characters):
-    """Tokens of text, at the usual 4 characters a token (as the local Vertex AI counts)."""
-    import math
-
-    return math.ceil(int(characters) / 4)
-
-
 def sft_line_parts(line):
     """(text characters, image references) of one Gemini SFT JSONL line: every text part,
     the system instruction included; each image as ("uri", fileUri) or ("inline", base64)."""
@@ -358,12 +341,14 @@ def sft_line_parts(line):
     return characters, images
 
 
-def estimate_training_tokens(examples, epochs):
+def estimate_training_tokens(examples, epochs, base_model="", media_resolution=""):
     """Billable training tokens: tokens in the training file times epochs.
 
     Args:
         examples: one (text characters, [(width, height) or None per image]) per line.
         epochs: the job's epoch count.
+        base_model, media_resolution: how an image counts (platform_facts.gemini.image_token_count:
+            a fixed count per resolution for Gemini 3, by size for 2.5).
 
     Returns:
         {"tokens": per epoch x epochs, "tokens_per_epoch", "examples", "images",
@@ -375,29 +360,13 @@ def estimate_training_tokens(examples, epochs):
         for size in sizes:
             images += 1
             unknown += size is None
-            per_epoch += image_token_count(*(size or (0, 0)))
+            per_epoch += image_token_count(*(size or (0, 0)), base_model, media_resolution)
     return {
         "tokens": per_epoch * int(epochs),
         "tokens_per_epoch": per_epoch,
         "examples": len(examples),
         "images": images,
         "unknown_images": unknown,
-    }
-
-
-def tuning_prices():
-    """Gemini supervised-tuning prices (USD per 1M training tokens) by base model, with source.
-
-    Empty on purpose: the Vertex AI pricing page could not be retrieved from where this
-    table was written (2026-11-22), and no price is recorded here that was not read there.
-    Pass ``training_price_per_million_tokens_usd`` with the figure from the page, or use
-    ``max_training_tokens``, which needs no price.
-    """
-    return {
-        "source": "https://cloud.google.com/vertex-ai/generative-ai/pricing",
-        "checked": "2026-11-22",
-        "note": "no price could be verified from the source; the table is empty",
-        "usd_per_million_training_tokens": {},
     }
 
 
@@ -432,7 +401,7 @@ def cost_guard_problem(estimate, epochs, base_model, price, max_training_tokens,
             source = tuning_prices()["source"]
             return (
                 f"refusing to start tuning: max_tuning_cost_usd={max_tuning_cost_usd:g} is set, but there is no "
-                f"verified price for {base_model} in components/champion.py; set "
+                f"verified price for {base_model} in platform_facts/gemini.py; set "
                 f"training_price_per_million_tokens_usd from {source}, or limit tokens with max_training_tokens"
             )
         cost = tokens / 1e6 * price
@@ -462,11 +431,8 @@ CHAMPION_FUNCS = [
     check_champion_record,
     promotion_decision,
     comparison_table,
-    image_token_count,
-    text_token_count,
     sft_line_parts,
     estimate_training_tokens,
-    tuning_prices,
     training_price,
     cost_guard_problem,
 ]

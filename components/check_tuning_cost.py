@@ -6,17 +6,10 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Metrics, Output
 
-from components.champion import (
-    cost_guard_problem,
-    estimate_training_tokens,
-    image_token_count,
-    sft_line_parts,
-    text_token_count,
-    training_price,
-    tuning_prices,
-)
+from components.champion import cost_guard_problem, estimate_training_tokens, sft_line_parts, training_price
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+from platform_facts.gemini import GEMINI_FUNCS
 
 
 def image_size_of(data):
@@ -32,7 +25,7 @@ def image_size_of(data):
         return None
 
 
-def training_token_estimate(project, train_jsonl_uri, epochs, workers=8):
+def training_token_estimate(project, train_jsonl_uri, epochs, base_model="", media_resolution="", workers=8):
     """estimate_training_tokens for a training JSONL in Cloud Storage: each line's text, and
     each image's dimensions read from its first 64 KB (the whole image when that is not
     enough); inline images are decoded where they are."""
@@ -71,7 +64,10 @@ def training_token_estimate(project, train_jsonl_uri, epochs, workers=8):
             return None
 
     return estimate_training_tokens(
-        [(characters, [size_of(*image) for image in images]) for characters, images in lines], epochs
+        [(characters, [size_of(*image) for image in images]) for characters, images in lines],
+        epochs,
+        base_model,
+        media_resolution,
     )
 
 
@@ -83,11 +79,9 @@ def training_token_estimate(project, train_jsonl_uri, epochs, workers=8):
     install_kfp_package=False,
     additional_funcs=[
         parse_gcs_uri,
-        image_token_count,
-        text_token_count,
+        *GEMINI_FUNCS,
         sft_line_parts,
         estimate_training_tokens,
-        tuning_prices,
         training_price,
         cost_guard_problem,
         image_size_of,
@@ -98,20 +92,22 @@ def check_tuning_cost(
     project: str,
     train_jsonl_uri: str,
     cost_metrics: Output[Metrics],
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = "gemini-3.5-flash",
     epoch_count: int = 5,
     max_training_tokens: int = 0,
     max_tuning_cost_usd: float = 0.0,
     training_price_per_million_tokens_usd: float = 0.0,
+    media_resolution: str = "",
 ) -> NamedTuple("Outputs", [("estimated_tokens", int), ("estimated_cost_usd", float)]):
     """Estimates the billable training tokens and their cost; fails above the limits.
 
     Gemini tuning bills training tokens: the tokens in the training file times the epochs
     (Vertex AI's supervised tuning page). Text counts 4 characters a token; an image counts
-    258 tokens when both sides are at most 384 px, else 258 per 768x768 tile (the Gemini
-    token documentation), its size read from the image's first bytes. The price per 1M
-    training tokens comes from components/champion.py's table (with its source and date;
-    empty, since no price could be verified) or from ``training_price_per_million_tokens_usd``.
+    what platform_facts.gemini says for the base model: for Gemini 3 a fixed count per
+    ``media_resolution`` (1,120 at the default), for 2.5 258 tokens when both sides are at
+    most 384 px, else 258 per 768x768 tile, its size read from the image's first bytes. The
+    price per 1M training tokens comes from the same module's table (with its source and
+    date; empty, since no price could be verified) or ``training_price_per_million_tokens_usd``.
 
     Above ``max_training_tokens`` or ``max_tuning_cost_usd`` the task fails with one error
     naming the estimate and the limit, and the pipeline never reaches launch_tuning, so no
@@ -123,12 +119,13 @@ def check_tuning_cost(
         project: Google Cloud project of the bucket.
         train_jsonl_uri: ``gs://`` URI of the training JSONL, as the job will read it.
         cost_metrics: ``train_estimated_tokens`` and, with a price, ``train_estimated_cost_usd``.
-        base_model: the Gemini model to tune (chooses the price).
+        base_model: the Gemini model to tune (chooses the price and how images count).
         epoch_count: passes over the training data.
         max_training_tokens: refuse above this many estimated training tokens; 0 no limit.
         max_tuning_cost_usd: refuse above this estimated cost in USD; 0 no limit.
         training_price_per_million_tokens_usd: the base model's tuning price per 1M training
             tokens from the Vertex AI pricing page; 0 uses the table.
+        media_resolution: the images' media resolution ("" default, "low", "medium", "high").
 
     Returns:
         estimated_tokens: the estimated billable training tokens.
@@ -137,14 +134,14 @@ def check_tuning_cost(
     import json
     from collections import namedtuple
 
-    estimate = training_token_estimate(project, train_jsonl_uri, epoch_count)
+    estimate = training_token_estimate(project, train_jsonl_uri, epoch_count, base_model, media_resolution)
     price, price_source = training_price(base_model, training_price_per_million_tokens_usd)
     cost = round(estimate["tokens"] / 1e6 * price, 4) if price is not None else -1.0
     unknown = estimate["unknown_images"]
     print(
         f"estimated {estimate['tokens']:,} billable training tokens: {estimate['examples']} examples, "
         f"{estimate['images']} images, {estimate['tokens_per_epoch']:,} tokens per epoch x {epoch_count} epochs"
-        + (f" ({unknown} image(s) of unknown size counted as 258 tokens)" if unknown else "")
+        + (f" ({unknown} image(s) of unknown size counted as one small image)" if unknown else "")
         + (
             f"; about ${cost:,.4f} at ${price:g} per 1M tokens ({price_source})"
             if price is not None

@@ -15,7 +15,6 @@ message and fix (``jsonl_problem``); ``JSONL_CHECK_RULES`` lists what they need 
 ``JSONL_RULES``.
 """
 
-from components.capabilities import base_model_id, tuning_capabilities, tuning_limits
 from components.helpers import (
     defect_type_of,
     image_mime_types,
@@ -24,18 +23,28 @@ from components.helpers import (
     notebook_labels,
     parse_gcs_uri,
 )
+from platform_facts.gemini import (
+    GEMINI_FUNCS,
+    base_model_id,
+    gemini_models,
+    image_token_count,
+    media_resolution_level,
+    media_resolution_problem,
+    text_token_count,
+    tuning_limits,
+)
 
 # ---- shared facts
 
 
 def max_image_bytes():
-    """Vertex AI's limit for one image of a tuning example: 20 MB."""
-    return 20 * 1024 * 1024
+    """Vertex AI's limit for one image of a tuning example (platform_facts.gemini.tuning_limits)."""
+    return tuning_limits()["max_image_bytes"]
 
 
 def max_images_per_example():
-    """Vertex AI's limit of images in one tuning example."""
-    return 30
+    """Vertex AI's limit of images in one tuning example (platform_facts.gemini.tuning_limits)."""
+    return tuning_limits()["max_images_per_example"]
 
 
 def pass_words():
@@ -800,23 +809,24 @@ def oversample_rows(rows):
     return kept
 
 
-def tuning_example(row, prompt, system_instruction=""):
-    """One Gemini SFT line: a user turn with the prompt and the image as fileData, a model turn
-    with the label, and the system instruction when given."""
+def tuning_example(row, prompt, system_instruction="", media_resolution=""):
+    """One Gemini SFT line: a user turn with the prompt and the image as fileData (with its
+    part-level ``mediaResolution`` when ``media_resolution`` is a level such as "low"), a model
+    turn with the label, and the system instruction when given."""
     extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
+    image = {
+        "fileData": {
+            "mimeType": image_mime_types().get(extension, f"image/{extension}"),
+            "fileUri": row["gcs_uri"],
+        }
+    }
+    if media_resolution:
+        image["mediaResolution"] = {"level": media_resolution_level(media_resolution)}
     example = {
         "contents": [
             {
                 "role": "user",
-                "parts": [
-                    {"text": prompt},
-                    {
-                        "fileData": {
-                            "mimeType": image_mime_types().get(extension, f"image/{extension}"),
-                            "fileUri": row["gcs_uri"],
-                        }
-                    },
-                ],
+                "parts": [{"text": prompt}, image],
             },
             {"role": "model", "parts": [{"text": row["label"].strip()}]},
         ]
@@ -854,14 +864,14 @@ def tuning_example_problem(example, sizes):
     return None
 
 
-def jsonl_texts(splits, prompt, system_instruction, sizes):
+def jsonl_texts(splits, prompt, system_instruction, sizes, media_resolution=""):
     """{split: JSONL text} for {split: manifest rows}, every line validated first; ValueError
     naming the file, line and reason of the first line Vertex AI would refuse."""
     import json
 
     texts = {}
     for split, rows in splits.items():
-        examples = [tuning_example(row, prompt, system_instruction) for row in rows]
+        examples = [tuning_example(row, prompt, system_instruction, media_resolution) for row in rows]
         for number, example in enumerate(examples, start=1):
             reason = tuning_example_problem(example, sizes)
             if reason:
@@ -881,23 +891,6 @@ def jsonl_folder_path(jsonl_folder, texts):
 
 # ---- a tuning JSONL as Vertex AI reads it, line by line (pipeline/validate.py; build_tuning_jsonl
 # can check its own lines with jsonl_line_problems: JSONL_CHECK_RULES lists what to ship with it)
-
-
-def image_tokens():
-    """Tokens Gemini counts for one image of up to 384x384 px (larger ones are tiled: more)."""
-    return 258
-
-
-def chars_per_token():
-    """Characters per text token, the usual estimate (the local Vertex AI and the cost estimate use it)."""
-    return 4
-
-
-def estimated_example_tokens(characters, images):
-    """Tokens of one example: its text at chars_per_token() characters each, plus image_tokens() per image."""
-    import math
-
-    return math.ceil(characters / chars_per_token()) + image_tokens() * images
 
 
 def cut(text, limit=200):
@@ -922,6 +915,7 @@ def jsonl_problem_kinds():
         "image_missing": "point fileUri at an image that exists in Cloud Storage (gs://bucket/object)",
         "image_size": "re-encode the image (JPEG, or fewer pixels) to at most 20 MB",
         "tokens": "shorten the text or use fewer images",
+        "media_resolution": "give image parts a mediaResolution level the base model offers, or none",
         "file": "fix the file as a whole",
     }
 
@@ -1274,7 +1268,7 @@ def turns_problems(system_parts, turns, sizes, base_model):
     messages_turns), in the order tuning_example_problem checks."""
     chat = bool(turns) and turns[0]["name"].startswith("messages")
     answer_role = "assistant" if chat else "model"
-    problems, characters, files, inline = [], 0, [], 0
+    problems, characters, files, inline, levels = [], 0, [], 0, []
     for name, part in system_parts or []:
         if not isinstance(part, dict) or not isinstance(part.get("text"), str):
             problems.append(("system_instruction", f"{name} must be a text part", ""))
@@ -1315,6 +1309,7 @@ def turns_problems(system_parts, turns, sizes, base_model):
                 characters += len(text)
             if file is not None:
                 files.append((part_name, file))
+                levels.append(part_resolution(part))
         if not any(text.strip() for text in texts):
             what = "the answer" if role == "model" else "the prompt"
             problems.append(("parts", f"{name} has no non-empty text part", f"give the turn {what} as a text part"))
@@ -1338,26 +1333,45 @@ def turns_problems(system_parts, turns, sizes, base_model):
         problems.append(("no_image", "no image: this inspector learns from a product image in every example", ""))
     for part_name, file in files:
         problems += file_data_problems(part_name, file, sizes)
-    capabilities = tuning_capabilities()
+    problems += resolution_problems(files, levels, base_model)
     model = base_model_id(base_model)
-    limit = capabilities.get(model, {}).get("max_example_tokens") or min(
-        entry["max_example_tokens"] for entry in capabilities.values()
-    )
-    tokens = estimated_example_tokens(characters, len(files))
+    known = gemini_models()
+    limit = known.get(model, {}).get("max_example_tokens") or min(m["max_example_tokens"] for m in known.values())
+    image_tokens = sum(image_token_count(0, 0, base_model, level) for level in levels)
+    tokens = text_token_count(characters) + image_tokens
     if tokens > limit:
-        text_tokens = estimated_example_tokens(characters, 0)
         problems.append(
             (
                 "tokens",
-                f"about {tokens:,} tokens ({text_tokens:,} of text, {len(files)} image(s) x "
-                f"{image_tokens()}); {model} accepts at most {limit:,} per example",
+                f"about {tokens:,} tokens ({text_token_count(characters):,} of text, {image_tokens:,} for "
+                f"{len(files)} image(s)); {model} accepts at most {limit:,} per example",
                 "",
             )
         )
     return problems
 
 
-def jsonl_line_problems(obj, line, sizes=None, base_model="gemini-2.5-flash"):
+def part_resolution(part):
+    """The ``mediaResolution.level`` of an image part ("" for none; a malformed value as given)."""
+    value = part.get("mediaResolution", part.get("media_resolution")) if isinstance(part, dict) else None
+    if value is None:
+        return ""
+    if isinstance(value, dict) and isinstance(value.get("level"), str):
+        return value["level"]
+    return repr(value)
+
+
+def resolution_problems(files, levels, base_model):
+    """(kind, message, fix) for each image part whose mediaResolution ``base_model`` does not take."""
+    problems = []
+    for (part_name, _), level in zip(files, levels, strict=True):
+        problem = media_resolution_problem(base_model, level) if level != "MEDIA_RESOLUTION_UNSPECIFIED" else None
+        if problem:
+            problems.append(("media_resolution", f"{part_name}.mediaResolution: {problem}", ""))
+    return problems
+
+
+def jsonl_line_problems(obj, line, sizes=None, base_model="gemini-3.5-flash"):
     """Every reason Vertex AI's Gemini tuning, or this inspector, would refuse one JSONL line,
     as jsonl_problem dicts ([] when none).
 
@@ -1365,7 +1379,7 @@ def jsonl_line_problems(obj, line, sizes=None, base_model="gemini-2.5-flash"):
     ``messages`` example checked as the contents it converts to (messages_turns). ``sizes`` maps
     gs:// image URIs to their size in bytes: a URI missing from it does not exist, one mapped to
     None could not be looked up; ``sizes=None`` checks neither. The token limit is
-    ``base_model``'s (capabilities.tuning_capabilities). Problems come in the order
+    ``base_model``'s (platform_facts.gemini). Problems come in the order
     tuning_example_problem checks, so for a line it refuses its reason is the first message.
     """
     if not isinstance(obj, dict):
@@ -1413,6 +1427,7 @@ def jsonl_file_problems(examples, validation=False):
 
 
 IMPORT_RULES = [
+    tuning_limits,
     notebook_labels,
     parse_gcs_uri,
     is_pass_answer,
@@ -1474,6 +1489,8 @@ IMPORT_RULES = [
 ]
 
 JSONL_RULES = [
+    tuning_limits,
+    media_resolution_level,
     parse_gcs_uri,
     image_mime_types,
     max_image_bytes,
@@ -1489,13 +1506,10 @@ JSONL_RULES = [
 # What jsonl_line_problems reaches beyond JSONL_RULES: ship both lists with a component that
 # checks its lines (tests/test_validate.py runs them from their source alone, as KFP would).
 JSONL_CHECK_RULES = [
-    tuning_capabilities,
-    tuning_limits,
-    base_model_id,
+    *GEMINI_FUNCS,
     turn_images,
-    image_tokens,
-    chars_per_token,
-    estimated_example_tokens,
+    part_resolution,
+    resolution_problems,
     cut,
     quoted,
     jsonl_problem_kinds,

@@ -14,7 +14,6 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
-from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.evaluation import (
     EVALUATION_FUNCS,
     confusion_matrix,
@@ -33,7 +32,7 @@ from components.evaluation import (
 from components.helpers import (
     answer_status,
     defect_type_of,
-    eight_bit,
+    endpoint_location,
     genai_client,
     is_pass_answer,
     judge_answer,
@@ -41,18 +40,21 @@ from components.helpers import (
     report_progress,
 )
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
+from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
+from platform_facts.images import eight_bit
 
 
-def generation_config(system, budget, max_output_tokens):
+def generation_config(system, thinking, max_output_tokens):
     """The request settings: temperature 0, ``max_output_tokens``, ``system`` (a Content or
-    None), thinking ``budget`` (None: no thinking config), no automatic function calling."""
+    None), ``thinking`` (thinking_config_for's dict; {}: no thinking config), no automatic
+    function calling."""
     from google.genai import types
 
     return types.GenerateContentConfig(
         temperature=0.0,
         max_output_tokens=max_output_tokens,
         system_instruction=system,
-        thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
+        thinking_config=types.ThinkingConfig(**thinking) if thinking else None,
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
     )
 
@@ -81,11 +83,11 @@ def generate_retrying_cut_answers(client, model, contents, config, attempts=5):
             time.sleep(delay)
 
 
-def ask_model(client, model, example, budget, max_output_tokens, config=None):
+def ask_model(client, model, example, thinking, max_output_tokens, config=None):
     """Asks ``model`` one example's question at temperature 0 and returns an ``Answer``.
 
-    ``budget`` is the thinking budget to send (capabilities.thinking_budget_for); None
-    sends no thinking config at all. ``config``: the ``generation_config`` for this
+    ``thinking`` is the thinking config to send (platform_facts thinking_config_for; {}
+    sends none). ``config``: the ``generation_config`` for this
     example, when the caller has built it already (ask_all shares one per system
     instruction). A request that
     still fails after the client's retries (and generate_retrying_cut_answers' for answers
@@ -97,7 +99,7 @@ def ask_model(client, model, example, budget, max_output_tokens, config=None):
 
     t0 = time.monotonic()
     try:
-        config = config or generation_config(example.system, budget, max_output_tokens)
+        config = config or generation_config(example.system, thinking, max_output_tokens)
         response = generate_retrying_cut_answers(client, model, example.prompt, config)
         text, error, failed = (response.text or "").strip(), "", False
         if not text:
@@ -111,7 +113,7 @@ def ask_model(client, model, example, budget, max_output_tokens, config=None):
     return evaluation_records().Answer(text=text, error=error, latency_ms=latency_ms, failed=failed)
 
 
-def ask_all(client, model, examples, budget, max_output_tokens, concurrency, label):
+def ask_all(client, model, examples, thinking, max_output_tokens, concurrency, label):
     """Every example's ``Answer``, in order, ``concurrency`` requests at a time.
 
     Progress goes out as report_progress lines (unit "images", note ``label``) about every
@@ -129,7 +131,7 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
 
     configs = {}  # one request config per distinct system instruction, not one per request
     for example in examples:
-        configs.setdefault(system_key(example), generation_config(example.system, budget, max_output_tokens))
+        configs.setdefault(system_key(example), generation_config(example.system, thinking, max_output_tokens))
     with ThreadPoolExecutor(concurrency) as pool:
         futures = {
             pool.submit(
@@ -137,7 +139,7 @@ def ask_all(client, model, examples, budget, max_output_tokens, concurrency, lab
                 client,
                 model,
                 example,
-                budget,
+                thinking,
                 max_output_tokens,
                 configs[system_key(example)],
             ): i
@@ -160,14 +162,14 @@ def ask_base_model(client, base_model, examples, max_output_tokens, concurrency)
     The first question decides whether the model can be reached at all (locally there is
     no Gemini): if it fails, answers is None and the note says why.
     """
-    budget = thinking_budget_for(base_model, 0)  # as little thinking as the base model allows
-    first = ask_model(client, base_model, examples[0], budget, max_output_tokens)
+    thinking = thinking_config_for(base_model, "least")  # as little thinking as the base model allows
+    first = ask_model(client, base_model, examples[0], thinking, max_output_tokens)
     if first.failed:
         return None, (
             f"Base model {base_model} was unavailable, so no base-vs-tuned comparison was made: {first.error}"
         )
     rest = (
-        ask_all(client, base_model, examples[1:], budget, max_output_tokens, concurrency, "base")
+        ask_all(client, base_model, examples[1:], thinking, max_output_tokens, concurrency, "base")
         if len(examples) > 1
         else []
     )
@@ -257,9 +259,8 @@ def fetch_thumbnails(gcs, examples, concurrency):
     packages_to_install=EVAL_PACKAGES,
     install_kfp_package=False,
     additional_funcs=[
-        tuning_capabilities,
-        base_model_id,
-        thinking_budget_for,
+        *GEMINI_FUNCS,
+        endpoint_location,
         genai_client,
         judge_answer,
         answer_status,
@@ -288,20 +289,22 @@ def evaluate_inspector(
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
     predictions: Output[Dataset],
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = "gemini-3.5-flash",
     evaluate_base_model: bool = False,
     concurrency: int = 16,
     max_examples: int = 0,
     max_output_tokens: int = 256,
-    thinking_budget: int = 0,
+    thinking: str = "least",
     metric_prefix: str = "eval_",
 ) -> NamedTuple("Outputs", [("status_accuracy", float), ("defect_type_accuracy", float)]):
     """Evaluates the tuned inspector on every test example and reports the results.
 
     Each test line is a Gemini SFT example (``contents`` ending in the model turn that holds
     the expected label, optional ``systemInstruction``). Every turn before the final model
-    turn is sent to ``tuned_endpoint`` with temperature 0 and thinking budget 0 (tuned
-    thinking models need it), ``concurrency`` requests at a time. A request that still fails
+    turn (with its images' ``mediaResolution``, as tuned) is sent to ``tuned_endpoint``, at
+    the location its name gives (a multi-region endpoint for Gemini 3 models), with
+    temperature 0 and the least thinking the model allows by default (as Google advises for
+    tuned models), ``concurrency`` requests at a time. A request that still fails
     after the client's retries is recorded as an empty (Unparseable) answer with its error;
     the component fails only when every request fails. Answers are scored with
     ``judge_answer`` against the defect types found in the test labels, so custom classes
@@ -334,7 +337,8 @@ def evaluate_inspector(
         predictions: output CSV, one row per example: image_uri, expected, predicted,
             expected_class, predicted_class, status_correct, type_correct, exact_match,
             latency_ms, error, predicted_status.
-        base_model: the untuned Gemini model to compare with, e.g. "gemini-2.5-flash".
+        base_model: the base model the endpoint was tuned from, e.g. "gemini-3.5-flash"; it
+            decides the thinking control, and ``evaluate_base_model`` asks it too.
         evaluate_base_model: also ask ``base_model`` the same questions. If it cannot be
             reached (locally there is no Gemini: 404), the report says so, the base
             metrics are skipped and the component still succeeds.
@@ -343,11 +347,11 @@ def evaluate_inspector(
             local server answers requests that arrive together in one batch.
         max_examples: evaluate only the first N test lines; 0 evaluates all of them.
         max_output_tokens: the answer length limit per request.
-        thinking_budget: thinking budget for the tuned endpoint, by the rules of
-            components/capabilities.py for ``base_model``: 0 (the default) is as little
-            thinking as the model allows, as advised for tuned models (off for 2.5 Flash
-            and Flash-Lite, 128 for 2.5 Pro, which cannot turn it off); -1 dynamic; a
-            positive value a budget in the model's range; below -1 no thinking config.
+        thinking: what to send as thinking for ``base_model``, one parameter for every
+            model (platform_facts.gemini.thinking_choices): "least" (the default: a
+            budget of 0 for 2.5 Flash, 128 for 2.5 Pro, the lowest thinking level for
+            Gemini 3), "dynamic", "none", a level (Gemini 3) or a budget (2.5). What is
+            sent is printed; a control the model does not take fails before any request.
         metric_prefix: the scalar metrics' prefix instead of "eval_" (e.g. "golden_" for
             the golden-set evaluation), so two evaluations in one run log distinct names.
 
@@ -373,15 +377,16 @@ def evaluate_inspector(
     total = len(examples)
     classes = merge_defect_classes([], (example.expected for example in examples))
 
-    client = genai_client(project, location)
+    thinking_sent = thinking_config_for(base_model, thinking)
+    client = genai_client(project, endpoint_location(tuned_endpoint, location))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     print(
         f"Evaluating {tuned_endpoint} on {total} examples from {test_jsonl_uri} "
         f"(classes: {', '.join(classes) or 'none'}; concurrency {concurrency})",
         flush=True,
     )
-    budget = thinking_budget_for(base_model, int(thinking_budget))
-    tuned_answers = ask_all(client, tuned_endpoint, examples, budget, max_output_tokens, concurrency, "tuned")
+    print(f"thinking {thinking!r} for {base_model}: sending {thinking_sent or 'no thinking config'}", flush=True)
+    tuned_answers = ask_all(client, tuned_endpoint, examples, thinking_sent, max_output_tokens, concurrency, "tuned")
     errors = [answer.error for answer in tuned_answers if answer.failed]
     if len(errors) == total:
         raise RuntimeError(f"All {total} requests to {tuned_endpoint} failed; first error: {errors[0]}")
@@ -391,7 +396,8 @@ def evaluate_inspector(
 
     base, base_note = None, ""
     if evaluate_base_model:
-        base_answers, base_note = ask_base_model(client, base_model, examples, max_output_tokens, concurrency)
+        base_client = genai_client(project, location)  # base models answer in the run's region
+        base_answers, base_note = ask_base_model(base_client, base_model, examples, max_output_tokens, concurrency)
         if base_answers is not None:
             base_results, classes = score_answers(examples, base_answers, classes)
             base = summarize_results(base_results)

@@ -41,25 +41,6 @@ def image_mime_types():
     }
 
 
-def eight_bit(image):
-    """``image`` with 8-bit values: 16-bit and float greyscale scaled into an "L" image.
-
-    Machine-vision cameras save 16-bit greyscale PNGs (Pillow's modes I;16 and I), which
-    Gemini reads; Pillow's own ``convert`` clips their values at 255, so a dark part came
-    out white. 16-bit values are divided by 256 (an "I" image whose values all fit in
-    8 bits is kept as it is), floats in 0..1 multiplied by 255. Other modes are returned
-    unchanged.
-    """
-    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
-        return image
-    wide = image.convert("F")
-    high = wide.getextrema()[1]
-    if image.mode.startswith("I;16") or high > 255:
-        return wide.point(lambda value: value / 256).convert("L")
-    scale = 255 if image.mode == "F" and high <= 1 else 1
-    return wide.point(lambda value: value * scale).convert("L")
-
-
 def manifest_columns():
     """The image manifest's columns, in order, as every data step writes and reads them."""
     return ["image_name", "gcs_uri", "status", "defect_type", "label", "sha256"]
@@ -313,6 +294,14 @@ def genai_client(project, location, attempts=6, timeout_seconds=120):
         location=location,
         http_options=types.HttpOptions(retry_options=retry, timeout=timeout_seconds * 1000),
     )
+
+
+def endpoint_location(resource_name, default):
+    """The location in ``projects/P/locations/L/...`` (``default`` for another form): a model
+    tuned from Gemini 3 is served on a multi-region endpoint ("us", "eu"), not in the
+    tuning region, and its client must be made for that location."""
+    parts = (resource_name or "").split("/")
+    return parts[3] if len(parts) > 3 and parts[0] == "projects" and parts[2] == "locations" else default
 
 
 def vertex_resource_uri(location, resource_name):

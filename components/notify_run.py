@@ -152,6 +152,10 @@ def notification_text(inspector, run_name, state, decision=None, promotion=None,
     ]
     if paragraphs:
         lines.append(paragraphs[0][:1200])
+    # The summary's warnings (a champion whose base model retires soon) go out too.
+    for line in (summary or "").splitlines():
+        if "**Warning:" in line:
+            lines.append("⚠️ " + line.strip().lstrip("- ").replace("**", "")[:600])
     if link:
         lines.append(f"<{link}|Open the run>")
     return "\n".join(lines)[:3800]

@@ -21,5 +21,5 @@ STORAGE_PACKAGES = [KFP, STORAGE]
 IMAGE_PACKAGES = [KFP, STORAGE, PILLOW]
 GENAI_PACKAGES = [KFP, GENAI]
 # The tuning steps run for hours, so GCPC's extra install time at start-up is negligible there.
-TUNING_PACKAGES = [KFP, GENAI, GCPC]
+TUNING_PACKAGES = [KFP, STORAGE, GENAI, GCPC]  # storage: launch_tuning reads the champion record
 EVAL_PACKAGES = [KFP, STORAGE, GENAI, PILLOW]

@@ -5,7 +5,6 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
-from components.capabilities import base_model_id, thinking_budget_for, tuning_capabilities
 from components.champion import checkpoint_metric_names, checkpoint_rank, checkpoint_table, choose_checkpoint
 from components.evaluate_inspector import ASK_FUNCS, ask_all
 from components.evaluation import (
@@ -18,6 +17,7 @@ from components.evaluation import (
 from components.helpers import (
     answer_status,
     defect_type_of,
+    endpoint_location,
     genai_client,
     is_pass_answer,
     judge_answer,
@@ -25,6 +25,7 @@ from components.helpers import (
     report_progress,
 )
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
+from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
 
 
 @dsl.component(
@@ -32,9 +33,8 @@ from components.packages import BASE_IMAGE, EVAL_PACKAGES
     packages_to_install=EVAL_PACKAGES,
     install_kfp_package=False,
     additional_funcs=[
-        tuning_capabilities,
-        base_model_id,
-        thinking_budget_for,
+        *GEMINI_FUNCS,
+        endpoint_location,
         genai_client,
         judge_answer,
         answer_status,
@@ -58,9 +58,9 @@ def select_checkpoint(
     validation_jsonl_uri: str,
     checkpoint_metrics: Output[Metrics],
     checkpoint_report: Output[Markdown],
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = "gemini-3.5-flash",
     planned_epochs: int = 0,
-    thinking_budget: int = 0,
+    thinking: str = "least",
     concurrency: int = 4,
     max_output_tokens: int = 256,
 ) -> NamedTuple("Outputs", [("challenger_endpoint", str), ("checkpoint_id", str), ("epoch", int), ("selection", str)]):
@@ -68,7 +68,7 @@ def select_checkpoint(
 
     Overfitting is the main risk of tuning on few images, and the validation split is the
     guardrail: each checkpoint's own endpoint answers every validation example (temperature
-    0, the thinking budget as for evaluation), answers are scored with the notebook's rule
+    0, the thinking control as for evaluation), answers are scored with the notebook's rule
     (``judge_answer``), and the best checkpoint by status accuracy, then lower miss rate,
     then the earlier epoch becomes the challenger. Validation images are never in the golden
     set, so the golden-set figures of the choice stay unbiased.
@@ -91,7 +91,7 @@ def select_checkpoint(
         base_model: the tuned base model (decides the thinking settings).
         planned_epochs: the job's epoch count: the epoch of the tuned endpoint when there are
             no checkpoints.
-        thinking_budget: as for evaluate_inspector (0: as little thinking as allowed).
+        thinking: as for evaluate_inspector ("least": as little thinking as the model allows).
         concurrency: requests in flight at once.
         max_output_tokens: answer length limit per request.
 
@@ -150,9 +150,10 @@ def select_checkpoint(
     bucket_name, blob_name = parse_gcs_uri(validation_jsonl_uri)
     examples = parse_test_jsonl(gcs.bucket(bucket_name).blob(blob_name).download_as_text(), validation_jsonl_uri)
     classes = merge_defect_classes([], (example.expected for example in examples))
-    client = genai_client(project, location)
+    client = genai_client(project, endpoint_location(tuned_endpoint, location))  # multi-region for Gemini 3
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    budget = thinking_budget_for(base_model, int(thinking_budget))
+    thinking_sent = thinking_config_for(base_model, thinking)
+    print(f"thinking {thinking!r} for {base_model}: sending {thinking_sent or 'no thinking config'}", flush=True)
 
     rows = []
     print(f"scoring {len(listed)} checkpoint(s) on {len(examples)} validation examples", flush=True)
@@ -162,7 +163,7 @@ def select_checkpoint(
             client,
             checkpoint["endpoint"],
             examples,
-            budget,
+            thinking_sent,
             max_output_tokens,
             max(1, int(concurrency)),
             f"checkpoint {checkpoint['checkpointId']}",

@@ -6,6 +6,30 @@ from kfp.dsl import Input, Markdown, Metrics, Output
 from components.champion import checkpoint_table, comparison_table, inspector_paths, inspector_slug, run_object
 from components.helpers import genai_client, parse_gcs_uri
 from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
+from platform_facts.gemini import GEMINI_FUNCS, lifecycle_warning, model_lifecycle
+
+
+def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
+    """The summary's "Models" section: what the job tuned from, the base model's lifecycle,
+    and a warning when the champion's base model retires within ``within_days`` (a tuned
+    model stops answering with its base model)."""
+    champion = (decision or {}).get("champion") or {}
+    promoted = (decision or {}).get("decision") == "promote"
+    champion_base = base_model if promoted or not champion else champion.get("base_model", "")
+    lines = [f"Tuned from: {tuned_from}."] if tuned_from else []
+    for role, model in (("Base model", base_model), ("Champion's base model", champion_base)):
+        if not model or (role != "Base model" and model == base_model):
+            continue
+        life = model_lifecycle(model)
+        retires = f", retires {life['retires']}" if life["retires"] and not life["retired"] else ""
+        lines.append(f"{role}: {life['model']} ({life['label']}{retires}; {life['source']}).")
+    warning = lifecycle_warning(champion_base, within_days=within_days) if champion_base else None
+    retired = model_lifecycle(champion_base)["retired"] if champion_base else False
+    if retired:
+        warning = f"the champion's base model {champion_base} is retired: the champion no longer answers"
+    if warning:
+        lines.append(f"**Warning: {warning}.**")
+    return "## Models\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
 
 
 @dsl.component(
@@ -13,6 +37,8 @@ from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
     packages_to_install=[KFP, STORAGE, GENAI],
     install_kfp_package=False,
     additional_funcs=[
+        *GEMINI_FUNCS,
+        lifecycle_section,
         genai_client,
         parse_gcs_uri,
         comparison_table,
@@ -31,7 +57,7 @@ def summarize_run(
     tuned_endpoint: str,
     eval_metrics: Input[Metrics],
     summary: Output[Markdown],
-    summary_model: str = "gemini-2.5-flash",
+    summary_model: str = "gemini-3.5-flash",
     golden_metrics: Input[Metrics] = None,
     tuning_metrics: Input[Metrics] = None,
     cost_metrics: Input[Metrics] = None,
@@ -39,6 +65,7 @@ def summarize_run(
     checkpoint_selection: str = "",
     bucket: str = "",
     run_name: str = "",
+    tuned_from: str = "",
 ) -> str:
     """Asks the base Gemini model for a 1-2 sentence report; falls back to a template.
 
@@ -67,6 +94,7 @@ def summarize_run(
         checkpoint_selection: select_checkpoint's selection (JSON); "" when there is none.
         bucket: ``gs://`` URI to store the summary in for the notification; "" not to.
         run_name: the pipeline run's name.
+        tuned_from: launch_tuning's note on what the job started from (base model or champion).
 
     Returns:
         The summary text.
@@ -159,6 +187,9 @@ Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: statu
             f"## Champion and challenger\n\n{comparison_table(challenger, decision.get('champion'))}\n\n"
             f"**Decision: {decision['decision']}.** {decision['reason'][0].upper() + decision['reason'][1:]}."
         )
+    models = lifecycle_section(base_model, decision, tuned_from)
+    if models:
+        sections.append(models)
     if selection:
         table = checkpoint_table(selection["checkpoints"], selection["selected"]) if selection["checkpoints"] else ""
         sections.append(f"## Checkpoints (validation set)\n\n{selection['reason']}" + (f"\n\n{table}" if table else ""))

@@ -12,9 +12,11 @@ The local model learns image -> text, so one training example is (the last image
 last user turn, the text of the final model turn). ``inlineData`` images are accepted too.
 Every error names the file, the 1-based line number and the reason.
 
-Limits are Vertex AI's, from components/capabilities.py (``tuning_limits`` and the base
-model's ``max_example_tokens``): tokens per example (estimated: 4 characters a token, 258
-tokens an image), images per example, bytes per image, validation examples. A line over a
+Limits are Vertex AI's, from platform_facts/gemini.py (``tuning_limits`` and the base
+model's ``max_example_tokens``): tokens per example (estimated: 4 characters a token, an
+image as the base model counts it at its part's ``mediaResolution``), images per example,
+bytes per image, validation examples. A part-level ``mediaResolution`` the base model does
+not take (any, for Gemini 2.5; a level it lacks, for Gemini 3) fails the job. A line over a
 limit fails the job, naming the line (Vertex may instead drop such examples and count them
 in ``totalTruncatedExampleCount``; failing is the stricter answer).
 """
@@ -29,24 +31,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.capabilities import tuning_capabilities, tuning_limits
+from platform_facts.gemini import gemini_models, image_token_count, media_resolution_problem, tuning_limits
 
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
 
-IMAGE_TOKENS = 258  # what Gemini bills for one image (up to 384x384 px)
 HISTOGRAM_BUCKETS = 10
+MEDIA_RESOLUTION_LEVELS = (
+    "MEDIA_RESOLUTION_LOW",
+    "MEDIA_RESOLUTION_MEDIUM",
+    "MEDIA_RESOLUTION_HIGH",
+    "MEDIA_RESOLUTION_ULTRA_HIGH",
+)
 
 
-def default_limits(base_model: str | None = None) -> dict[str, int]:
-    """Vertex AI's dataset limits for ``base_model`` (its id in the capabilities table), or
-    the strictest over the table when it is None."""
-    table = tuning_capabilities()
+def default_limits(base_model: str | None = None) -> dict[str, Any]:
+    """Vertex AI's dataset limits for ``base_model`` (its id in platform_facts.gemini), or
+    the strictest over the table when it is None; ``base_model`` names the model whose image
+    token counts and media resolutions apply ("" for none known)."""
+    table = gemini_models()
     tokens = (
         table[base_model]["max_example_tokens"]
         if base_model in table
         else min(c["max_example_tokens"] for c in table.values())
     )
-    return {**tuning_limits(), "max_example_tokens": tokens}
+    return {**tuning_limits(), "max_example_tokens": tokens, "base_model": base_model or ""}
 
 
 _DEFAULT_LIMITS = default_limits()
@@ -100,12 +108,13 @@ class SftRecord:
     characters: int
     image_count: int
     contents: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    image_tokens: int = 0  # every image, as the base model counts it at its media resolution
     output_characters: int = 0  # text of the model turns
     message_count: int = 0  # entries of ``contents``
 
     @property
     def estimated_tokens(self) -> int:
-        return math.ceil(self.characters / 4) + IMAGE_TOKENS * self.image_count
+        return math.ceil(self.characters / 4) + self.image_tokens
 
     @property
     def output_tokens(self) -> int:
@@ -174,6 +183,7 @@ class _Turn:
     texts: list[str]
     images: list[ImageRef]
     characters: int
+    levels: list[str] = field(default_factory=list)  # each image's mediaResolution level ("" for none)
 
 
 def _system_characters(system: Any) -> int:
@@ -199,7 +209,26 @@ def _contents(obj: dict[str, Any]) -> list[Any]:
     return contents
 
 
-def _parse_turn(turn: Any, where: str, expected: str, max_image_bytes: int) -> _Turn:
+def _media_resolution(part: dict, where: str, base_model: str) -> str:
+    """An image part's ``mediaResolution.level`` ("" for none), checked against the schema's
+    enum and the base model (platform_facts.gemini: part-level resolution is Gemini 3's)."""
+    value = part.get("mediaResolution")
+    if value is None:
+        return ""
+    if not isinstance(value, dict) or set(value) - {"level"}:
+        raise ValueError(f"{where}.mediaResolution must be an object with a 'level'")
+    level = value.get("level") or "MEDIA_RESOLUTION_UNSPECIFIED"
+    if level == "MEDIA_RESOLUTION_UNSPECIFIED":
+        return ""
+    if level not in MEDIA_RESOLUTION_LEVELS:
+        raise ValueError(f"{where}.mediaResolution.level: invalid value {level!r}")
+    problem = media_resolution_problem(base_model, level) if base_model else None
+    if problem:
+        raise ValueError(f"{where}.{problem}")
+    return level
+
+
+def _parse_turn(turn: Any, where: str, expected: str, max_image_bytes: int, base_model: str = "") -> _Turn:
     """One entry of ``contents``; ``expected`` is the role that must come next."""
     if not isinstance(turn, dict):
         raise ValueError(f"{where} must be an object")
@@ -226,19 +255,20 @@ def _parse_turn(turn: Any, where: str, expected: str, max_image_bytes: int) -> _
             raise ValueError(f"{pw}: model turns may contain only text")
         else:
             out.images.append(_image_from_part(kind, part, pw, max_image_bytes))
+            out.levels.append(_media_resolution(part, pw, base_model))
     return out
 
 
-def _parse_turns(contents: list[Any], max_image_bytes: int) -> list[_Turn]:
+def _parse_turns(contents: list[Any], max_image_bytes: int, base_model: str = "") -> list[_Turn]:
     turns: list[_Turn] = []
     expected = "user"
     for i, turn in enumerate(contents):
-        turns.append(_parse_turn(turn, f"contents[{i}]", expected, max_image_bytes))
+        turns.append(_parse_turn(turn, f"contents[{i}]", expected, max_image_bytes, base_model))
         expected = "model" if turns[-1].role == "user" else "user"
     return turns
 
 
-def parse_record(obj: Any, line: int, limits: dict[str, int] | None = None) -> SftRecord:
+def parse_record(obj: Any, line: int, limits: dict[str, Any] | None = None) -> SftRecord:
     """Validate one decoded JSONL object against ``limits`` (:func:`default_limits`);
     raise ``ValueError(reason)``."""
     limits = limits or _DEFAULT_LIMITS
@@ -247,7 +277,8 @@ def parse_record(obj: Any, line: int, limits: dict[str, int] | None = None) -> S
     obj = camelize(obj)
     system_characters = _system_characters(obj.get("systemInstruction"))
     contents = _contents(obj)
-    turns = _parse_turns(contents, limits["max_image_bytes"])
+    base_model = limits.get("base_model", "")
+    turns = _parse_turns(contents, limits["max_image_bytes"], base_model)
     last_user = next((t for t in reversed(turns) if t.role == "user"), None)
     image_count = sum(len(t.images) for t in turns)
     if turns[-1].role != "model":
@@ -269,6 +300,7 @@ def parse_record(obj: Any, line: int, limits: dict[str, int] | None = None) -> S
         contents=contents,
         output_characters=sum(t.characters for t in turns if t.role == "model"),
         message_count=len(contents),
+        image_tokens=sum(image_token_count(0, 0, base_model, level) for t in turns for level in t.levels),
     )
     if rec.estimated_tokens > limits["max_example_tokens"]:
         raise ValueError(
@@ -277,7 +309,7 @@ def parse_record(obj: Any, line: int, limits: dict[str, int] | None = None) -> S
     return rec
 
 
-def parse_jsonl(data: bytes | str, source: str, limits: dict[str, int] | None = None) -> list[SftRecord]:
+def parse_jsonl(data: bytes | str, source: str, limits: dict[str, Any] | None = None) -> list[SftRecord]:
     """Parse a whole JSONL file; raise :class:`DatasetError` at the first bad line."""
     if isinstance(data, bytes):
         try:
@@ -303,7 +335,7 @@ def parse_jsonl(data: bytes | str, source: str, limits: dict[str, int] | None = 
     return records
 
 
-def check_validation_size(records: list[SftRecord], source: str, limits: dict[str, int] | None = None) -> None:
+def check_validation_size(records: list[SftRecord], source: str, limits: dict[str, Any] | None = None) -> None:
     """The validation dataset's size limit (Vertex AI: at most 5000 examples)."""
     limit = (limits or _DEFAULT_LIMITS)["max_validation_examples"]
     if len(records) > limit:

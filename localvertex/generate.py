@@ -5,8 +5,9 @@ The body arrives parsed against the published GenerateContentRequest schema (rou
 unknown fields and wrong types are already refused. Checks here run in this order, so the
 first problem of a request is the one reported: the shape of ``contents``, then the image
 (URI, object, bytes), then ``generationConfig``, then its ``thinkingConfig`` against the
-tuned model's base model (components/capabilities.py: a 2.5 Pro-tuned endpoint refuses
-budget 0, as Vertex does).
+tuned model's base model, then each image part's ``mediaResolution`` (platform_facts/gemini.py:
+a 2.5 Pro-tuned endpoint refuses budget 0, a 2.5 endpoint refuses a thinking level and a
+part-level resolution, a Gemini 3 endpoint refuses a level it does not list).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.capabilities import base_model_id, tuning_capabilities
+from platform_facts.gemini import base_model_id, gemini_models, image_token_count, media_resolution_problem
 
-from .datasets import IMAGE_TOKENS, decode_b64
+from .datasets import decode_b64
 from .errors import invalid
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
 
@@ -38,6 +39,7 @@ class Prompt:
     image_part: dict[str, Any]
     text: str
     image_count: int
+    levels: tuple[str, ...] = ()  # each image part's mediaResolution level ("" for none)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def parse_prompt(body: Any) -> Prompt:
         raise invalid("contents has no user turn")
     texts: list[str] = []
     last_image = None
-    image_count = 0
+    image_count, levels = 0, []
     for turn in contents:
         if not isinstance(turn, dict) or not isinstance(turn.get("parts"), list):
             raise invalid("each content needs a 'parts' list")
@@ -70,6 +72,9 @@ def parse_prompt(body: Any) -> Prompt:
                 texts.append(part["text"])
             if "fileData" in part or "inlineData" in part:
                 image_count += 1
+                levels.append(
+                    ((part.get("mediaResolution") or {}).get("level") or "").replace("MEDIA_RESOLUTION_UNSPECIFIED", "")
+                )
                 if turn is user_turns[-1]:
                     last_image = part
     if last_image is None:
@@ -77,7 +82,15 @@ def parse_prompt(body: Any) -> Prompt:
             "the last user turn has no image part: the tuned inspector needs an image "
             "(fileData with a gs:// URI or inlineData)"
         )
-    return Prompt(last_image, "\n".join(texts), image_count)
+    return Prompt(last_image, "\n".join(texts), image_count, tuple(levels))
+
+
+def check_media_resolution(prompt: Prompt, base_model: str) -> None:
+    """Each image part's ``mediaResolution`` against the tuned model's base model; 400 otherwise."""
+    for level in prompt.levels:
+        problem = media_resolution_problem(base_model, level) if level else None
+        if problem:
+            raise invalid(f"Unable to submit request because {problem}.")
 
 
 def _file_uri(part: dict[str, Any]) -> GsUri:
@@ -153,27 +166,55 @@ def parse_generation_config(body: dict[str, Any]) -> GenerationConfig:
 
 
 def check_thinking(body: dict[str, Any], base_model: str) -> None:
-    """``generationConfig.thinkingConfig`` against the base model's thinking rules in the
-    capabilities table; 400 with Vertex AI's words otherwise. Budgets: -1 is dynamic; 0
-    turns thinking off where the model allows it ("Unable to submit request because The
-    model does not support setting thinking_budget to 0." for 2.5 Pro); any other budget
-    lies in the model's range ("The thinking budget (N) is invalid."). ``thinkingLevel`` is
-    for Gemini 3 models: Google's thinking page says a model earlier than Gemini 3 returns
-    an error."""
+    """``generationConfig.thinkingConfig`` against the base model's thinking control in
+    platform_facts.gemini; 400 with Vertex AI's words otherwise.
+
+    Gemini 2.5 takes a budget: -1 is dynamic; 0 turns thinking off where the model allows
+    it ("Unable to submit request because The model does not support setting
+    thinking_budget to 0." for 2.5 Pro); another budget lies in the model's range ("The
+    thinking budget (N) is invalid."); a level is refused (Google's thinking page: a model
+    earlier than Gemini 3 returns an error). Gemini 3 takes a level from the model's list.
+    A budget sent to a Gemini 3 model is refused too: stricter than Vertex AI, which may
+    accept one for compatibility, so code that passes here sends what Google documents.
+    """
     cfg = (body.get("generationConfig") or {}).get("thinkingConfig")
     if not isinstance(cfg, dict):
         return
     model = base_model_id(base_model)
-    rules = tuning_capabilities().get(model, {}).get("thinking")
+    rules = gemini_models().get(model, {}).get("thinking")
     if rules is None:
         return
     level = cfg.get("thinkingLevel")
-    if level and level != "THINKING_LEVEL_UNSPECIFIED":
+    level = None if level in (None, "THINKING_LEVEL_UNSPECIFIED") else level
+    budget = cfg.get("thinkingBudget")
+    if level is not None and budget is not None:
+        raise invalid("Unable to submit request because thinking_budget and thinking_level cannot both be set.")
+    if rules["control"] == "level":
+        _check_level(level, budget, model, rules)
+    else:
+        _check_budget(level, budget, model, rules)
+
+
+def _check_level(level: Any, budget: Any, model: str, rules: dict[str, Any]) -> None:
+    levels = ", ".join(rules["levels"])
+    if budget is not None:
+        raise invalid(
+            f"Unable to submit request because thinking_budget is not supported by this model "
+            f"({model} tuned); use thinking_level ({levels})."
+        )
+    if level is not None and level not in rules["levels"]:
+        raise invalid(
+            f"Unable to submit request because thinking_level {level} is not supported by this model "
+            f"({model} tuned); use one of {levels}."
+        )
+
+
+def _check_budget(level: Any, budget: Any, model: str, rules: dict[str, Any]) -> None:
+    if level is not None:
         raise invalid(
             f"Unable to submit request because thinking_level is not supported by "
             f"this model ({model} tuned); use thinking_budget."
         )
-    budget = cfg.get("thinkingBudget")
     if budget is None or budget == -1:
         return
     if budget == 0:
@@ -198,10 +239,13 @@ def count_text_tokens(text: str) -> int:
 
 
 def response_body(
-    text: str, finish_reason: str, prompt: Prompt, model_version: str, create_time: str
+    text: str, finish_reason: str, prompt: Prompt, model_version: str, create_time: str, base_model: str = ""
 ) -> dict[str, Any]:
-    """A GenerateContentResponse with one candidate and estimated usage metadata."""
-    prompt_tokens = count_text_tokens(prompt.text) + IMAGE_TOKENS * prompt.image_count
+    """A GenerateContentResponse with one candidate and estimated usage metadata (images
+    counted as ``base_model`` counts them at their media resolution)."""
+    image_tokens = sum(image_token_count(0, 0, base_model, level) for level in prompt.levels)
+    image_tokens += image_token_count(0, 0, base_model) * (prompt.image_count - len(prompt.levels))
+    prompt_tokens = count_text_tokens(prompt.text) + image_tokens
     out_tokens = count_text_tokens(text)
     return {
         "candidates": [

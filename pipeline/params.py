@@ -9,10 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from components.capabilities import thinking_budget_for, tuning_problems
 from components.champion import training_price
 from components.drawing import drawing_variations
 from pipeline.pipeline import COMPILED_YAML
+from platform_facts.gemini import (
+    lifecycle_warning,
+    media_resolution_problem,
+    thinking_config_for,
+    tuning_problems,
+)
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16)  # the most any base model accepts; tuning_problems checks per model
 _TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
@@ -141,15 +146,28 @@ def check(params: dict) -> None:
 
 
 def check_base_model(params: dict) -> None:
-    """The base model, its adapter size, the region and the thinking budget, against one table
-    (components/capabilities.py) that the local Vertex AI enforces too."""
+    """The base model (tunable, not retired on the day this runs), its adapter size, the
+    region, the thinking setting and the media resolution, against Google's published facts
+    (platform_facts/gemini.py), which the local Vertex AI enforces too. A model that retires
+    within 60 days is a warning on stderr, not an error."""
+    import sys
+
     if "base_model" not in params:
         return
-    problems = tuning_problems(params["base_model"], params.get("adapter_size"), params.get("location"))
+    model = params["base_model"]
+    problems = tuning_problems(model, params.get("adapter_size"), params.get("location"))
     if problems:
         raise ParameterError(f"parameter {problems[0]}")
-    if "eval_thinking_budget" in params:
+    if "thinking" in params:
         try:
-            thinking_budget_for(params["base_model"], params["eval_thinking_budget"])
+            thinking_config_for(model, params["thinking"])
         except ValueError as error:
-            raise ParameterError(f"parameter eval_thinking_budget: {error}") from None
+            raise ParameterError(f"parameter {error}") from None
+    problem = media_resolution_problem(model, params.get("media_resolution", ""))
+    if problem:
+        raise ParameterError(f"parameter {problem}")
+    if params.get("tune_from", "base") not in ("base", "champion"):
+        raise ParameterError(f"parameter tune_from={params['tune_from']!r} must be 'base' or 'champion'")
+    warning = lifecycle_warning(model)
+    if warning:
+        print(f"warning: base_model {warning}", file=sys.stderr, flush=True)

@@ -19,9 +19,12 @@ from components.split_manifest import split_manifest
 from components.summarize_run import summarize_run
 from components.synthesize_images import synthesize_images
 from components.wait_for_tuning import wait_for_tuning
+from platform_facts.gemini import recommended_models
 
 PIPELINE_NAME = "visual-defect-sft"
 COMPILED_YAML = Path(__file__).resolve().parent.parent / "compiled" / "visual_defect_sft.yaml"
+# The GA model Google tunes for images today (platform_facts.gemini, with its sources and dates).
+DEFAULT_BASE_MODEL = recommended_models()["base_model"]
 
 # Task display names, shown in the Vertex AI console and by the offline CLI's progress view.
 # Keys are the compiled task names (a component used twice gets "-2").
@@ -64,7 +67,7 @@ def visual_defect_sft(
     prompt: str = PROMPT,
     system_instruction: str = "",
     oversample_rare_classes: bool = False,
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = DEFAULT_BASE_MODEL,
     epoch_count: int = 5,
     adapter_size: int = 4,
     learning_rate_multiplier: float = 1.0,
@@ -72,7 +75,9 @@ def visual_defect_sft(
     poll_interval_seconds: int = 30,
     tuning_timeout_seconds: int = 6 * 3600,
     eval_concurrency: int = 16,
-    eval_thinking_budget: int = 0,
+    thinking: str = "least",
+    media_resolution: str = "",
+    tune_from: str = "base",
     evaluate_base_model: bool = False,
     golden_test_uri: str = "",
     min_status_accuracy: float = 0.9,
@@ -98,7 +103,12 @@ def visual_defect_sft(
     ``{bucket}/inspectors/<tuned_model_display_name>/``. The challenger (the best checkpoint on
     the validation set) replaces the champion only if it meets ``min_status_accuracy`` and
     ``max_miss_rate`` on the golden set and is not worse than the champion there by more than
-    ``promotion_margin``. ``max_training_tokens`` and ``max_tuning_cost_usd`` (0: no limit)
+    ``promotion_margin``. ``thinking`` is one setting for every model: "least" (a budget of 0
+    for 2.5 Flash, the lowest thinking level for Gemini 3), "dynamic", "none", a level or a
+    budget. ``media_resolution`` ("", "low", "medium", "high") is written per image in the
+    tuning data (Gemini 3). ``tune_from="champion"`` tunes onward from the champion where
+    Google allows continuous tuning, else from ``base_model``; the summary says which.
+    ``max_training_tokens`` and ``max_tuning_cost_usd`` (0: no limit)
     stop a run before any tuning job exists. ``notify_webhook_url`` (or the Secret Manager
     version ``notify_webhook_secret``) receives the outcome.
 
@@ -176,6 +186,7 @@ def visual_defect_sft(
             test_manifest=split.outputs["test_manifest"],
             system_instruction=system_instruction,
             oversample_rare_classes=oversample_rare_classes,
+            media_resolution=media_resolution,
         )
         jsonl.set_display_name(TASK_TITLES["build-tuning-jsonl"])
 
@@ -188,6 +199,7 @@ def visual_defect_sft(
             max_training_tokens=max_training_tokens,
             max_tuning_cost_usd=max_tuning_cost_usd,
             training_price_per_million_tokens_usd=training_price_per_million_tokens_usd,
+            media_resolution=media_resolution,
         )
         cost.set_display_name(TASK_TITLES["check-tuning-cost"]).set_caching_options(False)
 
@@ -202,6 +214,9 @@ def visual_defect_sft(
             learning_rate_multiplier=learning_rate_multiplier,
             tuned_model_display_name=tuned_model_display_name,
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            tune_from=tune_from,
+            bucket=bucket,
+            dataset_uri=dataset_uri,
         )
         launch.after(cost)
         # Retries resume the job an earlier attempt started (gcp_resources or its kfp_launch label).
@@ -226,7 +241,7 @@ def visual_defect_sft(
             validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
             base_model=base_model,
             planned_epochs=epoch_count,
-            thinking_budget=eval_thinking_budget,
+            thinking=thinking,
             concurrency=eval_concurrency,
         )
         select.set_display_name(TASK_TITLES["select-checkpoint"]).set_caching_options(False)
@@ -241,7 +256,7 @@ def visual_defect_sft(
             base_model=base_model,
             evaluate_base_model=evaluate_base_model,
             concurrency=eval_concurrency,
-            thinking_budget=eval_thinking_budget,
+            thinking=thinking,
         )
         evaluation.set_display_name(TASK_TITLES["evaluate-inspector"]).set_caching_options(False)
         evaluation.set_retry(num_retries=2, backoff_duration="30s")
@@ -253,7 +268,7 @@ def visual_defect_sft(
             test_jsonl_uri=golden.outputs["golden_jsonl_uri"],
             base_model=base_model,
             concurrency=eval_concurrency,
-            thinking_budget=eval_thinking_budget,
+            thinking=thinking,
             metric_prefix="golden_",
         )
         golden_eval.set_display_name(TASK_TITLES["evaluate-inspector-2"]).set_caching_options(False)
@@ -312,6 +327,7 @@ def visual_defect_sft(
             checkpoint_selection=select.outputs["selection"],
             bucket=bucket,
             run_name=run_name,
+            tuned_from=launch.outputs["tuned_from"],
         )
         report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
 

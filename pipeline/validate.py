@@ -7,7 +7,7 @@ example). A chat ``messages`` file is checked as the ``contents`` lines it conve
 
 One rule set: the rules are the pipeline's own, in components/dataset_rules.py
 (``jsonl_lines``, ``jsonl_line_object``, ``jsonl_line_problems``, ``jsonl_file_problems``) and
-components/capabilities.py (the token limit of each base model). This module only reads the
+platform_facts/gemini.py (each base model's token limit and media resolutions). This module only reads the
 file (a local path, or gs:// through google-cloud-storage, which honours
 STORAGE_EMULATOR_HOST), looks up the size of each gs:// image, and reports.
 
@@ -26,7 +26,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from components.capabilities import base_model_id, tuning_capabilities, tuning_problems
 from components.dataset_rules import (
     example_image_uris,
     jsonl_file_problems,
@@ -39,6 +38,7 @@ from components.dataset_rules import (
 )
 from components.helpers import parse_gcs_uri
 from pipeline.terminal import fail
+from platform_facts.gemini import base_model_id, gemini_models, recommended_models, tuning_problems
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -231,16 +231,14 @@ def image_sizes(uris: list[str], project: str | None, lookup: bool) -> tuple[dic
 def validate_data(
     data: bytes,
     source: str,
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = recommended_models()["base_model"],
     validation: bool = False,
     project: str | None = None,
     lookup: bool = True,
 ) -> Report:
     """Checks a tuning JSONL's bytes; every problem of every line, then the file's."""
     model = base_model_id(base_model)
-    report = Report(
-        source=source, base_model=model, max_example_tokens=tuning_capabilities()[model]["max_example_tokens"]
-    )
+    report = Report(source=source, base_model=model, max_example_tokens=gemini_models()[model]["max_example_tokens"])
     parsed = []
     for number, raw in jsonl_lines(data):
         report.lines += 1
@@ -321,7 +319,9 @@ def print_report(report: Report) -> None:
 
 def validate_command(
     source: str = typer.Argument(..., metavar="FILE_OR_GS_URI", help="A local .jsonl file or a gs:// object."),
-    base_model: str = typer.Option("gemini-2.5-flash", help="Base model whose token limit applies."),
+    base_model: str = typer.Option(
+        recommended_models()["base_model"], help="Base model whose limits apply (python -m pipeline models)."
+    ),
     validation: bool = typer.Option(
         False, "--validation", help="Check it as a validation dataset (at most 5,000 examples)."
     ),
@@ -340,8 +340,9 @@ def validate_command(
         fail(printable(message), 2)
 
     model = base_model_id(base_model)
-    if model not in tuning_capabilities():
-        usage_error(tuning_problems(base_model)[0])
+    problems = tuning_problems(base_model)
+    if problems:  # an unknown, untunable or retired model
+        usage_error(problems[0])
     try:
         data = read_source(source, project)
     except SourceError as error:

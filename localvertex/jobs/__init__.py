@@ -2,7 +2,7 @@
 a time in a worker process (``python -m localvertex.jobs``).
 
 * resource.py: the TuningJob resource, its states and transitions (pure dict updates);
-* request.py: validation of create-TuningJob bodies (with components/capabilities.py) and
+* request.py: validation of create-TuningJob bodies (with platform_facts/gemini.py) and
   the new PENDING job;
 * checkpoints.py: which epochs become checkpoints, their endpoints and weight directories;
 * filters.py: the AIP-160 ``filter`` of list;

@@ -26,9 +26,9 @@ class WorkerSpec:
     config: dict[str, Any]  # TrainConfig fields: epochs, learning_rate_multiplier, ...
     model_dir: str
     model_meta: dict[str, Any]  # saved next to the model as localvertex_model.json
-    # Dataset limits Vertex AI enforces (components/capabilities.py, for this base model):
+    # Dataset limits Vertex AI enforces (platform_facts/gemini.py, for this base model):
     # max_example_tokens, max_validation_examples, max_images_per_example, max_image_bytes.
-    limits: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
     # Epochs whose weights are saved as intermediate checkpoints, in
     # ``<model_dir>-checkpoint-<n>`` (n counting from 1; see checkpoints.py).
     checkpoint_epochs: list[int] = field(default_factory=list)

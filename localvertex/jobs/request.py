@@ -5,7 +5,7 @@ the datasets exist.
 The body arrives already parsed against the published schema (routes: unknown fields and
 wrong types are 400 there; output-only fields such as ``experiment`` are dropped). What is
 checked here is what Vertex AI checks beyond the schema, from the project's one table of
-base-model capabilities, components/capabilities.py:
+base-model capabilities, platform_facts/gemini.py:
 
 * the base model is one that supervised tuning supports (``tuning_capabilities``);
 * the adapter size is one that model accepts;
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.capabilities import tuning_problems
+from platform_facts.gemini import tuning_problems
 
 from ..errors import invalid, unimplemented
 from ..ids import new_id

@@ -62,7 +62,7 @@ def _limits(spec: WorkerSpec) -> dict[str, int]:
     return {**datasets.default_limits(), **spec.limits}
 
 
-def _read_records(reader: GcsReader, uri: str | None, limits: dict[str, int]) -> list[datasets.SftRecord]:
+def _read_records(reader: GcsReader, uri: str | None, limits: dict[str, Any]) -> list[datasets.SftRecord]:
     if not uri:
         return []
     try:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from components.helpers import eight_bit
+from platform_facts.images import eight_bit
 
 MIN_INPUT_SIZE = 64
 MAX_INPUT_SIZE = 160
@@ -110,7 +110,7 @@ def load_image(data: bytes) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Converts any mode to 8-bit RGB, laying transparent pixels over white.
 
-    16-bit and float greyscale are scaled to 8 bits (`components.helpers.eight_bit`), not clipped.
+    16-bit and float greyscale are scaled to 8 bits (`platform_facts.images.eight_bit`), not clipped.
 
     Palette and bilevel images (GIFs, dithered PNGs) are smoothed with a 1 px Gaussian:
     their dithering is a pixel-level pattern of up to 40 grey levels everywhere, which the

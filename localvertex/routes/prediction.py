@@ -74,6 +74,7 @@ async def endpoint_action(
     data = await generate.image_bytes(prompt.image_part, services.reader.read_bytes, services.io.run)
     config = generate.parse_generation_config(body)
     generate.check_thinking(body, job["_local"]["localBaseModel"])
+    generate.check_media_resolution(prompt, job["_local"]["localBaseModel"])
     text, finish = await services.predictor.generate(
         model_key,
         data,
@@ -81,7 +82,9 @@ async def endpoint_action(
         config.max_new_tokens,
         config.seed,  # decoded by the worker
     )
-    out: dict[str, Any] = generate.response_body(text, finish, prompt, model_name(job), now_rfc3339())
+    out: dict[str, Any] = generate.response_body(
+        text, finish, prompt, model_name(job), now_rfc3339(), job["_local"]["localBaseModel"]
+    )
     return respond(request, version, "GenerateContentResponse", out)
 
 
