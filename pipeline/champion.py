@@ -1,14 +1,17 @@
 """``python -m pipeline champion``: an inspector's champion and its promotion history.
 
-Offline by default: the champion lives in the local storage of the local Vertex AI's data
-folder (``gs://local-bucket/inspectors/<inspector>/champion.json``), so the command starts the
-local stack on that folder (or uses a running ``make serve``). ``--remote`` reads a real
-bucket with Application Default Credentials instead. ``inspect`` asks the champion by default
-through ``champion_target``.
+Offline by default: the champion lives in the local storage of a local Vertex AI data folder
+(``gs://local-bucket/inspectors/<inspector>/champion.json``). ``champion``, ``inspect`` and
+``runs`` default to the same folder (``--data-dir``, else $LOCALVERTEX_DATA_DIR or
+``.localvertex/``) and to the same inspector (``--name``, else the one of the latest successful
+run on that folder), so ``inspect`` asks the champion that ``champion`` shows. A stack already
+running on the folder (``make serve``, or a run) is used where it is; otherwise one is started
+for the command. ``--remote`` reads a real bucket with Application Default Credentials instead.
 """
 
 import json
-from contextlib import contextmanager, nullcontext
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -20,6 +23,11 @@ from components.helpers import parse_gcs_uri
 from pipeline.terminal import console, fail
 
 LOCAL_BUCKET, LOCAL_PROJECT = "gs://local-bucket", "local-project"
+DATA_DIR_HELP = "Local Vertex AI data folder (default: $LOCALVERTEX_DATA_DIR or .localvertex/); the same for inspect, champion and runs."
+
+
+class Unreachable(RuntimeError):
+    """The local Vertex AI recorded for a data folder does not answer."""
 
 
 def default_inspector() -> str:
@@ -29,6 +37,103 @@ def default_inspector() -> str:
     return pipeline_inputs()["tuned_model_display_name"]["default"]
 
 
+def local_data_dir(data_dir: Path | None = None) -> Path:
+    """The data folder ``inspect``, ``champion`` and ``runs`` use: ``data_dir``, else the local Vertex AI's default."""
+    from localvertex.stack import default_data_dir
+
+    return Path(data_dir or default_data_dir()).resolve()
+
+
+def runs_on(data_dir: Path) -> list[dict]:
+    """The offline runs (offline.load_runs) made on ``data_dir``, newest first."""
+    from pipeline import offline
+
+    return [run for run in offline.load_runs() if run["data_dir"] and Path(run["data_dir"]).resolve() == data_dir]
+
+
+def latest_successful_run(data_dir: Path) -> dict | None:
+    """The newest offline run on ``data_dir`` that succeeded, with its "result" (result.json), or None."""
+    from pipeline import offline
+
+    for run in runs_on(data_dir):
+        if run["state"] == "succeeded":
+            return {**run, "result": json.loads((offline.RUNS_DIR / run["run_id"] / "result.json").read_text())}
+    return None
+
+
+def choose_inspector(data_dir: Path, name: str | None) -> tuple[str, dict | None, str]:
+    """(inspector, the latest successful run on ``data_dir`` or None, why this inspector).
+
+    One rule for ``champion`` and ``inspect``: ``name`` when given, else the inspector of the
+    latest successful run on the folder (the one it competed for), else the pipeline's default.
+    """
+    latest = latest_successful_run(data_dir)
+    if name:
+        return name, latest, "--name"
+    if latest:
+        inspector = latest["result"].get("inspector") or latest["params"].get("tuned_model_display_name")
+        if inspector:
+            return inspector, latest, f"the inspector of run {latest['run_id']}, the latest successful run on it"
+    return default_inspector(), latest, "the pipeline's default inspector"
+
+
+def wait_reachable(url: str, what: str, fix: str, seconds: float = 3.0) -> None:
+    """Returns once ``url``'s port accepts connections; Unreachable naming it after ``seconds``.
+
+    Checked before any SDK call: on a refused connection the storage client retries for 120 s
+    and then prints a long traceback.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(url)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((address.hostname, address.port or 80), timeout=1).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                reason = error.strerror or type(error).__name__
+                raise Unreachable(f"cannot reach {what} at {url} ({reason}): {fix}") from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def local_services(data_dir: Path, bucket: str = "local-bucket", project: str = LOCAL_PROJECT):
+    """Yields (SDK environment, which local Vertex AI it is) for the data folder ``data_dir``.
+
+    The stack already running there (``make serve``, or a run) is used at the addresses it
+    recorded; otherwise one is started here for as long as the block runs.
+    """
+    from localvertex import LocalStack
+    from localvertex.stack import running_stack
+
+    running = running_stack(data_dir)
+    if running:
+        what = f"the local Vertex AI running on {data_dir} (pid {running['pid']})"
+        fix = f"it is starting or stopping: try again, or stop pid {running['pid']} and let this command start its own"
+        wait_reachable(running["storage_url"], what, fix)
+        wait_reachable(running["vertex_url"], what, fix)
+        yield running["env"], what
+        return
+    with LocalStack(data_dir, bucket=bucket, project=project) as stack:
+        yield stack.env, f"a local Vertex AI started on {data_dir} for this command"
+
+
+def storage_bucket(env: dict, bucket_name: str, project: str):
+    """The local storage's bucket, through a client bound to ``env``'s address (the caller's environment stays as it is)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]},
+    )
+    return client.bucket(bucket_name)
+
+
 @contextmanager
 def inspector_bucket(
     bucket: str = LOCAL_BUCKET, project: str = LOCAL_PROJECT, data_dir: Path | None = None, remote: bool = False
@@ -36,29 +141,16 @@ def inspector_bucket(
     """Yields the ``google.cloud.storage`` bucket that holds the inspectors' state.
 
     ``remote``: the real Cloud Storage bucket (Application Default Credentials). Otherwise the
-    local storage: of a running local stack when ``STORAGE_EMULATOR_HOST`` is set and no
-    ``data_dir`` is given, else of a local stack started here on ``data_dir`` (default
-    ``.localvertex/``). The local client is bound to that stack's address explicitly, so the
-    caller's environment is left as it is.
+    local storage of the data folder ``data_dir`` (see local_data_dir and local_services).
     """
-    import os
-
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     if remote:
+        from google.cloud import storage
+
         yield storage.Client(project=project).bucket(bucket_name)
         return
-    from localvertex import LocalStack
-
-    running = os.environ.get("STORAGE_EMULATOR_HOST") if data_dir is None else None
-    with nullcontext() if running else LocalStack(data_dir, bucket=bucket_name, project=project) as stack:
-        url = running or stack.storage_url
-        client = storage.Client(
-            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
-        )
-        yield client.bucket(bucket_name)
+    with local_services(local_data_dir(data_dir), bucket_name, project) as (env, _):
+        yield storage_bucket(env, bucket_name, project)
 
 
 def load_champion(home, name: str) -> tuple[dict | None, int]:
@@ -79,11 +171,17 @@ def offline_run_id(run_name: str) -> str:
     return found[-1].parent.parent.name if found else ""
 
 
-def champion_target(data_dir: Path, name: str, bucket: str = LOCAL_BUCKET, project: str = LOCAL_PROJECT) -> dict | None:
+def champion_target(
+    data_dir: Path | None, name: str, bucket: str = LOCAL_BUCKET, project: str = LOCAL_PROJECT
+) -> dict | None:
     """What ``inspect`` asks by default: the champion's endpoint, prompt and system instruction
     ({"endpoint", "prompt", "system_instruction", "run"}), or None when there is no champion."""
     with inspector_bucket(bucket, project, data_dir) as home:
-        record, _ = load_champion(home, name)
+        return target_of(load_champion(home, name)[0])
+
+
+def target_of(record: dict | None) -> dict | None:
+    """The parts of a champion record a client needs to ask it; None for no champion."""
     if record is None:
         return None
     return {key: record.get(key, "") for key in ("endpoint", "prompt", "system_instruction", "run")}
@@ -143,11 +241,14 @@ def _history_table(history: list[dict]) -> Table:
 
 def champion_command(
     name: str | None = typer.Option(
-        None, "--name", help="Inspector (tuned_model_display_name; default: the pipeline's default)."
+        None,
+        "--name",
+        help="Inspector (tuned_model_display_name; default: the latest successful run's on the data folder, "
+        "else the pipeline's default). inspect uses the same.",
     ),
     history: int = typer.Option(10, help="Most recent promotions to list (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print {\"champion\", \"generation\", \"history\"} as JSON."),
-    data_dir: Path | None = typer.Option(None, help="Local Vertex AI data folder (default .localvertex/)."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     bucket: str = typer.Option(LOCAL_BUCKET, help="Bucket holding inspectors/ (offline: gs://local-bucket)."),
     project: str = typer.Option(LOCAL_PROJECT, help="Project of the bucket (with --remote)."),
     remote: bool = typer.Option(False, help="Read the real Cloud Storage bucket (ADC) instead of the local one."),
@@ -155,13 +256,21 @@ def champion_command(
     """Show an inspector's champion (what `inspect` asks by default) and its promotion history."""
     from localvertex import DataDirInUse
 
-    name = name or default_inspector()
+    folder = local_data_dir(data_dir)
+    if remote:
+        name, why = name or default_inspector(), "--name" if name else "the pipeline's default inspector"
+    else:
+        name, _, why = choose_inspector(folder, name)
+        console.print(f"data folder: {folder}", highlight=False, soft_wrap=True)
+    console.print(f"inspector:   {name} ({why})", highlight=False, soft_wrap=True)
     try:
-        with inspector_bucket(bucket, project, data_dir, remote) as home:
+        with inspector_bucket(bucket, project, folder, remote) as home:
             record, generation = load_champion(home, name)
             entries = load_history(home, name, history)
     except DataDirInUse as error:
-        fail(f"{error} (a run is using it: try again when it ends, or use `make serve` and run this beside it)", code=1)
+        fail(f"{error} (a run is starting on it: try again in a few seconds)", code=1)
+    except Unreachable as error:
+        fail(str(error), code=1)
     if as_json:
         print(json.dumps({"champion": record, "generation": generation, "history": entries}, sort_keys=True))
         return
@@ -171,9 +280,11 @@ def champion_command(
             f"no champion yet for [bold]{name}[/bold] in {where}: a run promotes one when its challenger "
             "meets the thresholds on the golden set",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     console.print(_champion_table(record, generation, where))
+    console.print(f"endpoint: {record['endpoint']}", highlight=False, soft_wrap=True)  # whole, to copy
     if entries:
         console.print(_history_table(entries))
 
