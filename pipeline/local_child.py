@@ -86,6 +86,8 @@ def collect_result(pipeline_root: Path, yaml_path: Path) -> dict:
         "summary": summarized.get("summary", {}).get("uri", ""),
         "decision": decided.get("Output", ""),
         "decision_reason": record.get("reason", ""),
+        # The inspector this run competed for (its champion is what `inspect` asks by default).
+        "inspector": record.get("candidate", {}).get("inspector", ""),
         "promotion": promoted.get("Output", ""),
     }
 

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.helpers import parse_progress
-from pipeline.pipeline import COMPILED_YAML
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS_DIR = Path(os.environ.get("PIPELINE_RUNS_DIR", REPO / "runs"))
@@ -31,17 +30,23 @@ LOCAL_DEFAULTS = {"project": "local-project", "bucket": "gs://local-bucket", "po
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_START = re.compile(r"Executing task '([\w-]+)'")
 _TASK_END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+# What a component says as a warning: its own "warning: ..." lines, and WARNING records of the
+# logging module (kfp's executor formats them "[KFP Executor <time> WARNING]: ...").
+_WARNING = re.compile(r"^\s*(?:warning:\s*(?P<said>.+)|\[KFP Executor [^\]]* WARNING\]:\s*(?P<logged>.+))", re.I)
+# One poll of a long-running operation, as httpx logs it (wait_for_tuning polls every second offline).
+_POLL = re.compile(r'HTTP Request: GET (\S+) "HTTP/[\d.]+ (\d+)')
 
 
 @dataclass
 class Event:
     """Something the progress view shows: a task started, progressed or ended."""
 
-    kind: str  # "start", "progress", "end"
+    kind: str  # "start", "progress", "end", "warning"
     task: str
     done: int = 0
     total: int = 0
     status: str = ""
+    text: str = ""  # a warning's words
 
 
 @dataclass
@@ -79,7 +84,46 @@ def parse_line(line: str, current_task: str) -> Event | None:
         return Event("end", match.group(1), status=match.group(2))
     if current_task and (record := parse_progress(text)):
         return Event("progress", current_task, record["done"], record["total"])
+    if match := _WARNING.match(text):
+        return Event("warning", current_task, text=(match.group("said") or match.group("logged")).strip())
     return None
+
+
+class PipelineLog:
+    """pipeline.log, written line by line, with repeated polls summarised.
+
+    An offline tuning job is polled every second: logged one by one, the polls were 931 of a
+    2,381-line log and buried its warnings. The first poll of a series is kept; identical ones
+    after it are counted, with one line per ``every`` of them and one for the rest when
+    something else is logged.
+    """
+
+    def __init__(self, file, every: int = 100):
+        self.file, self.every = file, every
+        self.poll: tuple[str, str] | None = None  # (url, HTTP status) of the series being counted
+        self.repeats = 0
+
+    def write(self, line: str) -> None:
+        match = _POLL.search(line)
+        poll = match.groups() if match else None
+        if poll is not None and poll == self.poll:
+            self.repeats += 1
+            if self.repeats % self.every == 0:
+                self._summary(self.every)
+            return
+        self.close_series()
+        self.file.write(line)
+        self.poll = poll
+
+    def close_series(self) -> None:
+        """Writes the count of polls not summarised yet, and ends the series."""
+        if self.repeats % self.every:
+            self._summary(self.repeats % self.every)
+        self.poll, self.repeats = None, 0
+
+    def _summary(self, count: int) -> None:
+        url, status = self.poll
+        self.file.write(f"    ... polled {url} {count} more time(s), HTTP {status} ({self.repeats} so far)\n")
 
 
 def shown_params(params: dict) -> dict:
@@ -100,82 +144,107 @@ def run_offline(
     runs_dir: Path | None = None,
     data_dir: Path | None = None,
     local_dataset: Path | None = None,
-    yaml_path: Path = COMPILED_YAML,
+    yaml_path: Path | None = None,
     enable_caching: bool = False,
 ) -> RunResult:
     """Runs the compiled pipeline with ``params`` on a fresh local stack.
 
     Args:
         params: complete, checked pipeline parameters (see pipeline.params.resolve).
-        on_event: called for each task start, progress step and end.
+        on_event: called for each task start, progress step, warning and end.
         runs_dir: parent folder of run folders [default: RUNS_DIR].
         data_dir: the local Vertex AI's data folder (default: its own default).
         local_dataset: a local labelled image set (folder or CSV/JSONL manifest) to upload
             to the local storage and tune on; it sets ``dataset_uri``.
-        yaml_path: the compiled pipeline to run.
+        yaml_path: the compiled pipeline to run [default: the checked-in one].
         enable_caching: let kfp.local reuse results of identical data steps.
     """
     from localvertex import LocalStack
     from localvertex.stack import default_data_dir
+    from pipeline.pipeline import COMPILED_YAML  # here: it imports kfp, too slow for every command
 
     data_dir = Path(data_dir or default_data_dir()).resolve()
     run_id = new_run_id()
     run_dir = (runs_dir or RUNS_DIR) / run_id
     run_dir.mkdir(parents=True)
+    write_run_record(run_dir, {"run_id": run_id, "data_dir": str(data_dir), "pid": os.getpid(), "state": "running"})
     result_file = run_dir / "result.json"
     spec = {
-        "yaml": str(yaml_path),
+        "yaml": str(yaml_path or COMPILED_YAML),
         "params": params,
         "pipeline_root": str(run_dir / "pipeline_root"),
         "result": str(result_file),
         "enable_caching": enable_caching,
     }
-    started, task_started, task_seconds = time.monotonic(), {}, {}
-    current, failed = "", ""
-
+    started = time.monotonic()
     bucket = params["bucket"].removeprefix("gs://").split("/")[0]
     # Line-buffered: pipeline.log grows as the run goes (tail -f it), not only at the end.
-    with (
-        LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack,
-        open(run_dir / "pipeline.log", "w", buffering=1) as log,
-    ):
-        if local_dataset:
-            from pipeline.datasets import upload_local_dataset
+    try:
+        with (
+            LocalStack(data_dir, bucket=bucket, project=params["project"]) as stack,
+            open(run_dir / "pipeline.log", "w", buffering=1) as log,
+        ):
+            if local_dataset:
+                from pipeline.datasets import upload_local_dataset
 
-            stack.apply_env()
-            params = {**params, "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"])}
-            spec["params"] = params
-        (run_dir / "params.json").write_text(json.dumps(shown_params(params), indent=2, sort_keys=True))
-        child = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"},
-            cwd=REPO,
-        )
-        try:
-            for line in child.stdout:
-                log.write(line)
-                event = parse_line(line, current)
-                if event is None:
-                    continue
-                if event.kind == "start":
-                    current, task_started[event.task] = event.task, time.monotonic()
-                elif event.kind == "end":
-                    task_seconds[event.task] = round(time.monotonic() - task_started.get(event.task, started), 2)
-                    failed = failed or (event.task if event.status != "SUCCESS" else "")
-                on_event(event)
-        finally:  # Ctrl-C or any error here: the runner must not outlive us
-            if child.poll() is None:
-                child.terminate()
-            child.wait()
+                stack.apply_env()
+                params = {
+                    **params,
+                    "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"]),
+                }
+                spec["params"] = params
+            (run_dir / "params.json").write_text(json.dumps(shown_params(params), indent=2, sort_keys=True))
+            returncode, current, failed, task_seconds = _follow_child(spec, stack.env, PipelineLog(log), on_event)
+    except BaseException:  # Ctrl-C, a busy data folder, a failed upload: `runs` shows it as interrupted
+        update_run_record(run_dir, state="interrupted")
+        raise
+    return _finish(run_dir, data_dir, round(time.monotonic() - started, 2), returncode, current, failed, task_seconds)
 
-    seconds = round(time.monotonic() - started, 2)
+
+def _follow_child(spec: dict, env: dict, log: PipelineLog, on_event: Callable[[Event], None]):
+    """Runs the kfp.local child, logging its lines and reporting its events as they come.
+
+    Returns (exit code, the task running last, the first task that failed or "", {task: seconds}).
+    """
+    started, task_started, task_seconds = time.monotonic(), {}, {}
+    current, failed = "", ""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.local_child", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO,
+    )
+    try:
+        for line in child.stdout:
+            log.write(line)
+            event = parse_line(line, current)
+            if event is None:
+                continue
+            if event.kind == "start":
+                current, task_started[event.task] = event.task, time.monotonic()
+            elif event.kind == "end":
+                task_seconds[event.task] = round(time.monotonic() - task_started.get(event.task, started), 2)
+                failed = failed or (event.task if event.status != "SUCCESS" else "")
+            on_event(event)
+        log.close_series()
+    finally:  # Ctrl-C or any error here: the runner must not outlive us
+        if child.poll() is None:
+            child.terminate()
+        child.wait()
+    return child.returncode, current, failed, task_seconds
+
+
+def _finish(
+    run_dir: Path, data_dir: Path, seconds: float, returncode: int, current: str, failed: str, task_seconds: dict
+) -> RunResult:
+    """Reads the child's result, copies the report files, writes result.json and metrics.json."""
+    result_file = run_dir / "result.json"
     outcome = (
         json.loads(result_file.read_text())
         if result_file.exists()
-        else {"ok": False, "error": f"the kfp.local runner exited with code {child.returncode} before writing a result"}
+        else {"ok": False, "error": f"the kfp.local runner exited with code {returncode} before writing a result"}
     )
     failed = failed or (current if not outcome["ok"] else "")
     if failed:  # the component's own exception says more than kfp.local's "task failed"
@@ -187,9 +256,9 @@ def run_offline(
             outcome[key] = str(shutil.copyfile(outcome[key], run_dir / name))
     result_file.write_text(json.dumps(outcome, indent=2))
     result = RunResult(
-        run_id=run_id,
+        run_id=run_dir.name,
         run_dir=run_dir,
-        ok=outcome["ok"] and child.returncode == 0,
+        ok=outcome["ok"] and returncode == 0,
         seconds=seconds,
         metrics=outcome.get("metrics", {}),
         tuned_endpoint=outcome.get("tuned_endpoint", ""),
@@ -199,9 +268,31 @@ def run_offline(
         failed_task=failed,
         task_seconds=task_seconds,
     )
-    record = {"run_id": run_id, "ok": result.ok, "seconds": seconds, "task_seconds": task_seconds, **result.metrics}
+    record = {
+        "run_id": run_dir.name,
+        "ok": result.ok,
+        "seconds": seconds,
+        "task_seconds": task_seconds,
+        **result.metrics,
+    }
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    update_run_record(run_dir, state="succeeded" if result.ok else "failed", failed_task=failed)
     return result
+
+
+RUN_RECORD = "run.json"  # {"run_id", "data_dir", "pid", "state", "started_at"}, written when the run starts
+
+
+def write_run_record(run_dir: Path, record: dict) -> None:
+    """Writes run.json: written first, so that a run killed before its end still says where it ran."""
+    record = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def update_run_record(run_dir: Path, **changes) -> None:
+    path = run_dir / RUN_RECORD
+    record = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**record, **changes}, indent=2, sort_keys=True))
 
 
 def task_log_section(run_dir: Path, task: str) -> list[str]:
@@ -250,16 +341,50 @@ def exception_text(lines: list[str], max_lines: int = 10, log_path: Path | None 
 
 
 def load_runs(runs_dir: Path | None = None) -> list[dict]:
-    """Past runs, newest first: each run's params, metrics and id."""
+    """Past runs, newest first: {"run_id", "state", "data_dir", "params", "metrics"}.
+
+    A run without metrics (killed, interrupted, still running) is listed too, with its state,
+    so that `runs` never hides one.
+    """
     runs = []
-    for folder in sorted((runs_dir or RUNS_DIR).glob("*/metrics.json"), reverse=True):
-        run_dir = folder.parent
-        params_file = run_dir / "params.json"
+    folders = sorted((p for p in (runs_dir or RUNS_DIR).glob("*") if p.is_dir()), reverse=True)
+    for run_dir in folders:
+        record, metrics = _json_file(run_dir / RUN_RECORD), _json_file(run_dir / "metrics.json")
+        params = _json_file(run_dir / "params.json")
+        if not (record or metrics or params):
+            continue  # not a run folder
         runs.append(
             {
                 "run_id": run_dir.name,
-                "metrics": json.loads(folder.read_text()),
-                "params": json.loads(params_file.read_text()) if params_file.exists() else {},
+                "state": run_state(record, metrics),
+                "data_dir": record.get("data_dir") or _json_file(run_dir / "result.json").get("data_dir", ""),
+                "metrics": metrics,
+                "params": params,
             }
         )
     return runs
+
+
+def run_state(record: dict, metrics: dict) -> str:
+    """succeeded, failed, running, or interrupted (ended without a result: killed, Ctrl-C)."""
+    if metrics:
+        return "succeeded" if metrics.get("ok") else "failed"
+    if record.get("state") == "running" and _alive(record.get("pid")):
+        return "running"
+    return "interrupted"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _json_file(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing or unreadable (a run killed mid-write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
