@@ -20,7 +20,7 @@ from pipeline.terminal import console, fail, on_terminal
 # Modules with a ``register(app)`` that adds their commands. Their help lines are read from
 # the source for ``--help``; the module is imported only when one of its commands runs
 # (pipeline.vertex alone pulls kfp and the Vertex AI SDK: seconds on a busy machine).
-LAZY_MODULES = ("pipeline.validate", "pipeline.champion", "pipeline.vertex", "pipeline.vertex_smoke")
+LAZY_MODULES = ("pipeline.validate", "pipeline.champion", "pipeline.vertex", "pipeline.vertex_smoke", "pipeline.models")
 
 
 def registered_commands(module: str) -> dict[str, str]:
