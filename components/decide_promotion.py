@@ -19,6 +19,7 @@ from components.champion import (
 from components.champion_store import STORE_FUNCS, inspector_name, read_json_object, write_json_object
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+from platform_facts.gemini import GEMINI_FUNCS, lifecycle_problem
 
 
 def golden_rates(metadata, prefix="golden_"):
@@ -90,8 +91,8 @@ def promotion_verdict(challenger, champion, golden_id, min_status_accuracy, max_
     """(promote, reason): whether the challenger replaces the champion, on the golden set.
 
     The challenger must meet ``min_status_accuracy`` and ``max_miss_rate``. With no champion,
-    an invalid one (``champion_valid=False``: the hook for a retired champion, which counts
-    as absent) or a champion scored on another golden set, that is enough. Otherwise it must
+    a retired one (``champion_valid=False``: its base model is retired, so it no longer
+    answers, and it counts as absent) or a champion scored on another golden set, that is enough. Otherwise it must
     be better beyond noise: status accuracy higher by at least ``margin`` and the one-sided
     95 % lower bound of the gain (``accuracy_gain_lower_bound``) above 0, and a miss rate no
     higher than the champion's. An equal challenger keeps the champion.
@@ -111,7 +112,7 @@ def promotion_verdict(challenger, champion, golden_id, min_status_accuracy, max_
     if champion is None:
         return True, f"no champion yet; {meets}"
     if not champion_valid:
-        return True, f"the champion (run {champion.get('run')}) is no longer valid and counts as absent; {meets}"
+        return True, f"the champion (run {champion.get('run')}) is retired and counts as absent; {meets}"
     if champion.get("golden_id") != golden_id:
         return True, (
             f"the champion was scored on another golden set ({champion.get('golden_id')}, this run "
@@ -140,7 +141,7 @@ DECISION_FUNCS = [golden_rates, class_count_text, sample_size_problem, accuracy_
     base_image=BASE_IMAGE,
     packages_to_install=STORAGE_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[parse_gcs_uri, *CHAMPION_FUNCS, *STORE_FUNCS, *DECISION_FUNCS],
+    additional_funcs=[parse_gcs_uri, *GEMINI_FUNCS, *CHAMPION_FUNCS, *STORE_FUNCS, *DECISION_FUNCS],
 )
 def decide_promotion(
     project: str,
@@ -156,7 +157,7 @@ def decide_promotion(
     challenger_model: str = "",
     checkpoint_id: str = "",
     checkpoint_epoch: int = 0,
-    base_model: str = "gemini-2.5-flash",
+    base_model: str = "gemini-3.5-flash",
     prompt: str = "",
     system_instruction: str = "",
     test_metrics: Input[Metrics] = None,
@@ -245,9 +246,12 @@ def decide_promotion(
     if problem or not golden_id:
         promote, reason = False, problem or "there is no golden set to judge on"
     else:
+        # A champion whose base model is retired no longer answers: it counts as absent.
+        retired = lifecycle_problem(champion["base_model"]) if champion else None
         promote, reason = promotion_verdict(
-            challenger, champion, golden_id, min_status_accuracy, max_miss_rate, promotion_margin
+            challenger, champion, golden_id, min_status_accuracy, max_miss_rate, promotion_margin, retired is None
         )
+        reason = f"{reason} ({retired})" if retired else reason
     decision = "promote" if promote else "keep"
     candidate = champion_record(
         inspector=inspector,

@@ -28,6 +28,7 @@ from components.evaluation import (
     shown_examples,
     summarize_results,
     summary_line,
+    thumbnail_uris,
 )
 from components.helpers import (
     answer_status,
@@ -40,7 +41,7 @@ from components.helpers import (
     report_progress,
 )
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
+from platform_facts.gemini import GEMINI_FUNCS, media_resolution_level, thinking_config_for
 from platform_facts.images import eight_bit
 
 
@@ -176,6 +177,21 @@ def ask_base_model(client, base_model, examples, max_output_tokens, concurrency)
     return [first] + rest, f"Base model {base_model} answered the same {len(examples)} questions."
 
 
+def set_media_resolution(examples, media_resolution):
+    """Sets each image part's ``media_resolution`` to ``media_resolution`` ("" leaves them)
+    where the test line did not set one, so the endpoint sees images as they were tuned."""
+    if not media_resolution:
+        return
+    from google.genai import types
+
+    level = media_resolution_level(media_resolution)
+    for example in examples:
+        for content in example.prompt:
+            for part in content.parts or []:
+                if (part.file_data or part.inline_data) and part.media_resolution is None:
+                    part.media_resolution = types.PartMediaResolution(level=level)
+
+
 def ensure_parent_dir(path):
     """Creates the folder that will hold ``path``."""
     import os
@@ -215,7 +231,8 @@ def write_predictions_csv(path, results):
 
 
 def make_thumbnail(gcs, uri, inline_b64):
-    """A 72 px PNG thumbnail as a data URI, or "" when the image cannot be had.
+    """(160 px thumbnail, full image) as PNG data URIs (evaluation.thumbnail_uris), or "" when
+    the image cannot be had.
 
     Inline images are decoded, gs:// images downloaded; public HTTPS images are not
     fetched, so the report stays self-contained.
@@ -233,11 +250,7 @@ def make_thumbnail(gcs, uri, inline_b64):
             data = gcs.bucket(bucket_name).blob(blob_name).download_as_bytes()
         else:
             return ""
-        image = eight_bit(Image.open(io.BytesIO(data))).convert("RGB")
-        image.thumbnail((72, 72))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return thumbnail_uris(eight_bit(Image.open(io.BytesIO(data))).convert("RGB"))
     except Exception as exc:  # a missing image costs its thumbnail, not the report
         print(f"no thumbnail for {uri}: {scrub_error(exc, 200)}", flush=True)
         return ""
@@ -271,6 +284,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         *EVALUATION_FUNCS,
         *ASK_FUNCS,
         ask_base_model,
+        set_media_resolution,
         ensure_parent_dir,
         write_json,
         write_text,
@@ -296,6 +310,9 @@ def evaluate_inspector(
     max_output_tokens: int = 256,
     thinking: str = "least",
     metric_prefix: str = "eval_",
+    run_name: str = "",
+    dataset_uri: str = "",
+    media_resolution: str = "",
 ) -> NamedTuple("Outputs", [("status_accuracy", float), ("defect_type_accuracy", float)]):
     """Evaluates the tuned inspector on every test example and reports the results.
 
@@ -318,7 +335,7 @@ def evaluate_inspector(
     failed), ``eval_examples``; with ``evaluate_base_model`` and a reachable base model also
     ``base_eval_status_accuracy``, ``base_eval_defect_type_accuracy`` and
     ``eval_status_accuracy_gain`` (tuned minus base). A rate whose denominator is zero is
-    logged as 0.0 and shown as "n/a" in the report.
+    not logged (Vertex AI's JSON has no NaN) and is shown as "n/a" in the report.
 
     Args:
         project: Google Cloud project of the Vertex AI endpoint and the bucket.
@@ -354,6 +371,9 @@ def evaluate_inspector(
             sent is printed; a control the model does not take fails before any request.
         metric_prefix: the scalar metrics' prefix instead of "eval_" (e.g. "golden_" for
             the golden-set evaluation), so two evaluations in one run log distinct names.
+        run_name, dataset_uri: the run and its data source, named at the top of the report.
+        media_resolution: the images' ``mediaResolution`` level as tuned ("", "low",
+            "medium", "high"), set on every image part that has none.
 
     Returns:
         status_accuracy: share of examples whose Pass/Defect status is right.
@@ -376,6 +396,7 @@ def evaluate_inspector(
     )
     total = len(examples)
     classes = merge_defect_classes([], (example.expected for example in examples))
+    set_media_resolution(examples, media_resolution)
 
     thinking_sent = thinking_config_for(base_model, thinking)
     client = genai_client(project, endpoint_location(tuned_endpoint, location))
@@ -442,6 +463,18 @@ def evaluate_inspector(
             # Thumbnails only of the examples the report shows (mistakes first), fetched once
             # the answers are in: fetching all of them competed with the questions for the CPU.
             thumbs=fetch_thumbnails(gcs, [examples[i] for i in shown_examples(results)], concurrency),
+            run_info={
+                "run_id": run_name,
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "data_source": dataset_uri or "synthesized images",
+                "parameters": {
+                    "base_model": base_model,
+                    "thinking": f"{thinking} ({thinking_sent or 'none sent'})",
+                    "media_resolution": media_resolution or "default",
+                    "test set": test_jsonl_uri,
+                },
+                "predictions_uri": predictions.uri,
+            },
         ),
     )
 

@@ -5,7 +5,7 @@ from kfp import dsl
 from kfp.dsl import PipelineTaskFinalStatus
 
 from components.champion import inspector_paths, inspector_slug, run_object
-from components.champion_store import read_json_object, read_text_object
+from components.champion_store import inspector_name, read_json_object, read_text_object
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 
@@ -173,6 +173,7 @@ def notification_text(inspector, run_name, state, decision=None, promotion=None,
         run_object,
         read_json_object,
         read_text_object,
+        inspector_name,
         webhook_host,
         webhook_kind,
         read_webhook_secret,
@@ -189,6 +190,7 @@ def notify_run(
     location: str = "us-central1",
     notify_webhook_url: str = "",
     notify_webhook_secret: str = "",
+    dataset_uri: str = "",
 ):
     """Posts the run's outcome, promotion decision and summary to a chat webhook.
 
@@ -214,6 +216,7 @@ def notify_run(
         notify_webhook_url: a Google Chat or Slack incoming webhook URL; "" for none.
         notify_webhook_secret: a Secret Manager secret version holding the URL
             (projects/P/secrets/S/versions/V); used when ``notify_webhook_url`` is "".
+        dataset_uri: the run's imported dataset (it names the inspector, as for the records).
     """
     import re
 
@@ -223,9 +226,10 @@ def notify_run(
     try:
         bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
         home = storage.Client(project=project).bucket(bucket_name)
+        inspector = inspector_name(tuned_model_display_name, dataset_uri)
         for leaf in ("decision", "promotion"):
-            records[leaf], _ = read_json_object(home, run_object(tuned_model_display_name, run_name, f"{leaf}.json"))
-        summary = read_text_object(home, run_object(tuned_model_display_name, run_name, "summary.md")) or ""
+            records[leaf], _ = read_json_object(home, run_object(inspector, run_name, f"{leaf}.json"))
+        summary = read_text_object(home, run_object(inspector, run_name, "summary.md")) or ""
     except Exception as error:  # the message still goes out, with what is known
         print(f"could not read the run's records: {type(error).__name__}: {str(error)[:300]}", flush=True)
 

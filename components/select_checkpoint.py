@@ -6,7 +6,7 @@ from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
 from components.champion import checkpoint_metric_names, checkpoint_rank, checkpoint_table, choose_checkpoint
-from components.evaluate_inspector import ASK_FUNCS, ask_all
+from components.evaluate_inspector import ASK_FUNCS, ask_all, set_media_resolution
 from components.evaluation import (
     EVALUATION_FUNCS,
     merge_defect_classes,
@@ -44,6 +44,7 @@ from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
         report_progress,
         *EVALUATION_FUNCS,
         *ASK_FUNCS,
+        set_media_resolution,
         checkpoint_rank,
         choose_checkpoint,
         checkpoint_metric_names,
@@ -61,6 +62,7 @@ def select_checkpoint(
     base_model: str = "gemini-3.5-flash",
     planned_epochs: int = 0,
     thinking: str = "least",
+    media_resolution: str = "",
     concurrency: int = 4,
     max_output_tokens: int = 256,
 ) -> NamedTuple("Outputs", [("challenger_endpoint", str), ("checkpoint_id", str), ("epoch", int), ("selection", str)]):
@@ -92,6 +94,7 @@ def select_checkpoint(
         planned_epochs: the job's epoch count: the epoch of the tuned endpoint when there are
             no checkpoints.
         thinking: as for evaluate_inspector ("least": as little thinking as the model allows).
+        media_resolution: as for evaluate_inspector (the images' level as tuned).
         concurrency: requests in flight at once.
         max_output_tokens: answer length limit per request.
 
@@ -150,6 +153,7 @@ def select_checkpoint(
     bucket_name, blob_name = parse_gcs_uri(validation_jsonl_uri)
     examples = parse_test_jsonl(gcs.bucket(bucket_name).blob(blob_name).download_as_text(), validation_jsonl_uri)
     classes = merge_defect_classes([], (example.expected for example in examples))
+    set_media_resolution(examples, media_resolution)
     client = genai_client(project, endpoint_location(tuned_endpoint, location))  # multi-region for Gemini 3
     logging.getLogger("httpx").setLevel(logging.WARNING)
     thinking_sent = thinking_config_for(base_model, thinking)

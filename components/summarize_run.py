@@ -4,6 +4,7 @@ from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Output
 
 from components.champion import checkpoint_table, comparison_table, inspector_paths, inspector_slug, run_object
+from components.champion_store import inspector_name
 from components.helpers import genai_client, parse_gcs_uri
 from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
 from platform_facts.gemini import GEMINI_FUNCS, lifecycle_warning, model_lifecycle
@@ -46,6 +47,7 @@ def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
         inspector_slug,
         inspector_paths,
         run_object,
+        inspector_name,
     ],
 )
 def summarize_run(
@@ -66,6 +68,7 @@ def summarize_run(
     bucket: str = "",
     run_name: str = "",
     tuned_from: str = "",
+    dataset_uri: str = "",
 ) -> str:
     """Asks the base Gemini model for a 1-2 sentence report; falls back to a template.
 
@@ -95,6 +98,8 @@ def summarize_run(
         bucket: ``gs://`` URI to store the summary in for the notification; "" not to.
         run_name: the pipeline run's name.
         tuned_from: launch_tuning's note on what the job started from (base model or champion).
+        dataset_uri: the run's imported dataset; with the default display name it names the
+            inspector whose records the summary joins (champion_store.inspector_name).
 
     Returns:
         The summary text.
@@ -215,7 +220,7 @@ Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: statu
 
         bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
         storage.Client(project=project).bucket(bucket_name).blob(
-            run_object(tuned_model_display_name, run_name, "summary.md")
+            run_object(inspector_name(tuned_model_display_name, dataset_uri), run_name, "summary.md")
         ).upload_from_string(markdown, content_type="text/markdown")
     print(f"summary ({source}): {text}", flush=True)
     return text

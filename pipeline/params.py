@@ -103,6 +103,8 @@ def check(params: dict) -> None:
             "must be a gs:// URI, e.g. gs://my-bucket",
         ),
         ("num_images", lambda v: v >= 1, "must be at least 1"),
+        ("min_test_per_class", lambda v: v >= 0, "must be at least 0"),
+        ("min_golden_per_class", lambda v: v >= 0, "must be at least 0"),
         ("defect_ratio", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         ("variation", lambda v: v in drawing_variations(), f"must be one of {', '.join(drawing_variations())}"),
         ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),

@@ -100,10 +100,12 @@ def visual_defect_sft(
     ``label_template`` (e.g. "Status: Defect - {defect_type} found.") shapes defect labels.
 
     The champion, golden set and history of an inspector live under
-    ``{bucket}/inspectors/<tuned_model_display_name>/``. The challenger (the best checkpoint on
+    ``{bucket}/inspectors/<inspector>/`` (``tuned_model_display_name``, with the dataset's name
+    added when the default name imports a dataset). The challenger (the best checkpoint on
     the validation set) replaces the champion only if it meets ``min_status_accuracy`` and
-    ``max_miss_rate`` on the golden set and is not worse than the champion there by more than
-    ``promotion_margin``. ``thinking`` is one setting for every model: "least" (a budget of 0
+    ``max_miss_rate`` on the golden set, the sample-size minimums hold, and it is better than
+    the champion by at least ``promotion_margin`` and beyond noise (or the champion is absent
+    or retired). ``thinking`` is one setting for every model: "least" (a budget of 0
     for 2.5 Flash, the lowest thinking level for Gemini 3), "dynamic", "none", a level or a
     budget. ``media_resolution`` ("", "low", "medium", "high") is written per image in the
     tuning data (Gemini 3). ``tune_from="champion"`` tunes onward from the champion where
@@ -126,6 +128,7 @@ def visual_defect_sft(
         location=location,
         notify_webhook_url=notify_webhook_url,
         notify_webhook_secret=notify_webhook_secret,
+        dataset_uri=dataset_uri,
     )
     notify.set_display_name(TASK_TITLES["notify-run"]).set_caching_options(False)
 
@@ -242,6 +245,7 @@ def visual_defect_sft(
             base_model=base_model,
             planned_epochs=epoch_count,
             thinking=thinking,
+            media_resolution=media_resolution,
             concurrency=eval_concurrency,
         )
         select.set_display_name(TASK_TITLES["select-checkpoint"]).set_caching_options(False)
@@ -257,6 +261,9 @@ def visual_defect_sft(
             evaluate_base_model=evaluate_base_model,
             concurrency=eval_concurrency,
             thinking=thinking,
+            run_name=run_name,
+            dataset_uri=dataset_uri,
+            media_resolution=media_resolution,
         )
         evaluation.set_display_name(TASK_TITLES["evaluate-inspector"]).set_caching_options(False)
         evaluation.set_retry(num_retries=2, backoff_duration="30s")
@@ -270,6 +277,9 @@ def visual_defect_sft(
             concurrency=eval_concurrency,
             thinking=thinking,
             metric_prefix="golden_",
+            run_name=run_name,
+            dataset_uri=dataset_uri,
+            media_resolution=media_resolution,
         )
         golden_eval.set_display_name(TASK_TITLES["evaluate-inspector-2"]).set_caching_options(False)
         golden_eval.set_retry(num_retries=2, backoff_duration="30s")
@@ -328,6 +338,7 @@ def visual_defect_sft(
             bucket=bucket,
             run_name=run_name,
             tuned_from=launch.outputs["tuned_from"],
+            dataset_uri=dataset_uri,
         )
         report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
 

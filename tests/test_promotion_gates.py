@@ -15,7 +15,7 @@ from google.cloud import storage
 from kfp import dsl
 
 from components import champion as rules
-from components.champion_store import inspector_name, list_champions, read_json_object
+from components.champion_store import inspector_name, list_champions, read_json_object, write_json_object
 from components.decide_promotion import (
     accuracy_gain_lower_bound,
     decide_promotion,
@@ -148,7 +148,7 @@ def test_no_champion_a_retired_one_or_another_golden_set_leaves_the_thresholds()
         "no champion yet; the challenger meets the thresholds (status accuracy 95.0%, miss rate 0.0%)",
     )
     promote, reason = promotion_verdict(challenger(0.95), champion(1.0), "g1", 0.9, 0.1, 0.02, champion_valid=False)
-    assert promote is True and "no longer valid and counts as absent" in reason
+    assert promote is True and "is retired and counts as absent" in reason
     assert (
         "another golden set" in promotion_verdict(challenger(0.95), champion(1.0, golden_id="g0"), "g1", 0.9, 0.1, 0)[1]
     )
@@ -325,6 +325,24 @@ def test_a_data_set_run_is_decided_and_promoted_in_its_own_inspector(local_stack
     # The same figures the next night: an equal challenger keeps the champion.
     decision, record, _ = decide(tmp_path, "again", 0.95, enough, dataset_uri=uri, golden_id=stored["golden_id"])
     assert decision == "keep" and "not better than the champion" in record["reason"]
+
+
+def test_a_champion_on_a_retired_base_model_counts_as_absent(local_stack, tmp_path):
+    """Issue 30: a tuned model stops answering with its base model, so a challenger that
+    meets the thresholds takes over from a better champion tuned on gemini-2.5-flash."""
+    enough = json.dumps(check({"Pass": 10, "Crack": 3}, {"Pass": 10, "Crack": 3}))
+    uri = "gs://local-bucket/datasets/gates-retired/"
+    decide(tmp_path, "old", 1.0, enough, dataset_uri=uri, base_model="gemini-3.5-flash")
+    inspector = "visual-defect-inspector-gates-retired"
+    record, _ = read_json_object(bucket(), f"inspectors/{inspector}/runs/old/decision.json")
+    promote_champion.python_func(
+        project=PROJECT, location="us-central1", bucket=BUCKET, decision_record=json.dumps(record), run_name="old"
+    )
+    stored, generation = read_json_object(bucket(), f"inspectors/{inspector}/champion.json")
+    write_json_object(bucket(), f"inspectors/{inspector}/champion.json", {**stored, "base_model": "gemini-2.5-flash"})
+    decision, record, _ = decide(tmp_path, "new", 0.95, enough, dataset_uri=uri, golden_id=stored["golden_id"])
+    assert decision == "promote" and "is retired and counts as absent" in record["reason"]
+    assert "gemini-2.5-flash was retired on 2026-06-17" in record["reason"]
 
 
 # ---------------------------------------------------------------------------- 8. the report
