@@ -76,7 +76,7 @@ def test_worker_spec_round_trips_through_json():
 
 def _running_job(state=J.RUNNING):
     job = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         "local-project",
         "us-central1",
     )
@@ -152,6 +152,65 @@ def test_parse_prompt_errors(body, fragment):
     assert exc.value.http_code == 400 and fragment in exc.value.message
 
 
+def _thinking(**config):
+    return {"generationConfig": {"thinkingConfig": config}}
+
+
+@pytest.mark.parametrize(
+    ("base", "body", "fragment"),
+    [
+        # A Gemini 3 tuned endpoint takes a level it lists, never a budget.
+        ("gemini-3.5-flash", _thinking(thinkingBudget=1024), "thinking_budget is not supported"),
+        ("gemini-3.5-flash", _thinking(thinkingBudget=-1), "thinking_budget is not supported"),
+        ("gemini-3.5-flash", _thinking(thinkingLevel="MINIMAL"), "thinking_level MINIMAL is not supported"),
+        ("gemini-3.1-flash-lite", _thinking(thinkingLevel="ULTRA"), "thinking_level ULTRA is not supported"),
+        ("gemini-3.5-flash", _thinking(thinkingLevel="LOW", thinkingBudget=0), "cannot both be set"),
+        ("gemini-3.5-flash", _thinking(thinkingLevel="HIGH"), None),
+        ("gemini-3.5-flash", _thinking(thinkingLevel="THINKING_LEVEL_UNSPECIFIED"), None),
+        # A 2.5 tuned endpoint (a job tuned before the 2.5 retirement) takes a budget only.
+        ("gemini-2.5-flash", _thinking(thinkingLevel="LOW"), "thinking_level is not supported"),
+        ("gemini-2.5-flash", _thinking(thinkingBudget=24_577), "thinking budget (24577) is invalid"),
+        ("gemini-2.5-pro", _thinking(thinkingBudget=0), "does not support setting thinking_budget to 0"),
+        ("gemini-2.5-flash", _thinking(thinkingBudget=0), None),
+        ("gemini-2.5-flash", _thinking(thinkingBudget=-1), None),
+    ],
+)
+def test_thinking_control_follows_the_tuned_base_model(base, body, fragment):
+    from localvertex.generate import check_thinking
+
+    if fragment is None:
+        check_thinking(body, base)
+        return
+    with pytest.raises(ApiError) as exc:
+        check_thinking(body, base)
+    assert exc.value.http_code == 400 and exc.value.status == "INVALID_ARGUMENT"
+    assert fragment in exc.value.message, exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("base", "level", "fragment"),
+    [
+        ("gemini-2.5-flash", "MEDIA_RESOLUTION_LOW", "takes no per-image media resolution"),
+        ("gemini-2.5-pro", "MEDIA_RESOLUTION_HIGH", "takes no per-image media resolution"),
+        ("gemini-3.5-flash", "MEDIA_RESOLUTION_ULTRA_HIGH", "not offered for gemini-3.5-flash"),
+        ("gemini-3.5-flash", "MEDIA_RESOLUTION_LOW", None),
+        ("gemini-3.1-flash-lite", "MEDIA_RESOLUTION_HIGH", None),
+    ],
+)
+def test_part_media_resolution_follows_the_tuned_base_model(base, level, fragment):
+    from localvertex.generate import check_media_resolution
+
+    image = {**IMAGE, "mediaResolution": {"level": level}}
+    prompt = parse_prompt({"contents": [{"role": "user", "parts": [{"text": "t"}, image]}]})
+    assert prompt.levels == (level,)
+    if fragment is None:
+        check_media_resolution(prompt, base)
+        return
+    with pytest.raises(ApiError) as exc:
+        check_media_resolution(prompt, base)
+    assert exc.value.http_code == 400 and fragment in exc.value.message, exc.value.message
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
@@ -197,6 +256,9 @@ def test_location_path_owns_only_its_jobs():
     assert loc == Location("local-project", "us-central1")
     assert loc.owns(_running_job())
     assert not Location("local-project", "europe-west4").owns(_running_job())
+    # Its endpoints answer on the "us" multi-region endpoint only (a Gemini 3 model tuned in us-central1).
+    assert Location("local-project", "us").serves(_running_job())
+    assert not loc.serves(_running_job()) and not Location("local-project", "eu").serves(_running_job())
 
 
 # --------------------------------------------------------------------------- body size

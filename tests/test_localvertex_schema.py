@@ -111,7 +111,7 @@ def violations(body, name="TuningJob", root="tuning_job"):
 def test_requests_parse_like_protobuf_json():
     got = parse(
         {
-            "base_model": "gemini-2.5-flash",
+            "base_model": "gemini-3.5-flash",
             "supervisedTuningSpec": {
                 "training_dataset_uri": "gs://b/t.jsonl",
                 "hyperParameters": {"epochCount": 3, "adapterSize": 6, "learningRateMultiplier": "0.5"},
@@ -123,7 +123,7 @@ def test_requests_parse_like_protobuf_json():
         }
     )
     assert got == {
-        "baseModel": "gemini-2.5-flash",
+        "baseModel": "gemini-3.5-flash",
         "supervisedTuningSpec": {
             "trainingDatasetUri": "gs://b/t.jsonl",
             "hyperParameters": {"epochCount": "3", "adapterSize": "ADAPTER_SIZE_TWO", "learningRateMultiplier": 0.5},
@@ -240,7 +240,7 @@ def test_checkpoint_epochs_follow_vertex():
 def _body(**spec):
     hp = spec.pop("hp", {})
     return {
-        "baseModel": spec.pop("base", "gemini-2.5-flash"),
+        "baseModel": spec.pop("base", "gemini-3.5-flash"),
         "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl", "hyperParameters": hp, **spec},
     }
 
@@ -251,12 +251,9 @@ def _body(**spec):
         (_body(base="gemini-2.0-flash-bogus-suffix"), "us-central1", 400, "not supported"),
         (_body(base="projects/p/locations/l/publishers/google/models/gemini-9"), "us-central1", 400, "not supported"),
         (_body(hp={"adapterSize": "ADAPTER_SIZE_THIRTY_TWO"}), "us-central1", 400, "adapter_size 32"),
-        (
-            _body(base="gemini-2.5-pro", hp={"adapterSize": "ADAPTER_SIZE_SIXTEEN"}),
-            "us-central1",
-            400,
-            "adapter_size 16",
-        ),
+        (_body(base="gemini-2.5-pro"), "us-central1", 400, "retired on 2026-06-17"),  # by today's date
+        (_body(base="gemini-3.5-flash-lite"), "us-central1", 400, "not supported"),  # no tuning listed
+        (_body(), "us-east1", 400, "use us-central1, europe-west4"),  # Gemini 3 tunes in two regions
         (_body(), "mars-north1", 400, "mars-north1"),
         (_body(hp={"epochCount": "-1"}), "us-central1", 400, "epochCount"),
         (_body(hp={"learningRateMultiplier": -1}), "us-central1", 400, "learningRateMultiplier"),
@@ -270,7 +267,7 @@ def _body(**spec):
         ({**_body(), "labels": {"Team": "qc"}}, "us-central1", 400, "invalid label"),
         ({**_body(), "labels": {"team": "x" * 64}}, "us-central1", 400, "invalid label"),
         ({**_body(), "tunedModelDisplayName": "x" * 129}, "us-central1", 400, "128"),
-        ({"baseModel": "gemini-2.5-flash"}, "us-central1", 400, "supervisedTuningSpec"),
+        ({"baseModel": "gemini-3.5-flash"}, "us-central1", 400, "supervisedTuningSpec"),
     ],
 )
 def test_create_requests_vertex_refuses(body, location, status, fragment):
@@ -347,7 +344,7 @@ def test_dataset_stats_carry_what_clients_read():
 
 
 def test_dataset_limits_come_from_the_capabilities_table():
-    from components.capabilities import tuning_limits
+    from platform_facts.gemini import tuning_limits
 
     assert datasets.MAX_VALIDATION_EXAMPLES == tuning_limits()["max_validation_examples"] == 5000
     assert datasets.MAX_IMAGES_PER_EXAMPLE == 30 and datasets.MAX_IMAGE_BYTES == 20 * 1024 * 1024
@@ -540,7 +537,7 @@ def test_error_answers_follow_the_schema_and_google_rpc(local_stack, recorder, d
     resp = http.post(
         f"{base}/tuningJobs",
         json={
-            "baseModel": "gemini-2.5-flash",
+            "baseModel": "gemini-3.5-flash",
             "bogus": 1,
             "supervisedTuningSpec": {"trainingDatasetUri": train, "hyperParams": {}},
         },
@@ -555,7 +552,7 @@ def test_error_answers_follow_the_schema_and_google_rpc(local_stack, recorder, d
     job = http.post(
         f"{base}/tuningJobs",
         json={
-            "baseModel": "gemini-2.5-flash",
+            "baseModel": "gemini-3.5-flash",
             "experiment": "projects/p/locations/l/x",
             "supervisedTuningSpec": {"trainingDatasetUri": train},
         },
@@ -601,7 +598,7 @@ def test_the_wire_shapes_of_a_finished_job_follow_the_schema(local_stack, discov
 
     client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash-lite",
+        base_model="gemini-3.1-flash-lite",
         training_dataset=types.TuningDataset(gcs_uri=small_dataset[0]),
         config=types.CreateTuningJobConfig(epoch_count=1, labels={"k": "v"}),
     )

@@ -34,6 +34,7 @@ from .resource import (
     model_name,
     now_rfc3339,
     public_view,
+    serving_location,
     state_word,
 )
 from .runner import TrainingRunner
@@ -63,5 +64,6 @@ __all__ = [
     "parse_tuning_request",
     "public_view",
     "serving_key",
+    "serving_location",
     "state_word",
 ]

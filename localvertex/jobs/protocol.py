@@ -32,6 +32,9 @@ class WorkerSpec:
     # Epochs whose weights are saved as intermediate checkpoints, in
     # ``<model_dir>-checkpoint-<n>`` (n counting from 1; see checkpoints.py).
     checkpoint_epochs: list[int] = field(default_factory=list)
+    # Continuous tuning: the saved model (the pre-tuned model or one of its checkpoints)
+    # whose weights and vocabulary training starts from; None trains a fresh network.
+    initial_model_dir: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,16 +81,21 @@ class Done:
     example_count: int
     token_count: int
     train_seconds: float
+    # Continuous tuning: what training started from (model.training.InitialWeights.to_dict()).
+    initial_weights: dict[str, Any] | None = None
 
     def metrics(self) -> dict[str, Any]:
         """The job's final metrics, as the local epochs route serves them."""
-        return {
+        out = {
             "epochs": self.epochs,
             "stepCount": self.step_count,
             "exampleCount": self.example_count,
             "tokenCount": self.token_count,
             "trainSeconds": self.train_seconds,
         }
+        if self.initial_weights is not None:
+            out["initialWeights"] = self.initial_weights
+        return out
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ base-model capabilities, platform_facts/gemini.py:
 * labels follow the Cloud labels rules (TuningJob.labels: lowercase letters, digits, ``_``
   and ``-``, international characters allowed; keys start with a letter; at most 63
   characters each, 64 labels);
-* ``tunedModelDisplayName`` is at most 128 characters (its schema description).
+* ``tunedModelDisplayName`` is at most 128 characters (its schema description);
+* continuous tuning: ``preTunedModel`` instead of ``baseModel`` (continuous.py), the base
+  model being the pre-tuned model's.
 
 Tuning kinds the local Vertex AI does not implement (distillation, preference and
-reinforcement tuning, continuous tuning from ``preTunedModel``, ``evaluationConfig``,
-customer-managed encryption) answer 501 UNIMPLEMENTED rather than being ignored.
+reinforcement tuning, ``evaluationConfig``, customer-managed encryption) answer 501
+UNIMPLEMENTED rather than being ignored.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from platform_facts.gemini import tuning_problems
+from platform_facts.gemini import serving_location, tuning_problems
 
 from ..errors import invalid, unimplemented
 from ..ids import new_id
 from ..storage import GsUri, InvalidUri, parse_gs_uri
+from .continuous import FindModel, PreTuned, check_source_model, resolve_pre_tuned
 from .resource import PENDING, now_rfc3339
 
 # AdapterSize enum value name -> LoRA rank (SupervisedHyperParameters.adapterSize).
@@ -91,6 +94,7 @@ class TuningRequest:
     display_name: str | None
     labels: dict[str, str]
     export_last_checkpoint_only: bool = False
+    pre_tuned: PreTuned | None = None  # continuous tuning: where training starts from
 
 
 def normalize_base_model(base_model: Any) -> str:
@@ -206,12 +210,8 @@ def _refuse_unimplemented(body: dict[str, Any], spec: dict[str, Any]) -> None:
                 f"{key} is not implemented by the local Vertex AI: it runs "
                 "supervised tuning (supervisedTuningSpec) only."
             )
-    for key, what in (
-        ("preTunedModel", "continuous tuning (preTunedModel)"),
-        ("encryptionSpec", "customer-managed encryption (encryptionSpec)"),
-    ):
-        if key in body:
-            raise unimplemented(f"{what} is not implemented by the local Vertex AI.")
+    if "encryptionSpec" in body:
+        raise unimplemented("customer-managed encryption (encryptionSpec) is not implemented by the local Vertex AI.")
     if "evaluationConfig" in spec:
         raise unimplemented(
             "supervisedTuningSpec.evaluationConfig is not implemented by the "
@@ -224,10 +224,17 @@ def _refuse_unimplemented(body: dict[str, Any], spec: dict[str, Any]) -> None:
         )
 
 
-def parse_tuning_request(body: Any, location: str | None = None) -> TuningRequest:
-    """Validate a create-TuningJob body; raise ``ApiError`` (400, or 501 for what the local
-    server does not implement) at the first problem. ``location`` (the path's) must be a
-    tuning region when given."""
+def _no_models(project: str, location: str, model_id: str) -> None:
+    return None
+
+
+def parse_tuning_request(
+    body: Any, location: str | None = None, project: str = "", find_model: FindModel = _no_models
+) -> TuningRequest:
+    """Validate a create-TuningJob body; raise ``ApiError`` (400, 404 for a pre-tuned model
+    that does not exist, or 501 for what the local server does not implement) at the first
+    problem. ``location`` (the path's) must be a tuning region when given; ``find_model``
+    looks up the tuned models of ``project`` for ``preTunedModel``."""
     if not isinstance(body, dict):
         raise invalid("request body must be a JSON object")
     spec = body.get("supervisedTuningSpec")
@@ -235,7 +242,9 @@ def parse_tuning_request(body: Any, location: str | None = None) -> TuningReques
     for key, name in _OPEN_MODEL_ONLY.items():
         if body.get(key):
             raise invalid(f"{name} is only available for open source models, not for Gemini supervised tuning.")
-    base = normalize_base_model(body.get("baseModel"))
+    pre = check_source_model(body)
+    pre_tuned = resolve_pre_tuned(pre, project, find_model) if pre is not None else None
+    base = pre_tuned.local_base_model if pre_tuned else normalize_base_model(body.get("baseModel"))
     if not isinstance(spec, dict):
         raise invalid("supervisedTuningSpec is required (only supervised tuning is supported)")
     uris = _dataset_uris(spec)
@@ -255,6 +264,7 @@ def parse_tuning_request(body: Any, location: str | None = None) -> TuningReques
         display_name=_display_name(body),
         labels=_labels(body),
         export_last_checkpoint_only=bool(spec.get("exportLastCheckpointOnly")),
+        pre_tuned=pre_tuned,
     )
 
 
@@ -286,7 +296,7 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     job: dict[str, Any] = {
         "name": f"projects/{project}/locations/{location}/tuningJobs/{job_id}",
         "tunedModelDisplayName": (request.display_name or f"{request.local_base_model}-tuned-{job_id[-6:]}"),
-        "baseModel": body["baseModel"],
+        "baseModel": request.pre_tuned.base_model if request.pre_tuned else body["baseModel"],
         "supervisedTuningSpec": _served_spec(request),
         "state": PENDING,
         "createTime": now,
@@ -295,6 +305,8 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     job.update({k: body[k] for k in ("description", "serviceAccount") if body.get(k)})
     if request.labels:
         job["labels"] = dict(request.labels)
+    if request.pre_tuned:
+        job["preTunedModel"] = request.pre_tuned.served()
     job["_local"] = {
         "id": job_id,
         "project": project,
@@ -302,6 +314,8 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
         "modelId": model_id,
         "endpointId": endpoint_id,
         "localBaseModel": request.local_base_model,
+        # Where its endpoints answer: the tuning region, or a multi-region endpoint ("us").
+        "servingLocation": serving_location(request.local_base_model, location),
         "config": {
             "epochs": hp.epochs,
             "learning_rate_multiplier": hp.learning_rate_multiplier,
@@ -312,12 +326,20 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
         "checkpoints": [],
         "epochs": [],
     }
+    if request.pre_tuned:
+        job["_local"]["preTuned"] = {"job": request.pre_tuned.job_name, "modelKey": request.pre_tuned.weights_key}
     return job
 
 
-def build_job(body: Any, project: str, location: str, exists: Callable[[GsUri], bool] | None = None) -> dict[str, Any]:
+def build_job(
+    body: Any,
+    project: str,
+    location: str,
+    exists: Callable[[GsUri], bool] | None = None,
+    find_model: FindModel = _no_models,
+) -> dict[str, Any]:
     """Validate a create-TuningJob body and return the new job resource (PENDING)."""
-    request = parse_tuning_request(body, location)
+    request = parse_tuning_request(body, location, project, find_model)
     if exists is not None:
         check_datasets_exist(request, exists)
     return new_job(request, project, location)

@@ -20,6 +20,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from platform_facts.gemini import serving_location as facts_serving_location
+
 from ..errors import RPC_CANCELLED
 from .checkpoints import checkpoint_entry
 
@@ -40,9 +42,17 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in job.items() if not k.startswith("_")}
 
 
-def endpoint_path(job: dict[str, Any], endpoint_id: str) -> str:
+def serving_location(job: dict[str, Any]) -> str:
+    """Where the job's endpoints answer: its tuning region, or the multi-region endpoint
+    (``us``, ``eu``) for a model Vertex AI serves only there (platform_facts.gemini). Jobs
+    written before it was recorded get it from the table."""
     loc = job["_local"]
-    return f"projects/{loc['project']}/locations/{loc['location']}/endpoints/{endpoint_id}"
+    return loc.get("servingLocation") or facts_serving_location(loc.get("localBaseModel", ""), loc["location"])
+
+
+def endpoint_path(job: dict[str, Any], endpoint_id: str) -> str:
+    """An endpoint of the job, at its serving location (the job itself stays at its tuning region)."""
+    return f"projects/{job['_local']['project']}/locations/{serving_location(job)}/endpoints/{endpoint_id}"
 
 
 def id_of(job: dict[str, Any]) -> str:
@@ -145,6 +155,8 @@ def mark_succeeded(job: dict[str, Any], metrics: dict[str, Any]) -> None:
     stats.setdefault("tuningDatasetExampleCount", str(metrics["exampleCount"]))
     local["epochs"] = metrics["epochs"] or local.get("epochs", [])
     local["metrics"] = {k: metrics[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds")}
+    if metrics.get("initialWeights") is not None:
+        local["initialWeights"] = metrics["initialWeights"]
 
 
 # --------------------------------------------------------------------------- progress

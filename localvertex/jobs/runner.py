@@ -344,12 +344,19 @@ class TrainingRunner:
                 "model": model_name(job),
                 "endpoint": endpoint_name(job),
                 "baseModel": job["baseModel"],
+                **({"preTunedModel": job["preTunedModel"]} if job.get("preTunedModel") else {}),
             },
             limits=datasets.default_limits(loc.get("localBaseModel")),
             checkpoint_epochs=intermediate_epochs(
                 int(loc["config"]["epochs"]), bool(loc.get("exportLastCheckpointOnly"))
             ),
+            initial_model_dir=self._initial_model_dir(job),
         )
+
+    def _initial_model_dir(self, job: dict[str, Any]) -> str | None:
+        """Continuous tuning: the weights directory of the pre-tuned model or checkpoint."""
+        pre = job["_local"].get("preTuned")
+        return str(self.models_dir / check_id(pre["modelKey"], "model key")) if pre else None
 
     def _start_worker(self, job: dict[str, Any]) -> tuple[WorkerProcess, Path]:
         """Write the worker's spec under work/ and start it, stderr to logs/<id>.log."""

@@ -149,6 +149,15 @@ class JobStore:
         jobs.sort(key=_creation_order, reverse=True)
         return jobs
 
+    def by_model(self, project: str, location: str, model_id: str) -> dict[str, Any] | None:
+        """The job whose tuned model is ``projects/project/locations/location/models/model_id``."""
+        with self.lock:
+            for job in self._jobs.values():
+                local = job["_local"]
+                if (local["project"], local["location"], local["modelId"]) == (project, location, model_id):
+                    return copy.deepcopy(job)
+        return None
+
     def next_pending(self) -> dict[str, Any] | None:
         """The oldest PENDING job, or None."""
         with self.lock:

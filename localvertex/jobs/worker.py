@@ -12,6 +12,10 @@ the worker saves the network's weights as a model of its own next to the job's m
 ``train(..., on_checkpoint=...)`` hook, which hands over the weights after an epoch; with
 an older ``train`` that lacks it, no intermediate checkpoint is saved (a warning goes to the
 job's log) and the job lists only its final checkpoint.
+
+Continuous tuning (``WorkerSpec.initial_model_dir``): training starts from that saved model's
+weights and vocabulary (model.training ``initial_model``); what was loaded goes to the job's
+log and into ``Done.initial_weights``.
 """
 
 from __future__ import annotations
@@ -149,12 +153,18 @@ def _train(spec: WorkerSpec, data: LoadedData, emit: Emit, should_stop: Callable
                 file=sys.stderr,
                 flush=True,
             )
+    if spec.initial_model_dir:
+        hooks["initial_model"] = _initial_model(M, Path(spec.initial_model_dir))
     t0 = time.monotonic()
     try:
         result = M.train(data.train, data.validation, config, should_stop=should_stop, **hooks)
     except M.TrainingCancelled:
         return Cancelled()
     seconds = time.monotonic() - t0
+    initial = None
+    if result.initial_weights is not None:
+        initial = {"modelDir": Path(spec.initial_model_dir).name, **result.initial_weights.to_dict()}
+        print(f"localvertex: continued from {spec.initial_model_dir}: {result.initial_weights}", file=sys.stderr)
     _save_model(result.model, Path(spec.model_dir), spec.model_meta)
     return Done(
         epochs=[e.to_dict() for e in result.epochs],
@@ -162,7 +172,16 @@ def _train(spec: WorkerSpec, data: LoadedData, emit: Emit, should_stop: Callable
         example_count=int(result.example_count),
         token_count=int(result.token_count),
         train_seconds=round(seconds, 3),
+        initial_weights=initial,
     )
+
+
+def _initial_model(M: Any, directory: Path) -> Any:
+    """The pre-tuned model to start from; a clear error when its weights are gone."""
+    if not (directory / "inspector.json").is_file():
+        raise RuntimeError(f"the pre-tuned model's weights are missing ({directory.name}); tune it again")
+    print(f"localvertex: starting from the weights of {directory}", file=sys.stderr, flush=True)
+    return M.InspectorModel.load(directory)
 
 
 def _failure(exc: Exception) -> Failed:

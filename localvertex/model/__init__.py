@@ -6,11 +6,20 @@ writes the answer word by word from a vocabulary built from the job's labels.
 
 from localvertex.model.images import load_image
 from localvertex.model.inspector import InspectorModel
-from localvertex.model.training import EpochStats, Example, TrainConfig, TrainingCancelled, TrainResult, train
+from localvertex.model.training import (
+    EpochStats,
+    Example,
+    InitialWeights,
+    TrainConfig,
+    TrainingCancelled,
+    TrainResult,
+    train,
+)
 
 __all__ = [
     "EpochStats",
     "Example",
+    "InitialWeights",
     "InspectorModel",
     "TrainConfig",
     "TrainResult",

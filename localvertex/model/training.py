@@ -15,6 +15,14 @@ How the Vertex AI hyperparameters map onto this model:
   better on this CPU (DESIGN §10).
 The input size is not a hyperparameter: it follows the job's images (images.choose_input_size),
 and so does the encoder (`_encoder_for`: the shape channels from 128 px).
+
+Continuous tuning (`initial_model`, Vertex AI's preTunedModel): training starts from a saved
+model instead of a fresh network. Its vocabulary is kept (new words of the new labels are
+appended, so every old token keeps its id and its embedding and output rows), and so are its
+input size and encoder (the model goes on reading images as it learnt to). Every tensor whose
+shape matches is loaded; the vocabulary- and position-sized ones grow, keeping the old rows;
+the rest (another adapter size: another width) start fresh. `TrainResult.initial_weights`
+says how many were loaded.
 """
 
 import copy
@@ -30,7 +38,7 @@ from PIL import Image
 from localvertex.model.images import INPUT_CHANNELS, augment, choose_input_size, images_to_input, with_sensor_noise
 from localvertex.model.inspector import InspectorModel, frequent_answers
 from localvertex.model.network import ENCODERS, HEAD_DIM, InspectorNet, NetworkConfig
-from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer
+from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer, split_pieces
 
 BASE_LEARNING_RATE = 3e-3
 BATCH_SIZE = 16
@@ -81,6 +89,33 @@ class EpochStats:
 
 
 @dataclass
+class InitialWeights:
+    """What `train` took from `initial_model`: tensors loaded whole, tensors grown for new words
+    or positions (old rows loaded), tensors left fresh (their shape differs), of `total`."""
+
+    loaded: int
+    grown: int
+    skipped: list[str]
+    total: int
+    new_words: int
+
+    def to_dict(self) -> dict:
+        return {
+            "loadedTensors": self.loaded,
+            "grownTensors": self.grown,
+            "skippedTensors": self.skipped,
+            "totalTensors": self.total,
+            "newWords": self.new_words,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"{self.loaded} of {self.total} tensors loaded, {self.grown} grown for {self.new_words} new words, "
+            f"{len(self.skipped)} left fresh{' (' + ', '.join(self.skipped) + ')' if self.skipped else ''}"
+        )
+
+
+@dataclass
 class TrainResult:
     """Outcome of `train`. `token_count` is the training set's label tokens (EOS included) x
     epochs, as Vertex AI counts billable tokens (training itself shows each example
@@ -96,6 +131,7 @@ class TrainResult:
     example_count: int
     token_count: int
     best_epoch: int = 0
+    initial_weights: InitialWeights | None = None  # None: trained from a fresh network
 
 
 def train(
@@ -105,8 +141,10 @@ def train(
     on_epoch: Callable[[EpochStats], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[EpochStats, InspectorModel], None] | None = None,
+    initial_model: InspectorModel | None = None,
 ) -> TrainResult:
-    """Trains a fresh inspector network on the examples.
+    """Trains an inspector network on the examples: a fresh one, or `initial_model`'s weights
+    (continuous tuning, module docstring).
 
     Same examples and config give identical weights (with the same torch thread count: the
     float summation order of CPU kernels depends on it).
@@ -121,6 +159,8 @@ def train(
         on_checkpoint: Called after each epoch (after `on_epoch`) with its figures and the
             model holding that epoch's weights; it must save them before returning (training
             goes on with the same network).
+        initial_model: A saved model to start from (its weights, vocabulary, input size and
+            encoder); None trains a fresh network.
 
     Returns:
         The trained model and its training figures.
@@ -130,18 +170,20 @@ def train(
         TrainingCancelled: When `should_stop()` returned True.
     """
     _validate(train_examples, validation_examples, config)
-    tokenizer = WordTokenizer.build(e.text for e in train_examples + validation_examples)
-    input_size = (
-        config.input_size if config.input_size is not None else choose_input_size([e.image for e in train_examples])
-    )
-    encoder = _encoder_for(input_size)
+    tokenizer = _tokenizer([e.text for e in train_examples + validation_examples], initial_model)
+    input_size, encoder = _input_size_and_encoder(train_examples, config, initial_model)
     channels = ENCODERS[encoder][1]
     tokens = _token_rows(train_examples, tokenizer)
     images = torch.empty(len(train_examples), channels, input_size, input_size, dtype=torch.uint8)
     validation = _tensors(validation_examples, tokenizer, input_size, channels) if validation_examples else None
     # Decoder positions: BOS plus the longest label (rows are [BOS, label..., EOS]).
     max_length = max(tokens.shape[1], validation[1].shape[1] if validation else 0) - 1
+    if initial_model is not None:
+        max_length = max(max_length, initial_model.network.config.max_length)
     network = _new_network(len(tokenizer), max_length, input_size, config, encoder)
+    initial_weights = None
+    if initial_model is not None:
+        initial_weights = _load_initial(network, initial_model, len(tokenizer) - len(initial_model.tokenizer))
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train_examples) * VIEWS_PER_EPOCH / BATCH_SIZE)
     optimizer = torch.optim.AdamW(
@@ -188,7 +230,59 @@ def train(
         example_count=len(train_examples),
         token_count=int((tokens[:, 1:] != PAD).sum()) * config.epochs,
         best_epoch=best_epoch,
+        initial_weights=initial_weights,
     )
+
+
+def _tokenizer(texts: list[str], initial_model: InspectorModel | None) -> WordTokenizer:
+    """The job's vocabulary: built from its labels, or the initial model's with the labels'
+    new pieces appended (old ids unchanged, so their trained rows still apply)."""
+    if initial_model is None:
+        return WordTokenizer.build(texts)
+    known = initial_model.tokenizer.vocabulary
+    new = sorted({piece for text in texts for piece in split_pieces(text)} - set(known))
+    return WordTokenizer(known + new)
+
+
+def _input_size_and_encoder(
+    examples: list[Example], config: TrainConfig, initial_model: InspectorModel | None
+) -> tuple[int, str]:
+    """The input size (config's, the initial model's, or chosen from the images) and its encoder."""
+    if config.input_size is None and initial_model is not None:
+        return initial_model.network.config.input_size, initial_model.network.config.encoder
+    size = config.input_size if config.input_size is not None else choose_input_size([e.image for e in examples])
+    return size, _encoder_for(size)
+
+
+# Tensors that grow with the vocabulary (dim 0) or the decoder positions (dim 1).
+_GROWABLE = {"embedding.weight": 0, "head.weight": 0, "head.bias": 0, "position": 1}
+
+
+def _load_initial(network: InspectorNet, initial_model: InspectorModel, new_words: int) -> InitialWeights:
+    """Copies `initial_model`'s tensors into `network` where their shapes allow (module docstring)."""
+    saved = initial_model.network.state_dict()
+    loaded, grown, skipped = 0, 0, []
+    own = network.state_dict()  # shares storage with the network's parameters and buffers
+    with torch.no_grad():
+        for name, tensor in own.items():
+            old = saved.get(name)
+            if old is not None and old.shape == tensor.shape:
+                tensor.copy_(old)
+                loaded += 1
+            elif old is not None and _grows_into(name, old.shape, tensor.shape):
+                tensor[tuple(slice(0, n) for n in old.shape)] = old
+                grown += 1
+            else:
+                skipped.append(name)
+    return InitialWeights(loaded, grown, skipped, len(own), new_words)
+
+
+def _grows_into(name: str, old: torch.Size, new: torch.Size) -> bool:
+    """Whether `old` is `new` with fewer rows along the tensor's growable dimension."""
+    dim = _GROWABLE.get(name)
+    if dim is None or len(old) != len(new):
+        return False
+    return all(o == n or (d == dim and o < n) for d, (o, n) in enumerate(zip(old, new, strict=True)))
 
 
 def _balanced_order(labels: list[str], count: int, generator: torch.Generator) -> torch.Tensor:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from ..auth import Auth, bearer_token
 from ..errors import invalid, not_found, unauthenticated, unimplemented
 from ..ids import check_segment
-from ..jobs import JobStore, TrainingRunner
+from ..jobs import JobStore, TrainingRunner, serving_location
 from ..prediction import Predictor
 from ..schema import MAX_DEPTH, SchemaError, api_schema, other_version
 from ..storage import GcsReader
@@ -67,7 +67,13 @@ class Location:
         return f"projects/{self.project}/locations/{self.location}"
 
     def owns(self, job: dict[str, Any]) -> bool:
+        """Whether the job is one of this location's (a tuning job lives in its tuning region)."""
         return (job["_local"]["project"], job["_local"]["location"]) == (self.project, self.location)
+
+    def serves(self, job: dict[str, Any]) -> bool:
+        """Whether the job's endpoints answer here: at its serving location, which is a
+        multi-region endpoint (``us``) for a model Vertex AI serves only there."""
+        return (job["_local"]["project"], serving_location(job)) == (self.project, self.location)
 
 
 async def location_path(version: str, project: str, location: str) -> Location:

@@ -47,7 +47,8 @@ def deployed_model(services: Services, loc: Location, endpoint_id: str) -> tuple
     """(the tuning job, the model key to serve) behind an endpoint; 404 when the endpoint
     does not exist or serves nothing (yet, or any more)."""
     job = services.store.by_endpoint(endpoint_id, read_only=True)  # read, never changed here
-    target = serving_key(job, endpoint_id) if job is not None and loc.owns(job) else None
+    # At the tuning region a model served on a multi-region endpoint is not found, as on Vertex AI.
+    target = serving_key(job, endpoint_id) if job is not None and loc.serves(job) else None
     if target is None:
         raise not_found(f"Endpoint {loc.name}/endpoints/{endpoint_id} not found.")
     model_key, is_tuned_model = target

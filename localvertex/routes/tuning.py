@@ -71,7 +71,11 @@ def find_job(services: Services, loc: Location, job_id: str) -> dict[str, Any]:
 async def create_tuning_job(version: str, loc: LocationDep, services: ServicesDep, request: Request):
     body = await schema_body(request, version, "TuningJob", root="tuning_job")
     # build_job checks that the datasets exist: storage calls, off the event loop.
-    job = await services.io.run(lambda: build_job(body, loc.project, loc.location, exists=services.reader.exists))
+    job = await services.io.run(
+        lambda: build_job(
+            body, loc.project, loc.location, exists=services.reader.exists, find_model=services.store.by_model
+        )
+    )
     services.store.add(job)
     services.runner.notify()
     log.info("created tuning job %s (base %s, %s)", job["_local"]["id"], job["baseModel"], job["_local"]["config"])
@@ -127,7 +131,8 @@ async def local_epochs(project: str, location: str, services: ServicesDep, job_a
     only as charts, as JSON (not part of any Google schema): per epoch ``epoch``, ``step``,
     ``trainLoss``, ``validationLoss`` (null without a validation set), ``seconds``; and,
     once the job has succeeded, ``stepCount``, ``exampleCount``, ``tokenCount``,
-    ``trainSeconds``."""
+    ``trainSeconds``, and for a continued job (``preTunedModel``) ``initialWeights``: the
+    weights it started from and how many tensors were loaded."""
     job_id, sep, action = job_action.partition(":")
     if not sep or action != "epochs":
         raise method_not_found()
@@ -141,4 +146,5 @@ async def local_epochs(project: str, location: str, services: ServicesDep, job_a
         "validationExampleCount": local.get("validationExampleCount"),
         "config": local["config"],
         **local.get("metrics", {}),
+        **({"initialWeights": local["initialWeights"]} if local.get("initialWeights") else {}),
     }
