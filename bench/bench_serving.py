@@ -129,7 +129,7 @@ def tune_endpoint(images: list[tuple[bytes, str | None]]) -> str:
     bucket.blob("bench-serving/train.jsonl").upload_from_string("\n".join(lines) + "\n")
     client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/bench-serving/train.jsonl"),
         config=types.CreateTuningJobConfig(epoch_count=2),
     )

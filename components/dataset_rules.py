@@ -1329,7 +1329,8 @@ def turns_problems(system_parts, turns, sizes, base_model):
                 "",
             )
         )
-    if not files and not inline:
+    # Without a user turn the roles problem says it all: there is no turn to put the image in.
+    if not files and not inline and any(turn["role"] == "user" for turn in turns):
         problems.append(("no_image", "no image: this inspector learns from a product image in every example", ""))
     for part_name, file in files:
         problems += file_data_problems(part_name, file, sizes)
@@ -1489,8 +1490,7 @@ IMPORT_RULES = [
 ]
 
 JSONL_RULES = [
-    tuning_limits,
-    media_resolution_level,
+    *GEMINI_FUNCS,
     parse_gcs_uri,
     image_mime_types,
     max_image_bytes,
@@ -1506,7 +1506,6 @@ JSONL_RULES = [
 # What jsonl_line_problems reaches beyond JSONL_RULES: ship both lists with a component that
 # checks its lines (tests/test_validate.py runs them from their source alone, as KFP would).
 JSONL_CHECK_RULES = [
-    *GEMINI_FUNCS,
     turn_images,
     part_resolution,
     resolution_problems,

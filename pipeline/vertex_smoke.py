@@ -50,6 +50,7 @@ from pipeline.vertex import (
     pipeline_root,
     run_parameters,
 )
+from platform_facts.gemini import image_token_count, text_token_count, tuning_prices
 
 # --------------------------------------------------------------------------- settings
 
@@ -60,22 +61,10 @@ SMOKE_PARAMS = {"num_images": 40, "epoch_count": 1, "adapter_size": 1, "eval_con
 TRIGGER = "smoke"
 DEFAULT_EXPERIMENT = f"{PIPELINE_NAME}-smoke"
 
-# Tokens of one image for Gemini 2.x (ai.google.dev/gemini-api/docs/tokens): an image with both
-# sides at most 384 px (the synthesized ones are 100x100) counts 258 tokens; larger ones are
-# tiled, 258 tokens per 768x768 tile.
-IMAGE_TOKENS = 258
-CHARS_PER_TOKEN = 4  # the usual rough estimate for English text
-
-# Supervised tuning price in USD per 1M training tokens, by base model; only ever filled from a
-# cited source, named in PRICE_SOURCE. A model not listed gets the token estimate and PRICING_URL.
-# Billed training tokens = tokens in the training dataset × epochs, and calls to a tuned model
-# are billed at its base model's price (supervised-tuning page, docs.cloud.google.com/
-# gemini-enterprise-agent-platform/models/tuning/supervised-tuning, last updated 2026-09-25).
-# The project's research notes of 2026-11-22 (Q4) found no per-model tuning price in any stored
-# copy of the pricing page, so none is recorded here.
-TUNING_PRICE_PER_M_TOKENS: dict[str, float] = {}
-PRICE_SOURCE = ""
-PRICING_URL = "https://cloud.google.com/vertex-ai/generative-ai/pricing"
+# Token arithmetic and prices are Google's facts, in platform_facts/gemini.py (with sources).
+PRICE_SOURCE = tuning_prices()["source"]
+TUNING_PRICE_PER_M_TOKENS: dict[str, float] = dict(tuning_prices()["usd_per_million_training_tokens"])
+PRICING_URL = tuning_prices()["source"]
 
 # Bounds of the waits (minutes), overridable on the command line.
 RUN_TIMEOUT_MIN = 180  # the whole successful run, tuning included
@@ -211,7 +200,7 @@ class CostEstimate:
 
 
 def _text_tokens(text: str) -> int:
-    return math.ceil(len(text.strip()) / CHARS_PER_TOKEN) if text.strip() else 0
+    return text_token_count(len(text.strip()))
 
 
 def split_counts(num_images: int, train_fraction: float, validation_fraction: float) -> tuple[int, int, int]:
@@ -224,7 +213,8 @@ def split_counts(num_images: int, train_fraction: float, validation_fraction: fl
 def estimate_cost(params: dict, prices: dict[str, float] | None = None) -> CostEstimate:
     """Billed training tokens (and USD where ``prices`` knows the model) of one tuning job.
 
-    Per example: ``IMAGE_TOKENS`` plus the prompt, the system instruction and the expected
+    Per example: one image as the base model counts it at ``media_resolution``
+    (platform_facts.gemini.image_token_count; 100 px synthesized images) plus the prompt, the system instruction and the expected
     answer as text (characters / 4; the answer averaged over the synthesized class mix), times
     the training examples (80 % of the images by default; more with oversampling) and epochs.
     """
@@ -236,8 +226,9 @@ def estimate_cost(params: dict, prices: dict[str, float] | None = None) -> CostE
         train = math.ceil(train * largest_share * (len(DEFECT_TYPES) + 1))
     defect_chars = sum(len(LABELS[t]) for t in DEFECT_TYPES) / len(DEFECT_TYPES)
     label_chars = (1 - defect_ratio) * len(LABELS[None]) + defect_ratio * defect_chars
-    label_tokens = math.ceil(label_chars / CHARS_PER_TOKEN)
-    prompt_tokens = IMAGE_TOKENS + _text_tokens(params["prompt"]) + _text_tokens(params.get("system_instruction", ""))
+    label_tokens = text_token_count(label_chars)
+    image_tokens = image_token_count(100, 100, params["base_model"], params.get("media_resolution", ""))
+    prompt_tokens = image_tokens + _text_tokens(params["prompt"]) + _text_tokens(params.get("system_instruction", ""))
     per_example = prompt_tokens + label_tokens
     epochs = params["epoch_count"]
     tokens = train * per_example * epochs
@@ -265,7 +256,8 @@ def cost_lines(estimate: CostEstimate, price_source: str = "") -> list[str]:
     price_source = price_source or PRICE_SOURCE
     lines = [
         f"Tuning {e.base_model}: {e.train_examples} training examples × ~{e.tokens_per_example} tokens "
-        f"({IMAGE_TOKENS} per image + prompt and answer at ~{CHARS_PER_TOKEN} characters per token) × "
+        f"({image_token_count(100, 100, e.base_model):,} per image at the default resolution + prompt and "
+        "answer at ~4 characters per token) × "
         f"{e.epochs} epoch(s) ≈ {e.training_tokens:,} training tokens per tuning job."
     ]
     if e.usd is not None:

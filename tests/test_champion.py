@@ -37,7 +37,7 @@ def record(run, acc=1.0, miss=0.0, golden_id="g1", **rest):
         model=f"projects/p/locations/l/models/{run}@1",
         checkpoint_id="2",
         epoch=2,
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         prompt=PROMPT,
         system_instruction="",
         golden_id=golden_id,
@@ -200,18 +200,20 @@ def test_training_tokens_are_the_training_file_times_epochs():
 
 def test_the_price_table_records_its_source_and_invents_no_price():
     table = rules.tuning_prices()
-    assert table["source"].startswith("https://cloud.google.com/") and table["checked"] == "2026-11-22"
+    from platform_facts.gemini import gemini_facts_read
+
+    assert table["source"].startswith("https://cloud.google.com/") and table["checked"] == gemini_facts_read()
     assert table["usd_per_million_training_tokens"] == {}
-    assert rules.training_price("gemini-2.5-flash")[0] is None
-    assert rules.training_price("gemini-2.5-flash", 3.0) == (3.0, "training_price_per_million_tokens_usd parameter")
+    assert rules.training_price("gemini-3.5-flash")[0] is None
+    assert rules.training_price("gemini-3.5-flash", 3.0) == (3.0, "training_price_per_million_tokens_usd parameter")
 
 
 def test_cost_guard_problems():
     estimate = {"tokens": 20_000, "tokens_per_epoch": 10_000, "examples": 32, "images": 32, "unknown_images": 0}
-    assert rules.cost_guard_problem(estimate, 2, "gemini-2.5-flash", None, 0, 0.0) is None
+    assert rules.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 0.0) is None
     assert "exceed max_training_tokens=19,999" in rules.cost_guard_problem(estimate, 2, "m", None, 19_999, 0.0)
-    no_price = rules.cost_guard_problem(estimate, 2, "gemini-2.5-flash", None, 0, 5.0)
-    assert "no verified price for gemini-2.5-flash" in no_price and "training_price_per_million_tokens_usd" in no_price
+    no_price = rules.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 5.0)
+    assert "no verified price for gemini-3.5-flash" in no_price and "training_price_per_million_tokens_usd" in no_price
     assert rules.cost_guard_problem(estimate, 2, "m", 100.0, 0, 2.0) is None  # $2.00 is not above $2
     assert "cost about $2.00, above max_tuning_cost_usd=1.5" in rules.cost_guard_problem(
         estimate, 2, "m", 100.0, 0, 1.5
@@ -220,7 +222,8 @@ def test_cost_guard_problems():
 
 @pytest.fixture(scope="module")
 def train_jsonl(local_stack):
-    """A 3-line training JSONL: two 100x100 PNGs and one 800x400 PNG (two tiles)."""
+    """A 3-line training JSONL: two 100x100 PNGs and one 800x400 PNG (two tiles for Gemini 2.5;
+    Gemini 3 counts every image at its media resolution, 1,120 tokens by default)."""
     import io
     import random
 
@@ -237,7 +240,7 @@ def train_jsonl(local_stack):
         )
     bucket().blob("cost/train.jsonl").upload_from_string("\n".join(lines) + "\n")
     characters = len(PROMPT) + len("Status: Pass")
-    return "gs://local-bucket/cost/train.jsonl", 3 * rules.text_token_count(characters) + 258 * 2 + 258 * 2
+    return "gs://local-bucket/cost/train.jsonl", 3 * rules.text_token_count(characters) + 3 * 1120
 
 
 def test_cost_guard_component_logs_the_estimate_and_refuses_above_a_limit(train_jsonl, tmp_path):
@@ -266,7 +269,7 @@ def test_cost_guard_component_logs_the_estimate_and_refuses_above_a_limit(train_
             epoch_count=2,
             max_training_tokens=2 * per_epoch - 1,
         )
-    with pytest.raises(ValueError, match="no verified price for gemini-2.5-flash"):
+    with pytest.raises(ValueError, match="no verified price for gemini-3.5-flash"):
         check_tuning_cost.python_func(
             project=PROJECT,
             train_jsonl_uri=uri,
@@ -274,6 +277,11 @@ def test_cost_guard_component_logs_the_estimate_and_refuses_above_a_limit(train_
             epoch_count=2,
             max_tuning_cost_usd=10.0,
         )
+    # At media resolution "low" a Gemini 3 image counts 280 tokens, not 1,120.
+    low = check_tuning_cost.python_func(
+        project=PROJECT, train_jsonl_uri=uri, cost_metrics=metrics(tmp_path, "l"), epoch_count=2, media_resolution="low"
+    )
+    assert low.estimated_tokens == 2 * (per_epoch - 3 * (1120 - 280))
 
 
 # ---------------------------------------------------------------------------- golden set
@@ -532,7 +540,7 @@ def test_summary_shows_champion_and_challenger_the_decision_and_checkpoints(loca
         project=PROJECT,
         location="us-central1",
         job_name="projects/p/locations/l/tuningJobs/7",
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         tuned_model_display_name="summary-unit",
         tuned_endpoint="e1",
         eval_metrics=metrics(tmp_path, "e", {"eval_status_accuracy": 0.5, "eval_examples": 4}),
@@ -619,7 +627,7 @@ def test_select_checkpoint_scores_every_checkpoints_endpoint(images, tmp_path):
     train, validation = upload("train", images[:9]), upload("validation", images[9:])
     client = genai_client(PROJECT, "us-central1")
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=train),
         config=types.CreateTuningJobConfig(epoch_count=2, export_last_checkpoint_only=False),
     )

@@ -52,7 +52,7 @@ def champion_record(inspector, endpoint):
         "model": "projects/local-project/locations/us-central1/models/1",
         "checkpoint_id": "2",
         "epoch": 2,
-        "base_model": "gemini-2.5-flash",
+        "base_model": "gemini-3.5-flash",
         "prompt": "Inspect this part.",
         "system_instruction": "",
         "golden_id": "g1",

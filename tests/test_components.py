@@ -10,7 +10,7 @@ from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint
 from kfp import dsl
 
 from components.build_tuning_jsonl import build_tuning_jsonl
-from components.helpers import LABELS, PROMPT, parse_gcs_uri
+from components.helpers import LABELS, PROMPT, genai_client, parse_gcs_uri
 from components.launch_tuning import launch_tuning
 from components.split_manifest import split_manifest
 from components.summarize_run import summarize_run
@@ -331,7 +331,7 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
         project=PROJECT,
         location="us-central1",
         job_name=launched.job_name,
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         tuned_model_display_name="inspector",
         tuned_endpoint=waited.tuned_endpoint,
         eval_metrics=eval_metrics,
@@ -345,14 +345,12 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
 def test_wait_fails_with_the_jobs_error(splits, tmp_path, local_stack):
     from google.genai import types
 
-    from components.helpers import genai_client
-
     # A training file whose label turn has the wrong role: the job must end FAILED.
     bad = '{"contents":[{"role":"user","parts":[{"text":"x"}]},{"role":"user","parts":[{"text":"y"}]}]}\n'
     storage.Client(project=PROJECT).bucket("local-bucket").blob("unit/bad/train.jsonl").upload_from_string(bad)
     client = genai_client(PROJECT, "us-central1")
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri="gs://local-bucket/unit/bad/train.jsonl"),
     )
     with pytest.raises(RuntimeError, match=r"ended JOB_STATE_FAILED: .*train\.jsonl line 1"):
@@ -370,7 +368,9 @@ def test_wait_fails_with_the_jobs_error(splits, tmp_path, local_stack):
 
 
 def test_launch_rejects_an_unknown_adapter_size(tmp_path):
-    with pytest.raises(ValueError, match="adapter_size must be one of"):
+    with pytest.raises(
+        ValueError, match="adapter_size 3 is not supported for gemini-3.5-flash; use one of 1, 2, 4, 8, 16"
+    ):
         launch_tuning.python_func(
             project=PROJECT,
             location="us-central1",
@@ -378,6 +378,21 @@ def test_launch_rejects_an_unknown_adapter_size(tmp_path):
             gcp_resources=str(tmp_path / "r"),
             adapter_size=3,
         )
+
+
+def test_launch_refuses_a_retired_base_model_before_any_job_exists(local_stack, tmp_path):
+    """A model retired since the run was submitted is refused by the task itself, naming the replacement."""
+    client = genai_client(PROJECT, "us-central1")
+    before = [job.name for job in client.tunings.list()]
+    with pytest.raises(ValueError, match=r"gemini-2.5-flash was retired on 2026-06-17.*use gemini-3.5-flash"):
+        launch_tuning.python_func(
+            project=PROJECT,
+            location="us-central1",
+            train_jsonl_uri="gs://b/t.jsonl",
+            gcp_resources=str(tmp_path / "r"),
+            base_model="gemini-2.5-flash",
+        )
+    assert [job.name for job in client.tunings.list()] == before
 
 
 WAIT_IN_CHILD = """
@@ -410,7 +425,7 @@ def test_a_terminated_wait_cancels_its_tuning_job(splits, tmp_path):
     jsonl = build_jsonl(outputs, tmp_path, "unit/sigterm")
     client = genai_client(PROJECT, "us-central1")
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=jsonl.train_jsonl_uri),
         config=types.CreateTuningJobConfig(epoch_count=50),
     )

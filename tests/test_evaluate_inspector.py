@@ -110,7 +110,7 @@ def endpoint(data):
 
     client = genai_client(PROJECT, LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=data["train"]),
         config=types.CreateTuningJobConfig(
             epoch_count=10, learning_rate_multiplier=3.0, tuned_model_display_name="eval-test"
@@ -248,7 +248,7 @@ def test_report_is_self_contained_and_escaped(evaluation):
     for needle in ("http://", "https://", "<script", "<link", "Bearer", "access_token", "private_key"):
         assert needle not in page
     assert "Confusion matrix" in page and "Precision" in page and "Recall" in page
-    assert "unavailable" in page and "gemini-2.5-flash" in page
+    assert "unavailable" in page and "gemini-3.5-flash" in page
 
 
 def test_progress_and_summary_lines(evaluation):
@@ -317,6 +317,7 @@ def test_thumbnail_of_a_sixteen_bit_png_keeps_its_shade():
     """A dark 16-bit greyscale part (a machine-vision camera's PNG) is shown dark, not white."""
     buffer = io.BytesIO()
     Image.new("I;16", (90, 90), 1000).save(buffer, format="PNG")
-    uri = make_thumbnail(None, "gs://b/part.png", base64.b64encode(buffer.getvalue()).decode("ascii"))
-    thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
-    assert thumbnail.size == (72, 72) and thumbnail.convert("RGB").getpixel((0, 0)) == (3, 3, 3)
+    small, full = make_thumbnail(None, "gs://b/part.png", base64.b64encode(buffer.getvalue()).decode("ascii"))
+    for uri, size in ((small, (90, 90)), (full, (90, 90))):  # up to 160 px: not enlarged
+        thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
+        assert thumbnail.size == size and thumbnail.convert("RGB").getpixel((0, 0)) == (3, 3, 3)

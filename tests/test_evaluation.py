@@ -294,18 +294,18 @@ def test_metric_values_names_and_rounding():
 
 
 @pytest.mark.parametrize(
-    "model, budget",
+    "model, sent",
     [
-        ("gemini-2.5-flash", 0),
-        ("gemini-2.5-pro", 128),
-        ("publishers/google/models/Gemini-2.5-PRO", 128),
+        ("gemini-3.5-flash", {"thinking_level": "LOW"}),
+        ("gemini-2.5-pro", {"thinking_budget": 128}),
+        ("publishers/google/models/Gemini-2.5-PRO", {"thinking_budget": 128}),
     ],
 )
-def test_base_thinking_budget(model, budget):
-    # The base model is asked with as little thinking as it allows (components/capabilities.py).
-    from components.capabilities import thinking_budget_for
+def test_base_thinking_is_the_least_the_model_allows(model, sent):
+    # The base model is asked with as little thinking as it allows (platform_facts/gemini.py).
+    from platform_facts.gemini import thinking_config_for
 
-    assert thinking_budget_for(model, 0) == budget
+    assert thinking_config_for(model, "least") == sent
 
 
 def test_confusion_matrix_and_class_scores():
@@ -391,7 +391,7 @@ def report(
         "tuned": tuned,
         "failed": sum(r.failed for r in results),
         "base": tuned if base else None,
-        "base_model": "gemini-2.5-flash",
+        "base_model": "gemini-3.5-flash",
         "base_note": "",
         "base_requested": base_requested,
         "categories": categories,
@@ -452,7 +452,7 @@ def test_a_large_test_set_shows_its_mistakes_first_and_counts_the_rest():
             True,
             True,
             "",
-            "<tr><td>Base gemini-2.5-flash</td><td>50.0%</td><td>25.0%</td><td>33.3%</td><td>0.0%</td></tr>",
+            "<tr><td>Base gemini-3.5-flash</td><td>50.0%</td><td>25.0%</td><td>33.3%</td><td>0.0%</td></tr>",
         ),
         (
             False,

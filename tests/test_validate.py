@@ -191,12 +191,12 @@ BROKEN = [
         "image_missing",
         "contents[0].parts[1]: gs://bucket-only is not a gs://bucket/object URI",
     ),
-    # tokens per example: 4 characters a token, 258 a image
+    # tokens per example: 4 characters a token, 1,120 an image (Gemini 3 at the default resolution)
     (
         example(image(), answer="y" * 600_000),
         "tokens",
-        "about 150,{tokens} tokens (150,{text} of text, 1 image(s) x 258); gemini-2.5-flash accepts at most 131,072 per "
-        "example",
+        "about 150,{tokens} tokens (150,{text} of text, 1,120 for 1 image(s)); gemini-3.5-flash accepts at most 131,072 "
+        "per example",
     ),
 ]
 
@@ -208,7 +208,7 @@ def test_each_rule_names_the_line_the_kind_and_the_fix(tmp_path, line, kind, mes
     assert mine, report.problems
     if "{tokens}" in message:  # the exact count depends on the prompt's length
         message = (
-            r"about 150,\d+ tokens \(150,\d+ of text, 1 image\(s\) x 258\); gemini-2.5-flash accepts at most "
+            r"about 15\d,\d+ tokens \(150,\d+ of text, 1,120 for 1 image\(s\)\); gemini-3.5-flash accepts at most "
             r"131,072 per example"
         )
         assert re.fullmatch(message, mine[0]["message"]), mine[0]["message"]
@@ -220,15 +220,15 @@ def test_each_rule_names_the_line_the_kind_and_the_fix(tmp_path, line, kind, mes
 
 
 def test_the_byte_order_mark_and_the_token_limit_boundary(tmp_path):
-    text_tokens = 131_072 - 258  # one image: the rest is text, 4 characters a token
+    text_tokens = 131_072 - 1120  # one image (Gemini 3, default resolution): the rest is text, 4 characters a token
     fits = example(image(), answer="y" * (4 * text_tokens - len(PROMPT)))
     over = example(image(), answer="y" * (4 * text_tokens - len(PROMPT) + 1))
     report = validate.validate_data(b"\xef\xbb\xbf" + write(tmp_path, fits, over).read_bytes(), "t.jsonl", lookup=False)
     assert [(p["line"], p["kind"]) for p in report.problems] == [(1, "json"), (2, "tokens")]
     assert "byte order mark" in report.problems[0]["message"]
     assert report.problems[1]["message"].startswith("about 131,073 tokens")
-    # gemini-2.5-pro has the same limit today; the limit comes from capabilities.tuning_capabilities
-    assert validate.validate_data(write(tmp_path, fits).read_bytes(), "t", "gemini-2.5-pro", lookup=False).ok
+    # gemini-3.1-flash-lite has the same limit today; the limit comes from platform_facts.gemini
+    assert validate.validate_data(write(tmp_path, fits).read_bytes(), "t", "gemini-3.1-flash-lite", lookup=False).ok
 
 
 @pytest.mark.parametrize(
@@ -368,7 +368,7 @@ def test_json_output_is_one_document(tmp_path):
         "not_checked": 2,
         "not_checked_reasons": {"not looked up (--no-lookup)": 2},
     }
-    assert document["base_model"] == "gemini-2.5-flash" and document["max_example_tokens"] == 131_072
+    assert document["base_model"] == "gemini-3.5-flash" and document["max_example_tokens"] == 131_072
     missing = run_cli(tmp_path / "absent.jsonl", "--json")
     assert missing.exit_code == 2
     assert json.loads(missing.stdout) == {
@@ -492,16 +492,14 @@ def test_the_report_format(tmp_path):
     result = run_cli(path, "--no-lookup")
     assert result.exit_code == 1
     assert result.stdout == (
-        f"{path}: Gemini tuning JSONL ('contents'), checked against gemini-2.5-flash (at most 131,072 tokens per "
+        f"{path}: Gemini tuning JSONL ('contents'), checked against gemini-3.5-flash (at most 131,072 tokens per "
         "example)\n"
         f"{path}:2: roles: contents[0].role is 'model'; roles must alternate user/model\n"
         "    fix: start with a user turn, alternate user and model, and end with the model's answer\n"
-        f"{path}:2: no_image: no image: this inspector learns from a product image in every example\n"
-        "    fix: add the product image as a fileData part of the user turn\n"
         f"{path}:3: json: not valid JSON (Expecting value, column 1)\n"
         "    fix: write each example as one JSON object on one line of UTF-8 text\n"
         "not checked: 1 image(s): not looked up (--no-lookup)\n"
-        "summary: 3 problem(s) in 2 line(s) (json 1, roles 1, no_image 1): 3 lines, 2 examples, 1 image(s), "
+        "summary: 2 problem(s) in 2 line(s) (json 1, roles 1): 3 lines, 2 examples, 1 image(s), "
         "0 looked up\n"
     )
 

@@ -101,7 +101,7 @@ def running_job(local_stack, tiny_train_jsonl):
 
     client = genai.Client(vertexai=True, project=local_stack.project, location=LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=tiny_train_jsonl),
         config=types.CreateTuningJobConfig(epoch_count=100),
     )

@@ -159,7 +159,7 @@ def advance(state, job):
         state["tuning"][tuning_job] = {
             "name": tuning_job,
             "state": "JOB_STATE_RUNNING",
-            "baseModel": "gemini-2.5-flash",
+            "baseModel": "gemini-3.5-flash",
             "labels": {"app": "visual-defect-inspector"},
         }
     if "_tuning_job" in job and state["task_outputs"]:
@@ -269,7 +269,7 @@ def smoke_params(template, *extra):
 def test_smoke_parameters_are_the_smallest_run(template):
     params = smoke_params(template)
     assert {k: params[k] for k in smoke.SMOKE_PARAMS} == smoke.SMOKE_PARAMS
-    assert params["dataset_uri"] == "" and params["base_model"] == "gemini-2.5-flash"
+    assert params["dataset_uri"] == "" and params["base_model"] == "gemini-3.5-flash"
     assert smoke.split_counts(40, 0.8, 0.1) == (32, 4, 4)  # what split_manifest targets
     assert smoke_params(template, "epoch_count=2")["epoch_count"] == 2
     with pytest.raises(ParameterError, match="synthesized images"):
@@ -282,7 +282,8 @@ def test_cost_estimate_counts_training_tokens(template):
     params = smoke_params(template)
     estimate = smoke.estimate_cost(params, prices={})
     defect_label = sum(len(LABELS[t]) for t in ("Scratch", "Crack", "Discoloration")) / 3
-    per_example = 258 + math.ceil(len(PROMPT) / 4) + math.ceil((0.5 * len("Status: Pass") + 0.5 * defect_label) / 4)
+    # A Gemini 3 image at the default resolution counts 1,120 tokens (platform_facts.gemini).
+    per_example = 1120 + math.ceil(len(PROMPT) / 4) + math.ceil((0.5 * len("Status: Pass") + 0.5 * defect_label) / 4)
     assert estimate.tokens_per_example == per_example
     assert estimate.train_examples == 32 and estimate.epochs == 1
     assert estimate.training_tokens == 32 * per_example
@@ -295,9 +296,9 @@ def test_cost_estimate_counts_training_tokens(template):
     assert bigger.training_tokens == 320 * per_example * 3
     assert bigger.eval_calls == 2 * 40
     # A price per 1M tokens for the model gives dollars.
-    priced = smoke.estimate_cost(params, prices={"gemini-2.5-flash": 5.0})
+    priced = smoke.estimate_cost(params, prices={"gemini-3.5-flash": 5.0})
     assert priced.usd == pytest.approx(32 * per_example / 1e6 * 5.0)
-    assert smoke.estimate_cost(params, prices={"gemini-2.5-pro": 25.0}).usd is None  # another model's price
+    assert smoke.estimate_cost(params, prices={"gemini-3.1-flash-lite": 25.0}).usd is None  # another model's price
 
 
 def test_cost_lines_never_invent_a_price(template):
@@ -307,7 +308,7 @@ def test_cost_lines_never_invent_a_price(template):
     assert "training tokens" in unpriced and "once per test image" in unpriced
     priced = " ".join(
         smoke.cost_lines(
-            smoke.estimate_cost(params, prices={"gemini-2.5-flash": 5.0}),
+            smoke.estimate_cost(params, prices={"gemini-3.5-flash": 5.0}),
             price_source="Vertex AI pricing page, read 2026-01-01",
         )
     )

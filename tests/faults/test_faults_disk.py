@@ -118,7 +118,7 @@ def tuner():
 
     def tune(uri: str, epochs: int) -> str:
         return client.tunings.tune(
-            base_model="gemini-2.5-flash",
+            base_model="gemini-3.5-flash",
             training_dataset=types.TuningDataset(gcs_uri=uri),
             config=types.CreateTuningJobConfig(epoch_count=epochs, adapter_size="ADAPTER_SIZE_ONE"),
         ).name

@@ -94,7 +94,7 @@ def tuned(local_stack, gcs):
         bucket.blob(f"{prefix}/{split}.jsonl").upload_from_string("\n".join(rows) + "\n")
     client = genai_client(PROJECT, LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/{prefix}/train.jsonl"),
         config=types.CreateTuningJobConfig(epoch_count=1, adapter_size="ADAPTER_SIZE_ONE"),
     )

@@ -201,7 +201,7 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
 
     def tune(epochs: int) -> str:
         return client.tunings.tune(
-            base_model="gemini-2.5-flash",
+            base_model="gemini-3.5-flash",
             training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
             config=types.CreateTuningJobConfig(epoch_count=epochs, adapter_size="ADAPTER_SIZE_ONE"),
         ).name

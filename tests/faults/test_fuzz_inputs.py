@@ -576,7 +576,7 @@ def endpoint(local_stack, bucket):
     train = put(bucket, f"{prefix}/train.jsonl", "\n".join(lines).encode())
     client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=train),
         config=types.CreateTuningJobConfig(epoch_count=1, adapter_size="ADAPTER_SIZE_ONE"),
     )
