@@ -135,7 +135,7 @@ def tuned(client, dataset):
     from google.genai import types
 
     job = client.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
         config=types.CreateTuningJobConfig(
             validation_dataset=types.TuningValidationDataset(gcs_uri=dataset["validation"]),
@@ -172,14 +172,15 @@ def test_tune_and_generate(client, tuned, dataset, local_stack, token):
     from google.genai import types
 
     assert tuned.state.name == "JOB_STATE_SUCCEEDED", tuned.error
-    assert tuned.base_model == "gemini-2.5-flash"
+    assert tuned.base_model == "gemini-3.5-flash"
     assert tuned.tuned_model_display_name == "inspector-test"
     assert tuned.labels == {"team": "qc"}
     assert tuned.create_time and tuned.start_time and tuned.end_time and tuned.update_time
     assert tuned.tuned_model.model.startswith(f"projects/{PROJECT}/locations/{LOCATION}/models/")
     assert tuned.tuned_model.model.endswith("@1")
     endpoint = tuned.tuned_model.endpoint
-    assert endpoint.startswith(f"projects/{PROJECT}/locations/{LOCATION}/endpoints/")
+    # Gemini 3 tuned in us-central1 is served on the "us" multi-region endpoint (test_twin_multiregion.py).
+    assert endpoint.startswith(f"projects/{PROJECT}/locations/us/endpoints/")
     # One checkpoint per epoch: epoch 1 at its own endpoint, the final one at the model's.
     checkpoints = tuned.tuned_model.checkpoints
     assert [c.epoch for c in checkpoints] == ([1, 2] if TRAIN_HAS_CHECKPOINT_HOOK else [2])
@@ -279,7 +280,7 @@ def test_list_and_paging(client, dataset, local_stack, token):
     for _ in range(2):
         names.add(
             client.tunings.tune(
-                base_model="publishers/google/models/gemini-2.5-flash-lite",
+                base_model="publishers/google/models/gemini-3.1-flash-lite",
                 training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
                 config=types.CreateTuningJobConfig(epoch_count=1),
             ).name
@@ -302,7 +303,7 @@ def test_cancel(client, dataset):
 
     def tune(epochs):
         return client.tunings.tune(
-            base_model="gemini-2.5-flash",
+            base_model="gemini-3.5-flash",
             training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
             config=types.CreateTuningJobConfig(epoch_count=epochs),
         )
@@ -343,7 +344,7 @@ def test_bad_datasets_fail_with_line(client, gcs, dataset):
     for fname, (lines, _, _) in cases.items():
         bucket.blob(f"bad/{fname}").upload_from_string("\n".join(lines))
         names[fname] = client.tunings.tune(
-            base_model="gemini-2.5-pro",
+            base_model="gemini-3.5-flash",
             training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/bad/{fname}"),
             config=types.CreateTuningJobConfig(epoch_count=1),
         ).name
@@ -357,7 +358,7 @@ def test_bad_datasets_fail_with_line(client, gcs, dataset):
 def test_create_validation(client, dataset):
     from google.genai import errors, types
 
-    def tune(base="gemini-2.5-flash", uri=dataset["train"], **cfg):
+    def tune(base="gemini-3.5-flash", uri=dataset["train"], **cfg):
         return client.tunings.tune(
             base_model=base,
             training_dataset=types.TuningDataset(gcs_uri=uri),
@@ -371,12 +372,12 @@ def test_create_validation(client, dataset):
         ({"uri": f"gs://{BUCKET}/../secret.jsonl"}, ".."),
         ({"epoch_count": -1}, "epochCount"),  # 0 is "unset" in protobuf JSON: the default
         ({"labels": {"team": "qc\n"}}, "invalid label"),
-        # components/capabilities.py: models, adapter sizes per model.
+        # platform_facts/gemini.py: models, their retirement, adapter sizes per model.
         ({"base": "gemini-2.0-flash-bogus-suffix"}, "not supported"),
         ({"base": "gemini-2.0-flash-001"}, "not supported"),  # no longer listed for tuning
-        ({"base": "models/gemini-2.5-flash"}, "not supported"),
+        ({"base": "models/gemini-3.5-flash"}, "not supported"),
         ({"adapter_size": "ADAPTER_SIZE_THIRTY_TWO"}, "adapter_size 32"),
-        ({"base": "gemini-2.5-pro", "adapter_size": "ADAPTER_SIZE_SIXTEEN"}, "adapter_size 16"),
+        ({"base": "gemini-2.5-pro"}, "retired on 2026-06-17"),  # by today's date; names gemini-3.5-flash
     ]:
         with pytest.raises(errors.ClientError) as exc:
             tune(**kwargs)
@@ -391,12 +392,12 @@ def test_tuning_regions_come_from_the_capabilities_table(dataset):
     elsewhere = genai.Client(vertexai=True, project=PROJECT, location="us-west2")
     with pytest.raises(errors.ClientError) as exc:
         elsewhere.tunings.tune(
-            base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=dataset["train"])
+            base_model="gemini-3.5-flash", training_dataset=types.TuningDataset(gcs_uri=dataset["train"])
         )
     assert exc.value.code == 400 and "us-west2" in exc.value.message
     europe = genai.Client(vertexai=True, project=PROJECT, location="europe-west4")
     job = europe.tunings.tune(
-        base_model="gemini-2.5-flash",
+        base_model="gemini-3.5-flash",
         training_dataset=types.TuningDataset(gcs_uri=dataset["train"]),
         config=types.CreateTuningJobConfig(epoch_count=1),
     )
@@ -404,9 +405,10 @@ def test_tuning_regions_come_from_the_capabilities_table(dataset):
 
 
 @pytest.mark.slow
-def test_thinking_budgets_follow_the_tuned_base_model(client, tuned):
-    """A 2.5 Flash-tuned endpoint: 0 (off), -1 and 0..24576 are fine; more is 400, and so
-    is thinkingLevel (Gemini 3 only). The 2.5 Pro case is in test_vertexai_sdk.py."""
+def test_thinking_levels_follow_the_tuned_base_model(client, tuned):
+    """A Gemini 3.5 Flash-tuned endpoint takes a thinking level it lists (LOW, MEDIUM, HIGH);
+    a budget is 400, and so is MINIMAL (listed for 3.5 Flash-Lite only). The 2.5 budget rules
+    are in test_localvertex_parts.py (no 2.5 model can be tuned after its retirement)."""
     from google.genai import errors, types
 
     image = types.Part.from_bytes(data=draw("pass"), mime_type="image/png")
@@ -418,23 +420,44 @@ def test_thinking_budgets_follow_the_tuned_base_model(client, tuned):
             config=types.GenerateContentConfig(temperature=0, thinking_config=types.ThinkingConfig(**thinking)),
         )
 
-    for budget in (0, -1, 1024, 24_576):
-        assert ask(thinking_budget=budget).text
+    for level in ("LOW", "MEDIUM", "HIGH"):
+        assert ask(thinking_level=level).text
     for thinking, fragment in (
-        ({"thinking_budget": 24_577}, "thinking budget (24577) is invalid"),
-        ({"thinking_budget": -2}, "thinking budget (-2) is invalid"),
-        ({"thinking_level": "LOW"}, "thinking_level"),
+        ({"thinking_budget": 1024}, "thinking_budget is not supported"),
+        ({"thinking_budget": 0}, "thinking_budget is not supported"),
+        ({"thinking_level": "MINIMAL"}, "thinking_level MINIMAL is not supported"),
+        ({"thinking_level": "LOW", "thinking_budget": 128}, "cannot both be set"),
     ):
         with pytest.raises(errors.ClientError) as exc:
             ask(**thinking)
         assert exc.value.code == 400 and fragment in exc.value.message, exc.value.message
 
 
+@pytest.mark.slow
+def test_media_resolution_follows_the_tuned_base_model(client, tuned):
+    """Gemini 3 takes a part-level mediaResolution (LOW, MEDIUM, HIGH) and counts the image's
+    tokens at it (platform_facts.gemini media_resolutions)."""
+    from google.genai import types
+
+    def ask(level):
+        image = types.Part.from_bytes(data=draw("pass"), mime_type="image/png")
+        image.media_resolution = types.PartMediaResolution(level=level)
+        return client.models.generate_content(
+            model=tuned.tuned_model.endpoint, contents=[image], config=types.GenerateContentConfig(temperature=0)
+        )
+
+    tokens = {
+        level: ask(level).usage_metadata.prompt_token_count
+        for level in ("MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_HIGH")
+    }
+    assert tokens == {"MEDIA_RESOLUTION_LOW": 280, "MEDIA_RESOLUTION_HIGH": 1120}
+
+
 def test_publisher_model_is_404(client):
     from google.genai import errors
 
     with pytest.raises(errors.ClientError) as exc:
-        client.models.generate_content(model="gemini-2.5-flash", contents="hello")
+        client.models.generate_content(model="gemini-3.5-flash", contents="hello")
     assert exc.value.code == 404 and exc.value.status == "NOT_FOUND"
     assert "no local Gemini" in exc.value.message
 
@@ -681,7 +704,7 @@ def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
     store = J.JobStore(tmp_path)
     runner = J.TrainingRunner(store, tmp_path, "http://127.0.0.1:1")
     job = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         PROJECT,
         LOCATION,
     )
@@ -694,3 +717,37 @@ def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
     result = Done(epochs=[], step_count=1, example_count=1, token_count=1, train_seconds=0.1)
     runner._finish(job, result, 0)
     assert J.JobStore(tmp_path).get(job_id)["state"] == J.CANCELLED
+
+
+def test_part_media_resolution_in_tuning_data_follows_the_base_model(gcs, local_stack, tmp_path):
+    """A tuning JSONL with a part-level mediaResolution: fine for Gemini 3; for a 2.5 base
+    model (a job created before its retirement) the job fails naming the file and the line."""
+    from localvertex.jobs import protocol as P
+    from localvertex.jobs.worker import train_worker
+
+    image = json.loads(line(f"gs://{BUCKET}/images/pass_0.png", LABELS["pass"]))
+    image["contents"][0]["parts"][1]["mediaResolution"] = {"level": "MEDIA_RESOLUTION_LOW"}
+    rows = [line(f"gs://{BUCKET}/images/pass_0.png", LABELS["pass"]), json.dumps(image)]
+    gcs.bucket(BUCKET).blob("mediares/train.jsonl").upload_from_string("\n".join(rows) + "\n")
+    uri = f"gs://{BUCKET}/mediares/train.jsonl"
+
+    records = datasets.parse_jsonl("\n".join(rows), uri, datasets.default_limits("gemini-3.5-flash"))
+    assert records[1].image_tokens == 280  # counted at the part's resolution (LOW)
+
+    messages = []
+    spec = P.WorkerSpec(
+        job_id="1",
+        project=PROJECT,
+        storage_endpoint=local_stack.storage_url,
+        training_uri=uri,
+        validation_uri=None,
+        config={"epochs": 1, "learning_rate_multiplier": 1.0, "adapter_size": 4, "seed": 0},
+        model_dir=str(tmp_path / "model"),
+        model_meta={},
+        limits=datasets.default_limits("gemini-2.5-flash"),
+    )
+    train_worker(spec, messages.append, lambda: False)
+    assert len(messages) == 1 and isinstance(messages[0], P.Failed), messages
+    assert messages[0].code == 3  # INVALID_ARGUMENT, as TuningJob.error carries it
+    assert uri in messages[0].message and "line 2" in messages[0].message, messages[0].message
+    assert "takes no per-image media resolution" in messages[0].message

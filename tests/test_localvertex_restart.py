@@ -83,7 +83,7 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
 
         def tune(epochs):
             return client.tunings.tune(
-                base_model="gemini-2.5-flash",
+                base_model="gemini-3.5-flash",
                 training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
                 config=types.CreateTuningJobConfig(epoch_count=epochs),
             ).name
@@ -138,20 +138,20 @@ def test_recover_marks_running_failed_and_cancelling_cancelled(tmp_path):
 
     store = J.JobStore(tmp_path)
     job = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         PROJECT,
         LOCATION,
     )
     job["state"] = J.RUNNING
     store.add(job)
     queued = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         PROJECT,
         LOCATION,
     )
     store.add(queued)
     cancelling = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         PROJECT,
         LOCATION,
     )
@@ -194,7 +194,7 @@ def _queued_job(store):
     from localvertex import jobs as J
 
     job = J.build_job(
-        {"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
+        {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://local-bucket/t.jsonl"}},
         PROJECT,
         LOCATION,
     )
