@@ -62,8 +62,8 @@ class PreTuned:
 
 
 def check_source_model(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``preTunedModel`` of a body (None without one); 400 when both or neither of the
-    union's members are set, or ``tunedModelName`` is missing."""
+    """The ``preTunedModel`` of a body (None without one: then ``baseModel`` is required);
+    400 when both members of the union are set, or ``tunedModelName`` is missing."""
     pre = body.get("preTunedModel")
     if pre is None:
         return None

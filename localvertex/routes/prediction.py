@@ -2,7 +2,10 @@
 intermediate checkpoints; publisher (base Gemini) models are 404 because there is no local
 Gemini, so callers fall back.
 
-A tuned model's own endpoint answers once its job has SUCCEEDED. A checkpoint's endpoint
+An endpoint answers at its job's serving location only (jobs.serving_location: the ``us`` or
+``eu`` multi-region endpoint for a Gemini 3 model, the tuning region for 2.5); elsewhere it
+is 404, as Vertex AI does not serve it there. A tuned model's own endpoint answers once its
+job has SUCCEEDED. A checkpoint's endpoint
 answers from the moment the checkpoint is listed ("each intermediate checkpoint is
 deployed to a new endpoint" as tuning progresses), with that checkpoint's weights, until
 the job fails or is cancelled.
