@@ -104,19 +104,61 @@ def golden_rows_from_jsonl(text, source):
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def checkpoint_rank(row):
-    """Sort key of a scored checkpoint, best first: higher status accuracy, then lower miss
-    rate, then the earlier epoch (less training, less overfitting), then the earlier step."""
-    return (-float(row["status_accuracy"]), float(row["miss_rate"]), int(row["epoch"]), int(row.get("step") or 0))
+def sign_test_p(wins, losses):
+    """One-sided exact sign test (McNemar's exact test on paired answers): the chance of at
+    least ``wins`` wins out of ``wins + losses`` discordant examples if both were equally good."""
+    import math
+
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
 
 
-def choose_checkpoint(rows):
-    """The best of the scored checkpoints (``checkpoint_rank``); checkpoints whose every request
-    failed are never chosen. Raises ValueError when no checkpoint answered."""
+def checkpoint_order(row):
+    """Sort key among checkpoints that are all better beyond noise than the last: higher
+    status accuracy, then lower miss rate, then the later epoch (more training)."""
+    return (-float(row["status_accuracy"]), float(row["miss_rate"]), -int(row["epoch"]), -int(row.get("step") or 0))
+
+
+def choose_checkpoint(rows, correct=None, alpha=0.05):
+    """(the checkpoint to ship, why): the last checkpoint, unless an earlier one is better
+    beyond noise on the same validation examples.
+
+    ``correct`` maps checkpoint_id -> per-example status correctness (the same examples in the
+    same order for every checkpoint). An earlier checkpoint beats the last when it is right on
+    more of the examples where the two disagree, and the one-sided exact sign test puts the
+    chance of that under equal quality below ``alpha``. A tie, or a win a small validation set
+    can produce by chance, keeps the last checkpoint: on 24 images two epochs tied and the
+    earlier, worse one used to ship. The same rule holds on Vertex AI's larger validation sets,
+    where real differences pass the test. Checkpoints whose every request failed are never
+    chosen; ValueError when no checkpoint answered.
+    """
     usable = [row for row in rows if float(row.get("error_rate", 0.0)) < 1.0]
     if not usable:
         raise ValueError("no checkpoint answered a single validation request")
-    return sorted(usable, key=checkpoint_rank)[0]
+    ordered = sorted(usable, key=lambda r: (int(r["epoch"]), int(r.get("step") or 0)))
+    last, correct = ordered[-1], correct or {}
+    base = (
+        "the last checkpoint" if len(usable) == len(rows) or last is rows[-1] else "the latest checkpoint that answered"
+    )
+    better = []
+    for row in ordered[:-1]:
+        pairs = list(zip(correct.get(row["checkpoint_id"], []), correct.get(last["checkpoint_id"], []), strict=False))
+        wins, losses = sum(a and not b for a, b in pairs), sum(b and not a for a, b in pairs)
+        p = sign_test_p(wins, losses)
+        if wins > losses and p < alpha:
+            better.append((row, wins, losses, p))
+    if not better:
+        return last, (
+            f"{base} (epoch {last['epoch']}): no earlier checkpoint was better beyond noise on the "
+            f"{len(correct.get(last['checkpoint_id'], []))} validation images (one-sided sign test, p < {alpha})"
+        )
+    row, wins, losses, p = sorted(better, key=lambda b: checkpoint_order(b[0]))[0]
+    return row, (
+        f"epoch {row['epoch']} beat {base} (epoch {last['epoch']}) beyond noise: right on {wins} of the "
+        f"{wins + losses} validation images where they disagree (one-sided sign test p = {p:.3f} < {alpha})"
+    )
 
 
 def checkpoint_metric_names(rows):
@@ -421,7 +463,8 @@ CHAMPION_FUNCS = [
     history_object,
     golden_id_of,
     golden_rows_from_jsonl,
-    checkpoint_rank,
+    sign_test_p,
+    checkpoint_order,
     choose_checkpoint,
     checkpoint_metric_names,
     checkpoint_table,

@@ -5,7 +5,13 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
-from components.champion import checkpoint_metric_names, checkpoint_rank, checkpoint_table, choose_checkpoint
+from components.champion import (
+    checkpoint_metric_names,
+    checkpoint_order,
+    checkpoint_table,
+    choose_checkpoint,
+    sign_test_p,
+)
 from components.evaluate_inspector import ASK_FUNCS, ask_all, set_media_resolution
 from components.evaluation import (
     EVALUATION_FUNCS,
@@ -45,7 +51,8 @@ from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
         *EVALUATION_FUNCS,
         *ASK_FUNCS,
         set_media_resolution,
-        checkpoint_rank,
+        sign_test_p,
+        checkpoint_order,
         choose_checkpoint,
         checkpoint_metric_names,
         checkpoint_table,
@@ -71,9 +78,11 @@ def select_checkpoint(
     Overfitting is the main risk of tuning on few images, and the validation split is the
     guardrail: each checkpoint's own endpoint answers every validation example (temperature
     0, the thinking control as for evaluation), answers are scored with the notebook's rule
-    (``judge_answer``), and the best checkpoint by status accuracy, then lower miss rate,
-    then the earlier epoch becomes the challenger. Validation images are never in the golden
-    set, so the golden-set figures of the choice stay unbiased.
+    (``judge_answer``), and the last checkpoint becomes the challenger unless an earlier one is
+    better beyond noise on the same examples (champion.choose_checkpoint: a one-sided exact
+    sign test on the examples where the two disagree). A tie on a small validation set keeps
+    the last, most-trained checkpoint. Validation images are never in the golden set, so the
+    golden-set figures of the choice stay unbiased.
 
     Without checkpoints (a job with ``export_last_checkpoint_only``) or without a validation
     set, the tuned model's own endpoint is the challenger.
@@ -159,7 +168,7 @@ def select_checkpoint(
     thinking_sent = thinking_config_for(base_model, thinking)
     print(f"thinking {thinking!r} for {base_model}: sending {thinking_sent or 'no thinking config'}", flush=True)
 
-    rows = []
+    rows, correct = [], {}
     print(f"scoring {len(listed)} checkpoint(s) on {len(examples)} validation examples", flush=True)
     for done, checkpoint in enumerate(sorted(listed, key=lambda c: (int(c["epoch"]), int(c.get("step") or 0))), 1):
         # A failed request counts against its checkpoint (ask_model records it); it does not stop the run.
@@ -174,6 +183,7 @@ def select_checkpoint(
         )
         results, classes = score_answers(examples, answers, classes)
         figures = summarize_results(results)
+        correct[str(checkpoint["checkpointId"])] = [bool(r.status_correct) for r in results]
         rows.append(
             {
                 "checkpoint_id": str(checkpoint["checkpointId"]),
@@ -196,15 +206,15 @@ def select_checkpoint(
             flush=True,
         )
 
-    best = choose_checkpoint(rows)
+    best, why = choose_checkpoint(rows, correct)
     stems = checkpoint_metric_names(rows)
     for row in rows:
         checkpoint_metrics.log_metric(f"{stems[row['checkpoint_id']]}_status_accuracy", row["status_accuracy"])
         checkpoint_metrics.log_metric(f"{stems[row['checkpoint_id']]}_miss_rate", row["miss_rate"])
     checkpoint_metrics.log_metric("ckpt_selected_status_accuracy", best["status_accuracy"])
     reason = (
-        f"Checkpoint {best['checkpoint_id']} (epoch {best['epoch']} of {len(rows)} scored) did best on the "
-        f"{len(examples)} validation images: status accuracy {100 * best['status_accuracy']:.1f}%, miss rate "
-        f"{100 * best['miss_rate']:.1f}% (rule: status accuracy, then lower miss rate, then the earlier epoch)."
+        f"Checkpoint {best['checkpoint_id']} (epoch {best['epoch']} of {len(rows)} scored) is the challenger: {why}. "
+        f"On the {len(examples)} validation images it has status accuracy {100 * best['status_accuracy']:.1f}%, "
+        f"miss rate {100 * best['miss_rate']:.1f}%."
     )
     return finish(best["endpoint"], best["checkpoint_id"], best["epoch"], reason, rows)

@@ -127,16 +127,31 @@ def scored(checkpoint_id, epoch, acc, miss=0.0, error=0.0, step=None):
     }
 
 
-def test_checkpoint_choice_prefers_accuracy_then_fewer_misses_then_the_earlier_epoch():
-    rows = [
-        scored("1", 1, 0.5),
-        scored("2", 2, 0.75, miss=0.5),
-        scored("3", 3, 0.75, miss=0.0),
-        scored("4", 4, 0.75, miss=0.0),
-        scored("5", 5, 1.0, error=1.0),
-    ]
-    assert rules.choose_checkpoint(rows)["checkpoint_id"] == "3"  # 5 never answered
-    assert rules.choose_checkpoint(rows + [scored("6", 6, 1.0)])["checkpoint_id"] == "6"
+def test_a_tie_on_a_small_validation_set_keeps_the_last_checkpoint():
+    """Issue 33: epochs 2 and 4 tied at 87.5 % on 24 images and the earlier, worse one shipped."""
+    rows = [scored("2", 2, 0.875), scored("4", 4, 0.875)]
+    # The same score from different mistakes: 3 wins each way is noise.
+    correct = {"2": [True] * 18 + [True] * 3 + [False] * 3, "4": [True] * 18 + [False] * 3 + [True] * 3}
+    best, why = rules.choose_checkpoint(rows, correct)
+    assert best["checkpoint_id"] == "4" and "no earlier checkpoint was better beyond noise" in why
+    # The old rule (best accuracy, ties to the earlier epoch) picked 2; a 1-image lead is noise too.
+    rows = [scored("2", 2, 0.917), scored("4", 4, 0.875)]
+    correct["2"] = [True] * 18 + [True] * 3 + [False] * 2 + [True]
+    assert rules.choose_checkpoint(rows, correct)[0]["checkpoint_id"] == "4"
+
+
+def test_an_earlier_checkpoint_better_beyond_noise_is_chosen():
+    rows = [scored("1", 1, 0.5), scored("2", 2, 0.95), scored("3", 3, 0.6)]
+    correct = {"1": [True] * 50 + [False] * 50, "2": [True] * 95 + [False] * 5, "3": [True] * 60 + [False] * 40}
+    best, why = rules.choose_checkpoint(rows, correct)
+    assert best["checkpoint_id"] == "2" and "beat the last checkpoint (epoch 3) beyond noise" in why
+    assert rules.sign_test_p(35, 0) < 1e-9 and rules.sign_test_p(3, 3) == pytest.approx(0.65625)
+
+
+def test_checkpoint_choice_skips_checkpoints_that_never_answered():
+    rows = [scored("1", 1, 0.5), scored("2", 2, 0.75), scored("3", 3, 1.0, error=1.0)]
+    best, why = rules.choose_checkpoint(rows, {"1": [True, False], "2": [True, True]})
+    assert best["checkpoint_id"] == "2" and why.startswith("the latest checkpoint that answered")
     with pytest.raises(ValueError, match="no checkpoint answered"):
         rules.choose_checkpoint([scored("1", 1, 0.0, error=1.0)])
     names = rules.checkpoint_metric_names(
