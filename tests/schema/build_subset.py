@@ -41,8 +41,31 @@ ROOTS = (
     "CancelTuningJobRequest",
     "GenerateContentRequest",
     "GenerateContentResponse",
+    # Pipelines (localvertex/pipelines) and ML Metadata (localvertex/metadata).
+    "PipelineJob",
+    "ListPipelineJobsResponse",
+    "CancelPipelineJobRequest",
+    "DeleteOperationMetadata",
+    "MetadataStore",
+    "ListMetadataStoresResponse",
+    "Context",
+    "ListContextsResponse",
+    "Artifact",
+    "ListArtifactsResponse",
+    "Execution",
+    "ListExecutionsResponse",
+    "AddContextChildrenRequest",
+    "AddContextChildrenResponse",
+    "RemoveContextChildrenRequest",
+    "RemoveContextChildrenResponse",
+    "AddContextArtifactsAndExecutionsRequest",
+    "AddContextArtifactsAndExecutionsResponse",
+    "AddExecutionEventsRequest",
+    "AddExecutionEventsResponse",
+    "LineageSubgraph",
+    "PurgeContextsRequest",
 )
-EXTRA_ROOTS = ("GoogleRpcStatus", "GoogleProtobufEmpty")
+EXTRA_ROOTS = ("GoogleRpcStatus", "GoogleProtobufEmpty", "GoogleLongrunningOperation")
 KEPT_KEYS = ("type", "format", "$ref", "enum", "readOnly")
 
 
