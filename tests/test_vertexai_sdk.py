@@ -67,13 +67,13 @@ def vertexai_local(local_stack):
 
 
 def run_fine_tuning_job(train_uri, validation_uri):
-    """§5.2 of the seed, with its hyperparameters; the base model is the table's id for
-    2.5 Pro (the seed's "gemini-2.5-pro-001" is not a model id Vertex AI lists)."""
+    """§5.2 of the seed, with its hyperparameters; the base model is 2.5 Pro's replacement
+    (the seed's gemini-2.5-pro retired on 2026-06-17: test below)."""
     from vertexai.tuning import sft
 
-    BASE_MODEL = "gemini-2.5-pro"
+    BASE_MODEL = "gemini-3.5-flash"
     EPOCHS = 4
-    ADAPTER_SIZE = 4  # Supported values for Pro: 1, 2, 4, 8
+    ADAPTER_SIZE = 4
     LEARNING_RATE_MULTIPLIER = 1.0
     sft_tuning_job = sft.train(
         source_model=BASE_MODEL,
@@ -108,7 +108,8 @@ def test_the_seeds_vertexai_code_path_tunes_and_answers(vertexai_local, sft_data
     endpoint = monitor_tuning_job(job)
     assert endpoint, job.error
     assert job.tuned_model_name.endswith("@1")
-    assert endpoint.startswith(f"projects/{PROJECT}/locations/{LOCATION}/endpoints/")
+    # Gemini 3 tuned in us-central1 is served on the "us" multi-region endpoint.
+    assert endpoint.startswith(f"projects/{PROJECT}/locations/us/endpoints/")
     hp = job._gca_resource.supervised_tuning_spec.hyper_parameters
     assert (hp.epoch_count, hp.adapter_size.name) == (4, "ADAPTER_SIZE_FOUR")
 
@@ -120,10 +121,10 @@ def test_the_seeds_vertexai_code_path_tunes_and_answers(vertexai_local, sft_data
     assert model.generate_content(
         [PROMPT, Part.from_data(draw("pass"), "image/png")], generation_config=config
     ).text.strip()
-    # Thinking cannot be turned off on a 2.5 Pro-tuned endpoint, as on Vertex AI.
+    # A Gemini 3-tuned endpoint takes a thinking level, not a budget.
     from google.api_core import exceptions
 
-    with pytest.raises(exceptions.BadRequest, match="thinking_budget to 0"):
+    with pytest.raises(exceptions.BadRequest, match="thinking_budget is not supported"):
         model.generate_content(
             [PROMPT, Part.from_data(draw("pass"), "image/png")],
             generation_config={"thinking_config": {"thinking_budget": 0}},
@@ -140,12 +141,12 @@ def test_the_seeds_versioned_model_tag_is_refused_like_on_vertex(vertexai_local,
         sft.train(source_model="gemini-2.5-pro-001", train_dataset=sft_dataset[0], epochs=1)
 
 
-def test_an_adapter_size_the_table_refuses_for_pro_is_400(vertexai_local, sft_dataset):
+def test_the_seeds_retired_base_model_is_refused_naming_its_replacement(vertexai_local, sft_dataset):
     from google.api_core import exceptions
     from vertexai.tuning import sft
 
-    with pytest.raises(exceptions.BadRequest, match="adapter_size 16"):
-        sft.train(source_model="gemini-2.5-pro", train_dataset=sft_dataset[0], adapter_size=16)
+    with pytest.raises(exceptions.BadRequest, match=r"gemini-2.5-pro was retired on 2026-06-17.*use gemini-3.5-flash"):
+        sft.train(source_model="gemini-2.5-pro", train_dataset=sft_dataset[0], adapter_size=4)
 
 
 # --------------------------------------------------------------------------- self-signed JWTs
@@ -257,7 +258,7 @@ def test_numeric_enums_and_int64_strings_are_accepted_and_answered(local_stack, 
     headers = {"Authorization": f"Bearer {_jwt(signer, _claims(email))}"}
     url = f"{local_stack.vertex_url}/v1beta1/projects/{PROJECT}/locations/{LOCATION}/tuningJobs"
     body = {
-        "baseModel": "gemini-2.5-flash",
+        "baseModel": "gemini-3.5-flash",
         "supervisedTuningSpec": {
             "trainingDatasetUri": sft_dataset[0],
             "hyperParameters": {"epochCount": "1", "adapterSize": 1},
@@ -290,7 +291,7 @@ def test_sft_train_request_is_what_the_sdk_sends(vertexai_local, sft_dataset):
     """sft.train(adapter_size=1) reaches the server as adapterSize 1 and epochCount "2"."""
     from vertexai.tuning import sft
 
-    job = sft.train(source_model="gemini-2.5-flash", train_dataset=sft_dataset[0], adapter_size=1, epochs=2)
+    job = sft.train(source_model="gemini-3.5-flash", train_dataset=sft_dataset[0], adapter_size=1, epochs=2)
     hp = job._gca_resource.supervised_tuning_spec.hyper_parameters
     assert (hp.adapter_size.name, hp.epoch_count) == ("ADAPTER_SIZE_ONE", 2)
     job.cancel()
