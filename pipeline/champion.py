@@ -187,6 +187,20 @@ def target_of(record: dict | None) -> dict | None:
     return {key: record.get(key, "") for key in ("endpoint", "prompt", "system_instruction", "run")}
 
 
+def _retirement(base_model: str) -> str:
+    """The champion's retirement (a tuned model shares its base model's date), with its source."""
+    from platform_facts.gemini import lifecycle_warning, model_lifecycle
+
+    life = model_lifecycle(base_model)
+    if not life["known"]:
+        return f"unknown ({base_model} is not in platform_facts/gemini.py)"
+    if life["retired"]:
+        return f"RETIRED since {life['retires']}: the champion no longer answers; the next run replaces it"
+    text = f"{life['retires'] or 'no date published'} ({life['source']})"
+    warning = lifecycle_warning(base_model, within_days=60)
+    return f"{text}; {warning}" if warning else text
+
+
 def _pct(figures: dict, key: str) -> str:
     return f"{100 * float(figures[key]):.1f}%" if figures and key in figures else "-"
 
@@ -206,6 +220,7 @@ def _champion_table(record: dict, generation: int, where: str) -> Table:
         ("model", record["model"] or "-"),
         ("checkpoint", f"{record['checkpoint_id'] or '-'} (epoch {record['epoch']})"),
         ("base model", record["base_model"]),
+        ("base model retires", _retirement(record["base_model"])),
         ("golden set", f"{record['golden_id']}, {int(float(record['golden'].get('examples', 0)))} images"),
         ("golden status accuracy", _pct(record["golden"], "status_accuracy")),
         ("golden miss rate", _pct(record["golden"], "miss_rate")),
@@ -272,7 +287,9 @@ def champion_command(
     except Unreachable as error:
         fail(str(error), code=1)
     if as_json:
-        print(json.dumps({"champion": record, "generation": generation, "history": entries}, sort_keys=True))
+        retires = _retirement(record["base_model"]) if record else ""
+        document = {"champion": record, "generation": generation, "history": entries, "retires": retires}
+        print(json.dumps(document, sort_keys=True))
         return
     where = f"{bucket}/{inspector_paths(name)['champion']}"
     if record is None:

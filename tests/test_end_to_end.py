@@ -39,12 +39,12 @@ def finished_run(tmp_path_factory):
         for name in LOCAL_ENV:  # the offline run must start its own local stack
             patch.delenv(name, raising=False)
         result = CliRunner().invoke(app, ["run", "--num-images", "40", "--epochs", "2", "--data-dir", str(data_dir)])
-    return result, runs_dir
+    return result, runs_dir, data_dir
 
 
 @pytest.mark.slow
 def test_offline_run_succeeds_with_metrics_report_and_summary(finished_run):
-    result, runs_dir = finished_run
+    result, runs_dir, _ = finished_run
     assert result.exit_code == 0, result.output
     last_line = json.loads(result.output.strip().splitlines()[-1])
     (run_dir,) = runs_dir.iterdir()
@@ -67,10 +67,11 @@ def test_offline_run_succeeds_with_metrics_report_and_summary(finished_run):
 
 @pytest.mark.slow
 def test_runs_lists_the_run_and_inspect_answers_for_an_image(finished_run, tmp_path, monkeypatch):
-    _, runs_dir = finished_run
+    _, runs_dir, data_dir = finished_run
     monkeypatch.setattr(offline, "RUNS_DIR", runs_dir)
     for name in LOCAL_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCALVERTEX_DATA_DIR", str(data_dir))  # runs, inspect and champion share one default
     listing = CliRunner().invoke(app, ["runs"])
     assert listing.exit_code == 0 and "1 offline run" in listing.output
 
@@ -110,13 +111,16 @@ def write_class_folders(root, per_class=10):
 
 
 @pytest.mark.slow
-def test_offline_run_on_an_imported_folder_learns_its_own_classes(tmp_path, monkeypatch):
+def test_offline_run_on_an_imported_folder_learns_its_own_classes(finished_run, tmp_path, monkeypatch):
+    """README's order: `make run` (synthetic), then your own folder on the same data folder. The
+    folder gets an inspector of its own, and `inspect` and `champion` then name its champion."""
+    _, _, data_dir = finished_run
     write_class_folders(tmp_path / "parts")
     monkeypatch.setattr(offline, "RUNS_DIR", tmp_path / "runs")
     for name in LOCAL_ENV:
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(
-        app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3", "--data-dir", str(tmp_path / "data")]
+        app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3", "--data-dir", str(data_dir)]
     )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -132,3 +136,13 @@ def test_offline_run_on_an_imported_folder_learns_its_own_classes(tmp_path, monk
     predictions = (run_dir / "predictions.csv").read_text()
     assert "Status: Defect - Dent detected on product surface." in predictions
     assert "Status: Defect - Burr detected on product surface." in predictions
+    # One champion, one truth: both commands name the folder's inspector and the same endpoint.
+    shown = CliRunner().invoke(app, ["champion", "--data-dir", str(data_dir), "--json"])
+    assert shown.exit_code == 0, shown.output
+    champion = json.loads(shown.output.strip().splitlines()[-1])["champion"]
+    assert champion["inspector"] == "visual-defect-inspector-parts"
+    image = tmp_path / "dent.png"
+    draw_product_image(random.Random(7), None).save(image)
+    answer = CliRunner().invoke(app, ["inspect", str(image), "--json", "--data-dir", str(data_dir)])
+    assert answer.exit_code == 0, answer.output
+    assert champion["endpoint"] in answer.output.replace("\n", "")

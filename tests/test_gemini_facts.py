@@ -209,3 +209,11 @@ def test_models_command_lists_gemini_3_with_sources(tmp_path):
     assert rows["gemini-2.5-flash"]["stage"] == "retired since 2026-06-17"
     assert rows["gemini-3.5-flash"]["thinking"] == {"levels": ["LOW", "MEDIUM", "HIGH"]}
     assert all(url.startswith("https://") for row in rows.values() for url in row["sources"].values())
+
+
+def test_champion_shows_its_retirement_date():
+    from pipeline.champion import _retirement
+
+    assert _retirement("gemini-2.5-flash").startswith("RETIRED since 2026-06-17")
+    assert _retirement("gemini-3.5-flash").startswith("2027-05-19 (https://")
+    assert _retirement("gemini-9").startswith("unknown")
