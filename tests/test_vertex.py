@@ -351,6 +351,10 @@ def test_submit_takes_the_project_from_adc(cli, google_api, template):
         (["-p", "epoch_count"], "expected key=value"),
         (["-p", "project=other"], "use --project instead"),
         (["--experiment", "QC_Exp"], "--experiment 'QC_Exp'"),
+        # A retired base model fails before any request, naming the replacement (issue 30).
+        (["-p", "base_model=gemini-2.5-flash"], "gemini-2.5-flash was retired on 2026-06-17"),
+        (["-p", "base_model=gemini-2.5-pro"], "use gemini-3.5-flash instead"),
+        (["-p", "thinking=1024"], "takes a thinking level"),
     ],
 )
 def test_bad_parameters_exit_2_with_one_line_before_any_request(cli, google_api, template, args, message):
