@@ -174,8 +174,9 @@ def offline_run_id(run_name: str) -> str:
 def champion_target(
     data_dir: Path | None, name: str, bucket: str = LOCAL_BUCKET, project: str = LOCAL_PROJECT
 ) -> dict | None:
-    """What ``inspect`` asks by default: the champion's endpoint, prompt and system instruction
-    ({"endpoint", "prompt", "system_instruction", "run"}), or None when there is no champion."""
+    """What ``inspect`` asks by default: the champion's endpoint, prompt, system instruction and
+    base model ({"endpoint", "prompt", "system_instruction", "run", "base_model"}), or None when
+    there is no champion."""
     with inspector_bucket(bucket, project, data_dir) as home:
         return target_of(load_champion(home, name)[0])
 
@@ -184,7 +185,7 @@ def target_of(record: dict | None) -> dict | None:
     """The parts of a champion record a client needs to ask it; None for no champion."""
     if record is None:
         return None
-    return {key: record.get(key, "") for key in ("endpoint", "prompt", "system_instruction", "run")}
+    return {key: record.get(key, "") for key in ("endpoint", "prompt", "system_instruction", "run", "base_model")}
 
 
 def _retirement(base_model: str) -> str:

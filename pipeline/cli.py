@@ -427,7 +427,7 @@ def inspect_command(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
 ):
     """Ask the inspector about images (sent inline, as a camera client would): the champion by default."""
-    from components.helpers import genai_client
+    from components.helpers import endpoint_location, genai_client
     from localvertex import DataDirInUse
     from pipeline.champion import choose_inspector, local_services
 
@@ -439,7 +439,11 @@ def inspect_command(
         with local_services(folder) as (env, where), _environment(env):
             target, source = _inspect_target(env, inspector, why, run, endpoint, latest)
             say(f"asking {source} on {where}:\n  {target['endpoint']}")
-            client = genai_client(params.get("project", LOCAL_PROJECT), params.get("location", "us-central1"), 2)
+            # A tuned Gemini 3 model answers on its multi-region endpoint ("us", "eu"), named in the endpoint.
+            location = endpoint_location(target["endpoint"], params.get("location", "us-central1"))
+            client = genai_client(params.get("project", LOCAL_PROJECT), location, 2)
+            if not target.get("base_model"):  # a given endpoint or a run's checkpoint: the run's base model
+                target["base_model"] = params.get("base_model", "")
             rows = [_inspect_image(client, target, image) for image in images]
     except (DataDirInUse, Unreachable) as error:
         fail(str(error), code=1)
@@ -504,11 +508,16 @@ def _inspect_image(client, target: dict, image: Path) -> dict:
     from google.genai import errors, types
 
     from components.helpers import answer_status, defect_type_of, image_mime_types
+    from platform_facts.gemini import thinking_config_for
 
     row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}
     mime = (
         image_mime_types().get(image.suffix.lower().lstrip(".")) or mimetypes.guess_type(image.name)[0] or "image/png"
     )
+    try:  # as little thinking as the champion's base model allows, as evaluation asks it
+        thinking = thinking_config_for(target.get("base_model") or "", "least")
+    except ValueError:  # an endpoint of unknown base model: no thinking config
+        thinking = {}
     try:
         response = client.models.generate_content(
             model=target["endpoint"],
@@ -517,7 +526,9 @@ def _inspect_image(client, target: dict, image: Path) -> dict:
                 types.Part.from_bytes(data=image.read_bytes(), mime_type=mime),
             ],
             config=types.GenerateContentConfig(
-                temperature=0.0, system_instruction=target["system_instruction"] or None
+                temperature=0.0,
+                system_instruction=target["system_instruction"] or None,
+                thinking_config=types.ThinkingConfig(**thinking) if thinking else None,
             ),
         )
     except errors.APIError as error:
