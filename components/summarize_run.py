@@ -10,6 +10,25 @@ from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
 from platform_facts.gemini import GEMINI_FUNCS, lifecycle_warning, model_lifecycle
 
 
+def readiness(figures, decision, min_examples=20):
+    """How the summary may describe readiness: "ready", "not ready", or "unjudged" with why.
+
+    A claim of readiness needs evidence: test accuracies of at least 95 %, on at least
+    ``min_examples`` test images, and a decision not held back for too few examples per class
+    (one test image scoring 100 % is no evidence; a first night once called it ready).
+    """
+    examples = int(figures.get("eval_examples", 0))
+    reason = (decision or {}).get("reason", "")
+    if reason.startswith("too few") or examples < min_examples:
+        return "unjudged", (
+            f"readiness cannot be judged on {examples} test image(s)"
+            + (f" ({reason})" if reason.startswith("too few") else f"; at least {min_examples} are needed")
+        )
+    if figures.get("eval_status_accuracy", 0) >= 0.95 and figures.get("eval_defect_type_accuracy", 0) >= 0.95:
+        return "ready", "so it is ready for the manufacturing defect analysis task"
+    return "not ready", "so it needs more data or tuning before it inspects production parts"
+
+
 def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
     """The summary's "Models" section: what the job tuned from, the base model's lifecycle,
     and a warning when the champion's base model retires within ``within_days`` (a tuned
@@ -39,6 +58,7 @@ def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
     install_kfp_package=False,
     additional_funcs=[
         *GEMINI_FUNCS,
+        readiness,
         lifecycle_section,
         genai_client,
         parse_gcs_uri,
@@ -152,6 +172,11 @@ Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: statu
         )
         + (f"{epoch_line}\n" if epoch_line else "")
         + (f"{decision_line}\n" if decision_line else "")
+        + (
+            f"Do not call it ready: {readiness(figures, decision)[1]}.\n"
+            if readiness(figures, decision)[0] == "unjudged"
+            else ""
+        )
         + "Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioning its readiness for the manufacturing defect analysis task"
         + (" and whether it now serves the factory as the champion." if decision else ".")
     )
@@ -167,17 +192,11 @@ Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: statu
         if not text:
             raise ValueError("empty answer")
     except Exception as error:  # any failure: the report must still be written
-        ready = figures.get("eval_status_accuracy", 0) >= 0.95 and figures.get("eval_defect_type_accuracy", 0) >= 0.95
         text = (
             f"Tuning job {job_name.rsplit('/', 1)[-1]} of {base_model} succeeded; the tuned inspector "
             f"'{tuned_model_display_name}' scored {percent('eval_status_accuracy')} status accuracy and "
             f"{percent('eval_defect_type_accuracy')} defect-type accuracy on "
-            f"{int(figures.get('eval_examples', 0))} test images, "
-            + (
-                "so it is ready for the manufacturing defect analysis task."
-                if ready
-                else "so it needs more data or tuning before it inspects production parts."
-            )
+            f"{int(figures.get('eval_examples', 0))} test images, {readiness(figures, decision)[1]}."
         )
         if decision_line:
             text += " " + decision_line

@@ -383,3 +383,25 @@ def test_the_report_names_its_run_links_the_predictions_and_shows_large_thumbnai
     )
     row = render_example_row(1, result, (small, full))
     assert f'<a href="{full}" target="_blank"' in row and f'src="{small}"' in row
+
+
+@pytest.mark.parametrize(
+    "figures, decision, verdict",
+    [
+        ({"eval_examples": 1, "eval_status_accuracy": 1.0, "eval_defect_type_accuracy": 1.0}, None, "unjudged"),
+        (
+            {"eval_examples": 40, "eval_status_accuracy": 1.0, "eval_defect_type_accuracy": 1.0},
+            {"reason": "too few test images to judge: Crack 1"},
+            "unjudged",
+        ),
+        ({"eval_examples": 40, "eval_status_accuracy": 1.0, "eval_defect_type_accuracy": 0.97}, None, "ready"),
+        ({"eval_examples": 40, "eval_status_accuracy": 0.9, "eval_defect_type_accuracy": 0.97}, None, "not ready"),
+    ],
+)
+def test_the_summary_never_calls_one_image_ready(figures, decision, verdict):
+    """Issue 35: a one-class set scored 100 % on one test image and was called ready."""
+    from components.summarize_run import readiness
+
+    found, sentence = readiness(figures, decision)
+    assert found == verdict, sentence
+    assert ("ready for" in sentence) == (verdict == "ready")
