@@ -225,7 +225,8 @@ def full_disk(tmp_path_factory):
                     seen["files"][path.stem] = f"corrupt: {error}"
 
             filler.unlink()  # space comes back
-            deadline = time.monotonic() + 20
+            # A generous bound on a state, not a fixed wait: at load 8 the job took over 20 s to end.
+            deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 after = {name: client.tunings.get(name=name) for name in (training, queued)}
                 if all(job.has_ended for job in after.values()):
