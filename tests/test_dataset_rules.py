@@ -9,17 +9,12 @@ import inspect
 import io
 import json
 import re
-import types
 
 import pytest
 from PIL import Image
 
 from components import dataset_rules as rules
-from components.build_tuning_jsonl import build_tuning_jsonl
 from components.helpers import LABELS, PROMPT, manifest_columns
-from components.import_dataset import import_dataset
-from components.split_manifest import split_manifest
-from components.synthesize_images import synthesize_images
 
 DENT = "Status: Defect - Dent detected on product surface."
 
@@ -43,39 +38,7 @@ def record(
     return r
 
 
-# ---- shipping: KFP copies only the listed functions' source into the component
-
-
-def reached_functions(func, seen=None):
-    """Every components.* function ``func`` calls by name, transitively (nested functions too)."""
-    seen = set() if seen is None else seen
-
-    def names(code):
-        yield from code.co_names
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                yield from names(const)
-
-    for name in names(func.__code__):
-        value = func.__globals__.get(name)
-        if inspect.isfunction(value) and value.__module__.startswith("components.") and value not in seen:
-            seen.add(value)
-            reached_functions(value, seen)
-    return seen
-
-
-@pytest.mark.parametrize(
-    "component", [import_dataset, build_tuning_jsonl, synthesize_images, split_manifest], ids=lambda c: c.name
-)
-def test_every_function_a_component_calls_is_shipped_with_it(component):
-    shipped_source = component.component_spec.implementation.container.command[-1]
-    shipped = re.findall(r"^def (\w+)\(", shipped_source, re.MULTILINE)
-    assert len(shipped) == len(set(shipped)), "a function is shipped twice"
-    missing = {f.__name__ for f in reached_functions(component.python_func)} - set(shipped)
-    assert not missing, f"{component.name} calls {sorted(missing)} without shipping them (additional_funcs)"
-    namespace = {}
-    exec(compile(shipped_source, component.name, "exec"), namespace)  # the shipped module defines them all
-    assert all(inspect.isfunction(namespace[name]) for name in shipped)
+# ---- shipping: tests/test_shipping.py checks every component's additional_funcs
 
 
 def test_the_rules_are_self_contained_functions():
