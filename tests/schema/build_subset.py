@@ -64,6 +64,11 @@ ROOTS = (
     "AddExecutionEventsResponse",
     "LineageSubgraph",
     "PurgeContextsRequest",
+    # Schedules (localvertex/pipelines/schedules.py).
+    "Schedule",
+    "ListSchedulesResponse",
+    "PauseScheduleRequest",
+    "ResumeScheduleRequest",
 )
 EXTRA_ROOTS = ("GoogleRpcStatus", "GoogleProtobufEmpty", "GoogleLongrunningOperation")
 KEPT_KEYS = ("type", "format", "$ref", "enum", "readOnly")
