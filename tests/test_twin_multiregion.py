@@ -155,3 +155,25 @@ def test_a_new_job_records_where_it_is_served():
         "europe-west4",
     )
     assert job["_local"]["servingLocation"] == "eu"
+
+
+@pytest.mark.parametrize(("base", "answers"), [("gemini-3.5-flash", True), ("gemini-2.5-flash", False)])
+def test_a_tuned_model_stops_answering_when_its_base_model_retires(base, answers):
+    """A tuned model shares its base model's retirement date (issue 30): an endpoint of a job
+    tuned on gemini-2.5-flash before June 17, 2026 is not found today."""
+    from types import SimpleNamespace
+
+    from localvertex.errors import ApiError
+    from localvertex.routes.deps import Location
+    from localvertex.routes.prediction import deployed_model
+
+    job = _job(base, "us-central1")
+    job["state"] = "JOB_STATE_SUCCEEDED"
+    services = SimpleNamespace(store=SimpleNamespace(by_endpoint=lambda endpoint_id, read_only: job))
+    where = Location(PROJECT, J.serving_location(job))
+    if answers:
+        assert deployed_model(services, where, job["_local"]["endpointId"])[0] is job
+        return
+    with pytest.raises(ApiError) as caught:
+        deployed_model(services, where, job["_local"]["endpointId"])
+    assert caught.value.http_code == 404 and "gemini-2.5-flash was retired on 2026-06-17" in caught.value.message

@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from platform_facts.gemini import lifecycle_problem
+
 from .. import generate
 from ..errors import method_not_found, not_found, unimplemented
 from ..ids import check_id
@@ -60,6 +62,10 @@ def deployed_model(services: Services, loc: Location, endpoint_id: str) -> tuple
         raise not_found(
             f"Endpoint {endpoint_path(job, endpoint_id)} is not deployed: its tuning job is {state_word(job)}."
         )
+    # A tuned model shares its base model's retirement date: after it, the endpoint answers nothing.
+    retired = lifecycle_problem(job["_local"].get("localBaseModel", ""))
+    if retired:
+        raise not_found(f"Endpoint {endpoint_path(job, endpoint_id)} no longer serves: {retired}.")
     return job, model_key
 
 
