@@ -53,8 +53,9 @@ def pass_words():
 
 
 def defect_words():
-    """Class folder names and status values (lower case) that mean a defect of no given type."""
-    return {"defect", "defective", "ng", "nok", "fail", "failed", "bad"}
+    """Class folder names and status values (lower case) that mean a defect of no given type
+    (anomalib's and VisA's "abnormal"/"anomaly" among them: anomaly sets name no type)."""
+    return {"defect", "defective", "ng", "nok", "fail", "failed", "bad", "abnormal", "anomaly", "anomalous"}
 
 
 def none_words():
@@ -65,6 +66,52 @@ def none_words():
 def image_uri_columns():
     """The manifest columns that may hold the image, in order of preference."""
     return ("gcs_uri", "image_uri", "uri", "image", "path")
+
+
+def image_column_aliases():
+    """Other names a hand-made CSV gives its image column (``file,class`` is the commonest);
+    a CSV header with one of these and none of image_uri_columns() reads it as the image."""
+    return ("file", "filename", "file_name", "filepath", "file_path", "image_path", "img")
+
+
+def class_columns():
+    """Columns that hold a class word (good, scratch, ...) rather than a full answer."""
+    return ("class", "class_name", "classname")
+
+
+def split_words():
+    """Folder names (lower case) of a dataset's splits: layout, never classes. The pipeline
+    splits the images itself, so they are not kept."""
+    return {"train", "training", "test", "testing", "val", "valid", "validation"}
+
+
+def container_words():
+    """Folder names (lower case) that only hold other folders or images (VisA's Data/Images):
+    layout, never classes."""
+    return {"data", "images", "image", "imgs", "img"}
+
+
+def mask_words():
+    """Folder names (lower case) of segmentation masks (MVTec's ground_truth, anomalib's mask
+    directory, VisA's Masks): masks are never images to train on."""
+    return {"ground_truth", "groundtruth", "ground-truth", "gt", "mask", "masks"}
+
+
+def system_file_names():
+    """File names (lower case) that operating systems leave in folders."""
+    return {"thumbs.db", "desktop.ini", ".ds_store"}
+
+
+def image_file_extensions():
+    """Extensions (lower case, no dot) of image files: Gemini's formats and other raster formats,
+    which are imported (and refused, naming the format). Any other file is a sidecar, skipped."""
+    return set(image_mime_types()) | {"gif", "bmp", "tif", "tiff", "jfif", "jpe", "avif", "jp2", "ppm", "pgm", "ico"}
+
+
+def problem_bound():
+    """The import stops checking images once it has found this many problems: the report then
+    lists them all at once, and a set where every image is wrong is not downloaded whole."""
+    return 50
 
 
 def untyped_defect_label():
@@ -294,6 +341,9 @@ def class_of_row(row, source):
     otherwise the label column does.
     """
     label, status_raw, type_raw = row.get("label", ""), row.get("status", ""), row.get("defect_type", "")
+    word = next((row[c] for c in class_columns() if row.get(c)), "")
+    if not (status_raw or type_raw) and (word or is_class_word(label, source["pass_label"])):
+        return class_of_class_word(word or label, "" if label == word or not word else label, source)
     if status_raw or type_raw:
         found, reason = class_from_status_columns(status_raw, type_raw)
         if reason:
@@ -305,6 +355,28 @@ def class_of_row(row, source):
     if label:
         return (*class_of_label(label, source["pass_label"]), label), None
     return None, "no label; give a label column or status + defect_type columns"
+
+
+def is_class_word(label, pass_label="Status: Pass"):
+    """True when a label column holds a bare class word (good, scratch, broken_large, anomaly)
+    rather than an answer: one token, no spaces or punctuation, not the pass_label itself."""
+    import re
+
+    text = (label or "").strip()
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", text)) and text != pass_label.strip()
+
+
+def class_of_class_word(word, label, source):
+    """((status, defect_type, label), None) for a class word (a class column or a bare label
+    read as folder names are: good -> Pass, anomaly -> Defect, broken_large -> Broken-Large),
+    or (None, reason); a full-answer ``label`` beside it must agree."""
+    found = ("Pass", "None") if word.strip().lower() in none_words() else class_of_word(word)
+    if found is None:
+        return None, f"class {quoted(word)} must start with a letter"
+    if not label:
+        return (*found, label_of(*found, source["pass_label"], source["label_template"])), None
+    defect_type, reason = reconcile_label(label, found, word, source["pass_label"])
+    return (None, reason) if reason else ((found[0], defect_type, label), None)
 
 
 def columns_record(row, where, source):
@@ -396,14 +468,52 @@ def csv_records(text, source):
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         raise ValueError(f"{source['dataset_uri']} is empty: expected a header row")
-    records, problems = [], []
+    renames, problems = csv_columns(reader.fieldnames, source["file_name"])
+    if problems:  # every row would repeat them
+        return [], problems
+    source = {**source, "base_dir": manifest_base_dir(reader.fieldnames, source["base_dir"])}
+    records = []
     for number, row in enumerate(reader, start=2):  # row 1 is the header
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
+        row = {renames.get(k, k): v for k, v in row.items()}
         record, found = columns_record(row, f"{source['file_name']} row {number}", source)
         records += [record] if record else []
         problems += found
     return records, problems
+
+
+def csv_columns(fieldnames, file_name):
+    """({header name: name it is read as}, problems) of a CSV header: an image column (one of
+    image_uri_columns(), or an alias such as ``file``) and a column that gives the class. The
+    problems name the columns found and the names that would work."""
+    lowered = {str(f).strip().lower(): f for f in fieldnames if f is not None}
+    found = ", ".join(str(f) for f in fieldnames if f is not None) or "none"
+    renames, problems = {}, []
+    if not any(c in lowered for c in image_uri_columns()):
+        alias = next((c for c in image_column_aliases() if c in lowered), None)
+        if alias is None:
+            problems.append(
+                f"{file_name}: no image column (columns: {found}); name it one of "
+                f"{', '.join(image_uri_columns() + image_column_aliases())}"
+            )
+        else:
+            renames[lowered[alias]] = "image"
+    if not any(c in lowered for c in ("label", "status", "defect_type", *class_columns())):
+        problems.append(
+            f"{file_name}: no class column (columns: {found}); give a class column (good, scratch, ...), "
+            "a label column (a class word or the full answer, e.g. 'Status: Pass') or status + defect_type columns"
+        )
+    return renames, problems
+
+
+def manifest_base_dir(fieldnames, base_dir):
+    """The folder a manifest's relative image paths start from: its own, except for a VisA split
+    CSV in ``split_csv/``, whose paths (candle/Data/Images/...) start from the VisA root above it."""
+    import posixpath
+
+    visa = manifest_layout(fieldnames, "")["kind"] == "visa_csv"
+    return posixpath.dirname(base_dir) if visa and posixpath.basename(base_dir) == "split_csv" else base_dir
 
 
 def jsonl_records(text, source):
@@ -444,35 +554,211 @@ def folder_prefix(object_path):
     return object_path.rstrip("/") + "/" if object_path.strip("/") else ""
 
 
+def class_word_of_folder(folder):
+    """The class word of a folder name: the name itself, less split words joined to it
+    (anomalib's ``normal_test``, ``test_good``); None for a pure layout word (train, Data)."""
+    import re
+
+    if folder.lower() in split_words() | container_words():
+        return None
+    words = [w for w in re.split(r"[\s_\-]+", folder) if w]
+    kept = [w for w in words if w.lower() not in split_words()]
+    return "_".join(kept) if kept and len(kept) < len(words) else folder
+
+
+def class_folder(folders):
+    """The folder of a file's path that names its class, or None when only layout words do.
+
+    The first folder after the last layout word (``test/scratch``, ``bottle/train/good``,
+    ``candle/Data/Images/Normal``); without layout words, the top folder (``pass/batch1``).
+    A class folder holding a split folder (``dent/test``) keeps its class.
+    """
+    words = [class_word_of_folder(f) for f in folders]
+    last = max((i for i, w in enumerate(words) if w is None), default=-1)
+    after = [w for w in words[last + 1 :] if w is not None]
+    before = [w for w in words[: last + 1] if w is not None]
+    return after[0] if after else (before[-1] if before else None)
+
+
+def path_kind(relative):
+    """(kind, detail) of a file in a folder tree, from its path relative to the tree:
+    ("system", name) hidden or system files; ("loose", "") files directly in the tree;
+    ("sidecar", extension) files that are not images (.txt, .json, ...); ("mask", "") masks,
+    in a mask folder or named ``*_mask.*``; ("image", class folder or None)."""
+    import posixpath
+
+    parts = relative.split("/")
+    folders, name = parts[:-1], parts[-1]
+    if any(p.startswith(".") for p in parts) or name.lower() in system_file_names():
+        return "system", name
+    if not folders:
+        return "loose", ""
+    stem, extension = posixpath.splitext(name.lower())
+    if extension[1:] not in image_file_extensions():
+        return "sidecar", extension or "(no extension)"
+    if any(f.lower() in mask_words() for f in folders) or stem.endswith(("_mask", "-mask")):
+        return "mask", ""
+    return "image", class_folder(folders)
+
+
 def folder_records(listing, source):
     """(records, problems, skipped names) of a folder tree from its (object name, size) listing.
 
-    The first folder under the prefix is the class; hidden files and folders, Thumbs.db and
-    desktop.ini are ignored; files directly under the prefix are skipped.
+    The class folder is path_kind's; masks, sidecar, hidden and system files are left out
+    (folder_layout counts them); files directly under the prefix are skipped.
     """
     prefix = folder_prefix(source["object_path"])
     records, problems, skipped = [], [], []
     for name, size in listing:
         relative = name[len(prefix) :]
-        parts = relative.split("/")
-        if (
-            not relative
-            or relative.endswith("/")
-            or any(p.startswith(".") for p in parts)
-            or parts[-1] in ("Thumbs.db", "desktop.ini")
-        ):
+        if not relative or relative.endswith("/"):
             continue
-        if len(parts) == 1:
+        kind, folder = path_kind(relative)
+        if kind == "loose":
             skipped.append(relative)
+        if kind != "image":
             continue
         uri = f"gs://{source['bucket']}/{name}"
-        found = class_of_word(parts[0])
+        if folder is None:
+            layout = "/".join(relative.split("/")[:-1])
+            problems.append(
+                f"image {uri} has no class folder: {layout}/ holds splits, not classes; put images in class "
+                f"folders inside it (e.g. {layout}/good/ and {layout}/scratch/)"
+            )
+            continue
+        found = class_of_word(folder)
         if found is None:
-            problems.append(f"image {uri}: class folder {quoted(parts[0])} must start with a letter")
+            problems.append(f"image {uri}: class folder {quoted(folder)} must start with a letter")
             continue
         label = label_of(*found, source["pass_label"], source["label_template"])
         records.append(image_record("", uri, *found, label, size=size))
     return records, problems, skipped
+
+
+def folder_layout(relatives):
+    """What a folder tree is, from its files' paths relative to it: {"kind", "name", "masks",
+    "sidecars" {extension: count}, "system", "splits" [split folders seen], "untyped" [folders
+    of defects with no type]}. Kinds: mvtec, visa, anomalib or folders (class folders)."""
+    from collections import Counter
+
+    folders, sidecars, untyped = set(), Counter(), set()
+    masks = system = 0
+    for relative in relatives:
+        kind, detail = path_kind(relative)
+        folders.update(f.lower() for f in relative.split("/")[:-1])
+        masks += kind == "mask"
+        system += kind == "system"
+        sidecars.update([detail] if kind == "sidecar" else [])
+        if kind == "image" and detail and (class_of_word(detail) or ("",))[-1] == "Defect":
+            untyped.add(detail)
+    splits = sorted(folders & split_words())
+    if splits and ("ground_truth" in folders or "good" in folders):
+        kind, name = "mvtec", "MVTec AD (train/good, test/good, test/<defect>, ground_truth/<defect> masks)"
+    elif "data" in folders and "images" in folders:
+        kind, name = "visa", "VisA folders (<object>/Data/Images/Normal|Anomaly, Data/Masks)"
+    elif folders & {"normal", "abnormal"} or folders & mask_words():
+        kind, name = "anomalib", "anomalib Folder (normal, abnormal and mask directories)"
+    else:
+        kind, name = "folders", "class folders (<class>/<image>)"
+    return {
+        "kind": kind,
+        "name": name,
+        "masks": masks,
+        "sidecars": dict(sidecars),
+        "system": system,
+        "splits": splits,
+        "untyped": sorted(untyped),
+    }
+
+
+def layout_notes(layout, where):
+    """The lines that tell the user how a dataset's layout was read: what was skipped, with
+    counts, and what carries no defect type. ``where`` names the dataset (local path or URI)."""
+    skipped = []
+    if layout.get("masks"):
+        skipped.append(f"{layout['masks']} mask(s) (masks are never trained on)")
+    sidecars = layout.get("sidecars") or {}
+    if sidecars:
+        kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(sidecars.items(), key=lambda kv: (-kv[1], kv[0])))
+        skipped.append(f"{sum(sidecars.values())} file(s) that are not images ({kinds})")
+    if layout.get("system"):
+        skipped.append(f"{layout['system']} hidden or system file(s) (.DS_Store, Thumbs.db, ...)")
+    plain = layout["kind"] == "folders" and not skipped  # the usual case needs no word
+    lines = (
+        []
+        if plain
+        else [f"note: {where} read as {layout['name']}" + (f"; skipped {', '.join(skipped)}" if skipped else "")]
+    )
+    if layout.get("splits"):
+        lines.append(
+            f"note: the split folders ({', '.join(s + '/' for s in layout['splits'])}) are layout, not classes: "
+            "their images are pooled and the pipeline splits them itself"
+        )
+    if layout.get("untyped"):
+        lines.append(
+            f"warning: {', '.join(f + '/' for f in layout['untyped'])} name(s) no defect type: those images form "
+            "one class 'Defect' and the inspector answers 'Status: Defect' without a type; to have it name the "
+            "defect, put one folder per defect type next to the good one (scratch/, crack/)"
+        )
+    return lines
+
+
+def layout_fix(kind, missing):
+    """How to give a set of layout ``kind`` the class it misses ("pass" or "defect")."""
+    fixes = {
+        "mvtec": (
+            "copy the category's train/good/ and test/good/ folders too",
+            "copy the category's test/<defect>/ folders too (test/scratch/, ...); MVTec AD keeps defects only there",
+        ),
+        "visa": ("copy Data/Images/Normal/ too", "copy Data/Images/Anomaly/ too"),
+        "anomalib": (
+            "add the normal directory (good/ or normal/)",
+            "add one folder per defect type next to the normal one (scratch/, crack/)",
+        ),
+        "folders": (
+            "add a folder of good products (good/, ok/ or pass/)",
+            "add a folder per defect type next to the good one (scratch/, crack/)",
+        ),
+        "visa_csv": ("add rows with label normal", "add rows with label anomaly"),
+    }
+    manifest = (
+        "add rows of good products (status Pass, class good or label 'Status: Pass')",
+        "add rows of defective products (status Defect with a defect_type, or a class such as scratch)",
+    )
+    return fixes.get(kind, manifest)[0 if missing == "pass" else 1]
+
+
+def class_set_problem(records, layout=None):
+    """Why this image set cannot train an inspector, or None: it needs good products (Pass) and
+    at least one defect class. A set of one kind only (every image good: an anomaly-detection
+    set) is another product. Names the classes found, with their images, and, given the
+    ``layout`` (folder_layout's or manifest_layout's), the layout seen and the fix."""
+    counts = {}
+    for record in records:
+        counts[class_key(record)] = counts.get(class_key(record), 0) + 1
+    defects = sorted((name for name in counts if name != "Pass"), key=str.lower)
+    if "Pass" in counts and defects:
+        return None
+    found = ", ".join(f"{name} ({counts[name]} image{'s' if counts[name] != 1 else ''})" for name in sorted(counts))
+    kind = "only class" if len(counts) == 1 else "only the classes"
+    missing = "defect" if not defects else "pass"
+    message = (
+        f"found {kind} {found or 'none'}; an inspector needs Pass and at least one defect class "
+        f"(this set has no {'defect class' if missing == 'defect' else 'Pass class (good products)'}; "
+        "a set of one kind only is for anomaly detection, another product)"
+    )
+    if layout:
+        message += f"; layout seen: {layout['name']}; fix: {layout_fix(layout['kind'], missing)}"
+    return message
+
+
+def manifest_layout(fieldnames, file_name):
+    """{"kind", "name"} of a CSV manifest from its header: a VisA split CSV (object, split,
+    label, image, mask) or a CSV manifest naming its columns."""
+    columns = [str(f).strip().lower() for f in fieldnames or [] if f is not None]
+    if {"object", "split", "label", "image"} <= set(columns):
+        return {"kind": "visa_csv", "name": f"VisA split CSV {file_name} (label normal/anomaly)"}
+    return {"kind": "csv", "name": f"CSV manifest {file_name} (columns {', '.join(columns) or 'none'})"}
 
 
 def skipped_files_note(skipped, dataset_uri):
@@ -659,7 +945,8 @@ def content_conflicts(records):
 
     by_content = defaultdict(list)
     for record in records:
-        by_content[record["sha256"]].append(record)
+        if record.get("sha256"):  # an image that failed its checks has no content to compare
+            by_content[record["sha256"]].append(record)
     problems, copies = [], 0
     for digest, group in by_content.items():
         first = group[0]
@@ -679,7 +966,9 @@ def small_class_problems(records):
 
     distinct, members = defaultdict(set), defaultdict(list)
     for record in records:
-        distinct[class_key(record)].add(record["sha256"])
+        # An image that failed its checks counts as distinct: it is reported on its own, and its
+        # class must not be called too small for it.
+        distinct[class_key(record)].add(record.get("sha256") or record["gcs_uri"])
         members[class_key(record)].append(record)
     return [
         f"class {quoted(name)} has only {len(distinct[name])} distinct image "
@@ -1440,6 +1729,14 @@ IMPORT_RULES = [
     defect_words,
     none_words,
     image_uri_columns,
+    image_column_aliases,
+    class_columns,
+    split_words,
+    container_words,
+    mask_words,
+    system_file_names,
+    image_file_extensions,
+    problem_bound,
     untyped_defect_label,
     check_dataset_uri,
     label_parameter_warnings,
@@ -1455,15 +1752,27 @@ IMPORT_RULES = [
     resolve_image_ref,
     class_from_status_columns,
     reconcile_label,
+    is_class_word,
+    class_of_class_word,
     class_of_row,
     columns_record,
     turn_text,
     turn_images,
     conversation_record,
+    csv_columns,
+    manifest_base_dir,
+    manifest_layout,
     csv_records,
     jsonl_records,
     folder_prefix,
+    class_word_of_folder,
+    class_folder,
+    path_kind,
     folder_records,
+    folder_layout,
+    layout_notes,
+    layout_fix,
+    class_set_problem,
     skipped_files_note,
     empty_folder_message,
     drop_repeated_rows,

@@ -11,7 +11,7 @@ from kfp.dsl import Dataset, Output
 from components.dataset_rules import (
     IMPORT_RULES,
     check_dataset_uri,
-    class_key,
+    class_set_problem,
     content_conflicts,
     csv_records,
     dataset_layout,
@@ -20,6 +20,7 @@ from components.dataset_rules import (
     drop_repeated_rows,
     empty_folder_message,
     failure_message,
+    folder_layout,
     folder_prefix,
     folder_records,
     image_digest,
@@ -30,8 +31,11 @@ from components.dataset_rules import (
     import_report,
     jsonl_records,
     label_parameter_warnings,
+    layout_notes,
+    manifest_layout,
     manifest_metadata,
     manifest_row,
+    problem_bound,
     skipped_files_note,
     small_class_problems,
 )
@@ -39,23 +43,84 @@ from components.helpers import parse_gcs_uri, report_progress, write_empty_manif
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 
 
-def class_set_problem(records):
-    """Why this image set cannot train an inspector, or None: it needs good products (Pass) and
-    at least one defect class. A set of one kind only (every image good: an anomaly-detection
-    set) is another product. Names the classes found, with their images."""
-    counts = {}
-    for record in records:
-        counts[class_key(record)] = counts.get(class_key(record), 0) + 1
-    defects = sorted((name for name in counts if name != "Pass"), key=str.lower)
-    if "Pass" in counts and defects:
-        return None
-    found = ", ".join(f"{name} ({counts[name]} image{'s' if counts[name] != 1 else ''})" for name in sorted(counts))
-    kind = "only class" if len(counts) == 1 else "only the classes"
-    missing = "at least one defect class" if not defects else "Pass (good products)"
-    return (
-        f"found {kind} {found or 'none'}; an inspector needs Pass and at least one defect class "
-        f"(this set has no {missing}; a set of one kind only is for anomaly detection, another product)"
-    )
+def read_dataset(client, source, layout):
+    """(records, problems, layout seen, prompts dropped) of the dataset: its folder listing or
+    manifest read into records. Notes on skipped files are printed; a missing manifest or an
+    empty folder raises at once (there is nothing else to check)."""
+    import csv
+    import io
+
+    if layout == "folder":
+        prefix = folder_prefix(source["object_path"])
+        listing = [(blob.name, blob.size) for blob in client.list_blobs(source["bucket"], prefix=prefix)]
+        records, problems, skipped = folder_records(listing, source)
+        seen = folder_layout([name[len(prefix) :] for name, _ in listing])
+        for line in layout_notes(seen, source["dataset_uri"]) + (
+            [skipped_files_note(skipped, source["dataset_uri"])] if skipped else []
+        ):
+            print(line, flush=True)
+        if not records and not problems:
+            raise ValueError(empty_folder_message(source))
+        return records, problems, seen, 0
+    blob = client.bucket(source["bucket"]).get_blob(source["object_path"])
+    if blob is None:
+        raise FileNotFoundError(f"dataset_uri {source['dataset_uri']} does not exist")
+    text = decode_manifest_text(blob.download_as_bytes(), source["dataset_uri"])
+    if layout == "csv":
+        records, problems = csv_records(text, source)
+        seen = manifest_layout(next(csv.reader(io.StringIO(text)), []), source["file_name"])
+        return records, problems, seen, 0
+    records, problems, prompts_dropped = jsonl_records(text, source)
+    return records, problems, {"kind": "jsonl", "name": f"JSONL manifest {source['file_name']}"}, prompts_dropped
+
+
+def check_images(client, records, workers, bound, problems):
+    """Checks every image in parallel (nothing is kept in memory but its sha256, set on its
+    record: None when it failed), adding its problems to ``problems``. Stops scheduling once
+    ``bound`` problems are known; returns how many images were left unchecked."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.api_core import exceptions as gcs_errors
+
+    def check(record):
+        """(sha256, None) or (None, problem) for one image."""
+        problem = image_name_problem(record)
+        if problem:
+            return None, problem
+        name, path = parse_gcs_uri(record["gcs_uri"])
+        listed = record["size"] is not None  # a folder listing gave the size: no metadata request
+        try:
+            blob = client.bucket(name).blob(path) if listed else client.bucket(name).get_blob(path)
+            if blob is None:
+                return None, f"{image_ref(record)} does not exist"
+            problem = image_size_problem(record, record["size"] if listed else blob.size)
+            if problem:
+                return None, problem
+            data = blob.download_as_bytes()
+        except gcs_errors.NotFound:
+            return None, f"{image_ref(record)} does not exist"
+        except gcs_errors.GoogleAPICallError as error:
+            return None, f"{image_ref(record)} cannot be read: {error}"
+        problem = image_pixels_problem(record, data)  # the header only: refused before anything decodes it
+        return (None, problem) if problem else image_digest(record, data)
+
+    total, done, started = len(records), 0, time.monotonic()
+    step, chunk = max(1, total // 10), max(1, workers) * 16  # in chunks: stop soon after the bound
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, total, chunk):
+            if len(problems) >= bound:
+                break
+            batch = records[start : start + chunk]
+            for record, (digest, problem) in zip(batch, pool.map(check, batch), strict=True):
+                record["sha256"] = digest
+                problems += [problem] if problem else []
+                done += 1
+                if done % step == 0 or done == total:
+                    report_progress(done, total, "images", "checked", time.monotonic() - started)
+    for record in records[done:]:
+        record["sha256"] = None
+    return total - done
 
 
 # The checks and rules are pure functions in components/dataset_rules.py (tested without a
@@ -64,7 +129,7 @@ def class_set_problem(records):
     base_image=BASE_IMAGE,
     packages_to_install=IMAGE_PACKAGES,
     install_kfp_package=False,
-    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest, class_set_problem],
+    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest, read_dataset, check_images],
 )
 def import_dataset(
     project: str,
@@ -126,10 +191,6 @@ def import_dataset(
             the images of the smallest.
         download_workers: parallel image downloads (bounded to be kind to the API).
     """
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from google.api_core import exceptions as gcs_errors
     from google.cloud import storage
 
     if not (dataset_uri or "").strip():  # the pipeline synthesizes the images instead
@@ -142,74 +203,23 @@ def import_dataset(
     source = dataset_source(dataset_uri, pass_label, label_template)
     layout = dataset_layout(source)
 
-    # ---- read the rows (every problem is collected, then reported together)
-    prompts_dropped = 0
-    if layout == "folder":
-        listing = [
-            (blob.name, blob.size)
-            for blob in client.list_blobs(source["bucket"], prefix=folder_prefix(source["object_path"]))
-        ]
-        records, problems, skipped = folder_records(listing, source)
-        if skipped:
-            print(skipped_files_note(skipped, dataset_uri), flush=True)
-        if not records and not problems:
-            raise ValueError(empty_folder_message(source))
-    else:
-        blob = client.bucket(source["bucket"]).get_blob(source["object_path"])
-        if blob is None:
-            raise FileNotFoundError(f"dataset_uri {dataset_uri} does not exist")
-        text = decode_manifest_text(blob.download_as_bytes(), dataset_uri)
-        if layout == "csv":
-            records, problems = csv_records(text, source)
-        else:
-            records, problems, prompts_dropped = jsonl_records(text, source)
-    if problems:
-        raise ValueError(failure_message(problems, "reading the dataset", dataset_uri))
-    if not records:
+    # One pass: every check runs (the images until problem_bound() problems are known) before
+    # the import stops, so that one attempt lists everything there is to fix.
+    records, read_problems, seen, prompts_dropped = read_dataset(client, source, layout)
+    if not records and not read_problems:
         raise ValueError(f"{dataset_uri} lists no images")
     records, repeated_rows = drop_repeated_rows(records)
-
-    # ---- check every image, in parallel; nothing is kept in memory but its sha256
-    def check(record):
-        """(sha256, None) or (None, problem) for one image."""
-        problem = image_name_problem(record)
-        if problem:
-            return None, problem
-        name, path = parse_gcs_uri(record["gcs_uri"])
-        listed = record["size"] is not None  # a folder listing gave the size: no metadata request
-        try:
-            blob = client.bucket(name).blob(path) if listed else client.bucket(name).get_blob(path)
-            if blob is None:
-                return None, f"{image_ref(record)} does not exist"
-            problem = image_size_problem(record, record["size"] if listed else blob.size)
-            if problem:
-                return None, problem
-            data = blob.download_as_bytes()
-        except gcs_errors.NotFound:
-            return None, f"{image_ref(record)} does not exist"
-        except gcs_errors.GoogleAPICallError as error:
-            return None, f"{image_ref(record)} cannot be read: {error}"
-        problem = image_pixels_problem(record, data)  # the header only: refused before anything decodes it
-        return (None, problem) if problem else image_digest(record, data)
-
-    total, started = len(records), time.monotonic()
-    step = max(1, total // 10)
-    with ThreadPoolExecutor(max_workers=max(1, download_workers)) as pool:
-        checked = pool.map(check, records)
-        for done, (record, (digest, problem)) in enumerate(zip(records, checked, strict=True), start=1):
-            record["sha256"] = digest
-            problems += [problem] if problem else []
-            if done % step == 0 or done == total:
-                report_progress(done, total, "images", "checked", time.monotonic() - started)
+    problems = list(read_problems)
+    unchecked = check_images(client, records, download_workers, problem_bound(), problems)
+    conflicts, duplicate_images = content_conflicts(records)
+    class_problems = [p for p in [class_set_problem(records, seen)] if p] + small_class_problems(records)
+    if read_problems:  # the rows that could not be read are in no class yet
+        class_problems = [f"{p} (counting only the rows read without a problem)" for p in class_problems]
+    problems = class_problems + problems + conflicts  # the class set first: it may be the one fix needed
+    if unchecked:
+        problems.append(f"stopped after {problem_bound()} problems: {unchecked} image(s) were not checked yet")
     if problems:
-        raise ValueError(failure_message(problems, "checking the images", dataset_uri))
-
-    # ---- class checks: conflicting labels for one content, classes too small to split
-    problems, duplicate_images = content_conflicts(records)
-    problems += small_class_problems(records)
-    problems += [problem for problem in [class_set_problem(records)] if problem]
-    if problems:
-        raise ValueError(failure_message(problems, "checking the classes", dataset_uri))
+        raise ValueError(failure_message(problems, "found", dataset_uri))
     notes = {"duplicate_rows": repeated_rows, "duplicate_images": duplicate_images, "prompt_dropped": prompts_dropped}
     for line in import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
         print(line, flush=True)

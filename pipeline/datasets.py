@@ -22,10 +22,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components import dataset_rules as rules
 from components.helpers import image_mime_types
 
-URI_COLUMNS = ("gcs_uri", "image_uri", "uri", "image", "path")
-SKIPPED_NAMES = {"Thumbs.db", "desktop.ini"}
+URI_COLUMNS = rules.image_uri_columns()  # the import's own lists: one rule, in one place
+CSV_IMAGE_COLUMNS = URI_COLUMNS + rules.image_column_aliases()
 CONTENT_TYPES = {
     **{f".{ext}": mime for ext, mime in image_mime_types().items()},
     ".csv": "text/csv",
@@ -96,13 +97,14 @@ def _is_remote(value: str) -> bool:
 def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
     reader = csv.DictReader(io.StringIO(_read_text(path)))
     fields = reader.fieldnames or []
+    _, problems = rules.csv_columns(fields, path.name)  # the import's header check, on the local file
+    if problems:
+        raise DatasetUploadError("\n".join(problems))
     lowered = {f.strip().lower(): f for f in fields if f}
-    column = next((lowered[c] for c in URI_COLUMNS if c in lowered), None)
-    if column is None:
-        raise DatasetUploadError(
-            f"{path.name}: no image column; expected one of {', '.join(URI_COLUMNS)} "
-            f"(columns: {', '.join(fields) or 'none'})"
-        )
+    column = next(lowered[c] for c in CSV_IMAGE_COLUMNS if c in lowered)
+    # A VisA split CSV names its images from the VisA root, the folder above split_csv/.
+    base = Path(rules.manifest_base_dir(fields, path.parent.as_posix()))
+    uploads.root = base.resolve()
     rows = []
     for number, row in enumerate(reader, start=2):  # row 1 is the header (rows with line breaks in quotes aside)
         if None in row:  # DictReader's key for fields beyond the header
@@ -112,7 +114,7 @@ def _rewrite_csv(path: Path, uploads: _Uploads, bucket_name: str) -> str:
             )
         value = (row.get(column) or "").strip()
         if value and not _is_remote(value):
-            image = _local_image(value, path.parent, f"{path.name} row {number}")
+            image = _local_image(value, base, f"{path.name} row {number}")
             row[column] = f"gs://{bucket_name}/{uploads.add(image)}"
         rows.append(row)
     if not rows:
@@ -167,10 +169,39 @@ def _rewrite_jsonl(path: Path, uploads: _Uploads, bucket_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _folder_images(path: Path) -> list[tuple[Path, str]]:
+    """The folder's images to upload, each with its name relative to the folder (the object
+    name's tail). What the import would skip is not uploaded, and the user is told how much:
+    masks, sidecar files (.txt, .json, ...), hidden and system files, files outside any class
+    folder (components.dataset_rules.path_kind decides, as it does in the import)."""
+    files = [(file, relative) for file, relative in _folder_files(path)]
+    if all(rules.path_kind(relative)[0] == "system" for _, relative in files):
+        raise DatasetUploadError(
+            f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ holding images"
+        )
+    if not any("/" in relative for _, relative in files if rules.path_kind(relative)[0] != "system"):
+        raise DatasetUploadError(
+            f"{path} has no class folders: put each image in a folder named after its class, "
+            f"e.g. {path}/pass/img1.png and {path}/dent/img2.png"
+        )
+    layout = rules.folder_layout(relative for _, relative in files)
+    loose = [relative for _, relative in files if rules.path_kind(relative)[0] == "loose"]
+    # Warnings come from the import, which reads the same layout: said once, on the terminal.
+    notes = [line for line in rules.layout_notes(layout, str(path)) if not line.startswith("warning:")]
+    for line in notes + ([rules.skipped_files_note(loose, str(path))] if loose else []):
+        print(line, flush=True)
+    images = [(file, relative) for file, relative in files if rules.path_kind(relative)[0] == "image"]
+    if not images:
+        raise DatasetUploadError(
+            f"{path} holds no images in class folders: expected e.g. {path}/good/img1.png and {path}/dent/img2.png"
+        )
+    return images
+
+
 def _folder_files(path: Path) -> list[tuple[Path, str]]:
     """The folder's files, each with its name relative to the folder (the object name's tail).
 
-    Hidden files and folders and SKIPPED_NAMES are left out. Links are followed, to files and
+    Hidden folders are left out. Links are followed, to files and
     to class folders alike (a set assembled from links to other disks is common), and each
     keeps the name of the link, so its class is the folder the link sits in. A link back to
     a folder it lies in is not followed (its images are read once, from the folder itself).
@@ -188,8 +219,6 @@ def _folder_files(path: Path) -> list[tuple[Path, str]]:
         folders[:] = sorted(f for f in folders if not f.startswith(".") and os.path.realpath(here / f) not in ancestors)
         for name in sorted(names):
             file = here / name
-            if name.startswith(".") or name in SKIPPED_NAMES:
-                continue
             if file.is_symlink() and not file.exists():
                 raise DatasetUploadError(
                     f"{file} is a link to {os.readlink(file)}, which does not exist: restore it or delete the link"
@@ -199,11 +228,6 @@ def _folder_files(path: Path) -> list[tuple[Path, str]]:
     if not files:
         raise DatasetUploadError(
             f"{path} is empty: expected class folders such as {path}/pass/ and {path}/dent/ holding images"
-        )
-    if not any("/" in relative for _, relative in files):
-        raise DatasetUploadError(
-            f"{path} has no class folders: put each image in a folder named after its class, "
-            f"e.g. {path}/pass/img1.png and {path}/dent/img2.png"
         )
     return files
 
@@ -251,7 +275,30 @@ def _delete_stale(target, prefix: str, kept: set[str]) -> None:
         print(f"removed {len(stale)} image(s) under gs://{target.name}/{prefix}/ that the folder no longer holds")
 
 
-def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | None = None, workers: int = 8) -> str:
+def local_text(text: str, local_names: dict[str, str]) -> str:
+    """``text`` with every ``gs://`` URI of an uploaded copy written as the local file or folder
+    it came from (``local_names`` as upload_local_dataset fills it): the user fixes the files
+    they gave, and must not have to work out where a ``gs://local-bucket/...`` object came from.
+    Longer URIs first, so that an image's own name wins over its folder's."""
+    if not local_names or "gs://" not in text:
+        return text
+    by_length = sorted(local_names, key=len, reverse=True)
+    # A file's URI must end where the URI in the text ends (a.png is not a.png.bak); a folder's,
+    # ending in "/", may go on (an object named under it).
+    files = "|".join(re.escape(uri) for uri in by_length if not uri.endswith("/"))
+    folders = "|".join(re.escape(uri) for uri in by_length if uri.endswith("/"))
+    pattern = "|".join(part for part in (files and f"(?:{files})(?![\\w.-])", folders) if part)
+    return re.sub(pattern, lambda match: local_names[match.group(0)], text)
+
+
+def upload_local_dataset(
+    path: Path,
+    bucket: str,
+    project: str,
+    prefix: str | None = None,
+    workers: int = 8,
+    local_names: dict[str, str] | None = None,
+) -> str:
     """Uploads a local labelled image set and returns the ``dataset_uri`` for the pipeline.
 
     Args:
@@ -267,6 +314,8 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
         prefix: folder inside the bucket; default ``datasets/<name>`` (the folder's name or
             the manifest's stem).
         workers: parallel uploads (8 keep one client's 10 pooled connections busy).
+        local_names: filled with {gs:// URI: local path} for every copy, the dataset's own URI
+            and its folder, so that local_text can name local files in the import's messages.
 
     Returns:
         ``gs://bucket/prefix/`` for a folder, ``gs://bucket/prefix/<manifest name>`` for a
@@ -288,9 +337,16 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
     prefix = (prefix or f"datasets/{name}").strip("/")
     if path.is_dir():
         manifest_text = None
-        items = [(file, f"{prefix}/{relative}") for file, relative in _folder_files(path)]
+        items = [(file, f"{prefix}/{relative}") for file, relative in _folder_images(path)]
     else:
         manifest_text, items = _rewrite_manifest(path, prefix, bucket_name)
+    names = local_names if local_names is not None else {}
+    # The path as the user gave it (made absolute), links and all: what they will look for.
+    shown = Path(os.path.abspath(path))
+    for file, object_name in items:
+        names[f"gs://{bucket_name}/{object_name}"] = (
+            str(shown / object_name[len(prefix) + 1 :]) if path.is_dir() else str(file)
+        )
 
     client = storage.Client(project=project)
     target = client.bucket(bucket_name)
@@ -302,10 +358,13 @@ def upload_local_dataset(path: Path, bucket: str, project: str, prefix: str | No
         raise DatasetUploadError(f"could not read {getattr(error, 'filename', None) or error}: {error}") from None
     if manifest_text is None:
         _delete_stale(target, prefix, {object_name for _, object_name in items})
+        names[f"gs://{bucket_name}/{prefix}/"] = f"{shown}{os.sep}"
+        names[f"gs://{bucket_name}/{prefix}"] = str(shown)
         return f"gs://{bucket_name}/{prefix}/"
     # The manifest goes last, so it never names an image not yet there.
     object_name = f"{prefix}/{path.name}"
     if any(object_name == o for _, o in items):
         object_name = f"{prefix}/{path.stem}.uploaded{path.suffix}"
     target.blob(object_name).upload_from_string(manifest_text, content_type=CONTENT_TYPES[path.suffix.lower()])
+    names[f"gs://{bucket_name}/{object_name}"] = str(shown)
     return f"gs://{bucket_name}/{object_name}"

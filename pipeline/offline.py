@@ -178,6 +178,7 @@ def run_offline(
     }
     started = time.monotonic()
     bucket = params["bucket"].removeprefix("gs://").split("/")[0]
+    local_names: dict[str, str] = {}  # uploaded copy's gs:// URI -> the user's local file or folder
     # Line-buffered: pipeline.log grows as the run goes (tail -f it), not only at the end.
     try:
         with (
@@ -185,20 +186,24 @@ def run_offline(
             open(run_dir / "pipeline.log", "w", buffering=1) as log,
         ):
             if local_dataset:
-                from pipeline.datasets import upload_local_dataset
+                from pipeline.datasets import local_text, upload_local_dataset
 
                 stack.apply_env()
-                params = {
-                    **params,
-                    "dataset_uri": upload_local_dataset(local_dataset, params["bucket"], params["project"]),
-                }
+                uri = upload_local_dataset(local_dataset, params["bucket"], params["project"], local_names=local_names)
+                params = {**params, "dataset_uri": uri}
                 spec["params"] = params
+                shown = on_event  # warnings about the user's files name their local paths
+
+                def on_event(event: Event) -> None:
+                    shown(Event(**{**event.__dict__, "text": local_text(event.text, local_names)}))
+
             (run_dir / "params.json").write_text(json.dumps(shown_params(params), indent=2, sort_keys=True))
             returncode, current, failed, task_seconds = _follow_child(spec, stack.env, PipelineLog(log), on_event)
     except BaseException:  # Ctrl-C, a busy data folder, a failed upload: `runs` shows it as interrupted
         update_run_record(run_dir, state="interrupted")
         raise
-    return _finish(run_dir, data_dir, round(time.monotonic() - started, 2), returncode, current, failed, task_seconds)
+    seconds = round(time.monotonic() - started, 2)
+    return _finish(run_dir, data_dir, seconds, returncode, current, failed, task_seconds, local_names)
 
 
 def _follow_child(spec: dict, env: dict, log: PipelineLog, on_event: Callable[[Event], None]):
@@ -237,9 +242,17 @@ def _follow_child(spec: dict, env: dict, log: PipelineLog, on_event: Callable[[E
 
 
 def _finish(
-    run_dir: Path, data_dir: Path, seconds: float, returncode: int, current: str, failed: str, task_seconds: dict
+    run_dir: Path,
+    data_dir: Path,
+    seconds: float,
+    returncode: int,
+    current: str,
+    failed: str,
+    task_seconds: dict,
+    local_names: dict | None = None,
 ) -> RunResult:
-    """Reads the child's result, copies the report files, writes result.json and metrics.json."""
+    """Reads the child's result, copies the report files, writes result.json and metrics.json.
+    ``local_names`` maps an uploaded dataset's URIs to the user's files, for the error."""
     result_file = run_dir / "result.json"
     outcome = (
         json.loads(result_file.read_text())
@@ -248,8 +261,14 @@ def _finish(
     )
     failed = failed or (current if not outcome["ok"] else "")
     if failed:  # the component's own exception says more than kfp.local's "task failed"
-        found = exception_text(task_log_section(run_dir, failed), log_path=run_dir / "pipeline.log")
+        # An import lists up to 25 problems and a count of the rest: show them all.
+        lines = 30 if failed == "import-dataset" else 10
+        found = exception_text(task_log_section(run_dir, failed), lines, log_path=run_dir / "pipeline.log")
         outcome["error"] = found or outcome.get("error", "")
+        if local_names:
+            from pipeline.datasets import local_text
+
+            outcome["error"] = local_text(outcome["error"], local_names)
     outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`
     for key, name in (("report", "report.html"), ("summary", "summary.md"), ("predictions", "predictions.csv")):
         if outcome.get(key):  # copies with telling names, next to the run's metrics

@@ -646,5 +646,5 @@ def test_the_shipped_component_source_reads_every_layout(gcs, prefix, tmp_path):
         assert {r["gcs_uri"]: r["label"] for r in rows} == expected
     gif = put(gcs, f"{prefix}/bad/a.gif", image_bytes("GIF"))
     bad = put(gcs, f"{prefix}/bad/m.csv", f"image,label\n{gif},Status: Pass\n")
-    with pytest.raises(ValueError, match=r"(?s)1 problem\(s\) checking the images .*a\.gif has an unsupported format"):
+    with pytest.raises(ValueError, match=r"(?s)3 problem\(s\) found in .*a\.gif has an unsupported format"):
         shipped["import_dataset"](project=PROJECT, dataset_uri=bad, manifest=new_manifest(tmp_path))
