@@ -8,6 +8,7 @@ cost guard stops a run before any tuning job exists, and every run posts one mes
 local webhook receiver without its key reaching the log.
 """
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -72,8 +73,9 @@ def loop(tmp_path_factory):
 
         wanted: list = []
 
-        def tuning_job(self, name):
-            """One tuning job as google-genai reads it from the twin."""
+        @contextlib.contextmanager
+        def genai(self):
+            """A google-genai client on the loop's data folder (its own local stack)."""
             from localvertex import LocalStack
 
             with (
@@ -82,19 +84,14 @@ def loop(tmp_path_factory):
             ):
                 for key, value in stack.env.items():
                     patch.setenv(key, value)
-                client = genai_client("local-project", "us-central1")  # kept: a dropped Client closes its connection
+                yield genai_client("local-project", "us-central1")  # kept: a dropped Client closes its connection
+
+        def tuning_job(self, name):
+            with self.genai() as client:
                 return client.tunings.get(name=name)
 
         def tuning_jobs(self):
-            from localvertex import LocalStack
-
-            with (
-                LocalStack(self.data_dir, bucket="local-bucket", project="local-project") as stack,
-                pytest.MonkeyPatch.context() as patch,
-            ):
-                for key, value in stack.env.items():
-                    patch.setenv(key, value)
-                client = genai_client("local-project", "us-central1")  # kept: a dropped Client closes its connection
+            with self.genai() as client:
                 return sorted(job.name for job in client.tunings.list())
 
     with receiver() as hook, pytest.MonkeyPatch.context() as patch:
