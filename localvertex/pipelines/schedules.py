@@ -202,10 +202,19 @@ class ScheduleService:
     """create / get / list / patch / pause / resume / delete, and ``tick`` (the scheduler's
     step, schedules_scheduler.py), all under one lock so a fire never races a patch."""
 
-    def __init__(self, data_dir: Path, starter: RunStarter, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        starter: RunStarter,
+        clock: Callable[[], datetime] = utcnow,
+        operations: Callable[[str, str, str], dict] | None = None,
+    ) -> None:
         self.store = ScheduleStore(data_dir)
         self.starter = starter
         self.clock = clock
+        # Records the finished delete operation where ``GET .../operations/ID`` serves it
+        # (pipelines/service.record_operation); None: answered, not recorded.
+        self.operations = operations
         self.lock = self.store.lock
         self.changed = threading.Event()  # wakes the scheduler thread after a change
 
@@ -334,6 +343,8 @@ class ScheduleService:
             name = self.find(project, location, schedule_id)["name"]
             self.store.delete(schedule_id)
         log.info("deleted schedule %s", name)
+        if self.operations is not None:
+            return self.operations(project, location, "DeleteOperationMetadata")
         now = rfc3339(self.clock())
         return {
             "name": f"projects/{project}/locations/{location}/operations/{new_id()}",
