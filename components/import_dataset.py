@@ -212,7 +212,8 @@ def import_dataset(
     problems = list(read_problems)
     unchecked = check_images(client, records, download_workers, problem_bound(), problems)
     conflicts, duplicate_images = content_conflicts(records)
-    class_problems = [p for p in [class_set_problem(records, seen)] if p] + small_class_problems(records)
+    class_problems = [p for p in [class_set_problem(records, seen)] if p] if records else []
+    class_problems += small_class_problems(records)
     if read_problems:  # the rows that could not be read are in no class yet
         class_problems = [f"{p} (counting only the rows read without a problem)" for p in class_problems]
     problems = class_problems + problems + conflicts  # the class set first: it may be the one fix needed
