@@ -9,6 +9,7 @@ Serves, under both ``/v1/`` and ``/v1beta1/``, the slice of Vertex AI that
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,6 +18,9 @@ from .auth import TOKEN_TTL_S, Auth, BearerAuthMiddleware
 from .errors import ApiError, error_body
 from .jobs import JobStore, TrainingRunner
 from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, error_response, install_error_handlers
+from .pipelines.schedules import ScheduleService
+from .pipelines.schedules_scheduler import Scheduler, starter_from
+from .pipelines.service import PipelineService, active_run_count, create_pipeline_job, record_operation
 from .prediction import Predictor
 from .routes import API_VERSIONS, BlockingIO, Services, include_routes
 from .storage import GcsReader
@@ -60,6 +64,14 @@ class LocalVertex:
         # storage_files: the storage server's filesystem root, read directly (storage.py).
         self.reader = GcsReader(storage_endpoint, project, files_root=storage_files)
         self.predictor = Predictor(self.runner.models_dir)
+        self.pipelines = PipelineService(self.data_dir)  # PipelineJobs and ML Metadata
+        # Schedules start runs through the PipelineJobs service, as Vertex's scheduler does.
+        self.schedules = ScheduleService(
+            self.data_dir,
+            starter_from(partial(create_pipeline_job, self), partial(active_run_count, self)),
+            operations=partial(record_operation, self),
+        )
+        self.scheduler = Scheduler(self.schedules)
         self.io = BlockingIO(8)
         self.services = Services(
             auth=self.auth,
@@ -75,10 +87,14 @@ class LocalVertex:
     def start(self) -> None:
         if not self._started:
             self.runner.start()
+            self.pipelines.start()
+            self.scheduler.start()
             self._started = True
 
     def close(self) -> None:
         if self._started:
+            self.scheduler.stop()  # no run may start while the pipelines stop
+            self.pipelines.close()  # first: a cancelled task may still cancel its tuning job
             self.runner.stop()
             self._started = False
         self.predictor.close()
@@ -93,6 +109,8 @@ def build_app(lv: LocalVertex) -> FastAPI:
 
     app = FastAPI(title="localvertex", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = lv.services
+    app.state.pipelines = lv.pipelines
+    app.state.schedules = lv.schedules
     install_error_handlers(app)
     # The last middleware added runs first: token check, then size limit, then the log.
     app.add_middleware(RequestLogMiddleware)
