@@ -18,6 +18,7 @@ from .auth import TOKEN_TTL_S, Auth, BearerAuthMiddleware
 from .errors import ApiError, error_body
 from .jobs import JobStore, TrainingRunner
 from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, error_response, install_error_handlers
+from .pipelines.registry import TemplateRegistry
 from .pipelines.schedules import ScheduleService
 from .pipelines.schedules_scheduler import Scheduler, starter_from
 from .pipelines.service import PipelineService, active_run_count, create_pipeline_job, record_operation
@@ -72,6 +73,7 @@ class LocalVertex:
             operations=partial(record_operation, self),
         )
         self.scheduler = Scheduler(self.schedules)
+        self.registry = TemplateRegistry(self.data_dir)  # Artifact Registry's KFP repositories
         self.io = BlockingIO(8)
         self.services = Services(
             auth=self.auth,
@@ -111,6 +113,7 @@ def build_app(lv: LocalVertex) -> FastAPI:
     app.state.services = lv.services
     app.state.pipelines = lv.pipelines
     app.state.schedules = lv.schedules
+    app.state.registry = lv.registry
     install_error_handlers(app)
     # The last middleware added runs first: token check, then size limit, then the log.
     app.add_middleware(RequestLogMiddleware)

@@ -1,6 +1,8 @@
 """The local Artifact Registry (KFP format) through the unchanged ``kfp.registry.RegistryClient``,
 ``python -m pipeline upload``, and template resolution for PipelineJobs' ``templateUri``."""
 
+from pathlib import Path
+
 import httpx
 import pytest
 import yaml
@@ -48,7 +50,9 @@ def host(local_stack):
 
 def test_registry_client_upload_list_get_download_tags_delete(host, credentials, toy_yaml, tmp_path):
     client = RegistryClient(host=host, auth=credentials)
-    package, version = client.upload_pipeline(str(toy_yaml), tags=["v1", "latest"], extra_headers={"description": "toy"})
+    package, version = client.upload_pipeline(
+        str(toy_yaml), tags=["v1", "latest"], extra_headers={"description": "toy"}
+    )
     assert package == "toy-template" and version.startswith("sha256:") and len(version) == 71
     # The same content again: the same version.
     assert client.upload_pipeline(str(toy_yaml), tags="again") == (package, version)
@@ -65,7 +69,7 @@ def test_registry_client_upload_list_get_download_tags_delete(host, credentials,
 
     by_tag = client.download_pipeline(package, tag="latest", file_name=str(tmp_path / "t.yaml"))
     by_version = client.download_pipeline(package, version=version, file_name=str(tmp_path / "v.yaml"))
-    assert open(by_tag, "rb").read() == open(by_version, "rb").read() == toy_yaml.read_bytes()
+    assert Path(by_tag).read_bytes() == Path(by_version).read_bytes() == toy_yaml.read_bytes()
 
     # A second version: tags move on upload, can be created (once) and moved.
     changed = tmp_path / "changed.yaml"

@@ -13,7 +13,7 @@ storage reader and predictor through ``Services`` (``app.state.services``).
 
 from fastapi import FastAPI
 
-from . import metadata, pipelines, prediction, schedules, token, tuning
+from . import metadata, pipelines, prediction, registry, schedules, token, tuning
 from .deps import API_VERSIONS, LOCATION_PREFIX, BlockingIO, Location, Services
 
 __all__ = ["API_VERSIONS", "LOCATION_PREFIX", "BlockingIO", "Location", "Services", "include_routes"]
@@ -28,3 +28,4 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(pipelines.router)
     app.include_router(metadata.router)
     app.include_router(schedules.router)
+    app.include_router(registry.router)
