@@ -683,7 +683,7 @@ def layout_notes(layout, where):
         skipped.append(f"{sum(sidecars.values())} file(s) that are not images ({kinds})")
     if layout.get("system"):
         skipped.append(f"{layout['system']} hidden or system file(s) (.DS_Store, Thumbs.db, ...)")
-    plain = layout["kind"] == "folders" and not skipped  # the usual case needs no word
+    plain = layout["kind"] in ("folders", "csv", "jsonl") and not skipped  # the usual cases need no word
     lines = (
         []
         if plain
@@ -693,6 +693,12 @@ def layout_notes(layout, where):
         lines.append(
             f"note: the split folders ({', '.join(s + '/' for s in layout['splits'])}) are layout, not classes: "
             "their images are pooled and the pipeline splits them itself"
+        )
+    if layout["kind"] == "visa_csv":
+        lines.append("note: the split and mask columns are not used: the pipeline splits the images itself")
+        lines.append(
+            "warning: VisA's split CSV names no defect type: its anomaly images form one class 'Defect' and the "
+            "inspector answers 'Status: Defect' without a type"
         )
     if layout.get("untyped"):
         lines.append(

@@ -69,6 +69,8 @@ def read_dataset(client, source, layout):
     if layout == "csv":
         records, problems = csv_records(text, source)
         seen = manifest_layout(next(csv.reader(io.StringIO(text)), []), source["file_name"])
+        for line in layout_notes(seen, source["dataset_uri"]):
+            print(line, flush=True)
         return records, problems, seen, 0
     records, problems, prompts_dropped = jsonl_records(text, source)
     return records, problems, {"kind": "jsonl", "name": f"JSONL manifest {source['file_name']}"}, prompts_dropped
@@ -147,15 +149,25 @@ def import_dataset(
     * A folder tree ``gs://bucket/prefix/<class>/<image>`` (the URI ends with "/" or its last
       segment has no extension). The folder name is the class: ``pass``, ``passed``, ``ok``,
       ``good`` and ``normal`` (any case) mean a good product; ``defect``, ``defective``, ``ng``,
-      ``nok``, ``fail``, ``failed``, ``bad`` mean a defect of no particular type (label ``Status: Defect``); any
-      other name is a defect type, title-cased with words joined by "-" (``dent`` -> ``Dent``,
-      ``surface_dent`` -> ``Surface-Dent``). Files directly under the prefix and hidden files
-      are skipped.
+      ``nok``, ``fail``, ``failed``, ``bad``, ``abnormal``, ``anomaly`` mean a defect of no
+      particular type (label ``Status: Defect``, with a warning); any other name is a defect
+      type, title-cased with words joined by "-" (``dent`` -> ``Dent``, ``broken_large`` ->
+      ``Broken-Large``). Split folders (train, test, val, validation) and containers (Data,
+      Images) are layout, never classes: the class is the first folder after them, so MVTec AD
+      (``train/good``, ``test/<defect>``), anomalib's Folder layout (``good``, ``<defect>``,
+      ``normal_test``) and VisA's ``<object>/Data/Images/Normal|Anomaly`` read as what they
+      are (``dataset_rules.path_kind``). Masks (in ``ground_truth``/``mask``/``masks`` folders or
+      named ``*_mask.*``), files that are not images (.txt, .json, ...), hidden and system files
+      and files directly under the prefix are skipped, with counts printed.
     * A CSV (``.csv``) or JSONL (``.jsonl``) manifest with an image column (the first of
-      ``gcs_uri``, ``image_uri``, ``uri``, ``image``, ``path``; a value that is not ``gs://``
-      is a path relative to the manifest's folder) and either a ``label`` column (the full
-      answer text; a row with an empty label falls back to the columns below) or ``status``
-      (Pass/OK/Good/Normal or Defect/NG/Fail/Bad) + ``defect_type`` columns.
+      ``gcs_uri``, ``image_uri``, ``uri``, ``image``, ``path``; in a CSV also ``file``,
+      ``filename`` and the like; a value that is not ``gs://`` is a path relative to the
+      manifest's folder, or to the VisA root for VisA's ``split_csv/*.csv``) and either a
+      ``class`` column or a ``label`` column holding a class word (read as folder names are:
+      VisA's normal/anomaly too), a ``label`` column with the full answer text (a row with an
+      empty label falls back to the columns below), or ``status`` (Pass/OK/Good/Normal or
+      Defect/NG/Fail/Bad) + ``defect_type`` columns. A CSV header without such columns is one
+      problem naming the column names that would work.
     * A Gemini supervised-tuning JSONL (``contents`` lines) or the older chat format
       (``messages`` with role/content, "assistant" accepted for "model"): the image is the one
       ``fileData`` part (or ``gs://`` URI, or image_url part) of the user turns, the label is
@@ -168,13 +180,15 @@ def import_dataset(
     label, status is Pass when the label is ``pass_label`` or "Status: Pass", and the defect
     type is the word after "Defect -" ("Defect" when the label names none).
 
-    Checks (every problem is collected, then the task fails listing them, naming the CSV row
-    (the header is row 1), JSONL line or image URI; no manifest is written): the image exists,
+    Checks (one pass: every check runs, the image checks until ``problem_bound()`` problems
+    are known, then the task fails listing them, naming the CSV row (the header is row 1),
+    JSONL line or image URI; no manifest is written): the image exists,
     is non-empty, at most 20 MB, named .png/.jpg/.jpeg/.webp/.heic/.heif (what Gemini
     accepts), and decodes with Pillow as that format (HEIC/HEIF are checked by extension,
     size and ISO-BMFF header only: Pillow cannot decode them); every class has at least two
     distinct images (fewer cannot be split); no image content (sha256) is labelled with two
-    classes; the set has Pass and at least one defect class (``class_set_problem``). Warnings are printed for class imbalance (largest/smallest class above
+    classes; the set has Pass and at least one defect class (``class_set_problem``, naming the
+    layout it saw and the fix). Warnings are printed for class imbalance (largest/smallest class above
     ``imbalance_warning_ratio``), duplicate images and labels the evaluation cannot type.
     Images are not resized or re-encoded.
 
@@ -217,8 +231,8 @@ def import_dataset(
     if read_problems:  # the rows that could not be read are in no class yet
         class_problems = [f"{p} (counting only the rows read without a problem)" for p in class_problems]
     problems = class_problems + problems + conflicts  # the class set first: it may be the one fix needed
-    if unchecked:
-        problems.append(f"stopped after {problem_bound()} problems: {unchecked} image(s) were not checked yet")
+    if unchecked:  # first, as it qualifies the whole list (which shows its first 25)
+        problems.insert(0, f"stopped after {problem_bound()} problems: {unchecked} image(s) were not checked yet")
     if problems:
         raise ValueError(failure_message(problems, "found", dataset_uri))
     notes = {"duplicate_rows": repeated_rows, "duplicate_images": duplicate_images, "prompt_dropped": prompts_dropped}

@@ -8,7 +8,10 @@ with ``STORAGE_EMULATOR_HOST`` set, to the local storage emulator (``pipeline.of
 does that for ``python -m pipeline run --dataset PATH``).
 
 Local image paths in an uploaded manifest are rewritten to the ``gs://`` URIs of their
-copies; ``gs://`` URIs are kept as they are.
+copies; ``gs://`` URIs are kept as they are. A folder's masks, sidecar, hidden and system
+files are not uploaded (the import's own rule, ``components.dataset_rules.path_kind``), and
+the user is told how many. ``local_names`` records where each copy came from, so that
+``local_text`` can name the user's files in the import's errors.
 """
 
 from __future__ import annotations
@@ -303,7 +306,8 @@ def upload_local_dataset(
 
     Args:
         path: a folder tree ``<class>/<image>`` (``pass``/``ok``/``good``/``normal`` for good
-            products, any other folder name a defect type), or a ``.csv``/``.jsonl`` manifest
+            products, any other folder name a defect type; MVTec AD, anomalib Folder and VisA
+            folders too), or a ``.csv``/``.jsonl`` manifest
             whose image references are local paths (relative to the manifest) or ``gs://``
             URIs. A folder is mirrored (hidden files skipped, links followed, each image
             named by where it sits in the folder; objects under the prefix that the folder
@@ -324,7 +328,7 @@ def upload_local_dataset(
     Raises:
         FileNotFoundError: ``path`` or an image a manifest names does not exist.
         DatasetUploadError: an empty folder, a folder without class folders, a broken link, a manifest
-            that is not UTF-8, without an image column or rows, with a row of extra fields,
+            that is not UTF-8, without an image or class column or rows, with a row of extra fields,
             a reference that is not an image file, invalid JSONL, or an unreadable file or folder.
     """
     from google.cloud import storage

@@ -355,10 +355,13 @@ def visa_root(root: Path, extra_rows=()) -> Path:
     return root
 
 
-def test_visa_split_csv(local_stack, prefix, tmp_path):
+def test_visa_split_csv(local_stack, prefix, tmp_path, capsys):
     root = visa_root(tmp_path / "VisA")
     dataset_uri = upload_local_dataset(root / "split_csv" / "1cls.csv", BUCKET, PROJECT, prefix=prefix)
     rows, manifest = run_import(dataset_uri, tmp_path)
+    out = capsys.readouterr().out
+    assert "read as VisA split CSV 1cls.csv" in out and "the split and mask columns are not used" in out
+    assert "warning: VisA's split CSV names no defect type" in out
     assert manifest.metadata["class_counts"] == {"Pass": 3, "Defect": 2}
     assert {r["label"] for r in rows} == {"Status: Pass", "Status: Defect"}
     assert all("/candle/Data/Images/" in r["gcs_uri"] for r in rows)  # the masks column is not an image
