@@ -113,10 +113,16 @@ def env(
     data_dir: Path | None = typer.Option(
         None, help="Data directory of the running stack (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."
     ),
+    location: str = typer.Option("us-central1", help="LOCATION for the Vertex commands (a tuning region)."),
+    experiment: str = typer.Option("visual-defect-sft", help="EXPERIMENT for submit, schedule and compare."),
 ) -> None:
-    """Print the export lines of the stack running on the data directory (``serve`` or a run)."""
+    """Print the export lines of the stack running on the data directory (``serve`` or a run):
+    the SDKs' variables, then the settings of ``make submit | schedule | upload | compare |
+    vertex-smoke`` (env.sh's PROJECT, LOCATION, BUCKET, EXPERIMENT, REPO, CRON), so
+    ``. <(python -m localvertex env)`` or ``python -m localvertex env > env.sh`` points them here."""
     import shlex
 
+    from .pipelines.registry import host_url
     from .stack import default_data_dir, running_stack
 
     d = (data_dir or default_data_dir()).resolve()
@@ -130,6 +136,19 @@ def env(
         raise typer.Exit(1)
     typer.echo(f"# local Vertex AI of {d} (pid {stack['pid']})")
     for key, value in stack["env"].items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+    project = stack["project"]
+    settings = {
+        "PROJECT": project,
+        "LOCATION": location,
+        "BUCKET": f"gs://{stack.get('bucket', 'local-bucket')}",
+        "EXPERIMENT": experiment,
+        "REPO": host_url(stack["vertex_url"], project, location),
+        "CRON": "0 2 * * *",
+        "SERVICE_ACCOUNT": "",  # runs execute as the twin's worker; none to name
+    }
+    typer.echo("# settings of make submit | schedule | upload | compare | vertex-smoke (env.sh's variables)")
+    for key, value in settings.items():
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 

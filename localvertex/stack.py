@@ -45,7 +45,7 @@ STACK_FILE = "stack.json"  # the running stack's addresses, for `python -m local
 
 def running_stack(data_dir: Path | str | None = None) -> dict | None:
     """The addresses of the stack that holds ``data_dir`` now ({"pid", "vertex_url", "storage_url",
-    "credentials", "project", "env"}), or None when none runs there.
+    "credentials", "project", "bucket", "env"}), or None when none runs there.
 
     A stack records them in ``<data_dir>/stack.json`` when it starts and removes the file when it
     stops; a file left by a killed stack names a process that is gone, so it counts as none.
@@ -167,6 +167,7 @@ class LocalStack:
             "storage_url": self.storage_url,
             "credentials": str(self.credentials_path),
             "project": self.project,
+            "bucket": self.bucket,
             "env": self.env,
         }
         partial = self.data_dir / f".{STACK_FILE}.{os.getpid()}"

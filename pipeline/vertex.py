@@ -21,6 +21,7 @@ The commands are added to the root CLI by ``register(app)``.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ ADC_HINT = (
     "(or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file)"
 )
 EXPERIMENT_LABEL = "experiment"
+VERTEX_ENDPOINT_ENV = "GOOGLE_VERTEX_BASE_URL"
 RANK_METRIC = "metric.eval_status_accuracy"
 # Metric prefixes in the order `compare` shows them; the components log under these names.
 METRIC_PREFIXES = ("eval_", "base_eval_", "train_", "jsonl_", "split_")
@@ -120,13 +122,21 @@ def credentials_and_project(project: str | None):
     return credentials, project
 
 
+def endpoint_options() -> dict:
+    """Where the Vertex AI API is: Google's regional endpoint, unless ``GOOGLE_VERTEX_BASE_URL``
+    names another (the local Vertex AI exports it, and google-genai honours it too). That one
+    is reached over REST, the only transport it serves; the commands are otherwise the same."""
+    url = os.environ.get(VERTEX_ENDPOINT_ENV, "").strip()
+    return {"api_endpoint": url, "api_transport": "rest"} if url else {}
+
+
 def init_vertex(project: str | None, location: str):
-    """``aiplatform.init`` with ADC; returns (aiplatform module, project)."""
+    """``aiplatform.init`` with ADC (and ``endpoint_options``); returns (aiplatform module, project)."""
     from google.cloud import aiplatform
 
     credentials, project = credentials_and_project(project)
     try:
-        aiplatform.init(project=project, location=location, credentials=credentials)
+        aiplatform.init(project=project, location=location, credentials=credentials, **endpoint_options())
     except ValueError as error:  # e.g. an unknown region
         fail(f"--location {location!r}: {_first_line(error).split(', select from')[0]}")
     return aiplatform, project

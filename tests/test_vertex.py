@@ -205,7 +205,9 @@ def google_api(monkeypatch, adc):
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     server.url = url
-    # aiplatform: the REST transport to our endpoint (kept by the command's own aiplatform.init).
+    # aiplatform: the REST transport to our endpoint (kept by the command's own aiplatform.init,
+    # which would point at a local Vertex AI instead if its GOOGLE_VERTEX_BASE_URL were set).
+    monkeypatch.delenv("GOOGLE_VERTEX_BASE_URL", raising=False)
     monkeypatch.setattr(initializer.global_config, "_api_endpoint", url)
     monkeypatch.setattr(initializer.global_config, "_api_transport", "rest")
     # google-cloud-storage honours STORAGE_EMULATOR_HOST.
