@@ -88,12 +88,12 @@ def _artifact(md: MetadataStore, store: str, run_ctx: str, described: dict[str, 
     return art["name"]
 
 
-def record_task(md: MetadataStore, job: dict[str, Any], task: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
-    """The task's execution, artifacts and events; returns the execution."""
+def record_task(md: MetadataStore, job: dict[str, Any], inputs: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    """The task's execution, artifacts and events (``inputs``: what the task started with); returns the execution."""
     local = job["_local"]
     store = store_name(local["project"], local["location"])
     run_ctx = job["jobDetail"]["pipelineRunContext"]["name"]
-    metadata = {f"input:{k}": v for k, v in task.get("_inputs", {}).items()}
+    metadata = {f"input:{k}": v for k, v in inputs.get("inputs", {}).items()}
     metadata.update({f"output:{k}": v for k, v in msg.get("outputs", {}).items()})
     with md.lock:
         execution = md.create(
@@ -109,8 +109,8 @@ def record_task(md: MetadataStore, job: dict[str, Any], task: dict[str, Any], ms
         )
         md.add_links("assoc", run_ctx, [execution["name"]], "executions")
         events = []
-        for kind, key in (("INPUT", "_inputArtifacts"), ("OUTPUT", "outputArtifacts")):
-            source = task.get(key, {}) if kind == "INPUT" else msg.get(key, {})
+        for kind, key in (("INPUT", ""), ("OUTPUT", "outputArtifacts")):
+            source = inputs.get("inputArtifacts", {}) if kind == "INPUT" else msg.get(key, {})
             for items in source.values():
                 for described in items:
                     if described["uri"].startswith("gs://"):

@@ -223,17 +223,20 @@ class PipelineRunner:
         if msg["kind"] == "task_start":
 
             def started(j):
-                task = task_detail(j, msg["task"])
-                task.update(state="RUNNING", startTime=now, _inputs=msg.get("inputs", {}))
-                task["_inputArtifacts"] = msg.get("inputArtifacts", {})
+                task_detail(j, msg["task"]).update(state="RUNNING", startTime=now)
+                # What the task's execution records when it ends; kept out of the resource.
+                j["_local"].setdefault("taskInputs", {})[msg["task"]] = {
+                    "inputs": msg.get("inputs", {}),
+                    "inputArtifacts": msg.get("inputArtifacts", {}),
+                }
 
             self.store.update(job_id, started)
             return
         job = self.store.get(job_id)
-        task = task_detail(job, msg["task"])
+        inputs = job["_local"].get("taskInputs", {}).get(msg["task"], {})
         execution = None
         if not msg.get("skipped"):
-            execution = pipeline_runs.record_task(self.metadata, job, task, msg)
+            execution = pipeline_runs.record_task(self.metadata, job, inputs, msg)
 
         def ended(j):
             t = task_detail(j, msg["task"])
@@ -248,8 +251,7 @@ class PipelineRunner:
                     "code": RPC_FAILED_PRECONDITION if msg["state"] == "FAILED" else 1,
                     "message": msg["error"],
                 }
-            t.pop("_inputs", None)
-            t.pop("_inputArtifacts", None)
+            j["_local"].get("taskInputs", {}).pop(msg["task"], None)
 
         self.store.update(job_id, ended)
 
