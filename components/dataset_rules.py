@@ -583,7 +583,8 @@ def class_folder(folders):
 def path_kind(relative):
     """(kind, detail) of a file in a folder tree, from its path relative to the tree:
     ("system", name) hidden or system files; ("loose", "") files directly in the tree;
-    ("sidecar", extension) files that are not images (.txt, .json, ...); ("mask", "") masks,
+    ("sidecar", extension) files with an extension that is not an image's (.txt, .json, ...;
+    a file with none is checked as an image, and refused naming it); ("mask", "") masks,
     in a mask folder or named ``*_mask.*``; ("image", class folder or None)."""
     import posixpath
 
@@ -594,8 +595,8 @@ def path_kind(relative):
     if not folders:
         return "loose", ""
     stem, extension = posixpath.splitext(name.lower())
-    if extension[1:] not in image_file_extensions():
-        return "sidecar", extension or "(no extension)"
+    if extension and extension[1:] not in image_file_extensions():  # no extension: maybe an image, checked
+        return "sidecar", extension
     if any(f.lower() in mask_words() for f in folders) or stem.endswith(("_mask", "-mask")):
         return "mask", ""
     return "image", class_folder(folders)

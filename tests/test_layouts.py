@@ -92,7 +92,7 @@ def prefix():
         ("dent/test/000.png", ("image", "dent")),  # a class folder holding a split
         ("pass/batch1/000.png", ("image", "pass")),  # sub-folders take the top folder's class
         ("good/notes.json", ("sidecar", ".json")),
-        ("good/README", ("sidecar", "(no extension)")),
+        ("good/README", ("image", "good")),  # no extension: checked, and refused naming it
         ("good/anim.gif", ("image", "good")),  # an image in a format Gemini refuses: checked, and refused
         ("good/.DS_Store", ("system", ".DS_Store")),
         ("good/Thumbs.db", ("system", "Thumbs.db")),
