@@ -5,7 +5,6 @@ Google-style error and records nothing; list filters and pages; cancel; failed t
 
 No ``from __future__ import annotations`` here: kfp reads the components' annotations."""
 
-
 import concurrent.futures
 import time
 import uuid
@@ -243,3 +242,28 @@ def test_twenty_concurrent_submits_all_run_in_turn(api, toy_spec):
         time.sleep(0.5)
     assert {j["name"].rsplit("/", 1)[1] for j in jobs} == names
     assert all(j["state"] == "PIPELINE_STATE_SUCCEEDED" for j in jobs) and most_running == 1
+
+
+def test_run_executing_when_the_server_stops_ends_failed_saying_so(tmp_path, toy_spec):
+    from localvertex import LocalStack
+    from localvertex.pipelines.runner import STOPPED_MESSAGE
+    from tests.test_twin_metadata import api_client
+
+    def client(stack):
+        c = api_client(stack)
+        c.base_url = f"{stack.vertex_url}/v1/projects/{PROJECT}/locations/{LOCATION}/"
+        return c
+
+    with LocalStack(tmp_path / "data", bucket="local-bucket", project=PROJECT) as stack, client(stack) as api:
+        job_id = api.post("pipelineJobs", json=job_body(toy_spec, seconds=120.0)).json()["name"].rsplit("/", 1)[1]
+        deadline = time.monotonic() + 120
+        while api.get(f"pipelineJobs/{job_id}").json()["state"] != "PIPELINE_STATE_RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    with LocalStack(tmp_path / "data", bucket="local-bucket", project=PROJECT) as stack, client(stack) as api:
+        job = api.get(f"pipelineJobs/{job_id}").json()
+        assert job["state"] == "PIPELINE_STATE_FAILED" and job["error"]["message"] == STOPPED_MESSAGE
+        run_ctx = job["jobDetail"]["pipelineRunContext"]["name"]
+        meta = api_client(stack)
+        runs = meta.get("executions", params={"filter": f'in_context("{run_ctx}") AND schema_title="system.Run"'})
+        assert runs.json()["executions"][0]["state"] == "FAILED"
