@@ -228,8 +228,10 @@ def import_dataset(
     conflicts, duplicate_images = content_conflicts(records)
     class_problems = [p for p in [class_set_problem(records, seen)] if p] if records else []
     class_problems += small_class_problems(records)
-    if read_problems:  # the rows that could not be read are in no class yet
-        class_problems = [f"{p} (counting only the rows read without a problem)" for p in class_problems]
+    if read_problems:  # the rows and images that could not be read are in no class yet
+        class_problems = [
+            f"{p} (not counting the rows or images left out by the problems below)" for p in class_problems
+        ]
     problems = class_problems + problems + conflicts  # the class set first: it may be the one fix needed
     if unchecked:  # first, as it qualifies the whole list (which shows its first 25)
         problems.insert(0, f"stopped after {problem_bound()} problems: {unchecked} image(s) were not checked yet")

@@ -128,7 +128,9 @@ def test_one_attempt_lists_the_problems_of_every_check(local_stack, prefix, tmp_
         "have the same content",  # ... and a content check, all at once
     ):
         assert fragment in message
-    assert "(counting only the rows read without a problem)" in message  # a row is missing from the classes
+    assert (
+        "(not counting the rows or images left out by the problems below)" in message
+    )  # a row is missing from the classes
 
     shown = local_text(message, names)  # what `run --dataset` prints
     assert "gs://" not in shown
