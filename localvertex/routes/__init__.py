@@ -13,6 +13,7 @@ storage reader and predictor through ``Services`` (``app.state.services``).
 
 from fastapi import FastAPI
 
+from ..console import mount as mount_console
 from . import metadata, pipelines, prediction, registry, schedules, token, tuning
 from .deps import API_VERSIONS, LOCATION_PREFIX, BlockingIO, Location, Services
 
@@ -29,3 +30,4 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(metadata.router)
     app.include_router(schedules.router)
     app.include_router(registry.router)
+    mount_console(app)  # the web console at /console (localvertex/console)

@@ -1,0 +1,75 @@
+// The console's only script (CSP: script-src 'self'). Pages work without it; it adds the
+// run page's live task states and the inspector's drop zone.
+"use strict";
+
+function setState(el, state) {
+  // Keep every class but the state-* one.
+  el.setAttribute("class", el.getAttribute("class").replace(/\bstate-[\w-]+/g, "").trim() + " state-" + state.replace(/ /g, "-"));
+}
+
+function applyLive(live) {
+  const runState = document.getElementById("run-state");
+  if (runState) { runState.textContent = live.state; setState(runState, live.state); }
+  const error = document.getElementById("run-error");
+  if (error && live.error) { error.textContent = live.error; error.classList.remove("hidden"); }
+  for (const [name, task] of Object.entries(live.tasks)) {
+    const node = document.querySelector('svg.dag g[data-task="' + CSS.escape(name) + '"]');
+    if (node) { setState(node, task.state); node.querySelector("text.sub").textContent = task.state; }
+    const row = document.querySelector('#tasks tr[data-task="' + CSS.escape(name) + '"]');
+    if (!row) continue;
+    const stateCell = row.querySelector('[data-field="state"]');
+    stateCell.textContent = task.state; setState(stateCell, task.state);
+    for (const field of ["start", "end", "duration"]) row.querySelector('[data-field="' + field + '"]').textContent = task[field];
+    if (task.error) row.querySelector('[data-field="error"]').textContent = task.error;
+  }
+  if (live.tuning) {
+    const s = document.getElementById("tuning-state");
+    if (s) { s.textContent = live.tuning.state; setState(s, live.tuning.state); }
+    const e = document.getElementById("tuning-epochs");
+    if (e) e.textContent = live.tuning.done + (live.tuning.total ? " of " + live.tuning.total : "") + " epochs done";
+    const p = document.getElementById("tuning-progress");
+    if (p) p.value = live.tuning.done;
+  }
+}
+
+async function refreshArtifacts(run) {
+  const resp = await fetch(run.dataset.artifacts, { credentials: "same-origin" });
+  if (resp.ok) document.getElementById("artifacts").innerHTML = await resp.text();
+}
+
+function pollRun() {
+  const run = document.getElementById("run");
+  if (!run || run.dataset.active !== "1") return;
+  let artifacts = Number(run.dataset.artifactCount || 0);
+  const tick = async () => {
+    try {
+      const resp = await fetch(run.dataset.live, { credentials: "same-origin" });
+      if (!resp.ok) throw new Error(resp.status);
+      const live = await resp.json();
+      applyLive(live);
+      if (live.artifacts !== artifacts) { artifacts = live.artifacts; await refreshArtifacts(run); }
+      if (!live.active) {
+        run.dataset.active = "0";
+        const cancel = document.getElementById("cancel");
+        if (cancel) cancel.remove();
+        return;
+      }
+    } catch (err) { /* the server restarting: try again at the next tick */ }
+    setTimeout(tick, 1500);
+  };
+  setTimeout(tick, 1000);
+}
+
+function dropZone() {
+  const zone = document.getElementById("dropzone");
+  const input = document.getElementById("photo");
+  if (!zone || !input) return;
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault(); zone.classList.remove("over");
+    if (e.dataTransfer.files.length) { input.files = e.dataTransfer.files; document.getElementById("ask-form").requestSubmit(); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { pollRun(); dropZone(); });
