@@ -31,7 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_facts.gemini import gemini_models, image_token_count, media_resolution_problem, tuning_limits
+from platform_facts.gemini import (
+    gemini_models,
+    image_token_count,
+    media_resolution_problem,
+    text_token_count,
+    tuning_limits,
+)
 
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
 
@@ -114,11 +120,11 @@ class SftRecord:
 
     @property
     def estimated_tokens(self) -> int:
-        return math.ceil(self.characters / 4) + self.image_tokens
+        return text_token_count(self.characters) + self.image_tokens
 
     @property
     def output_tokens(self) -> int:
-        return math.ceil(self.output_characters / 4)
+        return text_token_count(self.output_characters)
 
     @property
     def input_tokens(self) -> int:

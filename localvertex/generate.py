@@ -13,13 +13,18 @@ part-level resolution, a Gemini 3 endpoint refuses a level it does not list).
 from __future__ import annotations
 
 import binascii
-import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from platform_facts.gemini import base_model_id, gemini_models, image_token_count, media_resolution_problem
+from platform_facts.gemini import (
+    base_model_id,
+    gemini_models,
+    image_token_count,
+    media_resolution_problem,
+    text_token_count,
+)
 
 from .datasets import decode_b64
 from .errors import invalid
@@ -235,7 +240,7 @@ def _check_budget(level: Any, budget: Any, model: str, rules: dict[str, Any]) ->
 
 
 def count_text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4) if text else 0
+    return text_token_count(len(text))
 
 
 def response_body(

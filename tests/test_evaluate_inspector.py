@@ -321,3 +321,12 @@ def test_thumbnail_of_a_sixteen_bit_png_keeps_its_shade():
     for uri, size in ((small, (90, 90)), (full, (90, 90))):  # up to 160 px: not enlarged
         thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
         assert thumbnail.size == size and thumbnail.convert("RGB").getpixel((0, 0)) == (3, 3, 3)
+
+
+def test_a_gemini_3_endpoint_is_asked_with_a_thinking_level_the_twin_checks(evaluation, endpoint, data, tmp_path):
+    """Issue 30: the default sends LOW to a gemini-3.5-flash-tuned endpoint (and says so); a
+    budget, which the model does not take, is refused by the twin as Vertex AI would."""
+    assert "thinking 'least' for gemini-3.5-flash: sending {'thinking_level': 'LOW'}" in evaluation["stdout"]
+    assert "/locations/us/endpoints/" in endpoint  # served on the multi-region endpoint
+    with pytest.raises(ValueError, match="takes a thinking level"):
+        run_eval(tmp_path / "budget", tuned_endpoint=endpoint, test_jsonl_uri=data["test"], thinking="512")
