@@ -224,16 +224,21 @@ def test_every_minute_schedule_starts_a_run_and_skips_the_next_fire_while_it_is_
         first_fire = schedule.gca_resource.next_run_time.timestamp()
         runs = _wait(lambda: schedule.list_jobs(), deadline=time.time() + 90)
         assert len(runs) == 1
-        run = aiplatform.PipelineJob.get(runs[0].resource_name)
-        assert run.gca_resource.schedule_name == schedule.resource_name
-        assert run.labels["experiment"] == "qc-exp" and "vertex-ai-pipelines-run-billing-id" in run.labels
         # Past the second fire (first + 60 s) while the run still sleeps its 75 s.
         time.sleep(max(0.0, first_fire + 63 - time.time()))
         schedule._sync_gca_resource()
-        assert run.state.name in ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"), run.state
-        assert schedule.gca_resource.started_run_count == 1
+        [listed] = schedule.list_jobs()
+        assert listed.gca_resource.state.name in ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING")
+        assert schedule.gca_resource.started_run_count == 1  # the second fire was skipped
         assert schedule.gca_resource.next_run_time.timestamp() >= first_fire + 120
-        assert len(schedule.list_jobs()) == 1
+        ended = _wait(
+            lambda: [r for r in schedule.list_jobs() if r.gca_resource.state.name == "PIPELINE_STATE_SUCCEEDED"],
+            deadline=time.time() + 120,
+        )
+        assert ended, "the scheduled run did not succeed"
+        run = aiplatform.PipelineJob.get(listed.resource_name)
+        assert run.gca_resource.schedule_name == schedule.resource_name
+        assert run.labels["experiment"] == "qc-exp" and "vertex-ai-pipelines-run-billing-id" in run.labels
     finally:
         schedule.pause()
         for run in schedule.list_jobs():
