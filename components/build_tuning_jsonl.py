@@ -2,19 +2,17 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components.dataset_rules import JSONL_RULES, check_split_rows, jsonl_folder_path, jsonl_texts, oversample_rows
+from components.dataset_rules import check_split_rows, jsonl_folder_path, jsonl_texts, oversample_rows
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+from components.shipping import lightweight_component
 
 
 # Building and validating the lines are pure functions in components/dataset_rules.py; this
 # component reads the manifests, looks up image sizes and uploads.
-@dsl.component(
-    base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False, additional_funcs=JSONL_RULES
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def build_tuning_jsonl(
     project: str,
     bucket: str,

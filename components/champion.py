@@ -453,29 +453,3 @@ def cost_guard_problem(estimate, epochs, base_model, price, max_training_tokens,
                 f"above max_tuning_cost_usd={max_tuning_cost_usd:g}"
             )
     return None
-
-
-# Every function above, for @dsl.component(additional_funcs=...).
-CHAMPION_FUNCS = [
-    inspector_slug,
-    inspector_paths,
-    run_object,
-    history_object,
-    golden_id_of,
-    golden_rows_from_jsonl,
-    sign_test_p,
-    checkpoint_order,
-    choose_checkpoint,
-    checkpoint_metric_names,
-    checkpoint_table,
-    golden_figures,
-    champion_fields,
-    champion_record,
-    check_champion_record,
-    promotion_decision,
-    comparison_table,
-    sft_line_parts,
-    estimate_training_tokens,
-    training_price,
-    cost_guard_problem,
-]

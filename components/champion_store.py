@@ -118,14 +118,3 @@ def list_champions(bucket):
             if isinstance(record, dict):
                 records.append(record)
     return sorted(records, key=lambda r: str(r.get("promoted_at", "")))
-
-
-STORE_FUNCS = [
-    read_json_object,
-    write_json_object,
-    read_text_object,
-    replace_champion,
-    list_json_objects,
-    inspector_name,
-    list_champions,
-]

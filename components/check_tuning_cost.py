@@ -3,13 +3,12 @@ before any tuning job exists."""
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Metrics, Output
 
 from components.champion import cost_guard_problem, estimate_training_tokens, sft_line_parts, training_price
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS
+from components.shipping import lightweight_component
 
 
 def image_size_of(data):
@@ -73,21 +72,7 @@ def training_token_estimate(project, train_jsonl_uri, epochs, base_model="", med
 
 # Not retried in the pipeline: a refusal is final, and launch_tuning (which is retried) only
 # starts after this has passed.
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=IMAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        parse_gcs_uri,
-        *GEMINI_FUNCS,
-        sft_line_parts,
-        estimate_training_tokens,
-        training_price,
-        cost_guard_problem,
-        image_size_of,
-        training_token_estimate,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False)
 def check_tuning_cost(
     project: str,
     train_jsonl_uri: str,

@@ -2,17 +2,14 @@
 tuning-example checks, and the text of their problems, warnings and notes.
 
 Nothing here touches Cloud Storage or prints: the components do the I/O and call these.
-KFP ships only a function's own source (``@dsl.component(additional_funcs=[...])``), so each
-function imports what it needs inside, shared facts are functions, and a component lists every
-function it reaches, helpers included: ``IMPORT_RULES`` for import_dataset, ``JSONL_RULES`` for
-build_tuning_jsonl (tests/test_dataset_rules.py checks that the lists are complete).
+KFP ships only a function's own source plus the functions it reaches (components/shipping.py
+derives them), so each function imports what it needs inside and shared facts are functions.
 
 Records are dicts: ``image_record`` names their keys. A problem is one line
 "<where>: <reason>", where "where" names the CSV row (the header is row 1), the JSONL line or
 the image URI. The checks of a whole tuning JSONL line (``jsonl_line_problems``, used by
 ``python -m pipeline validate``) give every problem of a line as a dict with its line, kind,
-message and fix (``jsonl_problem``); ``JSONL_CHECK_RULES`` lists what they need beyond
-``JSONL_RULES``.
+message and fix (``jsonl_problem``).
 """
 
 from components.helpers import (
@@ -24,7 +21,6 @@ from components.helpers import (
     parse_gcs_uri,
 )
 from platform_facts.gemini import (
-    GEMINI_FUNCS,
     base_model_id,
     gemini_models,
     image_token_count,
@@ -1185,8 +1181,7 @@ def jsonl_folder_path(jsonl_folder, texts):
     return f"{jsonl_folder.strip('/')}/{digest}"
 
 
-# ---- a tuning JSONL as Vertex AI reads it, line by line (pipeline/validate.py; build_tuning_jsonl
-# can check its own lines with jsonl_line_problems: JSONL_CHECK_RULES lists what to ship with it)
+# ---- a tuning JSONL as Vertex AI reads it, line by line (pipeline/validate.py)
 
 
 def cut(text, limit=200):
@@ -1721,124 +1716,3 @@ def jsonl_file_problems(examples, validation=False):
             )
         ]
     return []
-
-
-IMPORT_RULES = [
-    tuning_limits,
-    notebook_labels,
-    parse_gcs_uri,
-    is_pass_answer,
-    defect_type_of,
-    image_mime_types,
-    manifest_columns,
-    max_image_bytes,
-    pass_words,
-    defect_words,
-    none_words,
-    image_uri_columns,
-    image_column_aliases,
-    class_columns,
-    split_words,
-    container_words,
-    mask_words,
-    system_file_names,
-    image_file_extensions,
-    problem_bound,
-    untyped_defect_label,
-    check_dataset_uri,
-    label_parameter_warnings,
-    dataset_source,
-    dataset_layout,
-    decode_manifest_text,
-    type_name,
-    class_of_word,
-    label_of,
-    class_of_label,
-    class_key,
-    image_record,
-    resolve_image_ref,
-    class_from_status_columns,
-    reconcile_label,
-    is_class_word,
-    class_of_class_word,
-    class_of_row,
-    columns_record,
-    turn_text,
-    turn_images,
-    conversation_record,
-    csv_columns,
-    manifest_base_dir,
-    manifest_layout,
-    csv_records,
-    jsonl_records,
-    folder_prefix,
-    class_word_of_folder,
-    class_folder,
-    path_kind,
-    folder_records,
-    folder_layout,
-    layout_notes,
-    layout_fix,
-    class_set_problem,
-    skipped_files_note,
-    empty_folder_message,
-    drop_repeated_rows,
-    failure_message,
-    image_ref,
-    image_extension,
-    pillow_format_of,
-    image_name_problem,
-    image_size_problem,
-    max_image_pixels,
-    image_pixels_problem,
-    decoded_format,
-    image_content_problem,
-    image_digest,
-    content_conflicts,
-    small_class_problems,
-    class_counts,
-    class_summary,
-    import_report,
-    manifest_row,
-    manifest_metadata,
-    cut,
-    quoted,
-]
-
-JSONL_RULES = [
-    *GEMINI_FUNCS,
-    parse_gcs_uri,
-    image_mime_types,
-    max_image_bytes,
-    max_images_per_example,
-    check_split_rows,
-    oversample_rows,
-    tuning_example,
-    tuning_example_problem,
-    jsonl_texts,
-    jsonl_folder_path,
-]
-
-# What jsonl_line_problems reaches beyond JSONL_RULES: ship both lists with a component that
-# checks its lines (tests/test_validate.py runs them from their source alone, as KFP would).
-JSONL_CHECK_RULES = [
-    turn_images,
-    part_resolution,
-    resolution_problems,
-    cut,
-    quoted,
-    jsonl_problem_kinds,
-    jsonl_problem,
-    jsonl_lines,
-    jsonl_line_object,
-    jsonl_line_format,
-    image_mime_type_of,
-    contents_turns,
-    messages_turns,
-    part_problems,
-    file_data_problems,
-    turns_problems,
-    jsonl_line_problems,
-    example_image_uris,
-    jsonl_file_problems,
-]

@@ -5,21 +5,20 @@ sample-size gate (``sample_size_problem``), the comparison (``promotion_verdict`
 beyond noise by ``accuracy_gain_lower_bound``), and the figures (``golden_rates``).
 """
 
-from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Output, OutputPath
 
 from components.champion import (
-    CHAMPION_FUNCS,
     champion_record,
     check_champion_record,
     comparison_table,
     inspector_paths,
     run_object,
 )
-from components.champion_store import STORE_FUNCS, inspector_name, read_json_object, write_json_object
+from components.champion_store import inspector_name, read_json_object, write_json_object
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS, lifecycle_problem
+from components.shipping import lightweight_component
+from platform_facts.gemini import lifecycle_problem
 
 
 def golden_rates(metadata, prefix="golden_"):
@@ -134,15 +133,7 @@ def promotion_verdict(challenger, champion, golden_id, min_status_accuracy, max_
     return True, f"better beyond noise: {versus} on {int(n)} images (95% lower bound of the gain {pct(bound)})"
 
 
-DECISION_FUNCS = [golden_rates, class_count_text, sample_size_problem, accuracy_gain_lower_bound, promotion_verdict]
-
-
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=STORAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[parse_gcs_uri, *GEMINI_FUNCS, *CHAMPION_FUNCS, *STORE_FUNCS, *DECISION_FUNCS],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def decide_promotion(
     project: str,
     bucket: str,

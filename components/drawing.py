@@ -1,8 +1,8 @@
 """Synthetic product images: the notebook's look, a shifted variant, and photo-like parts.
 
 KFP lightweight components carry only their own source, so every function here is
-self-contained (imports inside, no module constants) and is copied into a component with
-``@dsl.component(additional_funcs=[*DRAWING_FUNCS, ...])`` (DRAWING_FUNCS, at the end).
+self-contained (imports inside, no module constants) and is copied into the components that
+reach it (components/shipping.py).
 
 Every image is a pure function of the ``random.Random`` state it is given: only that
 generator is drawn from (``rng.randbytes`` for noise fields), and PIL's operations are
@@ -499,13 +499,3 @@ def draw_photo_product(rng, defect_type=None):
         image.save(buffer, format="JPEG", quality=camera.randint(60, 95))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return image
-
-
-# What a component ships to draw images (see the module docstring).
-DRAWING_FUNCS = [
-    drawing_variations,
-    draw_product_image,
-    draw_notebook_product,
-    draw_photo_product,
-    gaussian_noise_image,
-]

@@ -11,11 +11,9 @@ writing artifacts); parsing, scoring and the report are pure functions in
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
 from components.evaluation import (
-    EVALUATION_FUNCS,
     confusion_matrix,
     evaluation_records,
     merge_defect_classes,
@@ -31,17 +29,14 @@ from components.evaluation import (
     thumbnail_uris,
 )
 from components.helpers import (
-    answer_status,
-    defect_type_of,
     endpoint_location,
     genai_client,
-    is_pass_answer,
-    judge_answer,
     parse_gcs_uri,
     report_progress,
 )
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS, media_resolution_level, thinking_config_for
+from components.shipping import lightweight_component
+from platform_facts.gemini import media_resolution_level, thinking_config_for
 from platform_facts.images import eight_bit
 
 
@@ -151,10 +146,6 @@ def ask_all(client, model, examples, thinking, max_output_tokens, concurrency, l
             if done % step == 0 or done == len(examples):
                 report_progress(done, len(examples), "images", label, time.monotonic() - started)
     return answers
-
-
-# What a component ships to ask an endpoint about examples (select_checkpoint uses them too).
-ASK_FUNCS = [generation_config, generate_retrying_cut_answers, ask_model, ask_all]
 
 
 def ask_base_model(client, base_model, examples, max_output_tokens, concurrency):
@@ -267,33 +258,7 @@ def fetch_thumbnails(gcs, examples, concurrency):
         return dict(zip(sources, pool.map(lambda item: make_thumbnail(gcs, *item), sources.items()), strict=True))
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=EVAL_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        *GEMINI_FUNCS,
-        endpoint_location,
-        genai_client,
-        judge_answer,
-        answer_status,
-        is_pass_answer,
-        defect_type_of,
-        parse_gcs_uri,
-        report_progress,
-        *EVALUATION_FUNCS,
-        *ASK_FUNCS,
-        ask_base_model,
-        set_media_resolution,
-        ensure_parent_dir,
-        write_json,
-        write_text,
-        write_predictions_csv,
-        eight_bit,
-        make_thumbnail,
-        fetch_thumbnails,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=EVAL_PACKAGES, install_kfp_package=False)
 def evaluate_inspector(
     project: str,
     location: str,

@@ -698,39 +698,3 @@ def render_report(
             "examples_section": render_examples_section(results, thumbs),
         },
     )
-
-
-# Every function above, for @dsl.component(additional_funcs=...): the component needs all
-# of them (they call each other), plus judge_answer, is_pass_answer, defect_type_of and
-# answer_status from components.helpers.
-EVALUATION_FUNCS = [
-    evaluation_records,
-    prediction_columns,
-    scrub_error,
-    sdk_field,
-    example_image,
-    parse_test_line,
-    parse_test_jsonl,
-    merge_defect_classes,
-    score_answers,
-    share_of,
-    summarize_results,
-    metric_values,
-    confusion_matrix,
-    class_scores,
-    summary_line,
-    report_templates,
-    fill_template,
-    format_rate,
-    render_cards,
-    render_base_section,
-    render_class_section,
-    render_confusion_section,
-    thumbnail_uris,
-    render_example_row,
-    shown_examples,
-    render_examples_section,
-    predictions_href,
-    render_run_section,
-    render_report,
-]

@@ -5,11 +5,9 @@ It writes the same manifest (image_name, gcs_uri, status, defect_type, label, sh
 split, JSONL, tuning, evaluation and summary steps run unchanged.
 """
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
 from components.dataset_rules import (
-    IMPORT_RULES,
     check_dataset_uri,
     class_set_problem,
     content_conflicts,
@@ -41,6 +39,7 @@ from components.dataset_rules import (
 )
 from components.helpers import parse_gcs_uri, report_progress, write_empty_manifest, write_manifest
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+from components.shipping import lightweight_component
 
 
 def read_dataset(client, source, layout):
@@ -127,12 +126,7 @@ def check_images(client, records, workers, bound, problems):
 
 # The checks and rules are pure functions in components/dataset_rules.py (tested without a
 # server); this component only lists, downloads and writes.
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=IMAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[*IMPORT_RULES, report_progress, write_manifest, write_empty_manifest, read_dataset, check_images],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False)
 def import_dataset(
     project: str,
     dataset_uri: str,

@@ -2,21 +2,19 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import OutputPath
 
-from components.champion import inspector_paths, inspector_slug
+from components.champion import inspector_paths
 from components.champion_store import inspector_name, read_json_object
 from components.entrypoint import exec_python
 from components.helpers import (
     earlier_attempts_job,
     genai_client,
-    read_gcp_resources,
-    vertex_resource_uri,
     write_gcp_resources,
 )
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS, continuous_tuning_problem, lifecycle_warning, tuning_problems
+from components.shipping import lightweight_component
+from platform_facts.gemini import continuous_tuning_problem, lifecycle_warning, tuning_problems
 
 
 def tuning_source(client, bucket, inspector, base_model, tune_from):
@@ -54,24 +52,7 @@ def tuning_source(client, bucket, inspector, base_model, tune_from):
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=TUNING_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        *GEMINI_FUNCS,
-        inspector_slug,
-        inspector_paths,
-        inspector_name,
-        read_json_object,
-        tuning_source,
-        genai_client,
-        read_gcp_resources,
-        earlier_attempts_job,
-        vertex_resource_uri,
-        write_gcp_resources,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False)
 def launch_tuning(
     project: str,
     location: str,

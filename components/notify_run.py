@@ -1,13 +1,13 @@
 """Component: tell a chat space how the run ended (the pipeline's exit task: it runs whether the
 run succeeded or failed)."""
 
-from kfp import dsl
 from kfp.dsl import PipelineTaskFinalStatus
 
-from components.champion import inspector_paths, inspector_slug, run_object
+from components.champion import run_object
 from components.champion_store import inspector_name, read_json_object, read_text_object
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+from components.shipping import lightweight_component
 
 EXECUTOR = "python3 -m kfp.dsl.executor_main"
 # KFP's executor logs every input of the task ("Got executor_input: {...}") at INFO before the
@@ -162,25 +162,7 @@ def notification_text(inspector, run_name, state, decision=None, promotion=None,
 
 
 @quiet_inputs  # the webhook URL parameter must not reach the task's log
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=STORAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        parse_gcs_uri,
-        inspector_slug,
-        inspector_paths,
-        run_object,
-        read_json_object,
-        read_text_object,
-        inspector_name,
-        webhook_host,
-        webhook_kind,
-        read_webhook_secret,
-        post_webhook,
-        notification_text,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def notify_run(
     project: str,
     bucket: str,

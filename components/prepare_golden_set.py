@@ -2,14 +2,14 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components.champion import golden_id_of, golden_rows_from_jsonl, inspector_paths, inspector_slug, run_object
+from components.champion import golden_id_of, golden_rows_from_jsonl, inspector_paths, run_object
 from components.champion_store import inspector_name
-from components.dataset_rules import JSONL_RULES, jsonl_texts
+from components.dataset_rules import jsonl_texts
 from components.helpers import defect_type_of, is_pass_answer, parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+from components.shipping import lightweight_component
 
 
 def row_class(row):
@@ -54,26 +54,7 @@ def golden_shortfall(test_counts, classes, minimum):
     return {c: int(test_counts.get(c, 0)) for c in classes if int(test_counts.get(c, 0)) < minimum}
 
 
-GOLDEN_FUNCS = [row_class, class_counts_of, class_mismatch_problem, golden_shortfall]
-
-
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=STORAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        *JSONL_RULES,
-        inspector_slug,
-        inspector_paths,
-        inspector_name,
-        run_object,
-        golden_id_of,
-        golden_rows_from_jsonl,
-        is_pass_answer,
-        defect_type_of,
-        *GOLDEN_FUNCS,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def prepare_golden_set(
     project: str,
     bucket: str,

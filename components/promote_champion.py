@@ -1,11 +1,10 @@
 """Component: make the challenger the champion, atomically; mark it in the Model Registry when possible."""
 
-from kfp import dsl
-
-from components.champion import CHAMPION_FUNCS, check_champion_record, history_object, inspector_paths, run_object
-from components.champion_store import STORE_FUNCS, replace_champion, write_json_object
+from components.champion import check_champion_record, history_object, inspector_paths, run_object
+from components.champion_store import replace_champion, write_json_object
 from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
+from components.shipping import lightweight_component
 
 
 def set_champion_alias(location, model, previous_model="", alias="champion"):
@@ -64,12 +63,7 @@ def set_champion_alias(location, model, previous_model="", alias="champion"):
         return f"version alias '{alias}' not set: {type(error).__name__}: {str(error)[:300]}"
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=STORAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[parse_gcs_uri, *CHAMPION_FUNCS, *STORE_FUNCS, set_champion_alias],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def promote_champion(
     project: str,
     location: str,

@@ -2,62 +2,32 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
 from components.champion import (
     checkpoint_metric_names,
-    checkpoint_order,
     checkpoint_table,
     choose_checkpoint,
-    sign_test_p,
 )
-from components.evaluate_inspector import ASK_FUNCS, ask_all, set_media_resolution
+from components.evaluate_inspector import ask_all, set_media_resolution
 from components.evaluation import (
-    EVALUATION_FUNCS,
     merge_defect_classes,
     parse_test_jsonl,
     score_answers,
     summarize_results,
 )
 from components.helpers import (
-    answer_status,
-    defect_type_of,
     endpoint_location,
     genai_client,
-    is_pass_answer,
-    judge_answer,
     parse_gcs_uri,
     report_progress,
 )
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
-from platform_facts.gemini import GEMINI_FUNCS, thinking_config_for
+from components.shipping import lightweight_component
+from platform_facts.gemini import thinking_config_for
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=EVAL_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        *GEMINI_FUNCS,
-        endpoint_location,
-        genai_client,
-        judge_answer,
-        answer_status,
-        is_pass_answer,
-        defect_type_of,
-        parse_gcs_uri,
-        report_progress,
-        *EVALUATION_FUNCS,
-        *ASK_FUNCS,
-        set_media_resolution,
-        sign_test_p,
-        checkpoint_order,
-        choose_checkpoint,
-        checkpoint_metric_names,
-        checkpoint_table,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=EVAL_PACKAGES, install_kfp_package=False)
 def select_checkpoint(
     project: str,
     location: str,

@@ -1,18 +1,13 @@
 """Component 2: stratified train/validation/test split of the image manifest."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
 from components.helpers import manifest_columns
 from components.packages import BASE_IMAGE, BASE_PACKAGES
+from components.shipping import lightweight_component
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=BASE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[manifest_columns],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=BASE_PACKAGES, install_kfp_package=False)
 def split_manifest(
     manifest: Input[Dataset],
     train_manifest: Output[Dataset],

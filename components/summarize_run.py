@@ -1,13 +1,13 @@
 """Component: a short, human-readable report of the run, written by Gemini."""
 
-from kfp import dsl
 from kfp.dsl import Input, Markdown, Metrics, Output
 
-from components.champion import checkpoint_table, comparison_table, inspector_paths, inspector_slug, run_object
+from components.champion import checkpoint_table, comparison_table, run_object
 from components.champion_store import inspector_name
 from components.helpers import genai_client, parse_gcs_uri
 from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
-from platform_facts.gemini import GEMINI_FUNCS, lifecycle_warning, model_lifecycle
+from components.shipping import lightweight_component
+from platform_facts.gemini import lifecycle_warning, model_lifecycle
 
 
 def readiness(figures, decision, min_examples=20):
@@ -52,24 +52,7 @@ def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
     return "## Models\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=[KFP, STORAGE, GENAI],
-    install_kfp_package=False,
-    additional_funcs=[
-        *GEMINI_FUNCS,
-        readiness,
-        lifecycle_section,
-        genai_client,
-        parse_gcs_uri,
-        comparison_table,
-        checkpoint_table,
-        inspector_slug,
-        inspector_paths,
-        run_object,
-        inspector_name,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=[KFP, STORAGE, GENAI], install_kfp_package=False)
 def summarize_run(
     project: str,
     location: str,

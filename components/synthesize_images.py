@@ -1,11 +1,9 @@
 """Component 1: synthesize product images: the source notebook's look, or photo-like parts."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.drawing import DRAWING_FUNCS, draw_product_image, drawing_variations
+from components.drawing import draw_product_image, drawing_variations
 from components.helpers import (
-    manifest_columns,
     notebook_labels,
     parse_gcs_uri,
     report_progress,
@@ -14,6 +12,7 @@ from components.helpers import (
     write_manifest,
 )
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+from components.shipping import lightweight_component
 
 
 def render_png(seed, index, attempt, defect_type, variation):
@@ -62,23 +61,7 @@ def draw_and_upload_images(
         return list(pool.map(one, range(len(defect_types))))
 
 
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=IMAGE_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[
-        render_png,
-        draw_and_upload_images,
-        *DRAWING_FUNCS,
-        notebook_labels,
-        parse_gcs_uri,
-        manifest_columns,
-        report_progress,
-        storage_client,
-        write_manifest,
-        write_empty_manifest,
-    ],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False)
 def synthesize_images(
     project: str,
     bucket: str,

@@ -3,22 +3,17 @@
 from typing import NamedTuple
 
 from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
-from kfp import dsl
 from kfp.dsl import Metrics, Output, OutputPath
 
 from components.entrypoint import exec_python
 from components.evaluation import scrub_error
 from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
+from components.shipping import lightweight_component
 
 
 @exec_python  # Python is PID 1 on Vertex AI, so cancelling the run reaches the SIGTERM handler
-@dsl.component(
-    base_image=BASE_IMAGE,
-    packages_to_install=TUNING_PACKAGES,
-    install_kfp_package=False,
-    additional_funcs=[genai_client, report_progress, scrub_error, vertex_resource_uri, write_gcp_resources],
-)
+@lightweight_component(base_image=BASE_IMAGE, packages_to_install=TUNING_PACKAGES, install_kfp_package=False)
 def wait_for_tuning(
     project: str,
     location: str,

@@ -1,8 +1,7 @@
 """Gemini on Vertex AI: what each model tunes and serves, until when, and what it costs in tokens.
 
 Every function is self-contained (imports inside, no module constants) so that components
-can ship it with ``@dsl.component(additional_funcs=...)``; ``GEMINI_FUNCS`` lists them in
-dependency order. Dates are compared with the day the code runs (``today=""``), so a model
+can ship it (components/shipping.py copies the functions a component reaches). Dates are compared with the day the code runs (``today=""``), so a model
 that retires turns a run, a submission and the test suite red on that day, not when
 someone next edits this file.
 
@@ -411,29 +410,3 @@ def continuous_tuning_problem(base_model, pretuned_base_model, pretuned_tuned_on
     if not pretuned_tuned_on or pretuned_tuned_on[:10] < since:
         return f"only models tuned on or after {since} can be tuned onward; this one was tuned on {pretuned_tuned_on or 'an unknown day'}"
     return None
-
-
-# Every function above, in the order a component needs them, for additional_funcs.
-GEMINI_FUNCS = [
-    gemini_facts_read,
-    gemini_sources,
-    gemini_models,
-    recommended_models,
-    tuning_limits,
-    continuous_tuning_since,
-    base_model_id,
-    model_lifecycle,
-    lifecycle_problem,
-    lifecycle_warning,
-    tuning_problems,
-    serving_location,
-    thinking_choices,
-    thinking_config_for,
-    media_resolution_level,
-    media_resolution_problem,
-    text_token_count,
-    image_token_count,
-    example_token_count,
-    tuning_prices,
-    continuous_tuning_problem,
-]

@@ -42,9 +42,12 @@ def record(
 
 
 def test_the_rules_are_self_contained_functions():
-    for func in rules.IMPORT_RULES + rules.JSONL_RULES:
+    from components.build_tuning_jsonl import build_tuning_jsonl
+    from components.import_dataset import import_dataset
+    from components.shipping import shipped_functions
+
+    for func in shipped_functions(import_dataset.python_func) + shipped_functions(build_tuning_jsonl.python_func):
         assert inspect.isfunction(func) and inspect.getsource(func).startswith("def "), func
-    assert len({f.__name__ for f in rules.IMPORT_RULES}) == len(rules.IMPORT_RULES)
 
 
 # ---- parameters and the dataset's location

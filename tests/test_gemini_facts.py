@@ -159,13 +159,12 @@ def test_the_facts_run_from_their_source_alone_as_kfp_ships_them():
     """Components get these functions' source only (additional_funcs): no module globals."""
     import inspect
 
+    functions = [v for v in vars(gemini).values() if inspect.isfunction(v) and v.__module__ == gemini.__name__]
     namespace: dict = {}
-    for func in gemini.GEMINI_FUNCS:
+    for func in functions:
         exec(inspect.getsource(func), namespace)
     assert namespace["tuning_problems"]("gemini-3.5-flash", 4, "us-central1", "2026-12-07") == []
-    names = {f.__name__ for f in gemini.GEMINI_FUNCS}
-    public = {n for n, v in vars(gemini).items() if inspect.isfunction(v) and v.__module__ == gemini.__name__}
-    assert public == names
+    assert namespace["image_token_count"](100, 100, "gemini-3.5-flash", "low") == 280
 
 
 @pytest.mark.parametrize(
