@@ -371,8 +371,10 @@ def test_bad_parameters_exit_2_with_one_line_before_any_request(cli, google_api,
 def test_unknown_region_is_one_line(cli, adc, template):
     result = cli("submit", "--project", PROJECT, "--location", "mars-east1", "--bucket", BUCKET, "--template", template)
     assert result.exit_code == 2, result.output
-    # Checked before anything is sent, against the table of tuning regions (components/capabilities.py).
-    assert result.output.strip().startswith("error: parameter location 'mars-east1' does not run Gemini tuning jobs")
+    # Checked before anything is sent, against the base model's tuning regions (platform_facts/gemini.py).
+    assert result.output.strip().startswith(
+        "error: parameter location 'mars-east1' does not run gemini-3.5-flash tuning jobs; use us-central1, europe-west4"
+    )
     assert len(result.output.strip().splitlines()) == 1
 
 
