@@ -19,8 +19,6 @@ The child
   of any process (the page cache), not a power cut. ``LOCALVERTEX_STORAGE_FSYNC=1`` keeps them.
 
 The stack needs only what :class:`StorageBackend` lists, so another server can replace it.
-Data written by gcp-storage-emulator (``<data_dir>/storage/.cloudstorage``) is copied into
-the new layout at the first start on that directory (see :func:`migrate_legacy`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,7 +35,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -243,7 +239,6 @@ class FakeGcsServer:
         host: str = "127.0.0.1",
         project: str = "local-project",
         log_path: Path | None = None,
-        legacy_dir: Path | None = None,
         fsync: bool | None = None,
     ) -> None:
         self.root = Path(root).resolve()
@@ -252,7 +247,6 @@ class FakeGcsServer:
         self.default_bucket = default_bucket
         self.project = project
         self.log_path = Path(log_path) if log_path else self.root.parent / "fake-gcs-server.log"
-        self.legacy_dir = Path(legacy_dir).resolve() if legacy_dir else None
         self.fsync = os.environ.get(FSYNC_ENV, "") not in ("", "0") if fsync is None else fsync
         self.port: int | None = None
         self.sandboxed = False
@@ -292,8 +286,6 @@ class FakeGcsServer:
         try:
             if self.default_bucket:
                 self.create_bucket(self.default_bucket)
-            if self.legacy_dir is not None:
-                migrate_legacy(self.legacy_dir, self)
         except BaseException:
             self.stop()
             raise
@@ -428,75 +420,3 @@ class FakeGcsServer:
         if self._owner is not None:
             self._owner.join(timeout=5)
             self._owner = None
-
-
-# --------------------------------------------------------------------------- gcp-storage-emulator data
-
-
-def migrate_legacy(legacy_dir: Path, server: FakeGcsServer, progress: Callable[[str], None] | None = None) -> int:
-    """Copy gcp-storage-emulator data (``legacy_dir`` = ``<data_dir>/storage/.cloudstorage``:
-    a ``.meta`` index + one file per object) into ``server`` with each object's content type
-    and metadata, then rename ``legacy_dir`` to ``.cloudstorage.migrated`` so it is not
-    copied twice. Returns the number of objects copied (0: nothing to migrate). A copy that
-    fails midway leaves ``legacy_dir`` in place and is redone, whole, at the next start."""
-    meta_file = legacy_dir / ".meta"
-    if not meta_file.is_file():
-        return 0
-    say = progress or log.warning
-    try:
-        meta = json.loads(meta_file.read_text())
-        buckets = list(meta.get("buckets") or {})
-        objects = meta.get("objects") or {}
-        items = [
-            (bucket, name, obj if isinstance(obj, dict) else {})
-            for bucket in buckets
-            for name, obj in (objects.get(bucket) or {}).items()
-        ]
-    except (OSError, ValueError, AttributeError) as exc:
-        raise StorageStartError(
-            f"{legacy_dir} holds gcp-storage-emulator data whose index {meta_file} cannot be read "
-            f"({exc}); move that folder away to start with empty storage"
-        ) from None
-    from concurrent.futures import ThreadPoolExecutor
-
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project=server.project,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=server.url),
-    )
-    client._http.trust_env = False  # loopback: no proxy variables, no per-request env scan
-    for bucket in buckets:
-        server.create_bucket(bucket)
-    say(f"migrating {len(items)} objects of gcp-storage-emulator data in {legacy_dir} into {server.root}")
-
-    def copy(item) -> None:
-        bucket, name, obj = item
-        path = legacy_dir / bucket / name.replace("\\", "/").lstrip("/")
-        blob = client.bucket(bucket).blob(name)
-        if isinstance(obj.get("metadata"), dict):
-            blob.metadata = obj["metadata"]
-        for attr, key in (
-            ("content_encoding", "contentEncoding"),
-            ("cache_control", "cacheControl"),
-            ("content_disposition", "contentDisposition"),
-            ("content_language", "contentLanguage"),
-        ):
-            if obj.get(key):
-                setattr(blob, attr, obj[key])
-        try:
-            blob.upload_from_filename(str(path), content_type=obj.get("contentType"))
-        except FileNotFoundError:
-            log.warning("gs://%s/%s is listed in %s but its file is missing; skipped", bucket, name, meta_file)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(copy, items))
-    target = legacy_dir.with_name(legacy_dir.name + ".migrated")
-    if target.exists():
-        shutil.rmtree(target)
-    legacy_dir.rename(target)
-    say(f"migrated {len(items)} objects; the old data is now in {target} (delete it when you no longer need it)")
-    return len(items)

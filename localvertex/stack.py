@@ -138,7 +138,6 @@ class LocalStack:
                 host=HOST,
                 project=self.project,
                 log_path=self.data_dir / "logs" / "storage.log",
-                legacy_dir=storage_dir / ".cloudstorage",
             )
             self._storage.start(timeout=self.start_timeout)
             self.storage_url = self._storage.url

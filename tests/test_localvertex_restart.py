@@ -166,30 +166,6 @@ def test_recover_marks_running_failed_and_cancelling_cancelled(tmp_path):
     assert reloaded.next_pending()["_local"]["id"] == queued["_local"]["id"]
 
 
-def test_gcp_storage_emulator_data_dir_is_migrated(tmp_path):
-    """A data directory from before fake-gcs-server: its objects are copied over at start."""
-    data_dir = tmp_path / "lv"
-    legacy = data_dir / "storage" / ".cloudstorage"
-    (legacy / BUCKET / "img").mkdir(parents=True)
-    (legacy / BUCKET / "img" / "1.png").write_bytes(_png("#5555AA"))
-    (legacy / ".meta").write_text(
-        json.dumps(
-            {"buckets": {BUCKET: {"name": BUCKET}}, "objects": {BUCKET: {"img/1.png": {"contentType": "image/png"}}}}
-        )
-    )
-    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as stack:
-        stack.apply_env()
-        _, gcs = _clients()
-        blob = gcs.bucket(BUCKET).get_blob("img/1.png")
-        assert blob.content_type == "image/png"
-        assert blob.download_as_bytes() == _png("#5555AA")
-    assert not legacy.exists() and (legacy.parent / ".cloudstorage.migrated").is_dir()
-    with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as stack:  # once only; data kept
-        stack.apply_env()
-        _, gcs = _clients()
-        assert gcs.bucket(BUCKET).blob("img/1.png").download_as_bytes() == _png("#5555AA")
-
-
 def _queued_job(store):
     from localvertex import jobs as J
 

@@ -632,16 +632,3 @@ def test_the_wire_shapes_of_a_finished_job_follow_the_schema(local_stack, discov
                 "droppedExampleReasons",
             } <= set(stats)
             assert ("tuningJobState" in body) is False  # only while RUNNING, and v1beta1 only
-
-
-def test_a_job_file_of_an_older_server_is_served_within_the_schema(tmp_path):
-    job = J.build_job(_body(), PROJECT, LOCATION)
-    job["localTuningMetrics"] = {"epochs": [{"epoch": 1, "train_loss": 0.5}], "stepCount": 3}
-    for key in ("checkpoints", "epochs"):
-        del job["_local"][key]
-    (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / f"{job['_local']['id']}.json").write_text(json.dumps(job))
-    loaded = J.JobStore(tmp_path).get(job["_local"]["id"])
-    assert loaded["_local"]["epochs"] == [{"epoch": 1, "train_loss": 0.5}]
-    assert loaded["_local"]["metrics"] == {"stepCount": 3}
-    assert V1BETA1.check("TuningJob", J.public_view(loaded)) == []

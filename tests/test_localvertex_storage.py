@@ -278,51 +278,6 @@ def test_fsync_is_skipped_unless_asked(tmp_path, monkeypatch):
         durable.stop()
 
 
-def test_gcp_storage_emulator_data_is_migrated(tmp_path):
-    legacy = tmp_path / "storage" / ".cloudstorage"
-    (legacy / "old-bucket" / "images").mkdir(parents=True)
-    (legacy / "old-bucket" / "images" / "a.png").write_bytes(b"png bytes")
-    (legacy / "old-bucket" / "train.jsonl").write_text('{"x": 1}\n')
-    (legacy / ".meta").write_text(
-        json.dumps(
-            {
-                "buckets": {"old-bucket": {"name": "old-bucket"}},
-                "objects": {
-                    "old-bucket": {
-                        "images/a.png": {"contentType": "image/png", "metadata": {"k": "v"}},
-                        "train.jsonl": {"contentType": "application/jsonl"},
-                    }
-                },
-            }
-        )
-    )
-    srv = FakeGcsServer(tmp_path / "storage" / "fake-gcs", default_bucket=BUCKET, legacy_dir=legacy)
-    srv.start()
-    try:
-        bucket = _client(srv).bucket("old-bucket")
-        image = bucket.get_blob("images/a.png")
-        assert image.download_as_bytes() == b"png bytes"
-        assert image.content_type == "image/png" and image.metadata == {"k": "v"}
-        assert bucket.blob("train.jsonl").download_as_text() == '{"x": 1}\n'
-        assert _client(srv).bucket(BUCKET).exists()
-    finally:
-        srv.stop()
-    assert not legacy.exists() and (tmp_path / "storage" / ".cloudstorage.migrated" / ".meta").is_file()
-    again = FakeGcsServer(tmp_path / "storage" / "fake-gcs", legacy_dir=legacy)  # nothing left to do
-    again.start()
-    again.stop()
-
-
-def test_unreadable_legacy_index_is_one_clear_error(tmp_path):
-    legacy = tmp_path / "storage" / ".cloudstorage"
-    legacy.mkdir(parents=True)
-    (legacy / ".meta").write_text("{not json")
-    srv = FakeGcsServer(tmp_path / "storage" / "fake-gcs", legacy_dir=legacy)
-    with pytest.raises(StorageStartError, match="cannot be read"):
-        srv.start()
-    assert srv.pid is None
-
-
 def test_reader_reads_the_servers_files_directly(server, tmp_path):
     """GcsReader with the server's root reads object files; what is not a file goes to the API."""
     from localvertex.storage import GcsReader, ObjectNotFound, parse_gs_uri

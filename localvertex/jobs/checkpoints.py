@@ -27,7 +27,6 @@ key (:func:`serving_key`), nothing else changes.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..ids import check_id
@@ -79,10 +78,3 @@ def endpoint_ids(job: dict[str, Any]) -> list[str]:
     """Every endpoint id of a job: its own and its checkpoints'."""
     local = job["_local"]
     return [local["endpointId"]] + [c["endpointId"] for c in local.get("checkpoints", [])]
-
-
-def model_dirs(models_dir: Path, job: dict[str, Any]) -> list[Path]:
-    """The directories of a job's tuned model and of its intermediate checkpoints."""
-    local = job["_local"]
-    keys = {local["modelId"]} | {c["modelKey"] for c in local.get("checkpoints", [])}
-    return [Path(models_dir) / check_id(k, "model key") for k in sorted(keys)]

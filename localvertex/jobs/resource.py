@@ -73,23 +73,6 @@ def state_word(job: dict[str, Any]) -> str:
     return job["state"].removeprefix("JOB_STATE_")
 
 
-def upgrade(job: dict[str, Any]) -> dict[str, Any]:
-    """A job file written by an older local server, in today's shape (the store applies
-    this on load, so a data directory survives the upgrade): ``localTuningMetrics``, which
-    is not in the schema, moves into ``_local``."""
-    local = job["_local"]
-    legacy = job.pop("localTuningMetrics", None) or {}
-    if legacy:
-        local.setdefault("epochs", legacy.get("epochs") or [])
-        local.setdefault("validationExampleCount", legacy.get("validationExampleCount"))
-        metrics = {k: legacy[k] for k in ("stepCount", "exampleCount", "tokenCount", "trainSeconds") if k in legacy}
-        if metrics:
-            local.setdefault("metrics", metrics)
-    local.setdefault("epochs", [])
-    local.setdefault("checkpoints", [])
-    return job
-
-
 # --------------------------------------------------------------------------- transitions
 
 PROCESSING_DATASET = "TUNING_JOB_STATE_PROCESSING_DATASET"

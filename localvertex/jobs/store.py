@@ -14,7 +14,7 @@ from typing import Any
 
 from ..ids import ID_RE, check_id
 from .checkpoints import endpoint_ids
-from .resource import PENDING, now_rfc3339, upgrade
+from .resource import PENDING, now_rfc3339
 
 log = logging.getLogger("localvertex.jobs")
 
@@ -39,7 +39,7 @@ def _read_job_file(path: Path) -> dict[str, Any]:
     job_id = job["_local"]["id"]
     if path.stem != job_id or not ID_RE.fullmatch(job_id):
         raise ValueError("file name does not match job id")
-    return upgrade(job)
+    return job
 
 
 def _creation_order(job: dict[str, Any]) -> tuple[str, str]:
