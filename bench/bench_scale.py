@@ -83,7 +83,7 @@ def child_upload(count: int, workers: int) -> dict:
 
     from google.cloud import storage
 
-    from components.helpers import draw_product_image
+    from components.drawing import draw_product_image
 
     buffer = io.BytesIO()
     draw_product_image(random.Random(0), "Crack").save(buffer, format="PNG")

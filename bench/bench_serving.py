@@ -44,7 +44,7 @@ def load_avg() -> str:
 
 def pngs(count: int, seed: int = 7) -> list[tuple[bytes, str | None]]:
     """``count`` drawn product images (PNG bytes, defect type), balanced over the four classes."""
-    from components.helpers import draw_product_image
+    from components.drawing import draw_product_image
 
     rng = random.Random(seed)
     kinds = [None, "Scratch", "Crack", "Discoloration"]

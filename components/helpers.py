@@ -6,9 +6,6 @@ self-contained (imports inside) and is copied into the components that use it th
 benchmark, tests) imports them directly.
 """
 
-# The image synthesizer lives in components/drawing.py; re-exported for older callers.
-from components.drawing import draw_product_image  # noqa: F401
-
 PROMPT = (
     "Analyze the following product image for manufacturing defects. Classify its status as "
     "'Pass' or 'Defect' and provide a brief description if a defect is present."

@@ -14,7 +14,8 @@ from components import champion as rules
 from components.champion_store import list_json_objects, read_json_object, replace_champion, write_json_object
 from components.check_tuning_cost import check_tuning_cost
 from components.decide_promotion import decide_promotion
-from components.helpers import PROMPT, draw_product_image
+from components.drawing import draw_product_image
+from components.helpers import PROMPT
 from components.prepare_golden_set import prepare_golden_set
 from components.promote_champion import promote_champion, set_champion_alias
 from components.select_checkpoint import select_checkpoint

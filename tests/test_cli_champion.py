@@ -84,7 +84,7 @@ def two_folders(tmp_path, monkeypatch):
 def test_inspect_asks_the_champion_that_champion_shows(two_folders, tmp_path):
     ours, champion_endpoint = two_folders
     image = tmp_path / "part.png"
-    from components.helpers import draw_product_image
+    from components.drawing import draw_product_image
 
     draw_product_image(random.Random(1), "Crack").save(image)
     for folder_option in ([], ["--data-dir", str(ours)]):  # the default folder and the named one agree

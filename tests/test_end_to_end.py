@@ -6,7 +6,7 @@ import random
 import pytest
 from typer.testing import CliRunner
 
-from components.helpers import draw_product_image
+from components.drawing import draw_product_image
 from pipeline import offline
 from pipeline.cli import app
 

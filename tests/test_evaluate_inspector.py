@@ -22,8 +22,9 @@ import pytest
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 from PIL import Image, ImageDraw
 
+from components.drawing import draw_product_image
 from components.evaluate_inspector import evaluate_inspector, make_thumbnail
-from components.helpers import LABELS, PROMPT, draw_product_image, judge_answer, parse_progress
+from components.helpers import LABELS, PROMPT, judge_answer, parse_progress
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
 BURR_LABEL = 'Status: Defect - Burr <edge> & "sharp" at 3 o\'clock'

@@ -23,6 +23,7 @@ from components.decide_promotion import (
     promotion_verdict,
     sample_size_problem,
 )
+from components.drawing import draw_product_image
 from components.evaluation import (
     evaluation_records,
     metric_values,
@@ -32,7 +33,7 @@ from components.evaluation import (
     summary_line,
     thumbnail_uris,
 )
-from components.helpers import LABELS, PROMPT, draw_product_image
+from components.helpers import LABELS, PROMPT
 from components.import_dataset import class_set_problem, import_dataset
 from components.prepare_golden_set import class_mismatch_problem, golden_shortfall, prepare_golden_set, row_class
 from components.promote_champion import promote_champion

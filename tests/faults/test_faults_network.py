@@ -31,8 +31,9 @@ import pytest
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 
 from components.build_tuning_jsonl import build_tuning_jsonl
+from components.drawing import draw_product_image
 from components.evaluate_inspector import evaluate_inspector
-from components.helpers import LABELS, PROMPT, draw_product_image
+from components.helpers import LABELS, PROMPT
 from components.import_dataset import import_dataset
 from components.synthesize_images import synthesize_images
 from tests.faults import counts
