@@ -14,10 +14,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from .auth import TOKEN_TTL_S, Auth, BearerAuthMiddleware
-from .errors import ApiError, error_body
+from .auth import Auth, BearerAuthMiddleware
 from .jobs import JobStore, TrainingRunner
-from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, error_response, install_error_handlers
+from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, install_error_handlers
 from .pipelines.registry import TemplateRegistry
 from .pipelines.schedules import ScheduleService
 from .pipelines.schedules_scheduler import Scheduler, starter_from
@@ -26,19 +25,7 @@ from .prediction import Predictor
 from .routes import API_VERSIONS, BlockingIO, Services, include_routes
 from .storage import GcsReader
 
-# Re-exported: tests and older callers import these from here.
-__all__ = [
-    "API_VERSIONS",
-    "ApiError",
-    "Auth",
-    "DEFAULT_MAX_BODY",
-    "LocalVertex",
-    "Predictor",
-    "TOKEN_TTL_S",
-    "build_app",
-    "error_body",
-    "error_response",
-]
+__all__ = ["DEFAULT_MAX_BODY", "LocalVertex", "build_app"]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # 20 MB image as base64 is ~27 MB
 

@@ -603,7 +603,7 @@ def test_env_restored_on_exit(tmp_path):
 
 
 def test_failed_start_closes_api_socket(tmp_path, monkeypatch):
-    from localvertex.server import Auth
+    from localvertex.auth import Auth
 
     def broken(*args):
         raise OSError("disk full")
