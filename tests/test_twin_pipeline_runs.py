@@ -99,3 +99,53 @@ def test_cancel_while_waiting_for_tuning_cancels_the_tuning_job(local_stack, sdk
     assert ended.state.name == "JOB_STATE_CANCELLED"
     listed = {j.name: j.state.name for j in client.tunings.list()}
     assert listed[tuning_job] == "JOB_STATE_CANCELLED"
+
+
+def _caching_pipeline(tmp_path) -> str:
+    """``add`` caches (KFP's default); ``show`` turns its own caching off at compile time."""
+    from kfp import compiler, dsl
+
+    @dsl.component(base_image="python:3.11")
+    def add(a: int, b: int, metrics: dsl.Output[dsl.Metrics]) -> int:
+        metrics.log_metric("sum", a + b)
+        return a + b
+
+    @dsl.component(base_image="python:3.11")
+    def show(x: int) -> str:
+        return f"sum {x}"
+
+    @dsl.pipeline(name="caching-toy")
+    def caching_toy(a: int = 1, b: int = 2):
+        total = add(a=a, b=b)
+        show(x=total.outputs["Output"]).set_caching_options(False)
+
+    path = tmp_path / "caching-toy.yaml"
+    compiler.Compiler().compile(caching_toy, str(path))
+    return str(path)
+
+
+def _task_states(job) -> dict[str, tuple[str, str]]:
+    """{task: (task state, its execution's state)} of an ended run."""
+    return {name: (t.state.name, t.execution.state.name) for name, t in tasks_of(job).items() if name != "caching-toy"}
+
+
+@pytest.mark.slow
+def test_caching_follows_enable_caching_and_each_tasks_own_setting(sdk, tmp_path):
+    template = _caching_pipeline(tmp_path)
+    params = {"a": int(uuid.uuid4().int % 10**6), "b": 2}  # a key no earlier run has cached
+
+    def run(**kwargs):
+        job = submit(sdk, template, params, **kwargs)
+        job.wait()
+        assert job.state.name == "PIPELINE_STATE_SUCCEEDED"
+        return job
+
+    first = run()
+    assert _task_states(first) == {"add": ("SUCCEEDED", "COMPLETE"), "show": ("SUCCEEDED", "COMPLETE")}
+    second = run()  # enable_caching unset: the compiled settings stand
+    assert _task_states(second) == {"add": ("SKIPPED", "CACHED"), "show": ("SUCCEEDED", "COMPLETE")}
+    cached = tasks_of(second)["add"]
+    assert cached.execution.metadata["output:Output"] == params["a"] + 2
+    assert cached.outputs["metrics"].artifacts[0].metadata["sum"] == params["a"] + 2
+    third = run(enable_caching=False)  # the job's setting overrides every task's
+    assert _task_states(third) == {"add": ("SUCCEEDED", "COMPLETE"), "show": ("SUCCEEDED", "COMPLETE")}

@@ -160,6 +160,29 @@ def _split(values: dict[str, Any], task: str, uploader: Uploader, upload: bool) 
     return params, artifacts
 
 
+def _metadata_only_kept(deserialize):
+    """kfp.local calls a cached output whose local file is missing a cache miss. A Metrics
+    artifact (and any artifact a task only wrote metadata to) never has a file, so no task
+    with one would ever be cached, while Vertex AI caches it. A missing file whose task
+    folder still exists is such an artifact; a deleted run (its folder gone) still misses."""
+    from kfp.dsl import executor
+
+    def deserialize_artifact(data):
+        uri = data.get("uri", "")
+        if uri.startswith("/") and not os.path.exists(uri) and os.path.isdir(os.path.dirname(uri)):
+            return executor.create_artifact_instance(
+                {
+                    "name": data.get("name", ""),
+                    "uri": uri,
+                    "metadata": data.get("metadata") or {},
+                    "type": {"schemaTitle": data.get("schema_title", "system.Artifact")},
+                }
+            )
+        return deserialize(data)
+
+    return deserialize_artifact
+
+
 def install_hooks(uploader: Uploader) -> None:
     from kfp.local import cache as cache_module
     from kfp.local import status, subprocess_task_handler
@@ -174,6 +197,9 @@ def install_hooks(uploader: Uploader) -> None:
         return found
 
     cache_module.LocalCache.get = cache_get
+    cache_module.LocalCache._deserialize_artifact = staticmethod(
+        _metadata_only_kept(cache_module.LocalCache._deserialize_artifact)
+    )
     original = task_executor.execute_single_task
 
     def _run_task(**kwargs):  # the orchestrators pass everything by name
