@@ -224,3 +224,110 @@ def test_bench_sets_carry_the_notebook_labels():
     train, validation, test = stratified_split(make_balanced(10, seed=1, variation="standard"))
     assert (len(train), len(validation), len(test)) == (32, 4, 4)
     assert {s.defect_type for s in test} == set(CLASSES)
+
+
+# ---- painters alone: each takes its generator and what it paints on, nothing else of the scene
+
+
+def grey_part(size=(200, 200), box=(60, 70, 150, 130), base=(120, 120, 116)):
+    """A flat grey image and the "inner" mask of a rectangular part on it (255 inside ``box``)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", size, base)
+    inner = Image.new("L", size, 0)
+    ImageDraw.Draw(inner).rectangle(box, fill=255)
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    return image, inner, centre
+
+
+def inside(pixels, box):
+    return all(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in pixels)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_photo_scratch_painter_draws_a_bright_line_only_inside_the_part(seed):
+    image, inner, centre = grey_part()
+    scratched = drawing.paint_photo_scratch(random.Random(seed), image, inner, centre, (120, 120, 116))
+    pixels = changed(image, scratched)
+    assert len(pixels) >= 15
+    assert inside(pixels, (60, 70, 150, 130))
+    assert min(sum(scratched.getpixel(p)) for p in pixels) > 3 * 120 + 60  # bright: bare metal
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_photo_crack_painter_draws_a_dark_line_only_inside_the_part(seed):
+    image, inner, centre = grey_part()
+    cracked = drawing.paint_photo_crack(random.Random(seed), image, inner, centre, (120, 120, 116))
+    pixels = changed(image, cracked)
+    assert len(pixels) >= 15
+    assert inside(pixels, (60, 70, 150, 130))
+    assert max(sum(cracked.getpixel(p)) for p in pixels) < 3 * 120 - 60  # dark
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_photo_stain_painter_turns_the_part_towards_a_palette_colour(seed):
+    """Changes only on the part, each pixel moved from grey towards one stain colour."""
+    import math
+
+    image, inner, centre = grey_part()
+    base = (120, 120, 116)
+    stained = drawing.paint_photo_stains(random.Random(seed), image, inner, centre, base)
+    pixels = changed(image, stained, threshold=40)
+    assert len(pixels) >= 100
+    assert inside(changed(image, stained, threshold=0), (60, 70, 150, 130))
+    palette = [(150, 72, 28), (40, 32, 24), (160, 170, 60), (196, 150, 40), (50, 150, 128), (120, 40, 90)]
+
+    def cosine(u, v):
+        return sum(a * b for a, b in zip(u, v, strict=True)) / math.hypot(*u) / math.hypot(*v)
+
+    shifts = [tuple(c - b for c, b in zip(stained.getpixel(p), base, strict=True)) for p in pixels]
+    towards = [tuple(c - b for c, b in zip(colour, base, strict=True)) for colour in palette]
+    best = max(towards, key=lambda t: sum(cosine(s, t) for s in shifts))
+    assert sum(cosine(s, best) > 0.9 for s in shifts) >= 0.9 * len(shifts)
+
+
+@pytest.mark.parametrize("painter", ["paint_notebook_scratch", "paint_notebook_crack", "paint_notebook_spots"])
+@pytest.mark.parametrize("strong", [False, True])
+def test_notebook_defect_painters_stay_on_the_product(painter, strong):
+    from PIL import ImageDraw
+
+    for seed in range(20):
+        rng = random.Random(seed)
+        left, top, width, height = box = drawing.place_notebook_product(rng, strong)
+        image = Image.new("RGB", (100, 100), (0x55, 0x55, 0xAA))
+        before = image.copy()
+        getattr(drawing, painter)(rng, ImageDraw.Draw(image), box, strong)
+        pixels = changed(before, image, threshold=0)
+        assert pixels, (painter, seed)
+        assert inside(pixels, (left, top, left + width, top + height)), (painter, seed)
+
+
+def test_point_on_part_keeps_its_margin_and_falls_back_off_the_part():
+    _, inner, centre = grey_part()
+    rng = random.Random(3)
+    for _ in range(50):
+        x, y = drawing.point_on_part(rng, inner, 8, centre)
+        assert 60 + 8 <= x < 151 - 8 and 70 + 8 <= y < 131 - 8
+    nowhere = Image.new("L", (50, 50), 0)
+    assert drawing.point_on_part(random.Random(0), nowhere, 0, (7.0, 9.0)) == (7.0, 9.0)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_part_mask_is_the_chosen_shape_centred_and_within_the_frame(seed):
+    rng = random.Random(seed)
+    size = (320, 300)
+    shape, width, height, radius = drawing.choose_part_shape(rng, min(size))
+    assert radius <= 0.47 * min(size) + 1e-9
+    mask = drawing.paint_part_mask(rng, size, shape, width, height)
+    left, top, right, bottom = mask.getbbox()
+    assert abs((left + right) / 2 - 160) <= 1.5 and abs((top + bottom) / 2 - 150) <= 1.5
+    # A hexagon's width across its flats is 0.87 of its diameter; every other shape fills its box.
+    assert 0.86 * width - 2 <= right - left <= width + 2 and 0.86 * height - 2 <= bottom - top <= height + 2
+
+
+def test_every_painter_is_reached_from_the_entry_point():
+    """No painter is dead code: shipping follows draw_product_image to every function here."""
+    from components.shipping import shipped_functions
+
+    functions = {f for f in vars(drawing).values() if inspect.isfunction(f) and f.__module__ == drawing.__name__}
+    assert set(shipped_functions(draw_product_image)) | {draw_product_image} == functions
