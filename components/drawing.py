@@ -568,8 +568,8 @@ def paint_reflection(rng, image, inner, centre):
 
 
 def scratch_path(rng, inner, centre):
-    """Seven points of a smooth arc of 25-150 px (straight in half the cases) wholly on the
-    part, at least 6 px in from its edge where it fits; shorter after each miss."""
+    """Seven points of a smooth arc of 25-150 px (straight in half the cases), starting at
+    least 6 px in from the part's edge and lying wholly on it; shorter after each miss (60 tries)."""
     import math
 
     length = rng.uniform(25, 150)
@@ -604,8 +604,9 @@ def paint_photo_scratch(rng, image, inner, centre, base):
 
 
 def crack_trunk(rng, inner, centre):
-    """A jagged walk of 6-14 steps of 4-11 px wholly on the part, at least 10 px in from its
-    edge where it fits; fewer steps after each miss. Returns its points and last heading."""
+    """A jagged walk of 6-14 steps of 4-11 px, starting at least 10 px in from the part's edge
+    and lying wholly on it; fewer steps after each miss (60 tries). Returns its points and last
+    heading."""
     import math
 
     segments = rng.randint(6, 14)
@@ -688,7 +689,7 @@ def paint_photo_stains(rng, image, inner, centre, base):
         if k:
             x, y = point_on_part(rng, inner, 8, centre)
         draw.polygon(stain_outline(rng, x, y, radius), fill=clamp_level(rng.uniform(150, 220)))
-    stain_colour = tint(rng, colour, 12)  # drawn before the blur, as it always was
+    stain_colour = tint(rng, colour, 12)  # drawn before the blur radius: the images depend on that order
     return overlay_on_part(image, inner, stain_colour, layer.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 3.0))))
 
 
