@@ -9,7 +9,6 @@ files in the data directory), and data written by the earlier storage emulator
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -17,19 +16,11 @@ import threading
 import time
 
 import pytest
-from PIL import Image, ImageDraw
 
 from localvertex.stack import LocalStack
+from tests.harness import CRACK, PASS, tiny_png, upload_training_file, wait_for_job
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
-
-
-def _png(color: str) -> bytes:
-    im = Image.new("RGB", (32, 32), "#DDDDDD")
-    ImageDraw.Draw(im).rectangle((6, 6, 26, 26), fill=color)
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _clients():
@@ -40,13 +31,7 @@ def _clients():
 
 
 def _wait(client, name, states, timeout=180.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.tunings.get(name=name)
-        if job.state.name in states:
-            return job
-        assert time.monotonic() < deadline, f"{name} still {job.state}"
-        time.sleep(0.3)
+    return wait_for_job(client, name, states, timeout)
 
 
 @pytest.mark.slow
@@ -58,33 +43,13 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
     with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as first:
         first.apply_env()
         client, gcs = _clients()
-        bucket = gcs.bucket(BUCKET)
-        lines = []
-        for i in range(8):
-            label = "Status: Pass" if i % 2 else "Status: Defect - Crack identified in main body."
-            bucket.blob(f"img/{i}.png").upload_from_string(_png("#5555AA" if i % 2 else "#FF3333"))
-            lines.append(
-                json.dumps(
-                    {
-                        "contents": [
-                            {
-                                "role": "user",
-                                "parts": [
-                                    {"text": "Inspect."},
-                                    {"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/img/{i}.png"}},
-                                ],
-                            },
-                            {"role": "model", "parts": [{"text": label}]},
-                        ]
-                    }
-                )
-            )
-        bucket.blob("train.jsonl").upload_from_string("\n".join(lines))
+        examples = [(PASS if i % 2 else CRACK, "#5555AA" if i % 2 else "#FF3333") for i in range(8)]
+        train_uri = upload_training_file("img", examples)
 
         def tune(epochs):
             return client.tunings.tune(
                 base_model="gemini-3.5-flash",
-                training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
+                training_dataset=types.TuningDataset(gcs_uri=train_uri),
                 config=types.CreateTuningJobConfig(epoch_count=epochs),
             ).name
 
@@ -112,9 +77,9 @@ def test_restart_keeps_jobs_and_endpoints(tmp_path):
     with LocalStack(data_dir, bucket=BUCKET, project=PROJECT) as second:
         second.apply_env()
         client, gcs = _clients()
-        assert gcs.bucket(BUCKET).blob("train.jsonl").exists()
+        assert gcs.bucket(BUCKET).blob("img/train.jsonl").exists()
         # mediaLinks name the current port (get_blob + download uses them).
-        assert gcs.bucket(BUCKET).get_blob("img/1.png").download_as_bytes() == _png("#5555AA")
+        assert gcs.bucket(BUCKET).get_blob("img/1.png").download_as_bytes() == tiny_png("#5555AA")
         again = client.tunings.get(name=done.name)
         assert again.state.name == "JOB_STATE_SUCCEEDED"
         assert again.tuned_model.endpoint == done.tuned_model.endpoint

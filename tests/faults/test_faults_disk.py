@@ -35,6 +35,7 @@ import pytest
 from kfp.dsl import Dataset
 
 from tests.faults import counts
+from tests.harness import upload_training_file, wait_for_job
 
 pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:The SDK's tuning implementation is experimental")]
 
@@ -74,42 +75,6 @@ def fill(path: Path) -> Path:
     return filler
 
 
-def tiny_png(colour) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def upload_training_file(prefix: str) -> str:
-    from google.cloud import storage
-
-    bucket, lines = storage.Client(project=PROJECT).bucket(BUCKET), []
-    for i, (label, colour) in enumerate(
-        [("Status: Pass", (90, 90, 170)), ("Status: Defect - Crack identified in main body.", (250, 250, 250))] * 2
-    ):
-        bucket.blob(f"{prefix}/{i}.png").upload_from_string(tiny_png(colour), content_type="image/png")
-        lines.append(
-            json.dumps(
-                {
-                    "contents": [
-                        {
-                            "role": "user",
-                            "parts": [
-                                {"text": "Inspect."},
-                                {"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/{prefix}/{i}.png"}},
-                            ],
-                        },
-                        {"role": "model", "parts": [{"text": label}]},
-                    ]
-                }
-            )
-        )
-    bucket.blob(f"{prefix}/train.jsonl").upload_from_string("\n".join(lines))
-    return f"gs://{BUCKET}/{prefix}/train.jsonl"
-
-
 def tuner():
     from google import genai
     from google.genai import types
@@ -126,12 +91,11 @@ def tuner():
     return client, tune
 
 
+ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
 def wait_ended(client, name: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while not (job := client.tunings.get(name=name)).has_ended:
-        assert time.monotonic() < deadline, f"{name} still {job.state.name}"
-        time.sleep(0.3)
-    return job
+    return wait_for_job(client, name, ENDED, timeout)
 
 
 def digests(folder: Path) -> dict[str, str]:

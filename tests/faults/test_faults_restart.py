@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import counts
+from tests.harness import upload_training_file, wait_for_job
 
 pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:The SDK's tuning implementation is experimental")]
 
@@ -99,24 +100,8 @@ class Server:
         self.proc.wait()
 
 
-def tiny_png(colour) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def wait_state(client, name: str, states: set[str], timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.tunings.get(name=name)
-        if job.state.name in states:
-            return job
-        assert time.monotonic() < deadline, f"{name} still {job.state.name} after {timeout} s"
-        time.sleep(0.3)
+    return wait_for_job(client, name, states, timeout)
 
 
 def workers_of(data_dir: Path) -> list[int]:
@@ -174,35 +159,13 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     data_dir, start = server_env
     first = start("first.log")
     first.wait_up()
-    gcs = storage.Client(project=PROJECT).bucket(BUCKET)
-    lines = []
-    for i, (label, colour) in enumerate(
-        [("Status: Pass", (90, 90, 170)), ("Status: Defect - Crack identified in main body.", (250, 250, 250))] * 2
-    ):
-        gcs.blob(f"img/{i}.png").upload_from_string(tiny_png(colour), content_type="image/png")
-        lines.append(
-            json.dumps(
-                {
-                    "contents": [
-                        {
-                            "role": "user",
-                            "parts": [
-                                {"text": "Inspect."},
-                                {"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/img/{i}.png"}},
-                            ],
-                        },
-                        {"role": "model", "parts": [{"text": label}]},
-                    ]
-                }
-            )
-        )
-    gcs.blob("train.jsonl").upload_from_string("\n".join(lines))
+    train_uri = upload_training_file("img")
     client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
 
     def tune(epochs: int) -> str:
         return client.tunings.tune(
             base_model="gemini-3.5-flash",
-            training_dataset=types.TuningDataset(gcs_uri=f"gs://{BUCKET}/train.jsonl"),
+            training_dataset=types.TuningDataset(gcs_uri=train_uri),
             config=types.CreateTuningJobConfig(epoch_count=epochs, adapter_size="ADAPTER_SIZE_ONE"),
         ).name
 
@@ -265,7 +228,7 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     lost = len({done.name, running, pending} - listed)
     lost += again.state.name != "JOB_STATE_SUCCEEDED" or again.tuned_model.endpoint != done.tuned_model.endpoint
     lost += after != before
-    lost += not storage.Client(project=PROJECT).bucket(BUCKET).blob("train.jsonl").exists()
+    lost += not storage.Client(project=PROJECT).bucket(BUCKET).blob("img/train.jsonl").exists()
     counts.add_data_lost(lost)
     assert lost == 0, (listed, again.state, after, before)
     assert requeued.state.name in ("JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"), requeued.error
