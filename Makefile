@@ -50,6 +50,9 @@ champion: $(STAMP) ## Show the inspector's champion and its promotion history (A
 serve: $(STAMP) ## Start the local Vertex AI and storage in the foreground
 	$(PYTHON) -m localvertex serve $(ARGS)
 
+console: $(STAMP) ## Start the local Vertex AI (or use the running one) and print the console's login URL
+	$(PYTHON) -m localvertex.console $(ARGS)
+
 bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_model.py
 	$(PYTHON) bench/bench_robustness.py

@@ -215,7 +215,8 @@ class VertexApi:
         return resp.content[:limit]
 
     async def _storage_get(self, path: str, params: dict) -> httpx.Response:
-        resp = await self._http.get(f"{self.storage_url}{path}", params=params)
+        # With the bearer token, as google-cloud-storage sends its credentials' token.
+        resp = await self._http.get(f"{self.storage_url}{path}", params=params, headers=self._auth())
         if resp.status_code >= 400:
             raise _failure(resp)
         return resp

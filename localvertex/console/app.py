@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import security
 from .api import ApiFailure, VertexApi
+from .forms import read_form
 from .views import TEMPLATES, render
 
 PREFIX = "/console"
@@ -71,7 +72,7 @@ class Page:
     def csrf(self) -> str:
         return security.csrf_token(self.keys, self.sid)
 
-    def render(self, template: str, status: int = 200, **context) -> Response:
+    def render(self, template: str, status: int = 200, /, **context) -> Response:
         return render(template, status, csrf=self.csrf, api=self.api, nav=template.split(".")[0], **context)
 
 
@@ -93,7 +94,7 @@ async def action(request: Request) -> Page:
     """The guard of every POST: a session, a same-site request, and this session's CSRF token."""
     current = await page(request)
     security.check_same_site(request)
-    form = await request.form()
+    form = await read_form(request)
     security.check_csrf(current.keys, current.sid, str(form.get("csrf") or ""))
     return current
 

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
 from .app import ActionDep, Page, PageDep
+from .forms import read_form
 from .page_templates import checked_in_yaml, template_spec
 from .run_form import RunForm, build_fields, check_run_form
 
@@ -73,7 +74,7 @@ async def _packages(api) -> list[dict]:
 
 @router.post("/create")
 async def create_run(current: ActionDep, request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     package, ref = str(form.get("package") or ""), str(form.get("ref") or "")
     spec = await load_spec(current.api, package, ref)
     fields = await asyncio.to_thread(build_fields, spec)

@@ -20,6 +20,7 @@ router = APIRouter()
 
 CHART_METRICS = ("metric.eval_status_accuracy", "metric.eval_defect_type_accuracy")
 ALWAYS = ("run_name", "state")
+RANK_METRIC = "metric.eval_status_accuracy"  # best first, as make compare orders runs
 # Experiment ids (context ids): they go into the API's filters, so nothing else is accepted.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
@@ -37,16 +38,20 @@ async def experiments_page(current: PageDep) -> Response:
 
 
 def default_columns(rows: list[Row], columns: list[str]) -> list[str]:
-    """Run, state, source, every metric, and the parameters that differ between runs
-    (``make compare`` shows the same: what varies is what explains a difference)."""
+    """What ``make compare`` shows: run, state, source, every ``eval_*`` and ``base_eval_*``
+    metric, and the other metrics and the parameters only where they differ between runs
+    (what varies is what explains a difference)."""
 
     def varies(name: str) -> bool:
         return len({repr(r.columns.get(name)) for r in rows}) > 1
 
-    chosen = [*ALWAYS, "source"]
-    chosen += [c for c in columns if c.startswith("metric.")]
-    chosen += [c for c in columns if c.startswith("param.") and varies(c)]
-    return [c for c in column_order(chosen) if c in columns or c == "source"]
+    def headline(name: str) -> bool:
+        return name.startswith(("metric.eval_", "metric.base_eval_"))
+
+    metrics = [c for c in columns if c.startswith("metric.") and (headline(c) or varies(c))]
+    metrics.sort(key=lambda c: (c != RANK_METRIC, not headline(c), c))
+    params = [c for c in columns if c.startswith("param.") and varies(c)]
+    return [*ALWAYS, "source", *metrics, *params]
 
 
 def sort_key(column: str):
@@ -69,17 +74,16 @@ def _cell(row: Row, column: str) -> Any:
 
 @router.get("/experiments/{name}")
 async def experiment_page(
-    current: PageDep, name: str, cols: list[str] = Query(default=[]), sort: str = "", desc: bool = True
+    current: PageDep, name: str, cols: list[str] = Query(default=[]), sort: str = RANK_METRIC, desc: bool = True
 ) -> Response:
     rows = await experiment_rows(current.api, checked_name(name))
     columns = column_order({c for r in rows for c in r.columns})
     chosen = [c for c in cols if c in columns or c == "source"] or default_columns(rows, columns)
+    rows = sorted(rows, key=lambda r: r.created, reverse=True)  # newest first among equals
     if sort:
         present = [r for r in rows if _cell(r, sort) not in (None, "")]
         missing = [r for r in rows if _cell(r, sort) in (None, "")]
         rows = sorted(present, key=sort_key(sort), reverse=desc) + missing
-    else:
-        rows = sorted(rows, key=lambda r: r.created, reverse=True)
     table = [[number(v) if (v := _cell(r, c)) is not None else "" for c in chosen] for r in rows]
     return current.render(
         "experiment.html",

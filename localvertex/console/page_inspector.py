@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from .api import ApiFailure
 from .app import ActionDep, PageDep
+from .forms import read_form
 
 router = APIRouter()
 
@@ -118,10 +119,10 @@ def answer_text(response: dict) -> str:
 
 @router.post("/inspector/ask")
 async def ask(current: ActionDep, request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     name = str(form.get("name") or "")
-    upload = form.get("photo")
-    image = await upload.read(MAX_IMAGE + 1) if hasattr(upload, "read") else b""
+    upload = form.files.get("photo")
+    image = upload.data if upload else b""
     mime = image_type(image)
     if not image or len(image) > MAX_IMAGE or not mime:
         problem = "Choose a PNG, JPEG, GIF or WebP photo of at most 20 MB."
@@ -143,6 +144,6 @@ async def ask(current: ActionDep, request: Request) -> Response:
         "status": status,
         "defect_type": defect_type_of(text) if status == "Defect" else "",
         "thumbnail": f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}" if len(image) < 2_000_000 else "",
-        "file": getattr(upload, "filename", "") or "",
+        "file": upload.filename,
     }
     return await _page(current, champion["_slug"], answer=answer)

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
 from .app import ActionDep, Page, PageDep
+from .forms import read_form
 from .page_create import _packages, default_display_name, default_values, job_body, load_spec, pipeline_name
 from .run_form import RunForm, build_fields, check_run_form
 
@@ -61,7 +62,7 @@ async def new_schedule_page(current: PageDep, package: str = "", ref: str = "lat
 
 @router.post("/schedules/new")
 async def create_schedule(current: ActionDep, request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     package, ref = str(form.get("package") or ""), str(form.get("ref") or "latest")
     spec = await load_spec(current.api, package, ref)
     fields = await asyncio.to_thread(build_fields, spec)

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
 from .app import ActionDep, PageDep
+from .forms import read_form
 from .run_form import build_fields
 
 router = APIRouter()
@@ -101,10 +102,10 @@ async def template_page(current: PageDep, package: str, ref: str = "latest") -> 
 @router.post("/templates/upload")
 async def upload_template(current: ActionDep, request: Request) -> Response:
     """Uploads a compiled pipeline (the chosen file, or the checked-in one) with tags."""
-    form = await request.form()
+    form = await read_form(request)
     tags = [t.strip() for t in str(form.get("tags") or "").split(",") if t.strip()]
-    upload = form.get("file")
-    content = await upload.read(MAX_TEMPLATE + 1) if hasattr(upload, "read") else b""
+    upload = form.files.get("file")
+    content = upload.data if upload else b""
     if not content and form.get("checked_in"):
         content = checked_in_yaml()
     if not content or len(content) > MAX_TEMPLATE:

@@ -106,10 +106,10 @@ def read_values(fields: list[Field], form) -> dict[str, Any]:
 
     values: dict[str, Any] = {}
     for f in fields:
-        if f.type == "BOOLEAN":
-            f.text = "true" if form.get(f.name) else "false"
-        else:
-            f.text = str(form.get(f.name, ""))
+        if f.name not in form:  # not sent at all (a client of its own): the spec's default
+            f.text = _text(f.default, f.type)
+        else:  # a checkbox posts a hidden "false", then "true" when checked: the last counts
+            f.text = str(form[f.name])
         if f.text == "" and f.type != "STRING":
             if f.required:
                 f.error = "required"
@@ -239,10 +239,10 @@ def check_run_form(run: RunForm) -> tuple[dict[str, Any], dict[str, str]]:
     from pipeline.vertex import check_experiment_name
 
     values = read_values(run.fields, run.submitted)
-    if not any(f.error for f in run.fields):
-        problem = check_values(run.fields, values)
-        if problem:
-            run.errors["form"] = problem
+    # The range checks run on the values that parsed, so every error shows at once.
+    problem = check_values(run.fields, values)
+    if problem:
+        run.errors["form"] = problem
     add_warnings(run.fields, values)
     if len(run.display_name) > MAX_DISPLAY_NAME:
         run.errors["display_name"] = f"at most {MAX_DISPLAY_NAME} characters"

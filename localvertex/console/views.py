@@ -73,5 +73,5 @@ def _env() -> Environment:
 ENV = _env()
 
 
-def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(ENV.get_template(name).render(**context), status_code=status)
+def render(template_name: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+    return HTMLResponse(ENV.get_template(template_name).render(**context), status_code=status)

@@ -1,0 +1,178 @@
+"""The console in a real browser (Debian's Chromium driven by Playwright), the whole path a
+QC engineer takes: log in with the printed URL, upload a template, create a small run from
+the form (a wrong value first: the error shows next to its field), watch the DAG reach
+Succeeded without reloading, open the report, compare with a second run, create and pause
+a schedule, and ask the inspector about a photo. Screenshots of each page go to the test's
+output folder (``$CONSOLE_SCREENSHOTS`` to keep them elsewhere).
+
+Needs ``chromium`` (``apt-get install -y chromium``, as root) and the ``playwright``
+package; where either is missing the module skips with one line saying so."""
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+SMALL = {
+    "num_images": "40",
+    "epoch_count": "2",
+    "min_test_per_class": "1",
+    "min_golden_per_class": "1",
+    "min_status_accuracy": "0.5",
+    "max_miss_rate": "0.5",
+    "promotion_margin": "0",
+    "eval_concurrency": "4",
+    "tuned_model_display_name": "console-inspector",
+}
+RUN_TIMEOUT_MS = 420_000
+
+
+def _playwright():
+    if not CHROMIUM:
+        pytest.skip("console browser tests: no Chromium; `apt-get install -y chromium` (as root) enables them")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("console browser tests: `pip install playwright` (the package only; it drives Debian's Chromium)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from localvertex import LocalStack
+
+    with LocalStack(tmp_path_factory.mktemp("console-browser"), bucket="local-bucket") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("console-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"console screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    sync_playwright = _playwright()
+    from localvertex.console.security import read_keys
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        tab.goto(f"{stack.vertex_url}/console/login?token={read_keys(stack.data_dir / 'auth').login_token}")
+        yield tab
+        browser.close()
+
+
+def _fill(page, values: dict) -> None:
+    for name, value in values.items():
+        page.fill(f"#p-{name}", value)
+
+
+def _wait_succeeded(page) -> None:
+    """The run page's own script turns the state to succeeded: no reload here."""
+    page.wait_for_function(
+        "() => ['succeeded', 'failed', 'cancelled'].includes(document.getElementById('run-state').textContent.trim())",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    assert page.text_content("#run-state").strip() == "succeeded", page.text_content("#run-error")
+
+
+def test_whole_path_in_chromium(page, stack, shots):
+    assert page.url.endswith("/console/runs"), "the login URL leads to the runs, without the token"
+    page.screenshot(path=shots / "01-runs-empty.png", full_page=True)
+
+    # Upload the checked-in pipeline as a template.
+    page.goto(f"{stack.vertex_url}/console/templates")
+    page.check("input[name=checked_in]")
+    page.click("#upload")
+    assert "Uploaded visual-defect-sft/sha256:" in page.text_content("#uploaded")
+    page.screenshot(path=shots / "02-templates.png", full_page=True)
+    page.click("section.package h2 a")
+    names = page.locator("#parameters tbody td:first-child code").all_text_contents()
+    assert {"base_model", "num_images", "thinking"} <= set(names)
+    page.screenshot(path=shots / "03-template.png", full_page=True)
+
+    # Create a small run from the template's form: a wrong value first.
+    page.click("text=Create run from this template")
+    _fill(page, {**SMALL, "num_images": "0"})
+    page.fill("#experiment", "console-e2e")
+    page.fill("#display_name", "first <b>run</b>")
+    page.click("#submit-run")
+    assert "must be at least 1" in page.text_content("#error-num_images")
+    page.screenshot(path=shots / "04-create-error.png", full_page=True)
+    page.fill("#p-num_images", SMALL["num_images"])
+    page.click("#submit-run")
+    page.wait_for_url("**/console/runs/*")
+    assert page.text_content("h1").startswith("first <b>run</b>"), "the display name is shown as text"
+    page.screenshot(path=shots / "05-run-started.png", full_page=True)
+    _wait_succeeded(page)
+    assert page.locator("svg.dag g.state-succeeded").count() >= 12
+    page.wait_for_selector("iframe.report")
+    page.wait_for_selector("table.matrix")
+    page.locator("iframe.report").first.scroll_into_view_if_needed()
+    report = page.frame_locator("iframe.report").first
+    assert report.locator("body").inner_text(timeout=30_000).strip(), "the report renders inside its frame"
+    page.screenshot(path=shots / "06-run-succeeded.png", full_page=True)
+
+    # A second run ("Run again"), one epoch: then compare the two.
+    page.click("text=Run again…")
+    page.fill("#p-epoch_count", "1")
+    page.fill("#experiment", "console-e2e")
+    page.click("#submit-run")
+    page.wait_for_url("**/console/runs/*")
+    _wait_succeeded(page)
+    page.goto(f"{stack.vertex_url}/console/experiments/console-e2e")
+    assert page.locator("#experiment-runs tbody tr").count() == 2
+    page.wait_for_selector("#chart circle")
+    page.screenshot(path=shots / "07-experiment.png", full_page=True)
+    for box in page.locator("#experiment-runs input[name=run]").all():
+        box.check()
+    page.click("#diff")
+    assert page.locator("#diff-table tr.differs", has_text="param.epoch_count").count() == 1
+    page.screenshot(path=shots / "08-compare.png", full_page=True)
+
+    # A schedule from the template, then paused.
+    page.goto(f"{stack.vertex_url}/console/schedules")
+    page.click("a.label:has-text('visual-defect-sft')")
+    page.fill("#display_name", "nightly")
+    page.fill("#cron", "0 2 * * *")
+    page.fill("#limit", "1")
+    page.click("#create-schedule")
+    page.wait_for_url("**/console/schedules")
+    row = page.locator("#schedules tbody tr", has_text="nightly")
+    assert "active" in row.text_content()
+    row.locator("text=Pause…").click()
+    page.click("#confirm")
+    page.wait_for_url("**/console/schedules")
+    assert "paused" in page.locator("#schedules tbody tr", has_text="nightly").text_content()
+    page.screenshot(path=shots / "09-schedules.png", full_page=True)
+
+    # The inspector: the champion's answer for a photo.
+    page.goto(f"{stack.vertex_url}/console/inspector")
+    page.set_input_files("#photo", files=[{"name": "part.png", "mimeType": "image/png", "buffer": _photo()}])
+    page.click("#ask")
+    page.wait_for_selector("#verdict")
+    assert page.text_content("#verdict").strip().split(":")[0] in ("Pass", "Defect")
+    page.screenshot(path=shots / "10-inspector.png", full_page=True)
+
+
+def _photo() -> bytes:
+    """A drawn product image with a defect, as the pipeline draws its data."""
+    import random
+
+    from components.drawing import draw_product_image
+
+    image = draw_product_image(random.Random(7), "Scratch")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
