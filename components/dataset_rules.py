@@ -1554,93 +1554,112 @@ def file_data_problems(name, file, sizes):
     return problems
 
 
-def turns_problems(system_parts, turns, sizes, base_model):
-    """(kind, message, fix) for every problem of an example's turns (contents_turns or
-    messages_turns), in the order tuning_example_problem checks."""
-    chat = bool(turns) and turns[0]["name"].startswith("messages")
-    answer_role = "assistant" if chat else "model"
-    problems, characters, files, inline, levels = [], 0, [], 0, []
+def system_parts_problems(system_parts):
+    """(problems, characters) of a systemInstruction's parts: each must be a text part."""
+    problems, characters = [], 0
     for name, part in system_parts or []:
         if not isinstance(part, dict) or not isinstance(part.get("text"), str):
             problems.append(("system_instruction", f"{name} must be a text part", ""))
         else:
             characters += len(part["text"])
+    return problems, characters
+
+
+def turn_role_problem(turn, expected, answer_role):
+    """The problem of a turn whose role is not the ``expected`` one in the user/model
+    alternation (a "system" turn has its own), or None."""
+    name, role, said = turn["name"], turn["role"], turn["said"]
+    if role == "system":
+        return (
+            "system_instruction",
+            f"{name}.role is 'system'; a system instruction goes in the line's systemInstruction field, not in contents",
+            "",
+        )
+    if role == expected:
+        return None
+    hint = (
+        ""
+        if role != "other"
+        else f"give every turn a role: 'user' or '{answer_role}'"
+        if said is None
+        else f"the role must be 'user' or '{answer_role}' (Gemini calls the answer turn 'model')"
+    )
+    return ("roles", f"{name}.role is {quoted(said)}; roles must alternate user/{answer_role}", hint)
+
+
+def turn_parts_found(turn):
+    """What a turn's parts hold: {"problems", "characters", "files" [(part name, fileData)],
+    "inline" (inline images), "levels" (each file's mediaResolution)}; a turn without a
+    non-empty text part is a problem too."""
+    found = {"problems": [], "characters": 0, "files": [], "inline": 0, "levels": []}
+    texts = []
+    for part_name, part in turn["parts"]:
+        problems, text, file = part_problems(part_name, part, turn["role"])
+        found["problems"] += problems
+        found["inline"] += isinstance(part, dict) and ("inlineData" in part or "inline_data" in part)
+        if text is not None:
+            texts.append(text)
+            found["characters"] += len(text)
+        if file is not None:
+            found["files"].append((part_name, file))
+            found["levels"].append(part_resolution(part))
+    if not any(text.strip() for text in texts):
+        what = "the answer" if turn["role"] == "model" else "the prompt"
+        found["problems"].append(
+            ("parts", f"{turn['name']} has no non-empty text part", f"give the turn {what} as a text part")
+        )
+    return found
+
+
+def example_tokens_problem(characters, levels, base_model):
+    """The problem of an example over ``base_model``'s token limit per example, or None."""
+    model = base_model_id(base_model)
+    known = gemini_models()
+    limit = known.get(model, {}).get("max_example_tokens") or min(m["max_example_tokens"] for m in known.values())
+    image_tokens = sum(image_token_count(0, 0, base_model, level) for level in levels)
+    tokens = text_token_count(characters) + image_tokens
+    if tokens <= limit:
+        return None
+    return (
+        "tokens",
+        f"about {tokens:,} tokens ({text_token_count(characters):,} of text, {image_tokens:,} for "
+        f"{len(levels)} image(s)); {model} accepts at most {limit:,} per example",
+        "",
+    )
+
+
+def turns_problems(system_parts, turns, sizes, base_model):
+    """(kind, message, fix) for every problem of an example's turns (contents_turns or
+    messages_turns), in the order tuning_example_problem checks."""
+    chat = bool(turns) and turns[0]["name"].startswith("messages")
+    answer_role = "assistant" if chat else "model"
+    problems, characters = system_parts_problems(system_parts)
+    files, inline, levels = [], 0, []
     previous = None
     for turn in turns:
-        name, role, said = turn["name"], turn["role"], turn["said"]
         expected = "model" if previous == "user" else "user"
-        previous = role if role in ("user", "model") else expected
+        previous = turn["role"] if turn["role"] in ("user", "model") else expected
         if turn["broken"] and not turn["parts"]:  # its shape was already reported
             continue
-        if role == "system":
-            problems.append(
-                (
-                    "system_instruction",
-                    f"{name}.role is 'system'; a system instruction goes in the "
-                    "line's systemInstruction field, not in contents",
-                    "",
-                )
-            )
-        elif role != expected:
-            hint = (
-                ""
-                if role != "other"
-                else f"give every turn a role: 'user' or '{answer_role}'"
-                if said is None
-                else f"the role must be 'user' or '{answer_role}' (Gemini calls the answer turn 'model')"
-            )
-            problems.append(("roles", f"{name}.role is {quoted(said)}; roles must alternate user/{answer_role}", hint))
-        texts = []
-        for part_name, part in turn["parts"]:
-            found, text, file = part_problems(part_name, part, role)
-            problems += found
-            inline += isinstance(part, dict) and ("inlineData" in part or "inline_data" in part)
-            if text is not None:
-                texts.append(text)
-                characters += len(text)
-            if file is not None:
-                files.append((part_name, file))
-                levels.append(part_resolution(part))
-        if not any(text.strip() for text in texts):
-            what = "the answer" if role == "model" else "the prompt"
-            problems.append(("parts", f"{name} has no non-empty text part", f"give the turn {what} as a text part"))
+        role_problem = turn_role_problem(turn, expected, answer_role)
+        found = turn_parts_found(turn)
+        problems += ([role_problem] if role_problem else []) + found["problems"]
+        characters, inline = characters + found["characters"], inline + found["inline"]
+        files, levels = files + found["files"], levels + found["levels"]
     if turns and turns[-1]["role"] != "model":
-        problems.append(
-            (
-                "roles",
-                "the last turn must be the model's answer",
-                f"end the example with {'an assistant' if chat else 'a model'} turn holding the answer",
-            )
-        )
+        fix = f"end the example with {'an assistant' if chat else 'a model'} turn holding the answer"
+        problems.append(("roles", "the last turn must be the model's answer", fix))
     if len(files) > max_images_per_example():
-        problems.append(
-            (
-                "image_count",
-                f"{len(files)} images; Vertex AI accepts at most {max_images_per_example()} per example",
-                "",
-            )
-        )
+        message = f"{len(files)} images; Vertex AI accepts at most {max_images_per_example()} per example"
+        problems.append(("image_count", message, ""))
     # Without a user turn the roles problem says it all: there is no turn to put the image in.
     if not files and not inline and any(turn["role"] == "user" for turn in turns):
         problems.append(("no_image", "no image: this inspector learns from a product image in every example", ""))
     for part_name, file in files:
         problems += file_data_problems(part_name, file, sizes)
     problems += resolution_problems(files, levels, base_model)
-    model = base_model_id(base_model)
-    known = gemini_models()
-    limit = known.get(model, {}).get("max_example_tokens") or min(m["max_example_tokens"] for m in known.values())
-    image_tokens = sum(image_token_count(0, 0, base_model, level) for level in levels)
-    tokens = text_token_count(characters) + image_tokens
-    if tokens > limit:
-        problems.append(
-            (
-                "tokens",
-                f"about {tokens:,} tokens ({text_token_count(characters):,} of text, {image_tokens:,} for "
-                f"{len(files)} image(s)); {model} accepts at most {limit:,} per example",
-                "",
-            )
-        )
-    return problems
+    tokens_problem = example_tokens_problem(characters, levels, base_model)
+    return problems + ([tokens_problem] if tokens_problem else [])
 
 
 def part_resolution(part):

@@ -133,6 +133,83 @@ def promotion_verdict(challenger, champion, golden_id, min_status_accuracy, max_
     return True, f"better beyond noise: {versus} on {int(n)} images (95% lower bound of the gain {pct(bound)})"
 
 
+def read_champion(home, champion_path):
+    """(champion record or None, its generation) from bucket ``home``; ValueError naming the
+    object when it is not a champion record."""
+    champion, generation = read_json_object(home, champion_path)
+    if champion is not None:
+        try:
+            check_champion_record(champion)
+        except ValueError as error:
+            raise ValueError(
+                f"gs://{home.name}/{champion_path} is not a champion record ({error}); repair or remove it"
+            ) from None
+    return champion, generation
+
+
+def figures_on_test_split(test_metrics):
+    """The ``eval_*`` figures of the test-split evaluation without the prefix ({} for none)."""
+    if test_metrics is None:
+        return {}
+    return {
+        k[len("eval_") :]: float(v)
+        for k, v in test_metrics.metadata.items()
+        if k.startswith("eval_") and isinstance(v, (int, float))
+    }
+
+
+def promotion_outcome(challenger, champion, golden_id, check, thresholds):
+    """(promote, reason): nothing is promoted on too few images (sample_size_problem) or
+    without a golden set; else promotion_verdict, a champion whose base model is retired
+    counting as absent (it no longer answers)."""
+    t = thresholds
+    problem = sample_size_problem(check, t["min_test_per_class"], t["min_golden_per_class"]) if check else None
+    if problem or not golden_id:
+        return False, problem or "there is no golden set to judge on"
+    retired = lifecycle_problem(champion["base_model"]) if champion else None
+    promote, reason = promotion_verdict(
+        challenger,
+        champion,
+        golden_id,
+        t["min_status_accuracy"],
+        t["max_miss_rate"],
+        t["promotion_margin"],
+        retired is None,
+    )
+    return promote, f"{reason} ({retired})" if retired else reason
+
+
+def log_decision_metrics(decision_metrics, promote, challenger, champion, decision, reason):
+    """``promote_decision`` and, against a champion, its golden figures and the accuracy delta;
+    also as JSON at the artifact's path."""
+    import json
+
+    decision_metrics.log_metric("promote_decision", 1.0 if promote else 0.0)
+    if champion is not None:
+        decision_metrics.log_metric("champion_golden_status_accuracy", float(champion["golden"]["status_accuracy"]))
+        if "miss_rate" in champion["golden"]:
+            decision_metrics.log_metric("champion_golden_miss_rate", float(champion["golden"]["miss_rate"]))
+        decision_metrics.log_metric(
+            "promote_status_accuracy_delta",
+            round(challenger["status_accuracy"] - float(champion["golden"]["status_accuracy"]), 6),
+        )
+    with open(decision_metrics.path, "w") as f:
+        json.dump({"decision": decision, "reason": reason}, f)
+
+
+def decision_report_text(challenger, champion, decision, reason, golden_id, thresholds, inspector):
+    """The decision report's Markdown: both side by side, the decision, its reason and the rules."""
+    t = thresholds
+    return (
+        f"# Champion or challenger?\n\n{comparison_table(challenger, champion)}\n\n"
+        f"**Decision: {decision}.** {reason[0].upper() + reason[1:]}.\n\n"
+        f"Golden set `{golden_id}`; thresholds: status accuracy at least {100 * t['min_status_accuracy']:.1f}%, "
+        f"miss rate at most {100 * t['max_miss_rate']:.1f}%, better than the champion by at least "
+        f"{100 * t['promotion_margin']:.1f}% and beyond noise (95% one-sided); at least {t['min_test_per_class']} "
+        f"test and {t['min_golden_per_class']} golden images per class. Inspector `{inspector}`.\n"
+    )
+
+
 @lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
 def decide_promotion(
     project: str,
@@ -214,35 +291,17 @@ def decide_promotion(
     bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
     home = storage.Client(project=project).bucket(bucket_name)
     inspector = inspector_name(tuned_model_display_name, dataset_uri)
-    paths = inspector_paths(inspector)
-    champion, generation = read_json_object(home, paths["champion"])
-    if champion is not None:
-        try:
-            check_champion_record(champion)
-        except ValueError as error:
-            raise ValueError(
-                f"gs://{bucket_name}/{paths['champion']} is not a champion record ({error}); repair or remove it"
-            ) from None
-
+    champion, generation = read_champion(home, inspector_paths(inspector)["champion"])
     challenger = golden_rates(golden_metrics.metadata, "golden_")
-    test = {}
-    if test_metrics is not None:
-        test = {
-            k[len("eval_") :]: float(v)
-            for k, v in test_metrics.metadata.items()
-            if k.startswith("eval_") and isinstance(v, (int, float))
-        }
     check = json.loads(golden_check) if golden_check else None
-    problem = sample_size_problem(check, min_test_per_class, min_golden_per_class) if check else None
-    if problem or not golden_id:
-        promote, reason = False, problem or "there is no golden set to judge on"
-    else:
-        # A champion whose base model is retired no longer answers: it counts as absent.
-        retired = lifecycle_problem(champion["base_model"]) if champion else None
-        promote, reason = promotion_verdict(
-            challenger, champion, golden_id, min_status_accuracy, max_miss_rate, promotion_margin, retired is None
-        )
-        reason = f"{reason} ({retired})" if retired else reason
+    thresholds = {
+        "min_status_accuracy": min_status_accuracy,
+        "max_miss_rate": max_miss_rate,
+        "promotion_margin": promotion_margin,
+        "min_test_per_class": min_test_per_class,
+        "min_golden_per_class": min_golden_per_class,
+    }
+    promote, reason = promotion_outcome(challenger, champion, golden_id, check, thresholds)
     decision = "promote" if promote else "keep"
     candidate = champion_record(
         inspector=inspector,
@@ -256,7 +315,7 @@ def decide_promotion(
         system_instruction=system_instruction,
         golden_id=golden_id,
         golden=challenger,
-        test=test,
+        test=figures_on_test_split(test_metrics),
         decision_reason=reason,
     )
     record = {
@@ -268,37 +327,13 @@ def decide_promotion(
         "run": run_name,
         "inspector": inspector,
         "sample_sizes": check,
-        "thresholds": {
-            "min_status_accuracy": min_status_accuracy,
-            "max_miss_rate": max_miss_rate,
-            "promotion_margin": promotion_margin,
-            "min_test_per_class": min_test_per_class,
-            "min_golden_per_class": min_golden_per_class,
-        },
+        "thresholds": thresholds,
     }
     write_json_object(home, run_object(inspector, run_name, "decision.json"), record)
     with open(decision_record, "w") as f:
         json.dump(record, f)
-
-    decision_metrics.log_metric("promote_decision", 1.0 if promote else 0.0)
-    if champion is not None:
-        decision_metrics.log_metric("champion_golden_status_accuracy", float(champion["golden"]["status_accuracy"]))
-        if "miss_rate" in champion["golden"]:
-            decision_metrics.log_metric("champion_golden_miss_rate", float(champion["golden"]["miss_rate"]))
-        decision_metrics.log_metric(
-            "promote_status_accuracy_delta",
-            round(challenger["status_accuracy"] - float(champion["golden"]["status_accuracy"]), 6),
-        )
-    with open(decision_metrics.path, "w") as f:
-        json.dump({"decision": decision, "reason": reason}, f)
+    log_decision_metrics(decision_metrics, promote, challenger, champion, decision, reason)
     with open(decision_report.path, "w") as f:
-        f.write(
-            f"# Champion or challenger?\n\n{comparison_table(challenger, champion)}\n\n"
-            f"**Decision: {decision}.** {reason[0].upper() + reason[1:]}.\n\n"
-            f"Golden set `{golden_id}`; thresholds: status accuracy at least {100 * min_status_accuracy:.1f}%, "
-            f"miss rate at most {100 * max_miss_rate:.1f}%, better than the champion by at least "
-            f"{100 * promotion_margin:.1f}% and beyond noise (95% one-sided); at least {min_test_per_class} test "
-            f"and {min_golden_per_class} golden images per class. Inspector `{inspector}`.\n"
-        )
+        f.write(decision_report_text(challenger, champion, decision, reason, golden_id, thresholds, inspector))
     print(f"decision: {decision}: {reason} (inspector {inspector})", flush=True)
     return decision

@@ -258,6 +258,72 @@ def fetch_thumbnails(gcs, examples, concurrency):
         return dict(zip(sources, pool.map(lambda item: make_thumbnail(gcs, *item), sources.items()), strict=True))
 
 
+def read_test_examples(gcs, jsonl_uri, media_resolution, max_examples=0):
+    """The examples of a Gemini SFT JSONL in Cloud Storage (the first ``max_examples``; 0: all),
+    their images set to ``media_resolution`` (set_media_resolution)."""
+    bucket_name, blob_name = parse_gcs_uri(jsonl_uri)
+    examples = parse_test_jsonl(gcs.bucket(bucket_name).blob(blob_name).download_as_text(), jsonl_uri, max_examples)
+    set_media_resolution(examples, media_resolution)
+    return examples
+
+
+def evaluate_tuned(client, tuned_endpoint, examples, classes, thinking_sent, max_output_tokens, concurrency):
+    """(results, classes, figures, errors) of the tuned endpoint asked every example; fails
+    only when every request failed. Answers may name defect types the labels lack:
+    score_answers adds them to ``classes``."""
+    answers = ask_all(client, tuned_endpoint, examples, thinking_sent, max_output_tokens, concurrency, "tuned")
+    errors = [answer.error for answer in answers if answer.failed]
+    if len(errors) == len(examples):
+        raise RuntimeError(f"All {len(examples)} requests to {tuned_endpoint} failed; first error: {errors[0]}")
+    results, classes = score_answers(examples, answers, classes)
+    return results, classes, summarize_results(results), errors
+
+
+def evaluate_base(project, location, base_model, examples, classes, max_output_tokens, concurrency):
+    """(figures or None, classes, note) of the base model asked the same questions; None
+    when it cannot be reached (the note says why)."""
+    base_client = genai_client(project, location)  # base models answer in the run's region
+    base_answers, base_note = ask_base_model(base_client, base_model, examples, max_output_tokens, concurrency)
+    base = None
+    if base_answers is not None:
+        base_results, classes = score_answers(examples, base_answers, classes)
+        base = summarize_results(base_results)
+    print(base_note, flush=True)
+    return base, classes, base_note
+
+
+def write_metric_artifacts(metrics, classification_metrics, figures, results, classes, details):
+    """Logs the scalar metrics and the confusion matrix, each also as JSON at its artifact's
+    path (``details`` added to the metrics'); returns (categories, matrix)."""
+    for name, value in figures.items():
+        metrics.log_metric(name, value)
+    write_json(metrics.path, {"metrics": figures, **details}, indent=2)
+    categories, matrix = confusion_matrix(results, classes)
+    classification_metrics.log_confusion_matrix(categories, matrix)
+    write_json(classification_metrics.path, {"categories": categories, "matrix": matrix})
+    return categories, matrix
+
+
+def report_run_info(
+    run_name, dataset_uri, base_model, thinking, thinking_sent, media_resolution, test_jsonl_uri, predictions_uri
+):
+    """The run's details at the top of the report."""
+    import time
+
+    return {
+        "run_id": run_name,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "data_source": dataset_uri or "synthesized images",
+        "parameters": {
+            "base_model": base_model,
+            "thinking": f"{thinking} ({thinking_sent or 'none sent'})",
+            "media_resolution": media_resolution or "default",
+            "test set": test_jsonl_uri,
+        },
+        "predictions_uri": predictions_uri,
+    }
+
+
 @lightweight_component(base_image=BASE_IMAGE, packages_to_install=EVAL_PACKAGES, install_kfp_package=False)
 def evaluate_inspector(
     project: str,
@@ -355,14 +421,9 @@ def evaluate_inspector(
     evaluation_records()  # makes the record types once, before worker threads use them
 
     gcs = storage.Client(project=project)
-    bucket_name, blob_name = parse_gcs_uri(test_jsonl_uri)
-    examples = parse_test_jsonl(
-        gcs.bucket(bucket_name).blob(blob_name).download_as_text(), test_jsonl_uri, max_examples
-    )
+    examples = read_test_examples(gcs, test_jsonl_uri, media_resolution, max_examples)
     total = len(examples)
     classes = merge_defect_classes([], (example.expected for example in examples))
-    set_media_resolution(examples, media_resolution)
-
     thinking_sent = thinking_config_for(base_model, thinking)
     client = genai_client(project, endpoint_location(tuned_endpoint, location))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
@@ -372,44 +433,27 @@ def evaluate_inspector(
         flush=True,
     )
     print(f"thinking {thinking!r} for {base_model}: sending {thinking_sent or 'no thinking config'}", flush=True)
-    tuned_answers = ask_all(client, tuned_endpoint, examples, thinking_sent, max_output_tokens, concurrency, "tuned")
-    errors = [answer.error for answer in tuned_answers if answer.failed]
-    if len(errors) == total:
-        raise RuntimeError(f"All {total} requests to {tuned_endpoint} failed; first error: {errors[0]}")
-    # Answers may name defect types the labels lack: score_answers adds them to classes.
-    results, classes = score_answers(examples, tuned_answers, classes)
-    tuned = summarize_results(results)
-
+    results, classes, tuned, errors = evaluate_tuned(
+        client, tuned_endpoint, examples, classes, thinking_sent, max_output_tokens, concurrency
+    )
     base, base_note = None, ""
     if evaluate_base_model:
-        base_client = genai_client(project, location)  # base models answer in the run's region
-        base_answers, base_note = ask_base_model(base_client, base_model, examples, max_output_tokens, concurrency)
-        if base_answers is not None:
-            base_results, classes = score_answers(examples, base_answers, classes)
-            base = summarize_results(base_results)
-        print(base_note, flush=True)
+        base, classes, base_note = evaluate_base(
+            project, location, base_model, examples, classes, max_output_tokens, concurrency
+        )
 
     figures = metric_values(tuned, base, total, metric_prefix)
-    for name, value in figures.items():
-        metrics.log_metric(name, value)
-    write_json(
-        metrics.path,
-        {
-            "metrics": figures,
-            "tuned_endpoint": tuned_endpoint,
-            "test_jsonl_uri": test_jsonl_uri,
-            "base_model_note": base_note,
-        },
-        indent=2,
-    )
-
-    categories, matrix = confusion_matrix(results, classes)
-    classification_metrics.log_confusion_matrix(categories, matrix)
-    write_json(classification_metrics.path, {"categories": categories, "matrix": matrix})
-
+    details = {"tuned_endpoint": tuned_endpoint, "test_jsonl_uri": test_jsonl_uri, "base_model_note": base_note}
+    categories, matrix = write_metric_artifacts(metrics, classification_metrics, figures, results, classes, details)
     write_predictions_csv(predictions.path, results)
     predictions.metadata.update({"format": "csv", "rows": total})
 
+    # Thumbnails only of the examples the report shows (mistakes first), fetched once the
+    # answers are in: fetching all of them competed with the questions for the CPU.
+    thumbs = fetch_thumbnails(gcs, [examples[i] for i in shown_examples(results)], concurrency)
+    run_info = report_run_info(
+        run_name, dataset_uri, base_model, thinking, thinking_sent, media_resolution, test_jsonl_uri, predictions.uri
+    )
     write_text(
         report.path,
         render_report(
@@ -425,24 +469,10 @@ def evaluate_inspector(
             base_requested=evaluate_base_model,
             categories=categories,
             matrix=matrix,
-            # Thumbnails only of the examples the report shows (mistakes first), fetched once
-            # the answers are in: fetching all of them competed with the questions for the CPU.
-            thumbs=fetch_thumbnails(gcs, [examples[i] for i in shown_examples(results)], concurrency),
-            run_info={
-                "run_id": run_name,
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "data_source": dataset_uri or "synthesized images",
-                "parameters": {
-                    "base_model": base_model,
-                    "thinking": f"{thinking} ({thinking_sent or 'none sent'})",
-                    "media_resolution": media_resolution or "default",
-                    "test set": test_jsonl_uri,
-                },
-                "predictions_uri": predictions.uri,
-            },
+            thumbs=thumbs,
+            run_info=run_info,
         ),
     )
-
     print(
         f"{summary_line(tuned, base, total, len(errors), evaluate_base_model)} ({time.monotonic() - started:.1f} s)",
         flush=True,

@@ -10,6 +10,7 @@ from components.dataset_rules import jsonl_texts
 from components.helpers import defect_type_of, is_pass_answer, parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 from components.shipping import lightweight_component
+from components.split_manifest import read_manifest_rows
 
 
 def row_class(row):
@@ -52,6 +53,152 @@ def golden_shortfall(test_counts, classes, minimum):
     """{class: test images} of the classes with fewer than ``minimum`` test images: a golden
     set made from this test split would be too small to judge them, so none is created."""
     return {c: int(test_counts.get(c, 0)) for c in classes if int(test_counts.get(c, 0)) < minimum}
+
+
+def gcs_blob(client, uri):
+    """The storage blob a ``gs://`` URI names."""
+    name, path = parse_gcs_uri(uri)
+    return client.bucket(name).blob(path)
+
+
+def with_content_hashes(client, rows):
+    """``rows`` with a sha256 each (downloaded and hashed where the manifest has none)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def content_hash(row):
+        return hashlib.sha256(gcs_blob(client, row["gcs_uri"]).download_as_bytes()).hexdigest()
+
+    missing = [row for row in rows if not row.get("sha256")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for row, digest in zip(missing, pool.map(content_hash, missing), strict=True):
+            row["sha256"] = digest
+    return rows
+
+
+def golden_manifest_text(rows):
+    """A golden manifest CSV: gcs_uri, label and sha256 first, then every other column sorted."""
+    import csv
+    import io
+
+    fields = ["gcs_uri", "label", "sha256"] + sorted({k for row in rows for k in row} - {"gcs_uri", "label", "sha256"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def stored_golden_rows(home, manifest_path):
+    """The rows of the golden manifest at ``manifest_path`` in bucket ``home``, or None."""
+    import csv
+    import io
+
+    blob = home.get_blob(manifest_path)
+    return None if blob is None else list(csv.DictReader(io.StringIO(blob.download_as_text())))
+
+
+def golden_rows_from_uri(client, uri):
+    """The golden set ``golden_test_uri`` names: a Gemini SFT JSONL or a manifest CSV with
+    gcs_uri and label on every row; with hashes."""
+    import csv
+    import io
+
+    text = gcs_blob(client, uri).download_as_text()
+    if uri.lower().endswith(".jsonl"):
+        golden = golden_rows_from_jsonl(text, uri)
+    else:
+        golden = list(csv.DictReader(io.StringIO(text)))
+        if not golden or not all(row.get("gcs_uri") and (row.get("label") or "").strip() for row in golden):
+            raise ValueError(f"{uri}: a golden manifest needs rows with gcs_uri and label")
+    return with_content_hashes(client, golden)
+
+
+def create_golden_set(client, home, paths, test_rows, run_name):
+    """Copies the test split into the inspector's golden set; (rows, created, source).
+
+    Each image goes to ``golden/images/<sha256>.<ext>`` (content addressed, never
+    overwritten) and the manifest is written with ``if_generation_match=0``: when another run
+    created it meanwhile, theirs stands and is returned (created 0)."""
+    from google.api_core import exceptions
+
+    rows, where = [], f"gs://{home.name}/{paths['golden_manifest']}"
+    for row in with_content_hashes(client, [dict(r) for r in test_rows]):
+        extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
+        target = f"{paths['golden_images']}/{row['sha256']}.{extension}"
+        if home.get_blob(target) is None:  # content addressed: an existing copy is the same image
+            source_blob = gcs_blob(client, row["gcs_uri"])
+            source_blob.bucket.copy_blob(source_blob, home, target)
+        rows.append(
+            {**row, "gcs_uri": f"gs://{home.name}/{target}", "source_uri": row["gcs_uri"], "created_by_run": run_name}
+        )
+    try:
+        home.blob(paths["golden_manifest"]).upload_from_string(
+            golden_manifest_text(rows), content_type="text/csv", if_generation_match=0
+        )
+        return rows, 1, f"created from this run's test split at {where}"
+    except exceptions.PreconditionFailed:  # another run created it meanwhile: theirs stands
+        return stored_golden_rows(home, paths["golden_manifest"]), 0, f"{where} (created by another run meanwhile)"
+
+
+def find_golden_set(client, home, paths, golden_test_uri, test_rows, run_classes, min_golden_per_class, run_name):
+    """The golden set to judge on: (rows, created, stored, source).
+
+    In this order: the one ``golden_test_uri`` names; the inspector's stored one; one created
+    from the test split (create_golden_set) when it has ``min_golden_per_class`` images of
+    every class; else the test split stands in, unstored (stored False)."""
+    if golden_test_uri.strip():
+        uri = golden_test_uri.strip()
+        return golden_rows_from_uri(client, uri), 0, True, f"golden_test_uri {uri}"
+    golden = stored_golden_rows(home, paths["golden_manifest"])
+    if golden is not None:
+        return golden, 0, True, f"gs://{home.name}/{paths['golden_manifest']}"
+    if not test_rows:
+        raise ValueError(
+            "there is no golden set yet and this run's test split is empty: set golden_test_uri, "
+            "or give the test split some images (train_fraction + validation_fraction < 1)"
+        )
+    short = golden_shortfall(class_counts_of(test_rows), run_classes, min_golden_per_class)
+    if short:  # too small to judge later runs on: never stored; this run's test split stands in
+        source = (
+            f"no golden set created: this run's test split has fewer than min_golden_per_class="
+            f"{min_golden_per_class} images of {', '.join(f'{c} ({n})' for c, n in short.items())}"
+        )
+        print(f"warning: {source}; nothing will be promoted", flush=True)
+        return [dict(r) for r in test_rows], 0, False, source
+    golden, created, source = create_golden_set(client, home, paths, test_rows, run_name)
+    return golden, created, True, source
+
+
+def write_without_golden(client, split, manifest_path, output, golden_hashes):
+    """Writes the split's manifest without its golden images to ``output``; returns how many
+    rows were left out. A training split left empty is an error."""
+    import csv
+
+    fields, rows = read_manifest_rows(manifest_path)
+    rows = with_content_hashes(client, rows) if rows else rows
+    kept = [row for row in rows if row["sha256"] not in golden_hashes]
+    if split == "train" and rows and not kept:
+        raise ValueError("every training image is in the golden set: nothing is left to train on")
+    fields = list(fields) + (["sha256"] if rows and "sha256" not in fields else [])
+    with open(output.path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or ["gcs_uri", "label", "sha256"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+    output.metadata["examples"] = len(kept)
+    if len(rows) - len(kept):
+        print(f"{split}: {len(rows) - len(kept)} golden image(s) left out, {len(kept)} kept", flush=True)
+    return len(rows) - len(kept)
+
+
+def image_sizes_of(client, rows):
+    """{gcs_uri: bytes} of the rows' images that exist."""
+    sizes = {}
+    for row in rows:
+        blob = client.bucket(parse_gcs_uri(row["gcs_uri"])[0]).get_blob(parse_gcs_uri(row["gcs_uri"])[1])
+        if blob is not None:
+            sizes[row["gcs_uri"]] = blob.size
+    return sizes
 
 
 @lightweight_component(base_image=BASE_IMAGE, packages_to_install=STORAGE_PACKAGES, install_kfp_package=False)
@@ -122,14 +269,9 @@ def prepare_golden_set(
             "test_counts", "golden_counts" (images per class), "golden_stored" (False: no
             golden set yet, the test split stood in)}.
     """
-    import csv
-    import hashlib
-    import io
     import json
     from collections import namedtuple
-    from concurrent.futures import ThreadPoolExecutor
 
-    from google.api_core import exceptions
     from google.cloud import storage
 
     client = storage.Client(project=project)
@@ -138,100 +280,12 @@ def prepare_golden_set(
     inspector = inspector_name(tuned_model_display_name, dataset_uri)
     paths = inspector_paths(inspector)
 
-    def read_rows(artifact):
-        with open(artifact.path, newline="") as f:
-            reader = csv.DictReader(f)
-            return reader.fieldnames or [], list(reader)
-
-    def blob_of(uri):
-        name, path = parse_gcs_uri(uri)
-        return client.bucket(name).blob(path)
-
-    def content_hash(uri):
-        return hashlib.sha256(blob_of(uri).download_as_bytes()).hexdigest()
-
-    def with_hashes(rows):
-        """Rows with a sha256 each (downloaded and hashed where the manifest has none)."""
-        missing = [row for row in rows if not row.get("sha256")]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for row, digest in zip(missing, pool.map(lambda r: content_hash(r["gcs_uri"]), missing), strict=True):
-                row["sha256"] = digest
-        return rows
-
-    def manifest_text(rows):
-        fields = ["gcs_uri", "label", "sha256"] + sorted(
-            {k for row in rows for k in row} - {"gcs_uri", "label", "sha256"}
-        )
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
-
-    def stored_golden():
-        blob = home.get_blob(paths["golden_manifest"])
-        return None if blob is None else list(csv.DictReader(io.StringIO(blob.download_as_text())))
-
-    def create_golden(test_rows):
-        """Copies the test split into the inspector's golden set; (rows, created, source)."""
-        rows, where = [], f"gs://{bucket_name}/{paths['golden_manifest']}"
-        for row in with_hashes([dict(r) for r in test_rows]):
-            extension = row["gcs_uri"].rsplit(".", 1)[-1].lower()
-            target = f"{paths['golden_images']}/{row['sha256']}.{extension}"
-            if home.get_blob(target) is None:  # content addressed: an existing copy is the same image
-                source_blob = blob_of(row["gcs_uri"])
-                source_blob.bucket.copy_blob(source_blob, home, target)
-            rows.append(
-                {
-                    **row,
-                    "gcs_uri": f"gs://{bucket_name}/{target}",
-                    "source_uri": row["gcs_uri"],
-                    "created_by_run": run_name,
-                }
-            )
-        try:
-            home.blob(paths["golden_manifest"]).upload_from_string(
-                manifest_text(rows), content_type="text/csv", if_generation_match=0
-            )
-            return rows, 1, f"created from this run's test split at {where}"
-        except exceptions.PreconditionFailed:  # another run created it meanwhile: theirs stands
-            return stored_golden(), 0, f"{where} (created by another run meanwhile)"
-
-    split_rows = {
-        key: read_rows(artifact)[1]
-        for key, artifact in (("train", train_manifest), ("validation", validation_manifest), ("test", test_manifest))
-    }
+    manifests = {"train": train_manifest, "validation": validation_manifest, "test": test_manifest}
+    split_rows = {split: read_manifest_rows(artifact.path)[1] for split, artifact in manifests.items()}
     run_classes = sorted(class_counts_of([r for rows in split_rows.values() for r in rows]), key=str.lower)
-    test_counts = class_counts_of(split_rows["test"])
-    created, stored = 0, True
-    if golden_test_uri.strip():
-        uri = golden_test_uri.strip()
-        text = blob_of(uri).download_as_text()
-        if uri.lower().endswith(".jsonl"):
-            golden = golden_rows_from_jsonl(text, uri)
-        else:
-            golden = list(csv.DictReader(io.StringIO(text)))
-            if not golden or not all(row.get("gcs_uri") and (row.get("label") or "").strip() for row in golden):
-                raise ValueError(f"{uri}: a golden manifest needs rows with gcs_uri and label")
-        golden, source = with_hashes(golden), f"golden_test_uri {uri}"
-    else:
-        golden, source = stored_golden(), f"gs://{bucket_name}/{paths['golden_manifest']}"
-        if golden is None:
-            if not split_rows["test"]:
-                raise ValueError(
-                    "there is no golden set yet and this run's test split is empty: set golden_test_uri, "
-                    "or give the test split some images (train_fraction + validation_fraction < 1)"
-                )
-            short = golden_shortfall(test_counts, run_classes, min_golden_per_class)
-            if short:  # too small to judge later runs on: never stored; this run's test split stands in
-                golden, stored = [dict(r) for r in split_rows["test"]], False
-                source = (
-                    f"no golden set created: this run's test split has fewer than min_golden_per_class="
-                    f"{min_golden_per_class} images of {', '.join(f'{c} ({n})' for c, n in short.items())}"
-                )
-                print(f"warning: {source}; nothing will be promoted", flush=True)
-            else:
-                golden, created, source = create_golden(split_rows["test"])
+    golden, created, stored, source = find_golden_set(
+        client, home, paths, golden_test_uri, split_rows["test"], run_classes, min_golden_per_class, run_name
+    )
     if not golden:
         raise ValueError(f"the golden set from {source} has no rows")
     if stored:
@@ -242,36 +296,15 @@ def prepare_golden_set(
     golden_id = golden_id_of(golden) if stored else ""
     print(f"golden set {golden_id or '(none)'} of {inspector}: {len(golden)} images, {source}", flush=True)
 
-    excluded = {}
-    for split, artifact, output in (
-        ("train", train_manifest, train_without_golden),
-        ("validation", validation_manifest, validation_without_golden),
-    ):
-        fields, rows = read_rows(artifact)
-        rows = with_hashes(rows) if rows else rows
-        kept = [row for row in rows if row["sha256"] not in golden_hashes]
-        excluded[split] = len(rows) - len(kept)
-        if split == "train" and rows and not kept:
-            raise ValueError("every training image is in the golden set: nothing is left to train on")
-        fields = list(fields) + (["sha256"] if rows and "sha256" not in fields else [])
-        with open(output.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields or ["gcs_uri", "label", "sha256"], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        output.metadata["examples"] = len(kept)
-        if excluded[split]:
-            print(f"{split}: {excluded[split]} golden image(s) left out, {len(kept)} kept", flush=True)
-
+    excluded = {
+        split: write_without_golden(client, split, manifests[split].path, output, golden_hashes)
+        for split, output in (("train", train_without_golden), ("validation", validation_without_golden))
+    }
     with open(golden_manifest.path, "w", newline="") as f:
-        f.write(manifest_text(golden))
+        f.write(golden_manifest_text(golden))
     golden_manifest.metadata.update({"examples": len(golden), "golden_id": golden_id, "source": source})
 
-    sizes = {}
-    for row in golden:
-        blob = client.bucket(parse_gcs_uri(row["gcs_uri"])[0]).get_blob(parse_gcs_uri(row["gcs_uri"])[1])
-        if blob is not None:
-            sizes[row["gcs_uri"]] = blob.size
-    text = jsonl_texts({"golden": golden}, prompt, system_instruction, sizes)["golden"]
+    text = jsonl_texts({"golden": golden}, prompt, system_instruction, image_sizes_of(client, golden))["golden"]
     jsonl_path = run_object(inspector, run_name, "golden.jsonl")
     home.blob(jsonl_path).upload_from_string(text, content_type="application/jsonl")
     jsonl_uri = f"gs://{bucket_name}/{jsonl_path}"
@@ -288,7 +321,7 @@ def prepare_golden_set(
     check = {
         "inspector": inspector,
         "classes": run_classes,
-        "test_counts": test_counts,
+        "test_counts": class_counts_of(split_rows["test"]),
         "golden_counts": class_counts_of(golden) if stored else {},
         "golden_stored": stored,
         "source": source,

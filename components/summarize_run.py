@@ -52,6 +52,117 @@ def lifecycle_section(base_model, decision, tuned_from="", within_days=30):
     return "## Models\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
 
 
+def numeric_metrics(artifact):
+    """{name: value} of a Metrics artifact's numeric metadata ({} for no artifact)."""
+    return {k: v for k, v in (artifact.metadata.items() if artifact is not None else []) if isinstance(v, (int, float))}
+
+
+def percent_text(figures, name):
+    """``figures[name]`` as a percentage with one decimal, "n/a" when absent."""
+    return f"{100 * figures[name]:.1f}%" if name in figures else "n/a"
+
+
+def decision_sentence(decision):
+    """The promotion decision and its reason as one sentence ("" without a decision)."""
+    if not decision:
+        return ""
+    champion = decision.get("champion")
+    verdict = (
+        "promote the challenger to champion"
+        if decision["decision"] == "promote"
+        else f"keep the champion from run {champion['run']}"
+        if champion
+        else "do not promote (there is no champion yet)"
+    )
+    return f"Promotion decision: {verdict}, because {decision['reason']}."
+
+
+def summary_prompt(
+    job_name, base_model, tuned_model_display_name, tuned_endpoint, figures, golden, selection, decision
+):
+    """The source notebook's reporting prompt, with the evaluation figures and the decision."""
+    decision_line = decision_sentence(decision)
+    epoch_line = f"Chosen checkpoint: epoch {selection['epoch']}." if selection else ""
+    ready, why = readiness(figures, decision)
+    return (
+        f"""Generate a brief status report for a Gemini model fine-tuning job for a 'Visual Defect Detection' use case.
+Job Name: {job_name}
+Base Model: {base_model}
+Tuned Model Display Name: {tuned_model_display_name}
+Final Status: JOB_STATE_SUCCEEDED
+Tuned Model Endpoint: {tuned_endpoint}
+Error (if any): None
+Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: status accuracy {percent_text(figures, 'eval_status_accuracy')}, defect-type accuracy {percent_text(figures, 'eval_defect_type_accuracy')}, missed defects {percent_text(figures, 'eval_miss_rate')}, good parts rejected {percent_text(figures, 'eval_overkill_rate')}.
+"""
+        + (
+            f"Evaluation on the fixed golden set of {int(golden.get('golden_examples', 0))} images: status accuracy {percent_text(golden, 'golden_status_accuracy')}, missed defects {percent_text(golden, 'golden_miss_rate')}.\n"
+            if golden
+            else ""
+        )
+        + (f"{epoch_line}\n" if epoch_line else "")
+        + (f"{decision_line}\n" if decision_line else "")
+        + (f"Do not call it ready: {why}.\n" if ready == "unjudged" else "")
+        + "Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioning its readiness for the manufacturing defect analysis task"
+        + (" and whether it now serves the factory as the champion." if decision else ".")
+    )
+
+
+def template_summary(job_name, base_model, tuned_model_display_name, figures, decision, error):
+    """(text, source) of the deterministic summary written when Gemini could not (``error``)."""
+    text = (
+        f"Tuning job {job_name.rsplit('/', 1)[-1]} of {base_model} succeeded; the tuned inspector "
+        f"'{tuned_model_display_name}' scored {percent_text(figures, 'eval_status_accuracy')} status accuracy and "
+        f"{percent_text(figures, 'eval_defect_type_accuracy')} defect-type accuracy on "
+        f"{int(figures.get('eval_examples', 0))} test images, {readiness(figures, decision)[1]}."
+    )
+    if decision:
+        text += " " + decision_sentence(decision)
+    reason = " ".join(str(getattr(error, "message", None) or error).split())
+    reason = reason if len(reason) <= 200 else reason[:199].rsplit(" ", 1)[0] + "…"
+    return text, f"template (Gemini unavailable: {type(error).__name__}: {reason})"
+
+
+def tokens_line(cost, tuning):
+    """Training tokens estimated and billed (and the estimated cost), "" with neither figure set."""
+    if not (cost or tuning):
+        return ""
+    estimated, billed = cost.get("train_estimated_tokens"), tuning.get("train_billable_token_count")
+    line = (
+        f"Training tokens: {int(estimated):,} estimated before launch"
+        if estimated is not None
+        else "Training tokens: not estimated"
+    )
+    line += f", {int(billed):,} billed by Vertex AI (totalBillableTokenCount)" if billed is not None else ""
+    if "train_estimated_cost_usd" in cost:
+        line += f"; estimated cost ${cost['train_estimated_cost_usd']:,.2f}"
+    return line + "."
+
+
+def summary_markdown(text, source, decision, selection, figures, cost, tuning, base_model, tuned_from, tuned_endpoint):
+    """The summary's Markdown: the text and its source, champion and challenger, models,
+    checkpoints, the test split's figures, training tokens and the endpoint."""
+    sections = [f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*"]
+    if decision:
+        challenger = decision["candidate"]["golden"]
+        sections.append(
+            f"## Champion and challenger\n\n{comparison_table(challenger, decision.get('champion'))}\n\n"
+            f"**Decision: {decision['decision']}.** {decision['reason'][0].upper() + decision['reason'][1:]}."
+        )
+    models = lifecycle_section(base_model, decision, tuned_from)
+    if models:
+        sections.append(models)
+    if selection:
+        table = checkpoint_table(selection["checkpoints"], selection["selected"]) if selection["checkpoints"] else ""
+        sections.append(f"## Checkpoints (validation set)\n\n{selection['reason']}" + (f"\n\n{table}" if table else ""))
+    table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
+    sections.append(f"## Test split\n\n| metric | value |\n|---|---|\n{table}")
+    line = tokens_line(cost, tuning)
+    if line:
+        sections.append(line)
+    sections.append(f"Endpoint: `{tuned_endpoint}`")
+    return "\n\n".join(sections) + "\n"
+
+
 @lightweight_component(base_image=BASE_IMAGE, packages_to_install=[KFP, STORAGE, GENAI], install_kfp_package=False)
 def summarize_run(
     project: str,
@@ -112,58 +223,14 @@ def summarize_run(
     figures = {k: v for k, v in sorted(eval_metrics.metadata.items()) if isinstance(v, (int, float))}
     decision = json.loads(decision_record) if decision_record else None
     selection = json.loads(checkpoint_selection) if checkpoint_selection else None
-
-    def numbers(artifact):
-        return {
-            k: v for k, v in (artifact.metadata.items() if artifact is not None else []) if isinstance(v, (int, float))
-        }
-
-    golden, tuning, cost = numbers(golden_metrics), numbers(tuning_metrics), numbers(cost_metrics)
-
-    def percent(name, source=None):
-        source = figures if source is None else source
-        return f"{100 * source[name]:.1f}%" if name in source else "n/a"
-
-    if decision:
-        champion = decision.get("champion")
-        verdict = (
-            "promote the challenger to champion"
-            if decision["decision"] == "promote"
-            else f"keep the champion from run {champion['run']}"
-            if champion
-            else "do not promote (there is no champion yet)"
-        )
-        decision_line = f"Promotion decision: {verdict}, because {decision['reason']}."
-    else:
-        decision_line = ""
-    epoch_line = f"Chosen checkpoint: epoch {selection['epoch']}." if selection else ""
-
-    prompt = (
-        f"""Generate a brief status report for a Gemini model fine-tuning job for a 'Visual Defect Detection' use case.
-Job Name: {job_name}
-Base Model: {base_model}
-Tuned Model Display Name: {tuned_model_display_name}
-Final Status: JOB_STATE_SUCCEEDED
-Tuned Model Endpoint: {tuned_endpoint}
-Error (if any): None
-Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: status accuracy {percent('eval_status_accuracy')}, defect-type accuracy {percent('eval_defect_type_accuracy')}, missed defects {percent('eval_miss_rate')}, good parts rejected {percent('eval_overkill_rate')}.
-"""
-        + (
-            f"Evaluation on the fixed golden set of {int(golden.get('golden_examples', 0))} images: status accuracy {percent('golden_status_accuracy', golden)}, missed defects {percent('golden_miss_rate', golden)}.\n"
-            if golden
-            else ""
-        )
-        + (f"{epoch_line}\n" if epoch_line else "")
-        + (f"{decision_line}\n" if decision_line else "")
-        + (
-            f"Do not call it ready: {readiness(figures, decision)[1]}.\n"
-            if readiness(figures, decision)[0] == "unjudged"
-            else ""
-        )
-        + "Summarize the outcome of this tuning job in 1-2 sentences, specifically mentioning its readiness for the manufacturing defect analysis task"
-        + (" and whether it now serves the factory as the champion." if decision else ".")
+    golden, tuning, cost = (
+        numeric_metrics(golden_metrics),
+        numeric_metrics(tuning_metrics),
+        numeric_metrics(cost_metrics),
     )
-
+    prompt = summary_prompt(
+        job_name, base_model, tuned_model_display_name, tuned_endpoint, figures, golden, selection, decision
+    )
     try:
         from google.genai import types
 
@@ -175,46 +242,11 @@ Evaluation on {int(figures.get('eval_examples', 0))} held-out test images: statu
         if not text:
             raise ValueError("empty answer")
     except Exception as error:  # any failure: the report must still be written
-        text = (
-            f"Tuning job {job_name.rsplit('/', 1)[-1]} of {base_model} succeeded; the tuned inspector "
-            f"'{tuned_model_display_name}' scored {percent('eval_status_accuracy')} status accuracy and "
-            f"{percent('eval_defect_type_accuracy')} defect-type accuracy on "
-            f"{int(figures.get('eval_examples', 0))} test images, {readiness(figures, decision)[1]}."
-        )
-        if decision_line:
-            text += " " + decision_line
-        reason = " ".join(str(getattr(error, "message", None) or error).split())
-        reason = reason if len(reason) <= 200 else reason[:199].rsplit(" ", 1)[0] + "…"
-        source = f"template (Gemini unavailable: {type(error).__name__}: {reason})"
+        text, source = template_summary(job_name, base_model, tuned_model_display_name, figures, decision, error)
 
-    sections = [f"# Visual defect inspector: run summary\n\n{text}\n\n*Source: {source}.*"]
-    if decision:
-        challenger = decision["candidate"]["golden"]
-        sections.append(
-            f"## Champion and challenger\n\n{comparison_table(challenger, decision.get('champion'))}\n\n"
-            f"**Decision: {decision['decision']}.** {decision['reason'][0].upper() + decision['reason'][1:]}."
-        )
-    models = lifecycle_section(base_model, decision, tuned_from)
-    if models:
-        sections.append(models)
-    if selection:
-        table = checkpoint_table(selection["checkpoints"], selection["selected"]) if selection["checkpoints"] else ""
-        sections.append(f"## Checkpoints (validation set)\n\n{selection['reason']}" + (f"\n\n{table}" if table else ""))
-    table = "\n".join(f"| {name} | {value:.4g} |" for name, value in figures.items())
-    sections.append(f"## Test split\n\n| metric | value |\n|---|---|\n{table}")
-    if cost or tuning:
-        estimated, billed = cost.get("train_estimated_tokens"), tuning.get("train_billable_token_count")
-        line = (
-            f"Training tokens: {int(estimated):,} estimated before launch"
-            if estimated is not None
-            else "Training tokens: not estimated"
-        )
-        line += f", {int(billed):,} billed by Vertex AI (totalBillableTokenCount)" if billed is not None else ""
-        if "train_estimated_cost_usd" in cost:
-            line += f"; estimated cost ${cost['train_estimated_cost_usd']:,.2f}"
-        sections.append(line + ".")
-    sections.append(f"Endpoint: `{tuned_endpoint}`")
-    markdown = "\n\n".join(sections) + "\n"
+    markdown = summary_markdown(
+        text, source, decision, selection, figures, cost, tuning, base_model, tuned_from, tuned_endpoint
+    )
     with open(summary.path, "w") as f:
         f.write(markdown)
     if bucket:

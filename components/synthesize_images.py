@@ -61,6 +61,143 @@ def draw_and_upload_images(
         return list(pool.map(one, range(len(defect_types))))
 
 
+def check_synthesis_parameters(num_images, defect_ratio, variation):
+    """ValueError naming the first parameter out of range."""
+    if num_images < 1:
+        raise ValueError(f"num_images must be at least 1, got {num_images}")
+    if not 0.0 <= defect_ratio <= 1.0:
+        raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
+    if variation not in drawing_variations():
+        raise ValueError(f"variation must be one of {', '.join(drawing_variations())}, got {variation!r}")
+
+
+def balanced_classes(num_images, defect_ratio, seed, defect_types):
+    """The defect type of every image (None: good), exactly balanced in a seeded order:
+    "equally likely" without sampling noise."""
+    import random
+
+    num_defects = round(num_images * defect_ratio)
+    classes = [defect_types[i % len(defect_types)] for i in range(num_defects)]
+    classes += [None] * (num_images - num_defects)
+    random.Random(seed).shuffle(classes)
+    return classes
+
+
+def usable_cores():
+    """CPU cores for worker processes: on Linux only (Vertex AI's containers, Linux machines);
+    elsewhere fork is unsafe with some system libraries (macOS), and threads do (1)."""
+    import os
+    import sys
+
+    return len(os.sched_getaffinity(0)) if sys.platform.startswith("linux") else 1
+
+
+def synthesis_plan(project, bucket, num_images, defect_ratio, seed, variation, image_folder, upload_workers, cores):
+    """Everything that decides the synthesized set and how it is made, as a dict.
+
+    Streaming: chunks of images are drawn, encoded and uploaded by worker processes, each
+    with its own upload threads (the work is CPU-bound: in one process the GIL held it to
+    ~470 images/s on 2 cores), while the component writes the manifest rows in order. Jobs
+    under 1,000 images per core use threads instead. At most 2 chunks per lane are in
+    flight, so memory stays flat for any num_images."""
+    import os
+
+    labels = notebook_labels()
+    workers = max(1, min(int(upload_workers), 64))
+    processes = max(1, min(cores, workers, num_images // 1000))
+    lanes = max(2, processes)  # chunks in progress at once (two in threads: no gap between chunks)
+    return {
+        "project": project,
+        "bucket_name": parse_gcs_uri(bucket.rstrip("/") + "/x")[0],
+        "folder": f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}",
+        "seed": seed,
+        "variation": variation,
+        "labels": labels,
+        "classes": balanced_classes(num_images, defect_ratio, seed, [t for t in labels if t]),
+        "workers": workers,
+        "processes": processes,
+        "lanes": lanes,
+        "threads": -(-workers // lanes),
+        "chunk": 32,
+        "job": os.urandom(8).hex(),
+    }
+
+
+def synthesis_pool(processes, lanes):
+    """Threads for one process; else forked worker processes (they inherit the loaded code,
+    a spawned one would import it again; no client or thread of the component exists yet)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if processes == 1:
+        return ThreadPoolExecutor(lanes)
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+
+
+def uploaded_digests(plan):
+    """(index, sha256 digest) of every image, in order, each once it is uploaded; raises on the
+    first failure, naming the object (so write_manifest keeps no manifest of a failed run)."""
+    import collections
+
+    p, window, count = plan, collections.deque(), len(plan["classes"])
+    with synthesis_pool(p["processes"], p["lanes"]) as executor:
+        try:
+            for start in range(0, count, p["chunk"]):
+                kinds = p["classes"][start : start + p["chunk"]]
+                task = (p["job"], p["project"], p["bucket_name"], p["folder"], p["seed"], p["variation"], start)
+                task += (kinds, p["threads"], p["workers"])
+                window.append((start, executor.submit(draw_and_upload_images, *task)))
+                while len(window) > 2 * p["lanes"] or (window and start + p["chunk"] >= count):
+                    first, future = window.popleft()
+                    for k, digest in enumerate(future.result()):
+                        yield first + k, digest
+        except Exception as error:
+            executor.shutdown(cancel_futures=True)
+            where = ", ".join(getattr(error, "__notes__", ())) or f"gs://{p['bucket_name']}/{p['folder']}/"
+            raise RuntimeError(f"drawing or uploading {where} failed: {error}") from error
+
+
+def unique_digest(plan, seen, own_client, index, digest):
+    """The image's digest (hex) once no earlier image has it (``seen``, updated); a duplicate
+    (not expected: every image has its own noise) is redrawn and uploaded again here, in index
+    order, so the set stays a pure function of the parameters. ``own_client``: a list holding
+    the storage client for redraws, made on the first."""
+    for attempt in range(1, 10):
+        if digest not in seen:
+            seen.add(digest)
+            return digest.hex()
+        data, digest = render_png(plan["seed"], index, attempt, plan["classes"][index], plan["variation"])
+        own_client[:] = own_client or [storage_client(plan["project"])]
+        blob = own_client[0].bucket(plan["bucket_name"]).blob(f"{plan['folder']}/product_image_{index}.png")
+        blob.upload_from_string(data, content_type="image/png")
+    raise RuntimeError(f"could not draw a unique image for index {index}")
+
+
+def synthesized_row(plan, index, sha256):
+    """The manifest row of image ``index``."""
+    defect_type, name = plan["classes"][index], f"product_image_{index}.png"
+    return {
+        "image_name": name,
+        "gcs_uri": f"gs://{plan['bucket_name']}/{plan['folder']}/{name}",
+        "status": "Defect" if defect_type else "Pass",
+        "defect_type": defect_type or "None",
+        "label": plan["labels"][defect_type],
+        "sha256": sha256,
+    }
+
+
+def synthesized_rows(plan):
+    """The manifest rows, in order, each once its image is uploaded (and unique), with
+    progress every tenth of the set."""
+    import time
+
+    started, seen, own_client, total = time.monotonic(), set(), [], len(plan["classes"])
+    for index, digest in uploaded_digests(plan):
+        if (index + 1) % max(1, total // 10) == 0 or index + 1 == total:
+            report_progress(index + 1, total, "images", "uploaded", time.monotonic() - started)
+        yield synthesized_row(plan, index, unique_digest(plan, seen, own_client, index, digest))
+
+
 @lightweight_component(base_image=BASE_IMAGE, packages_to_install=IMAGE_PACKAGES, install_kfp_package=False)
 def synthesize_images(
     project: str,
@@ -101,111 +238,19 @@ def synthesize_images(
         dataset_uri: the pipeline's ``dataset_uri``; when set, the images are imported
             instead and this step writes an empty manifest (header only) and stops.
     """
-    import collections
-    import multiprocessing
-    import os
-    import random
-    import sys
-    import time
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
     if dataset_uri.strip():
         write_empty_manifest(manifest.path, f"dataset_uri is set ({dataset_uri.strip()}): images are imported")
         manifest.metadata.update({"num_images": 0})
         return
-    if num_images < 1:
-        raise ValueError(f"num_images must be at least 1, got {num_images}")
-    if not 0.0 <= defect_ratio <= 1.0:
-        raise ValueError(f"defect_ratio must be in [0, 1], got {defect_ratio}")
-    if variation not in drawing_variations():
-        raise ValueError(f"variation must be one of {', '.join(drawing_variations())}, got {variation!r}")
-    bucket_name, _ = parse_gcs_uri(bucket.rstrip("/") + "/x")
-    folder = f"{image_folder.strip('/')}/{variation}-seed{seed}-n{num_images}-defects{defect_ratio:g}"
-    labels = notebook_labels()
-    defect_types = [t for t in labels if t]
-
-    # Exactly balanced classes in a seeded order: "equally likely" without sampling noise.
-    num_defects = round(num_images * defect_ratio)
-    classes = [defect_types[i % len(defect_types)] for i in range(num_defects)]
-    classes += [None] * (num_images - num_defects)
-    random.Random(seed).shuffle(classes)
-
-    # Streaming: chunks of images are drawn, encoded and uploaded by worker processes, each
-    # with its own upload threads (the work is CPU-bound: in one process the GIL held it to
-    # ~470 images/s on 2 cores), while this process writes the manifest rows in order. Jobs
-    # under 1,000 images per core use threads here instead. At most 2 chunks per lane are
-    # in flight, so memory stays flat for any num_images.
-    workers = max(1, min(int(upload_workers), 64))
-    # Worker processes on Linux only (Vertex AI's containers, Linux machines): elsewhere
-    # fork is unsafe with some system libraries (macOS), and threads do.
-    cores = len(os.sched_getaffinity(0)) if sys.platform.startswith("linux") else 1
-    processes = max(1, min(cores, workers, num_images // 1000))
-    lanes = max(2, processes)  # chunks in progress at once (two in threads: no gap between chunks)
-    threads = -(-workers // lanes)
-    chunk = 32
-    job = os.urandom(8).hex()
-    seen = set()  # sha256 digests, 32 bytes each (3.2 MB at 100k images)
-    own_client = []  # made on the first redraw
-
-    def unique_digest(index, digest):
-        """The image's digest once no earlier image has it; a duplicate (not expected: every
-        image has its own noise) is redrawn and uploaded again here, in index order, so the
-        set stays a pure function of the parameters."""
-        for attempt in range(1, 10):
-            if digest not in seen:
-                seen.add(digest)
-                return digest.hex()
-            data, digest = render_png(seed, index, attempt, classes[index], variation)
-            own_client[:] = own_client or [storage_client(project)]
-            blob = own_client[0].bucket(bucket_name).blob(f"{folder}/product_image_{index}.png")
-            blob.upload_from_string(data, content_type="image/png")
-        raise RuntimeError(f"could not draw a unique image for index {index}")
-
-    def row(index, digest, started):
-        defect_type = classes[index]
-        name = f"product_image_{index}.png"
-        if (index + 1) % max(1, num_images // 10) == 0 or index + 1 == num_images:
-            report_progress(index + 1, num_images, "images", "uploaded", time.monotonic() - started)
-        return {
-            "image_name": name,
-            "gcs_uri": f"gs://{bucket_name}/{folder}/{name}",
-            "status": "Defect" if defect_type else "Pass",
-            "defect_type": defect_type or "None",
-            "label": labels[defect_type],
-            "sha256": unique_digest(index, digest),
-        }
-
-    def pool():
-        if processes == 1:
-            return ThreadPoolExecutor(lanes)
-        # fork: the workers inherit the loaded code (a spawned one would import it again).
-        # No client or thread of this component exists yet when they start.
-        context = multiprocessing.get_context("fork")
-        return ProcessPoolExecutor(processes, mp_context=context)
-
-    def rows():
-        """The manifest rows, in order, each once its image is uploaded; raises on the first
-        failure, so write_manifest keeps no manifest of a failed run."""
-        started, window = time.monotonic(), collections.deque()
-        with pool() as executor:
-            try:
-                for start in range(0, num_images, chunk):
-                    kinds = classes[start : start + chunk]
-                    task = (job, project, bucket_name, folder, seed, variation, start, kinds, threads, workers)
-                    window.append((start, executor.submit(draw_and_upload_images, *task)))
-                    while len(window) > 2 * lanes or (window and start + chunk >= num_images):
-                        first, future = window.popleft()
-                        for k, digest in enumerate(future.result()):
-                            yield row(first + k, digest, started)
-            except Exception as error:
-                executor.shutdown(cancel_futures=True)
-                where = ", ".join(getattr(error, "__notes__", ())) or f"gs://{bucket_name}/{folder}/"
-                raise RuntimeError(f"drawing or uploading {where} failed: {error}") from error
-
+    check_synthesis_parameters(num_images, defect_ratio, variation)
+    plan = synthesis_plan(
+        project, bucket, num_images, defect_ratio, seed, variation, image_folder, upload_workers, usable_cores()
+    )
     print(
-        f"drawing and uploading {num_images} images to gs://{bucket_name}/{folder}/ "
-        f"({processes} process(es), {lanes} x {threads} upload threads)",
+        f"drawing and uploading {num_images} images to gs://{plan['bucket_name']}/{plan['folder']}/ "
+        f"({plan['processes']} process(es), {plan['lanes']} x {plan['threads']} upload threads)",
         flush=True,
     )
-    write_manifest(manifest.path, rows())
+    write_manifest(manifest.path, synthesized_rows(plan))
+    num_defects = sum(1 for defect_type in plan["classes"] if defect_type)
     manifest.metadata.update({"num_images": num_images, "num_defects": num_defects})
