@@ -1,6 +1,17 @@
-"""The Kubeflow pipeline: the nightly loop in one DAG, compiled to compiled/*.yaml."""
+"""The Kubeflow pipeline: the nightly loop in one DAG, compiled to compiled/*.yaml.
+
+``visual_defect_sft`` is composed of named parts, in DAG order: ``data_steps`` (images, split,
+golden set, JSONL), ``tuning_steps`` (cost guard, launch, wait, checkpoint choice),
+``evaluation_steps`` (test split and golden set), ``promotion_steps`` (decide, promote?) and
+``summary_step``, inside the exit handler whose task is ``notify_step``. They are plain
+functions that add their tasks to the pipeline being defined, not nested ``@dsl.pipeline``
+sub-graphs: the compiled YAML is the same as one flat function's, and the task names that
+TASK_TITLES, the CLI and kfp.local key on stay flat (a sub-graph puts its tasks in a DAG of
+their own, e.g. ``data`` in place of ``split-manifest``).
+"""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from kfp import compiler, dsl
 
@@ -45,6 +56,246 @@ TASK_TITLES = {
     "summarize-run": "12. Summarize the run",
     "notify-run": "13. Notify",
 }
+
+
+def titled(task, name, cached=True):
+    """``task`` with its TASK_TITLES display name; ``cached=False`` for steps that talk to live
+    services or read the inspector's state (a cached one would hand back an old job)."""
+    task.set_display_name(TASK_TITLES[name])
+    if not cached:
+        task.set_caching_options(False)
+    return task
+
+
+def notify_step(params):
+    """The exit task: it runs when the DAG ends, however it ends, and learns what happened from
+    the run's records in the bucket (an exit task cannot take other tasks' outputs)."""
+    notify = notify_run(
+        project=params.project,
+        bucket=params.bucket,
+        tuned_model_display_name=params.tuned_model_display_name,
+        run_name=params.run_name,
+        location=params.location,
+        notify_webhook_url=params.notify_webhook_url,
+        notify_webhook_secret=params.notify_webhook_secret,
+        dataset_uri=params.dataset_uri,
+    )
+    return titled(notify, "notify-run", cached=False)
+
+
+def data_steps(params):
+    """Images (synthesized or imported) -> stratified split -> golden set -> tuning JSONL.
+
+    Both image steps run, side by side; the one that does not apply writes an empty manifest
+    and the split takes the other. A static DAG, no dsl.If/Else branch merge: Kubeflow's docs
+    say dsl.OneOf "is not yet supported by the KFP orchestration backend, but may be supported
+    by other orchestration backends" (kubeflow/website, user-guides/core-functions/
+    control-flow.md), artifact OneOf failed at runtime in KFP's own backend until
+    kubeflow/pipelines#13436 (2026-05), Google documents no support on Vertex AI, and
+    kfp.local 2.17 cannot resolve it over artifacts."""
+    images = synthesize_images(
+        project=params.project,
+        bucket=params.bucket,
+        num_images=params.num_images,
+        defect_ratio=params.defect_ratio,
+        seed=params.seed,
+        variation=params.variation,
+        dataset_uri=params.dataset_uri,
+    )
+    titled(images, "synthesize-images")
+    imported = import_dataset(
+        project=params.project, dataset_uri=params.dataset_uri, label_template=params.label_template
+    )
+    titled(imported, "import-dataset", cached=False)  # the data under a URI can change between runs
+    split = split_manifest(
+        manifest=images.outputs["manifest"],
+        imported_manifest=imported.outputs["manifest"],
+        train_fraction=params.train_fraction,
+        validation_fraction=params.validation_fraction,
+        seed=params.seed,
+    )
+    titled(split, "split-manifest")
+    # The golden set outlives runs: found (or created once) in the bucket, never cached.
+    golden = prepare_golden_set(
+        project=params.project,
+        bucket=params.bucket,
+        prompt=params.prompt,
+        train_manifest=split.outputs["train_manifest"],
+        validation_manifest=split.outputs["validation_manifest"],
+        test_manifest=split.outputs["test_manifest"],
+        tuned_model_display_name=params.tuned_model_display_name,
+        run_name=params.run_name,
+        system_instruction=params.system_instruction,
+        golden_test_uri=params.golden_test_uri,
+        dataset_uri=params.dataset_uri,
+        min_golden_per_class=params.min_golden_per_class,
+    )
+    titled(golden, "prepare-golden-set", cached=False)
+    jsonl = build_tuning_jsonl(
+        project=params.project,
+        bucket=params.bucket,
+        prompt=params.prompt,
+        train_manifest=golden.outputs["train_without_golden"],
+        validation_manifest=golden.outputs["validation_without_golden"],
+        test_manifest=split.outputs["test_manifest"],
+        system_instruction=params.system_instruction,
+        oversample_rare_classes=params.oversample_rare_classes,
+        media_resolution=params.media_resolution,
+    )
+    titled(jsonl, "build-tuning-jsonl")
+    return SimpleNamespace(golden=golden, jsonl=jsonl)
+
+
+def tuning_steps(params, data):
+    """Cost guard -> launch the tuning job -> wait for it -> choose the best checkpoint."""
+    # Not retried: a refusal is final (launch_tuning is retried, so the guard is its own step).
+    cost = check_tuning_cost(
+        project=params.project,
+        train_jsonl_uri=data.jsonl.outputs["train_jsonl_uri"],
+        base_model=params.base_model,
+        epoch_count=params.epoch_count,
+        max_training_tokens=params.max_training_tokens,
+        max_tuning_cost_usd=params.max_tuning_cost_usd,
+        training_price_per_million_tokens_usd=params.training_price_per_million_tokens_usd,
+        media_resolution=params.media_resolution,
+    )
+    titled(cost, "check-tuning-cost", cached=False)
+    launch = launch_tuning(
+        project=params.project,
+        location=params.location,
+        train_jsonl_uri=data.jsonl.outputs["train_jsonl_uri"],
+        validation_jsonl_uri=data.jsonl.outputs["validation_jsonl_uri"],
+        base_model=params.base_model,
+        epoch_count=params.epoch_count,
+        adapter_size=params.adapter_size,
+        learning_rate_multiplier=params.learning_rate_multiplier,
+        tuned_model_display_name=params.tuned_model_display_name,
+        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tune_from=params.tune_from,
+        bucket=params.bucket,
+        dataset_uri=params.dataset_uri,
+    )
+    launch.after(cost)
+    # Retries resume the job an earlier attempt started (gcp_resources or its kfp_launch label).
+    launch.set_retry(num_retries=2, backoff_duration="30s")
+    titled(launch, "launch-tuning", cached=False)
+    wait = wait_for_tuning(
+        project=params.project,
+        location=params.location,
+        job_name=launch.outputs["job_name"],
+        poll_interval_seconds=params.poll_interval_seconds,
+        timeout_seconds=params.tuning_timeout_seconds,
+        estimated_tokens=cost.outputs["estimated_tokens"],
+    )
+    titled(wait, "wait-for-tuning", cached=False)
+    select = select_checkpoint(
+        project=params.project,
+        location=params.location,
+        checkpoints=wait.outputs["checkpoints"],
+        tuned_endpoint=wait.outputs["tuned_endpoint"],
+        validation_jsonl_uri=data.jsonl.outputs["validation_jsonl_uri"],
+        base_model=params.base_model,
+        planned_epochs=params.epoch_count,
+        thinking=params.thinking,
+        media_resolution=params.media_resolution,
+        concurrency=params.eval_concurrency,
+    )
+    titled(select, "select-checkpoint", cached=False).set_retry(num_retries=2, backoff_duration="30s")
+    challenger = select.outputs["challenger_endpoint"]
+    return SimpleNamespace(cost=cost, launch=launch, wait=wait, select=select, challenger=challenger)
+
+
+def evaluation_step(params, tuning, test_jsonl_uri, title, **options):
+    """The challenger (the chosen checkpoint) evaluated on ``test_jsonl_uri``."""
+    evaluation = evaluate_inspector(
+        project=params.project,
+        location=params.location,
+        tuned_endpoint=tuning.challenger,
+        test_jsonl_uri=test_jsonl_uri,
+        base_model=params.base_model,
+        concurrency=params.eval_concurrency,
+        thinking=params.thinking,
+        run_name=params.run_name,
+        dataset_uri=params.dataset_uri,
+        media_resolution=params.media_resolution,
+        **options,
+    )
+    return titled(evaluation, title, cached=False).set_retry(num_retries=2, backoff_duration="30s")
+
+
+def evaluation_steps(params, data, tuning):
+    """The challenger evaluated on this run's test split and on the inspector's golden set."""
+    test_jsonl_uri = data.jsonl.outputs["test_jsonl_uri"]
+    test_eval = evaluation_step(
+        params, tuning, test_jsonl_uri, "evaluate-inspector", evaluate_base_model=params.evaluate_base_model
+    )
+    golden_jsonl_uri = data.golden.outputs["golden_jsonl_uri"]
+    golden_eval = evaluation_step(params, tuning, golden_jsonl_uri, "evaluate-inspector-2", metric_prefix="golden_")
+    return SimpleNamespace(test=test_eval, golden=golden_eval)
+
+
+def promotion_steps(params, data, tuning, evaluation):
+    """Champion or challenger? The decision, then promote_champion only when it says "promote"."""
+    decide = decide_promotion(
+        project=params.project,
+        bucket=params.bucket,
+        golden_metrics=evaluation.golden.outputs["metrics"],
+        golden_id=data.golden.outputs["golden_id"],
+        challenger_endpoint=tuning.challenger,
+        tuned_model_display_name=params.tuned_model_display_name,
+        run_name=params.run_name,
+        challenger_model=tuning.wait.outputs["tuned_model"],
+        checkpoint_id=tuning.select.outputs["checkpoint_id"],
+        checkpoint_epoch=tuning.select.outputs["epoch"],
+        base_model=params.base_model,
+        prompt=params.prompt,
+        system_instruction=params.system_instruction,
+        test_metrics=evaluation.test.outputs["metrics"],
+        min_status_accuracy=params.min_status_accuracy,
+        max_miss_rate=params.max_miss_rate,
+        promotion_margin=params.promotion_margin,
+        dataset_uri=params.dataset_uri,
+        golden_check=data.golden.outputs["golden_check"],
+        min_test_per_class=params.min_test_per_class,
+        min_golden_per_class=params.min_golden_per_class,
+    )
+    titled(decide, "decide-promotion", cached=False)
+    # The decision is the component's return value ("Output"): kfp.local 2.17 resolves a
+    # dsl.If on that, but silently skips the branch for a NamedTuple field.
+    with dsl.If(decide.outputs["Output"] == "promote", name="promote-if-better"):
+        promote = promote_champion(
+            project=params.project,
+            location=params.location,
+            bucket=params.bucket,
+            decision_record=decide.outputs["decision_record"],
+            tuned_model_display_name=params.tuned_model_display_name,
+            run_name=params.run_name,
+        )
+        titled(promote, "promote-champion", cached=False)
+    return decide
+
+
+def summary_step(params, tuning, evaluation, decide):
+    """The run's summary, written by Gemini (or a template), with every figure below it."""
+    report = summarize_run(
+        project=params.project,
+        location=params.location,
+        job_name=tuning.launch.outputs["job_name"],
+        base_model=params.base_model,
+        tuned_model_display_name=params.tuned_model_display_name,
+        tuned_endpoint=tuning.challenger,
+        eval_metrics=evaluation.test.outputs["metrics"],
+        golden_metrics=evaluation.golden.outputs["metrics"],
+        tuning_metrics=tuning.wait.outputs["tuning_metrics"],
+        cost_metrics=tuning.cost.outputs["cost_metrics"],
+        decision_record=decide.outputs["decision_record"],
+        checkpoint_selection=tuning.select.outputs["selection"],
+        bucket=params.bucket,
+        run_name=params.run_name,
+        tuned_from=tuning.launch.outputs["tuned_from"],
+        dataset_uri=params.dataset_uri,
+    )
+    return titled(report, "summarize-run", cached=False)
 
 
 @dsl.pipeline(
@@ -117,230 +368,15 @@ def visual_defect_sft(
     Data steps are cached (same parameters, same data). Steps that talk to live services or
     read the inspector's state are not: a cached tuning step would hand back an old job.
     """
-    run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    # The exit task runs when the DAG ends, however it ends. It learns what happened from the
-    # run's records in the bucket (an exit task cannot take other tasks' outputs).
-    notify = notify_run(
-        project=project,
-        bucket=bucket,
-        tuned_model_display_name=tuned_model_display_name,
-        run_name=run_name,
-        location=location,
-        notify_webhook_url=notify_webhook_url,
-        notify_webhook_secret=notify_webhook_secret,
-        dataset_uri=dataset_uri,
-    )
-    notify.set_display_name(TASK_TITLES["notify-run"]).set_caching_options(False)
-
-    with dsl.ExitHandler(notify, name="nightly-run"):
-        # Both image steps run, side by side; the one that does not apply writes an empty
-        # manifest and the split takes the other. A static DAG, no dsl.If/Else branch merge:
-        # Kubeflow's docs say dsl.OneOf "is not yet supported by the KFP orchestration backend,
-        # but may be supported by other orchestration backends" (kubeflow/website, user-guides/
-        # core-functions/control-flow.md), artifact OneOf failed at runtime in KFP's own backend
-        # until kubeflow/pipelines#13436 (2026-05), Google documents no support on Vertex AI,
-        # and kfp.local 2.17 cannot resolve it over artifacts.
-        images = synthesize_images(
-            project=project,
-            bucket=bucket,
-            num_images=num_images,
-            defect_ratio=defect_ratio,
-            seed=seed,
-            variation=variation,
-            dataset_uri=dataset_uri,
-        )
-        images.set_display_name(TASK_TITLES["synthesize-images"])
-        imported = import_dataset(project=project, dataset_uri=dataset_uri, label_template=label_template)
-        # The data under a URI can change between runs: never a cache hit.
-        imported.set_display_name(TASK_TITLES["import-dataset"]).set_caching_options(False)
-
-        split = split_manifest(
-            manifest=images.outputs["manifest"],
-            imported_manifest=imported.outputs["manifest"],
-            train_fraction=train_fraction,
-            validation_fraction=validation_fraction,
-            seed=seed,
-        )
-        split.set_display_name(TASK_TITLES["split-manifest"])
-
-        # The golden set outlives runs: found (or created once) in the bucket, never cached.
-        golden = prepare_golden_set(
-            project=project,
-            bucket=bucket,
-            prompt=prompt,
-            train_manifest=split.outputs["train_manifest"],
-            validation_manifest=split.outputs["validation_manifest"],
-            test_manifest=split.outputs["test_manifest"],
-            tuned_model_display_name=tuned_model_display_name,
-            run_name=run_name,
-            system_instruction=system_instruction,
-            golden_test_uri=golden_test_uri,
-            dataset_uri=dataset_uri,
-            min_golden_per_class=min_golden_per_class,
-        )
-        golden.set_display_name(TASK_TITLES["prepare-golden-set"]).set_caching_options(False)
-
-        jsonl = build_tuning_jsonl(
-            project=project,
-            bucket=bucket,
-            prompt=prompt,
-            train_manifest=golden.outputs["train_without_golden"],
-            validation_manifest=golden.outputs["validation_without_golden"],
-            test_manifest=split.outputs["test_manifest"],
-            system_instruction=system_instruction,
-            oversample_rare_classes=oversample_rare_classes,
-            media_resolution=media_resolution,
-        )
-        jsonl.set_display_name(TASK_TITLES["build-tuning-jsonl"])
-
-        # Not retried: a refusal is final (launch_tuning is retried, so the guard is its own step).
-        cost = check_tuning_cost(
-            project=project,
-            train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
-            base_model=base_model,
-            epoch_count=epoch_count,
-            max_training_tokens=max_training_tokens,
-            max_tuning_cost_usd=max_tuning_cost_usd,
-            training_price_per_million_tokens_usd=training_price_per_million_tokens_usd,
-            media_resolution=media_resolution,
-        )
-        cost.set_display_name(TASK_TITLES["check-tuning-cost"]).set_caching_options(False)
-
-        launch = launch_tuning(
-            project=project,
-            location=location,
-            train_jsonl_uri=jsonl.outputs["train_jsonl_uri"],
-            validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
-            base_model=base_model,
-            epoch_count=epoch_count,
-            adapter_size=adapter_size,
-            learning_rate_multiplier=learning_rate_multiplier,
-            tuned_model_display_name=tuned_model_display_name,
-            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            tune_from=tune_from,
-            bucket=bucket,
-            dataset_uri=dataset_uri,
-        )
-        launch.after(cost)
-        # Retries resume the job an earlier attempt started (gcp_resources or its kfp_launch label).
-        launch.set_retry(num_retries=2, backoff_duration="30s")
-        launch.set_display_name(TASK_TITLES["launch-tuning"]).set_caching_options(False)
-
-        wait = wait_for_tuning(
-            project=project,
-            location=location,
-            job_name=launch.outputs["job_name"],
-            poll_interval_seconds=poll_interval_seconds,
-            timeout_seconds=tuning_timeout_seconds,
-            estimated_tokens=cost.outputs["estimated_tokens"],
-        )
-        wait.set_display_name(TASK_TITLES["wait-for-tuning"]).set_caching_options(False)
-
-        select = select_checkpoint(
-            project=project,
-            location=location,
-            checkpoints=wait.outputs["checkpoints"],
-            tuned_endpoint=wait.outputs["tuned_endpoint"],
-            validation_jsonl_uri=jsonl.outputs["validation_jsonl_uri"],
-            base_model=base_model,
-            planned_epochs=epoch_count,
-            thinking=thinking,
-            media_resolution=media_resolution,
-            concurrency=eval_concurrency,
-        )
-        select.set_display_name(TASK_TITLES["select-checkpoint"]).set_caching_options(False)
-        select.set_retry(num_retries=2, backoff_duration="30s")
-
-        challenger = select.outputs["challenger_endpoint"]
-        evaluation = evaluate_inspector(
-            project=project,
-            location=location,
-            tuned_endpoint=challenger,
-            test_jsonl_uri=jsonl.outputs["test_jsonl_uri"],
-            base_model=base_model,
-            evaluate_base_model=evaluate_base_model,
-            concurrency=eval_concurrency,
-            thinking=thinking,
-            run_name=run_name,
-            dataset_uri=dataset_uri,
-            media_resolution=media_resolution,
-        )
-        evaluation.set_display_name(TASK_TITLES["evaluate-inspector"]).set_caching_options(False)
-        evaluation.set_retry(num_retries=2, backoff_duration="30s")
-
-        golden_eval = evaluate_inspector(
-            project=project,
-            location=location,
-            tuned_endpoint=challenger,
-            test_jsonl_uri=golden.outputs["golden_jsonl_uri"],
-            base_model=base_model,
-            concurrency=eval_concurrency,
-            thinking=thinking,
-            metric_prefix="golden_",
-            run_name=run_name,
-            dataset_uri=dataset_uri,
-            media_resolution=media_resolution,
-        )
-        golden_eval.set_display_name(TASK_TITLES["evaluate-inspector-2"]).set_caching_options(False)
-        golden_eval.set_retry(num_retries=2, backoff_duration="30s")
-
-        decide = decide_promotion(
-            project=project,
-            bucket=bucket,
-            golden_metrics=golden_eval.outputs["metrics"],
-            golden_id=golden.outputs["golden_id"],
-            challenger_endpoint=challenger,
-            tuned_model_display_name=tuned_model_display_name,
-            run_name=run_name,
-            challenger_model=wait.outputs["tuned_model"],
-            checkpoint_id=select.outputs["checkpoint_id"],
-            checkpoint_epoch=select.outputs["epoch"],
-            base_model=base_model,
-            prompt=prompt,
-            system_instruction=system_instruction,
-            test_metrics=evaluation.outputs["metrics"],
-            min_status_accuracy=min_status_accuracy,
-            max_miss_rate=max_miss_rate,
-            promotion_margin=promotion_margin,
-            dataset_uri=dataset_uri,
-            golden_check=golden.outputs["golden_check"],
-            min_test_per_class=min_test_per_class,
-            min_golden_per_class=min_golden_per_class,
-        )
-        decide.set_display_name(TASK_TITLES["decide-promotion"]).set_caching_options(False)
-
-        # The decision is the component's return value ("Output"): kfp.local 2.17 resolves a
-        # dsl.If on that, but silently skips the branch for a NamedTuple field.
-        with dsl.If(decide.outputs["Output"] == "promote", name="promote-if-better"):
-            promote = promote_champion(
-                project=project,
-                location=location,
-                bucket=bucket,
-                decision_record=decide.outputs["decision_record"],
-                tuned_model_display_name=tuned_model_display_name,
-                run_name=run_name,
-            )
-            promote.set_display_name(TASK_TITLES["promote-champion"]).set_caching_options(False)
-
-        report = summarize_run(
-            project=project,
-            location=location,
-            job_name=launch.outputs["job_name"],
-            base_model=base_model,
-            tuned_model_display_name=tuned_model_display_name,
-            tuned_endpoint=challenger,
-            eval_metrics=evaluation.outputs["metrics"],
-            golden_metrics=golden_eval.outputs["metrics"],
-            tuning_metrics=wait.outputs["tuning_metrics"],
-            cost_metrics=cost.outputs["cost_metrics"],
-            decision_record=decide.outputs["decision_record"],
-            checkpoint_selection=select.outputs["selection"],
-            bucket=bucket,
-            run_name=run_name,
-            tuned_from=launch.outputs["tuned_from"],
-            dataset_uri=dataset_uri,
-        )
-        report.set_display_name(TASK_TITLES["summarize-run"]).set_caching_options(False)
+    # The run's parameters (pipeline channels) for the parts below, which add their tasks to
+    # this pipeline: plain functions, so the compiled task names stay those of TASK_TITLES.
+    params = SimpleNamespace(**locals(), run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+    with dsl.ExitHandler(notify_step(params), name="nightly-run"):
+        data = data_steps(params)
+        tuning = tuning_steps(params, data)
+        evaluation = evaluation_steps(params, data, tuning)
+        decide = promotion_steps(params, data, tuning, evaluation)
+        summary_step(params, tuning, evaluation, decide)
 
 
 def compile_pipeline(path: Path = COMPILED_YAML) -> Path:
