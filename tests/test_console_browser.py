@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SMALL = {
-    "num_images": "40",
+    "num_images": "80",  # enough for a golden set of every class, so the run promotes a champion
     "epoch_count": "2",
     "min_test_per_class": "1",
     "min_golden_per_class": "1",
@@ -122,7 +122,9 @@ def test_whole_path_in_chromium(page, stack, shots):
     page.locator("iframe.report").first.scroll_into_view_if_needed()
     report = page.frame_locator("iframe.report").first
     assert report.locator("body").inner_text(timeout=30_000).strip(), "the report renders inside its frame"
-    page.screenshot(path=shots / "06-run-succeeded.png", full_page=True)
+    assert "tuningJobs/" in page.text_content("#tuning") and page.is_visible("#tuning"), "shown without a reload"
+    page.screenshot(path=shots / "06-run-succeeded.png")
+    page.screenshot(path=shots / "06-run-succeeded-full.png", full_page=True)
 
     # A second run ("Run again"), one epoch: then compare the two.
     page.click("text=Run again…")
@@ -139,7 +141,7 @@ def test_whole_path_in_chromium(page, stack, shots):
         box.check()
     page.click("#diff")
     assert page.locator("#diff-table tr.differs", has_text="param.epoch_count").count() == 1
-    page.screenshot(path=shots / "08-compare.png", full_page=True)
+    page.screenshot(path=shots / "08-compare.png")
 
     # A schedule from the template, then paused.
     page.goto(f"{stack.vertex_url}/console/schedules")

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
-from .app import ActionDep, Page, PageDep
+from .context import ActionDep, Page, PageDep
 from .forms import read_form
 from .page_templates import checked_in_yaml, template_spec
 from .run_form import RunForm, build_fields, check_run_form
@@ -61,11 +61,12 @@ async def create_page(current: PageDep, package: str = "", ref: str = "", from_r
     prefill = await default_values(current.api, from_run)
     fields = await asyncio.to_thread(build_fields, spec, prefill)
     run = RunForm(fields, display_name=default_display_name(spec), experiment=pipeline_name(spec))
-    packages = [p["name"].rsplit("/", 1)[-1] for p in await _packages(current.api)]
+    packages = [p["name"].rsplit("/", 1)[-1] for p in await quiet_packages(current.api)]
     return current.render("create.html", run=run, package=package, ref=ref, spec=spec, packages=packages)
 
 
-async def _packages(api) -> list[dict]:
+async def quiet_packages(api) -> list[dict]:
+    """The registry's packages, or none when the registry cannot be read (the form still works)."""
     try:
         return await api.list_packages()
     except ApiFailure:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from . import chart
 from .api import ApiFailure
-from .app import PageDep
+from .context import PageDep
 from .experiment_rows import Row, column_order, experiment_rows, experiments
 from .views import number
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .api import ApiFailure
-from .app import ActionDep, PageDep
+from .context import ActionDep, PageDep
 from .forms import read_form
 
 router = APIRouter()

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from . import artifacts, dag
 from .api import ApiFailure
-from .app import ActionDep, PageDep
+from .context import ActionDep, PageDep
 from .page_runs import trigger_of
 from .run_form import SECRET_RE
 from .security import ARTIFACT_CSP
@@ -131,6 +131,13 @@ async def run_artifacts_fragment(current: PageDep, job_id: str) -> Response:
     """The rendered artifacts alone: the script swaps them in as tasks finish."""
     job = await current.api.get_job(job_id)
     return current.render("run_artifacts.html", job_id=job_id, shown=await artifacts.shown_artifacts(current.api, job))
+
+
+@router.get("/runs/{job_id}/tuning")
+async def run_tuning_fragment(current: PageDep, job_id: str) -> Response:
+    """The tuning job's progress alone: the script swaps it in while the job trains."""
+    job = await current.api.get_job(job_id)
+    return current.render("run_tuning.html", tuning=await tuning_progress(current.api, job))
 
 
 @router.get("/runs/{job_id}/artifact")

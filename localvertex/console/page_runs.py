@@ -7,7 +7,7 @@ import re
 
 from fastapi import APIRouter
 
-from .app import PageDep
+from .context import PageDep
 from .views import state_word
 
 router = APIRouter()

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
-from .app import ActionDep, Page, PageDep
+from .context import ActionDep, Page, PageDep
 from .forms import read_form
-from .page_create import _packages, default_display_name, default_values, job_body, load_spec, pipeline_name
+from .page_create import default_display_name, default_values, job_body, load_spec, pipeline_name, quiet_packages
 from .run_form import RunForm, build_fields, check_run_form
 
 router = APIRouter()
@@ -46,7 +46,7 @@ def schedule_rows(schedules: list[dict]) -> list[dict]:
 @router.get("/schedules")
 async def schedules_page(current: PageDep) -> Response:
     page = await current.api.list_schedules()
-    packages = [p["name"].rsplit("/", 1)[-1] for p in await _packages(current.api)]
+    packages = [p["name"].rsplit("/", 1)[-1] for p in await quiet_packages(current.api)]
     return current.render("schedules.html", rows=schedule_rows(page.get("schedules", [])), packages=packages)
 
 

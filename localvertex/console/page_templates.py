@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from .api import ApiFailure
-from .app import ActionDep, PageDep
+from .context import ActionDep, PageDep
 from .forms import read_form
 from .run_form import build_fields
 

@@ -22,14 +22,16 @@ function applyLive(live) {
     for (const field of ["start", "end", "duration"]) row.querySelector('[data-field="' + field + '"]').textContent = task[field];
     if (task.error) row.querySelector('[data-field="error"]').textContent = task.error;
   }
-  if (live.tuning) {
-    const s = document.getElementById("tuning-state");
-    if (s) { s.textContent = live.tuning.state; setState(s, live.tuning.state); }
-    const e = document.getElementById("tuning-epochs");
-    if (e) e.textContent = live.tuning.done + (live.tuning.total ? " of " + live.tuning.total : "") + " epochs done";
-    const p = document.getElementById("tuning-progress");
-    if (p) p.value = live.tuning.done;
-  }
+}
+
+async function refreshTuning(live, seen) {
+  // The tuning section is re-rendered by the server when the job's state or epochs change.
+  const key = JSON.stringify(live.tuning || null);
+  if (!live.tuning || key === seen.tuning) return;
+  seen.tuning = key;
+  const section = document.getElementById("tuning");
+  const resp = await fetch(section.dataset.src, { credentials: "same-origin" });
+  if (resp.ok) { section.innerHTML = await resp.text(); section.classList.remove("hidden"); }
 }
 
 async function refreshArtifacts(run) {
@@ -41,12 +43,14 @@ function pollRun() {
   const run = document.getElementById("run");
   if (!run || run.dataset.active !== "1") return;
   let artifacts = Number(run.dataset.artifactCount || 0);
+  const seen = {};
   const tick = async () => {
     try {
       const resp = await fetch(run.dataset.live, { credentials: "same-origin" });
       if (!resp.ok) throw new Error(resp.status);
       const live = await resp.json();
       applyLive(live);
+      await refreshTuning(live, seen);
       if (live.artifacts !== artifacts) { artifacts = live.artifacts; await refreshArtifacts(run); }
       if (!live.active) {
         run.dataset.active = "0";
