@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
 
 import torch  # noqa: E402
-from datasets import Sample, make_balanced, make_samples, stratified_split, train_on  # noqa: E402
+from datasets import CLASSES, Sample, make_balanced, make_samples, stratified_split, train_on  # noqa: E402
+from textures import make_textures  # noqa: E402
 
 from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
 from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
@@ -47,7 +48,8 @@ from localvertex.model.training import BATCH_SIZE  # noqa: E402
 
 
 def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
-    """Status and defect-type accuracy (the notebook's rule), miss and overkill rates, images/s."""
+    """Status and defect-type accuracy (the notebook's rule), miss and overkill rates, images/s,
+    and each class's recall (the share of its images whose type is right: Pass for a good part)."""
     started = time.perf_counter()
     answers = model.generate([s.image for s in samples])
     speed = len(samples) / (time.perf_counter() - started)
@@ -60,6 +62,11 @@ def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
         "miss": statistics.mean(not v["status_correct"] for v in defects) if defects else float("nan"),
         "overkill": statistics.mean(not v["status_correct"] for v in passes) if passes else float("nan"),
         "images/s": speed,
+        **{
+            f"recall {t or 'Pass'}": statistics.mean(v["type_correct"] for v in of_class) if of_class else float("nan")
+            for t in CLASSES
+            for of_class in [[v for s, v in zip(samples, verdicts, strict=True) if s.defect_type == t]]
+        },
     }
 
 
@@ -105,12 +112,17 @@ def report(scenario: str, model: InspectorModel, seen: set[str], sets: dict[str,
 
 def print_table(rows: list[tuple], tuning: dict[str, str]) -> None:
     """The figures once more, as the Markdown table README.md quotes."""
-    print("\n| tuned on | scored on | images | status | defect type | miss | overkill | scoring images/s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    recalls = [f"recall {t or 'Pass'}" for t in CLASSES]
+    print(
+        "\n| tuned on | scored on | images | status | defect type | miss | overkill | "
+        + " | ".join(r.replace("recall ", "") + " recall" for r in recalls)
+        + " | scoring images/s |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(recalls) + "---:|")
     for scenario, name, count, f in rows:
         print(
             f"| {scenario} | {name} | {count} | {f['status']:.3f} | {f['type']:.3f} | {f['miss']:.3f} "
-            f"| {f['overkill']:.3f} | {f['images/s']:.0f} |"
+            f"| {f['overkill']:.3f} | " + " | ".join(f"{f[r]:.3f}" for r in recalls) + f" | {f['images/s']:.0f} |"
         )
     for scenario, line in tuning.items():
         print(f"\n{scenario}: {line}")
@@ -140,9 +152,24 @@ def photo_sets(size: int) -> dict[str, list[Sample]]:
     }
 
 
+def texture_tuning_set() -> list[Sample]:
+    """60 photographic-texture images per class from the photographs' tuning parts (seed 1)."""
+    return make_textures(60, seed=1, held_out=False)
+
+
+def texture_sets(size: int) -> dict[str, list[Sample]]:
+    """Photographic-texture sets from the photographs' scored parts (bench/textures.py)."""
+    return {
+        "textures, scored part, seeds 2 + 3": make_textures(100 // size, seed=2, held_out=True)
+        + make_textures(100 // size, seed=3, held_out=True),
+        "textures, scored part, seeds 8101 + 8102, held out": make_textures(100 // size, seed=8101, held_out=True)
+        + make_textures(100 // size, seed=8102, held_out=True),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=("standard", "photo", "both"), default="both")
+    parser.add_argument("--scenario", choices=("standard", "photo", "texture", "both", "all"), default="all")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--adapter-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
@@ -161,9 +188,15 @@ def main() -> None:
             lambda: make_balanced(60, seed=1, variation="photo"),
             photo_sets,
         ),
+        "texture": (
+            "60 photographic-texture images per class (seed 1)",
+            texture_tuning_set,
+            texture_sets,
+        ),
     }
+    chosen = {"both": ("standard", "photo"), "all": tuple(scenarios)}.get(args.scenario, (args.scenario,))
     for scenario, (description, tuning_set, scored_sets) in scenarios.items():
-        if args.scenario not in (scenario, "both"):
+        if scenario not in chosen:
             continue
         print(f"{scenario}: tune on {description}", flush=True)
         model, seen, test, tuning[scenario] = tune(scenario, tuning_set(), config)

@@ -3,18 +3,24 @@
 How the Vertex AI hyperparameters map onto this model:
 - epochs: passes over the training examples; each pass starts from the images under fresh
   sensor noise (half of them; images.with_sensor_noise), and shows every example
-  VIEWS_PER_EPOCH times on average, each time under a different random augmentation
+  VIEWS_PER_EPOCH times on average (PRETRAINED_VIEWS_PER_EPOCH with the pretrained encoder,
+  which learns from fewer, costlier steps), each time under a different random augmentation
   (images.augment), in batches of BATCH_SIZE drawn class-balanced (every distinct label
   gets an equal share of the pass, so a rare defect is seen as often as a common one).
   The model keeps the last epoch's weights unless an earlier epoch's validation loss is
   clearly lower (`_clearly_lower`): a few dozen validation images pick an epoch by chance.
-- learning_rate_multiplier: scales BASE_LEARNING_RATE (AdamW, linear warm-up, cosine decay).
+- learning_rate_multiplier: scales BASE_LEARNING_RATE (AdamW, linear warm-up, cosine decay);
+  a pretrained encoder's own weights learn at PRETRAINED_LR_SCALE of it (its new layers at
+  the full rate), so that a few hundred steps adapt ImageNet features without erasing them.
 - adapter_size (1, 2, 4, 8, 16, 32): decoder capacity. The decoder gets 2 + log2(adapter_size)
   attention heads of 16 dims, so widths 32, 48, 64, 80, 96, 112. The whole compact model is
   trained per job rather than a LoRA adapter on a small pretrained base, which measured far
   better on this CPU (DESIGN §10).
 The input size is not a hyperparameter: it follows the job's images (images.choose_input_size),
-and so does the encoder (`_encoder_for`: the shape channels from 128 px).
+and so does the encoder (`_encoder_for`: the shape channels from 128 px; from
+PRETRAINED_MIN_INPUT_SIZE, photographs, the pretrained EfficientNet-Lite0 of backbone.py
+fine-tuned at PRETRAINED_INPUT_SIZE, network.PretrainedEncoder). A pinned input size keeps
+the encoder of that size and is read at that size.
 
 Continuous tuning (`initial_model`, Vertex AI's preTunedModel): training starts from a saved
 model instead of a fresh network. Its vocabulary is kept (new words of the new labels are
@@ -48,6 +54,15 @@ VIEWS_PER_EPOCH = 16
 WARMUP_FRACTION = 0.1
 ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
 SHAPE_MIN_INPUT_SIZE = 128  # input sizes from which the encoder reads the shape channels
+# Photographs: from this input size the encoder is the pretrained EfficientNet-Lite0
+# (network.PretrainedEncoder), which reads them at PRETRAINED_INPUT_SIZE.
+PRETRAINED_MIN_INPUT_SIZE = 10_000  # EXPERIMENT: off until measured
+PRETRAINED_INPUT_SIZE = 224
+# The pretrained encoder's weights learn at this fraction of the learning rate (the new layers
+# and the decoder at the full rate), and a pass shows each example this many times (its
+# training step costs several times the small encoder's).
+PRETRAINED_LR_SCALE = 0.1
+PRETRAINED_VIEWS_PER_EPOCH = 4
 NOISE_GROUP = 64  # images given fresh noise and channels between two polls of should_stop
 
 
@@ -180,15 +195,13 @@ def train(
     max_length = max(tokens.shape[1], validation[1].shape[1] if validation else 0) - 1
     if initial_model is not None:
         max_length = max(max_length, initial_model.network.config.max_length)
-    network = _new_network(len(tokenizer), max_length, input_size, config, encoder)
+    network = _new_network(len(tokenizer), max_length, input_size, config, encoder, pretrained=initial_model is None)
     initial_weights = None
     if initial_model is not None:
         initial_weights = _load_initial(network, initial_model, len(tokenizer) - len(initial_model.tokenizer))
     generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(train_examples) * VIEWS_PER_EPOCH / BATCH_SIZE)
-    optimizer = torch.optim.AdamW(
-        network.parameters(), lr=BASE_LEARNING_RATE * config.learning_rate_multiplier, weight_decay=0.01
-    )
+    steps_per_epoch = math.ceil(len(train_examples) * _views_per_epoch(encoder) / BATCH_SIZE)
+    optimizer = _optimizer(network, BASE_LEARNING_RATE * config.learning_rate_multiplier)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total_steps))
     labels = [e.text for e in train_examples]
@@ -251,7 +264,10 @@ def _input_size_and_encoder(
     if config.input_size is None and initial_model is not None:
         return initial_model.network.config.input_size, initial_model.network.config.encoder
     size = config.input_size if config.input_size is not None else choose_input_size([e.image for e in examples])
-    return size, _encoder_for(size)
+    encoder = _encoder_for(size)
+    if encoder == "effnet-lite0" and config.input_size is None:
+        size = PRETRAINED_INPUT_SIZE
+    return size, encoder
 
 
 # Tensors that grow with the vocabulary (dim 0) or the decoder positions (dim 1).
@@ -341,13 +357,37 @@ def _encoder_for(input_size: int) -> str:
     0.968, 0.979, 0.958) and cost 3x the serving time. On photo-like 320 px images (160 px)
     they raised status accuracy from 0.85 to 0.90.
     """
+    if input_size >= PRETRAINED_MIN_INPUT_SIZE:
+        return "effnet-lite0"
     return "fcn-max-shape" if input_size >= SHAPE_MIN_INPUT_SIZE else "fcn-max"
 
 
+def _views_per_epoch(encoder: str) -> int:
+    return PRETRAINED_VIEWS_PER_EPOCH if encoder == "effnet-lite0" else VIEWS_PER_EPOCH
+
+
+def _optimizer(network: InspectorNet, learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable tensors; a pretrained backbone's at PRETRAINED_LR_SCALE x the rate."""
+    backbone = getattr(network.encoder, "backbone", None)
+    pretrained = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in pretrained], "lr": learning_rate},
+        {"params": [p for p in trainable if id(p) in pretrained], "lr": learning_rate * PRETRAINED_LR_SCALE},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
+
+
 def _new_network(
-    vocab_size: int, max_length: int, input_size: int, config: TrainConfig, encoder: str = NetworkConfig.encoder
+    vocab_size: int,
+    max_length: int,
+    input_size: int,
+    config: TrainConfig,
+    encoder: str = NetworkConfig.encoder,
+    pretrained: bool = True,
 ) -> InspectorNet:
-    """Builds the network for adapter_size, initialised from the seed without touching global RNG."""
+    """Builds the network for adapter_size, initialised from the seed without touching global RNG
+    (and a pretrained encoder from its weights, unless `pretrained` is False)."""
     network_config = NetworkConfig(
         vocab_size=vocab_size,
         max_length=max_length,
@@ -357,7 +397,10 @@ def _new_network(
     )
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        return InspectorNet(network_config)
+        network = InspectorNet(network_config)
+    if pretrained and hasattr(network.encoder, "load_pretrained"):
+        network.encoder.load_pretrained()
+    return network
 
 
 def _validate(train_examples: list[Example], validation_examples: list[Example], config: TrainConfig) -> None:
