@@ -349,17 +349,9 @@ def summary_line(tuned, base, total, failed, base_requested):
 
 
 # ---------------------------------------------------------------------------- the report
-def report_templates():
-    """The HTML report's ``string.Template`` texts: "page" and the fragments it is made of.
-
-    Fill them with ``fill_template``, which HTML-escapes every value; only fragments
-    rendered from these templates are inserted as markup.
-    """
-    return {
-        "page": """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>Inspector evaluation</title>
-<style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+def report_styles():
+    """The report's style sheet (inside the page: the report is one self-contained file)."""
+    return """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:22px}
 h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
@@ -382,7 +374,20 @@ th{background:#f4f4f4}
 .warn{color:#b26a00}
 .noimg{color:#999}
 .meta{color:#555;font-size:13px}
-</style></head><body>
+"""
+
+
+def report_templates():
+    """The HTML report's ``string.Template`` texts: "page" and the fragments it is made of.
+
+    Fill them with ``fill_template``, which HTML-escapes every value; only fragments
+    rendered from these templates are inserted as markup.
+    """
+    return {
+        "page": """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Inspector evaluation</title>
+<style>
+$styles</style></head><body>
 <h1>Visual defect inspector: evaluation</h1>
 $run_section
 <p class="meta">Tuned endpoint <code>$tuned_endpoint</code><br>Test set <code>$test_jsonl_uri</code> \
@@ -690,6 +695,7 @@ def render_report(
         total=len(results),
         classes=", ".join(classes) or "none",
         markup={
+            "styles": report_styles(),
             "run_section": render_run_section(run_info),
             "cards": render_cards(tuned, len(results), failed),
             "base_section": render_base_section(tuned, base, base_model, base_note, base_requested),

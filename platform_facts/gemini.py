@@ -47,21 +47,8 @@ def gemini_sources():
     }
 
 
-def gemini_models():
-    """Model id -> facts. Keys of each entry:
-
-    stage: launch stage of the model ("GA" or "preview"); tuning: launch stage of its
-    supervised tuning, or "" where Google does not tune it; released / retires: ISO dates
-    from the model-versions page ("" when none is published); replacement: the model that
-    page names; tuning_regions: where tuning jobs run; serving: "regional" (a tuned model
-    answers in its tuning region) or {tuning region: multi-region endpoint location};
-    adapter_sizes; max_example_tokens; continuous_tuning: may start from a tuned model;
-    thinking: {"control": "budget", min, max, can_turn_off} or {"control": "level",
-    levels, least}; media_resolutions: part-level resolution -> tokens per image (empty:
-    the model takes no part-level resolution); default_image_tokens: tokens of one image
-    up to 384 px at the default resolution ("tiled": 258 per 768 px tile above that);
-    sources: fact -> source key (gemini_sources).
-    """
+def gemini_2_5_family():
+    """What the Gemini 2.5 models share: GA tuning in 29 regions, served where tuned, budget thinking."""
     regions_2_5 = (
         "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1",
         "australia-southeast1", "europe-central2", "europe-north1", "europe-southwest1", "europe-west1",
@@ -69,7 +56,7 @@ def gemini_models():
         "me-central1", "me-central2", "me-west1", "northamerica-northeast1", "southamerica-east1",
         "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west4",
     )  # fmt: skip
-    gemini_2_5 = {
+    return {
         "stage": "GA",
         "tuning": "GA",
         "retires": "2026-06-17",  # the earliest of the model-versions snapshots (see module docstring)
@@ -89,7 +76,12 @@ def gemini_models():
             "continuous_tuning": "continuous_tuning",
         },
     }
-    gemini_3 = {
+
+
+def gemini_3_family():
+    """What the tunable Gemini 3 models share: two tuning regions, served on the us / eu
+    multi-region endpoints only, thinking levels, part-level media resolution."""
+    return {
         "stage": "GA",
         "tuning": "GA",
         "tuning_regions": ("us-central1", "europe-west4"),
@@ -110,6 +102,24 @@ def gemini_models():
             "continuous_tuning": "continuous_tuning",
         },
     }
+
+
+def gemini_models():
+    """Model id -> facts. Keys of each entry:
+
+    stage: launch stage of the model ("GA" or "preview"); tuning: launch stage of its
+    supervised tuning, or "" where Google does not tune it; released / retires: ISO dates
+    from the model-versions page ("" when none is published); replacement: the model that
+    page names; tuning_regions: where tuning jobs run; serving: "regional" (a tuned model
+    answers in its tuning region) or {tuning region: multi-region endpoint location};
+    adapter_sizes; max_example_tokens; continuous_tuning: may start from a tuned model;
+    thinking: {"control": "budget", min, max, can_turn_off} or {"control": "level",
+    levels, least}; media_resolutions: part-level resolution -> tokens per image (empty:
+    the model takes no part-level resolution); default_image_tokens: tokens of one image
+    up to 384 px at the default resolution ("tiled": 258 per 768 px tile above that);
+    sources: fact -> source key (gemini_sources).
+    """
+    gemini_2_5, gemini_3 = gemini_2_5_family(), gemini_3_family()
     return {
         "gemini-3.5-flash": {**gemini_3, "released": "2026-05-19", "retires": "2027-05-19", "replacement": ""},
         "gemini-3.1-flash-lite": {
