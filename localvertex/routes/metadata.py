@@ -65,6 +65,12 @@ def _sorted(nodes: list[dict], order_by: str) -> list[dict]:
 
 
 def _register(kind: str) -> None:
+    """The routes of one kind of metadata resource (contexts, artifacts or executions)."""
+    _register_create_and_list(kind)
+    _register_get_patch_delete(kind)
+
+
+def _register_create_and_list(kind: str) -> None:
     message = KINDS[kind]
     base = f"/metadataStores/{{store}}/{kind}"
 
@@ -90,18 +96,27 @@ def _register(kind: str) -> None:
     ):
         if pageSize < 0:
             raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {pageSize}: must not be negative")
-        size = min(pageSize or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        store_ = md(request)
-        matches = md_filters.parse(store_, kind, filter)
-        offset = parse_page_token(pageToken, f"{filter}|{orderBy}") if pageToken else 0
-        with store_.lock:
-            nodes = [store_.nodes[n] for n in store_.names(kind, store_name(loc, store))]
-            nodes = _sorted([n for n in nodes if matches(n)], orderBy)
-            page = [store_.view(n["name"]) for n in nodes[offset : offset + size]]
-        out: dict[str, Any] = {kind: page}
-        if offset + size < len(nodes):
-            out["nextPageToken"] = page_token(offset + size, f"{filter}|{orderBy}")
+        out = _list_page(md(request), kind, store_name(loc, store), pageSize, pageToken, filter, orderBy)
         return respond(request, version, f"List{message}sResponse", out)
+
+
+def _list_page(store_, kind: str, parent: str, size: int, token: str, filter_: str, order_by: str) -> dict:
+    """One page of a kind's resources under ``parent``, filtered and ordered, with the next token."""
+    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    matches = md_filters.parse(store_, kind, filter_)
+    offset = parse_page_token(token, f"{filter_}|{order_by}") if token else 0
+    with store_.lock:
+        nodes = _sorted([n for n in (store_.nodes[n] for n in store_.names(kind, parent)) if matches(n)], order_by)
+        page = [store_.view(n["name"]) for n in nodes[offset : offset + size]]
+    out: dict[str, Any] = {kind: page}
+    if offset + size < len(nodes):
+        out["nextPageToken"] = page_token(offset + size, f"{filter_}|{order_by}")
+    return out
+
+
+def _register_get_patch_delete(kind: str) -> None:
+    message = KINDS[kind]
+    base = f"/metadataStores/{{store}}/{kind}"
 
     @router.get(base + "/{rid_action}", name=f"get_{kind}")
     async def get(version: str, loc: LocationDep, store: str, rid_action: str, request: Request):
@@ -142,43 +157,48 @@ def _register(kind: str) -> None:
         op = request.app.state.pipelines.record_operation(loc.project, loc.location, "DeleteOperationMetadata")
         return respond(request, version, "GoogleLongrunningOperation", op)
 
-    if kind == "contexts":
 
-        @router.post(base + "/{rid_action}", name="context_action")
-        async def context_action(version: str, loc: LocationDep, store: str, rid_action: str, request: Request):
-            rid, sep, action = rid_action.partition(":")
-            name = resource_name(loc, store, kind, rid)
-            store_ = md(request)
-            if action == "addContextChildren":
-                body = await schema_body(request, version, "AddContextChildrenRequest")
-                store_.add_links("child", name, body.get("childContexts", []), "contexts")
-                return respond(request, version, "AddContextChildrenResponse", {})
-            if action == "removeContextChildren":
-                body = await schema_body(request, version, "RemoveContextChildrenRequest")
-                store_.remove_children(name, body.get("childContexts", []))
-                return respond(request, version, "RemoveContextChildrenResponse", {})
-            if action == "addContextArtifactsAndExecutions":
-                body = await schema_body(request, version, "AddContextArtifactsAndExecutionsRequest")
-                with store_.lock:
-                    for target in ("artifacts", "executions"):
-                        missing = [n for n in body.get(target, []) if store_.kind_of.get(n) != target]
-                        if missing:
-                            raise invalid(f"{KINDS[target]} {missing[0]} not found.")
-                    store_.add_links("attr", name, body.get("artifacts", []), "artifacts")
-                    store_.add_links("assoc", name, body.get("executions", []), "executions")
-                return respond(request, version, "AddContextArtifactsAndExecutionsResponse", {})
-            raise method_not_found()
+@router.post("/metadataStores/{store}/contexts/{rid_action}", name="context_action")
+async def context_action(version: str, loc: LocationDep, store: str, rid_action: str, request: Request):
+    """``:addContextChildren``, ``:removeContextChildren``, ``:addContextArtifactsAndExecutions``."""
+    rid, _, action = rid_action.partition(":")
+    name = resource_name(loc, store, "contexts", rid)
+    store_ = md(request)
+    if action == "addContextChildren":
+        body = await schema_body(request, version, "AddContextChildrenRequest")
+        store_.add_links("child", name, body.get("childContexts", []), "contexts")
+        return respond(request, version, "AddContextChildrenResponse", {})
+    if action == "removeContextChildren":
+        body = await schema_body(request, version, "RemoveContextChildrenRequest")
+        store_.remove_children(name, body.get("childContexts", []))
+        return respond(request, version, "RemoveContextChildrenResponse", {})
+    if action == "addContextArtifactsAndExecutions":
+        body = await schema_body(request, version, "AddContextArtifactsAndExecutionsRequest")
+        _attribute(store_, name, body)
+        return respond(request, version, "AddContextArtifactsAndExecutionsResponse", {})
+    raise method_not_found()
 
-    if kind == "executions":
 
-        @router.post(base + "/{rid_action}", name="execution_action")
-        async def execution_action(version: str, loc: LocationDep, store: str, rid_action: str, request: Request):
-            rid, sep, action = rid_action.partition(":")
-            if action != "addExecutionEvents":
-                raise method_not_found()
-            body = await schema_body(request, version, "AddExecutionEventsRequest")
-            md(request).add_events(resource_name(loc, store, kind, rid), body.get("events", []))
-            return respond(request, version, "AddExecutionEventsResponse", {})
+def _attribute(store_, context: str, body: dict) -> None:
+    """Links existing artifacts and executions to ``context``; 400 naming the first missing one."""
+    with store_.lock:
+        for target in ("artifacts", "executions"):
+            missing = [n for n in body.get(target, []) if store_.kind_of.get(n) != target]
+            if missing:
+                raise invalid(f"{KINDS[target]} {missing[0]} not found.")
+        store_.add_links("attr", context, body.get("artifacts", []), "artifacts")
+        store_.add_links("assoc", context, body.get("executions", []), "executions")
+
+
+@router.post("/metadataStores/{store}/executions/{rid_action}", name="execution_action")
+async def execution_action(version: str, loc: LocationDep, store: str, rid_action: str, request: Request):
+    """``:addExecutionEvents``."""
+    rid, _, action = rid_action.partition(":")
+    if action != "addExecutionEvents":
+        raise method_not_found()
+    body = await schema_body(request, version, "AddExecutionEventsRequest")
+    md(request).add_events(resource_name(loc, store, "executions", rid), body.get("events", []))
+    return respond(request, version, "AddExecutionEventsResponse", {})
 
 
 def _camel(key: str) -> str:
