@@ -119,8 +119,8 @@ def test_the_cost_guard_stops_a_run_before_any_tuning_job_exists(loop):
     assert "champion is unchanged" in message["text"]
 
 
-@pytest.mark.timeout(1800)  # three runs; about 4 minutes on two idle cores
-def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
+def first_night(loop):
+    """No champion yet: the first run is promoted and its test split becomes the golden set."""
     # Run 1: no champion yet; the first run's test split becomes the golden set.
     first, outcome, messages = loop.run()
     assert first.ok, first.error
@@ -150,7 +150,10 @@ def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
     log = (first.run_dir / "pipeline.log").read_text()
     assert SECRET_TOKEN not in log and SECRET_KEY not in log, "the webhook URL must not reach the log"
     assert "webhook notification delivered to 127.0.0.1" in log
+    return record, generation, m1, golden_id
 
+
+def weaker_night(loop, record, generation, m1):
     # Run 2: deliberately weaker (one epoch at a tiny learning rate): not promoted, champion unchanged.
     second, outcome, messages = loop.run(epoch_count=1, learning_rate_multiplier=0.01)
     assert second.ok, second.error
@@ -163,6 +166,8 @@ def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
     (message,) = messages
     assert "*champion kept*" in message["text"] and f"champion (run {record['run']})" in message["text"]
 
+
+def continued_night(loop, record, generation, m1, golden_id):
     # Run 3: onward from the champion (continuous tuning), and a split that would put golden
     # images into training. It replaces the champion only if better beyond noise.
     third, outcome, messages = loop.run(epoch_count=2, train_fraction=0.85, tune_from="champion")
@@ -209,7 +214,10 @@ def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
         "run": newest["run"],
         "base_model": "gemini-3.5-flash",
     }
+    return newest, history
 
+
+def champion_command_shows(loop, newest, history):
     # `python -m pipeline champion` shows the champion and every promotion.
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -223,3 +231,11 @@ def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
     assert f"{len(history)} promotion(s), oldest first" in table.output
     missing = CliRunner().invoke(app, ["champion", "--name", "no-such-line", "--data-dir", str(loop.data_dir)])
     assert missing.exit_code == 1 and "no champion yet for no-such-line" in missing.output
+
+
+@pytest.mark.timeout(1800)  # three runs; about 6 minutes on two idle cores
+def test_the_nightly_loop_promotes_only_a_better_inspector(loop):
+    record, generation, m1, golden_id = first_night(loop)
+    weaker_night(loop, record, generation, m1)
+    newest, history = continued_night(loop, record, generation, m1, golden_id)
+    champion_command_shows(loop, newest, history)
