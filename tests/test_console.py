@@ -224,6 +224,8 @@ class FakeVertex:
                     jobDetail={"pipelineRunContext": {"name": f"{PARENT}/metadataStores/default/contexts/{job_id}"}},
                 )
             )
+        if "/kfp/" in path and path.endswith("/latest"):
+            return httpx.Response(200, text=getattr(self, "answer_template", ""))
         if path.endswith("/tuningJobs/42"):
             return {"state": "JOB_STATE_RUNNING", "supervisedTuningSpec": {"hyperParameters": {"epochCount": "4"}}}
         if path.endswith("/tuningJobs/42:epochs"):
@@ -427,3 +429,15 @@ def test_form_checks_are_make_submits():
     assert "train_fraction" in errors, "the cross-field check lands on the first field it names"
     assert run_form.parse_labels("a=b\nc=d")[0] == {"a": "b", "c": "d"}
     assert run_form.parse_labels("trigger=x")[1]
+
+
+def test_run_again_prefills_the_runs_values_and_template(fake):
+    DETAILED["templateUri"] = "http://127.0.0.1:8080/kfp/us-central1/local-project/local-repo/toy/latest"
+    try:
+        fake.api.answer_template = yaml.safe_dump(SPEC)
+        page = fake.get("/console/create", params={"from_run": "run1"}).text
+    finally:
+        del DETAILED["templateUri"]
+    downloads = [p for m, p, _ in fake.api.sent if p.endswith("/local-repo/toy/latest")]
+    assert downloads, "the form is the run's template's"
+    assert 'id="p-a" name="a" value="3"' in page and 'name="experiment" value="exp"' in page

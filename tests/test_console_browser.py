@@ -123,6 +123,7 @@ def test_whole_path_in_chromium(page, stack, shots):
     report = page.frame_locator("iframe.report").first
     assert report.locator("body").inner_text(timeout=30_000).strip(), "the report renders inside its frame"
     assert "tuningJobs/" in page.text_content("#tuning") and page.is_visible("#tuning"), "shown without a reload"
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=shots / "06-run-succeeded.png")
     page.screenshot(path=shots / "06-run-succeeded-full.png", full_page=True)
 

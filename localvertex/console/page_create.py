@@ -22,6 +22,7 @@ from .run_form import RunForm, build_fields, check_run_form
 
 router = APIRouter()
 
+TEMPLATE_URI_RE = re.compile(r"/kfp/[^/]+/[^/]+/[^/]+/([^/]+)/([^/?#]+)$")
 CONTEXT_WAIT_S = 20.0  # jobDetail.pipelineRunContext is set just after create, asynchronously
 
 
@@ -31,12 +32,8 @@ async def load_spec(api, package: str, ref: str) -> dict:
     return yaml.safe_load(checked_in_yaml())
 
 
-async def default_values(api, from_run: str) -> dict:
-    """project, location and bucket as ``make submit`` fills them from env.sh, or a past
-    run's parameter values ("Run again")."""
-    if from_run:
-        job = await api.get_job(from_run)
-        return dict(job.get("runtimeConfig", {}).get("parameterValues", {}))
+async def default_values(api) -> dict:
+    """project, location and bucket as ``make submit`` fills them from env.sh."""
     try:
         buckets = await api.list_buckets()
     except ApiFailure:
@@ -45,6 +42,16 @@ async def default_values(api, from_run: str) -> dict:
     if buckets:
         values["bucket"] = f"gs://{buckets[0]}"
     return values
+
+
+async def run_again(api, from_run: str) -> tuple[dict, str, str, str]:
+    """(parameter values, experiment, package, ref) of a past run, for "Run again": its
+    template (from its ``templateUri``) or the checked-in pipeline."""
+    job = await api.get_job(from_run)
+    match = TEMPLATE_URI_RE.search(job.get("templateUri", ""))
+    package, ref = (match.group(1), match.group(2)) if match else ("", "")
+    values = dict(job.get("runtimeConfig", {}).get("parameterValues", {}))
+    return values, job.get("labels", {}).get("experiment", ""), package, ref
 
 
 def default_display_name(spec: dict) -> str:
@@ -57,10 +64,13 @@ def pipeline_name(spec: dict) -> str:
 
 @router.get("/create")
 async def create_page(current: PageDep, package: str = "", ref: str = "", from_run: str = "") -> Response:
+    prefill, experiment = await default_values(current.api), None
+    if from_run:
+        values, experiment, package, ref = await run_again(current.api, from_run)
+        prefill.update(values)
     spec = await load_spec(current.api, package, ref)
-    prefill = await default_values(current.api, from_run)
     fields = await asyncio.to_thread(build_fields, spec, prefill)
-    run = RunForm(fields, display_name=default_display_name(spec), experiment=pipeline_name(spec))
+    run = RunForm(fields, display_name=default_display_name(spec), experiment=experiment or pipeline_name(spec))
     packages = [p["name"].rsplit("/", 1)[-1] for p in await quiet_packages(current.api)]
     return current.render("create.html", run=run, package=package, ref=ref, spec=spec, packages=packages)
 

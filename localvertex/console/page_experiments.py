@@ -48,10 +48,22 @@ def default_columns(rows: list[Row], columns: list[str]) -> list[str]:
     def headline(name: str) -> bool:
         return name.startswith(("metric.eval_", "metric.base_eval_"))
 
-    metrics = [c for c in columns if c.startswith("metric.") and (headline(c) or varies(c))]
-    metrics.sort(key=lambda c: (c != RANK_METRIC, not headline(c), c))
-    params = [c for c in columns if c.startswith("param.") and varies(c)]
-    return [*ALWAYS, "source", *metrics, *params]
+    shown = [c for c in reading_order(columns) if c.startswith("param.") and varies(c)]
+    shown += [c for c in reading_order(columns) if c.startswith("metric.") and (headline(c) or varies(c))]
+    return [*ALWAYS, "source", *reading_order(shown)]
+
+
+def reading_order(columns) -> list[str]:
+    """make compare's order: run columns, the headline metric, ``eval_*``, ``base_eval_*``,
+    the other metrics by name, then the parameters."""
+    ordered = column_order(columns)
+    metrics = sorted(
+        (c for c in ordered if c.startswith("metric.")),
+        key=lambda c: (c != RANK_METRIC, not c.startswith("metric.eval_"), not c.startswith("metric.base_eval_"), c),
+    )
+    params = sorted(c for c in ordered if c.startswith("param."))
+    front = [c for c in ordered if not c.startswith(("metric.", "param."))]
+    return front + metrics + params
 
 
 def sort_key(column: str):
@@ -77,7 +89,7 @@ async def experiment_page(
     current: PageDep, name: str, cols: list[str] = Query(default=[]), sort: str = RANK_METRIC, desc: bool = True
 ) -> Response:
     rows = await experiment_rows(current.api, checked_name(name))
-    columns = column_order({c for r in rows for c in r.columns})
+    columns = reading_order({c for r in rows for c in r.columns})
     chosen = [c for c in cols if c in columns or c == "source"] or default_columns(rows, columns)
     rows = sorted(rows, key=lambda r: r.created, reverse=True)  # newest first among equals
     if sort:
@@ -107,8 +119,8 @@ async def diff_page(current: PageDep, name: str, run: list[str] = Query(default=
     lines = []
     if not problem:
         a, b = picked
-        for column in column_order(set(a.columns) | set(b.columns)):
-            if column == "experiment_name":
+        for column in reading_order(set(a.columns) | set(b.columns)):
+            if column in ("experiment_name", "run_name"):
                 continue
             left, right = a.columns.get(column), b.columns.get(column)
             if all or left != right:

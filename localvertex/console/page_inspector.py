@@ -82,7 +82,7 @@ async def inspector_page(current: PageDep, name: str = "") -> Response:
 
 def generate_body(champion: dict, image: bytes, mime: str) -> dict:
     """The generateContent request ``make inspect`` sends for one photo."""
-    from components.helpers import PROMPT
+    from components.labels import PROMPT
     from platform_facts.gemini import thinking_config_for
 
     try:
@@ -131,7 +131,7 @@ async def ask(current: ActionDep, request: Request) -> Response:
     champion = next((r for r in records if r["_slug"] == name), records[0] if records else None)
     if champion is None:
         return await _page(current, name, problem="No champion yet: a run that promotes one comes first.", status=400)
-    from components.helpers import answer_status, defect_type_of
+    from components.labels import answer_status, defect_type_of
 
     try:
         response = await current.api.generate(champion["endpoint"], generate_body(champion, image, mime))

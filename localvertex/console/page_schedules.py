@@ -53,7 +53,7 @@ async def schedules_page(current: PageDep) -> Response:
 @router.get("/schedules/new")
 async def new_schedule_page(current: PageDep, package: str = "", ref: str = "latest") -> Response:
     spec = await load_spec(current.api, package, ref)
-    fields = await asyncio.to_thread(build_fields, spec, await default_values(current.api, ""))
+    fields = await asyncio.to_thread(build_fields, spec, await default_values(current.api))
     run = RunForm(fields, display_name=f"{pipeline_name(spec)}-nightly", experiment=pipeline_name(spec))
     return current.render(
         "schedule_new.html", run=run, package=package, ref=ref, cron="0 2 * * *", limit="1", problems={}

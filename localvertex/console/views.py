@@ -55,6 +55,8 @@ def state_word(state: Any) -> str:
 def number(value: Any) -> str:
     """Metrics as people read them: 0.9166666 -> 0.9167; integers and text unchanged."""
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:  # token counts arrive as floats
+            return str(int(value))
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
     return str(value)
 
