@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
 import torch  # noqa: E402
 from datasets import Sample, make_samples, stratified_split, train_on  # noqa: E402
 
-from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
+from components.labels import DEFECT_TYPES, judge_answer  # noqa: E402
 from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
 
 

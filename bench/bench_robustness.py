@@ -17,7 +17,7 @@ the "held out" sets (seeds 8101 + 8102 and 8301 + 8302) were drawn only to score
 Seeds 8201 + 8202 were held out too until the good products a model called defective there
 were looked at (they showed the sensor-noise weakness the training noise now removes), so
 they are scored but no longer held out.
-Scoring is the notebook's regex rule (components.helpers.judge_answer): "defect type" is its
+Scoring is the notebook's regex rule (components.labels.judge_answer): "defect type" is its
 accuracy over all images (a good part's type is right when it is called Pass); a miss is a
 defective part not judged Defect, an overkill a good part not judged Pass (an unreadable
 answer counts as wrong either way).
@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from datasets import CLASSES, Sample, make_balanced, make_samples, stratified_split, train_on  # noqa: E402
 from textures import make_textures  # noqa: E402
 
-from components.helpers import DEFECT_TYPES, judge_answer  # noqa: E402
+from components.labels import DEFECT_TYPES, judge_answer  # noqa: E402
 from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
 from localvertex.model.training import BATCH_SIZE  # noqa: E402
 

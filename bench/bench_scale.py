@@ -118,7 +118,7 @@ def child_synth(count: int, workers: int) -> dict:
     """The synthesize_images component as it is in the tree, its progress lines timed."""
     from kfp.dsl import Dataset
 
-    from components.helpers import parse_progress
+    from components.progress import parse_progress
     from components.synthesize_images import synthesize_images
 
     started = time.perf_counter()
@@ -225,7 +225,7 @@ def evaluation(count: int, concurrency: int, data_dir: Path | None = None, endpo
     from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 
     from components.evaluate_inspector import evaluate_inspector
-    from components.helpers import PROMPT, notebook_labels
+    from components.labels import PROMPT, notebook_labels
 
     labels = notebook_labels()
     with tempfile.TemporaryDirectory(dir=REPO) as scratch:

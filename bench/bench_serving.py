@@ -102,7 +102,7 @@ def tune_endpoint(images: list[tuple[bytes, str | None]]) -> str:
     from google.cloud import storage
     from google.genai import types
 
-    from components.helpers import notebook_labels
+    from components.labels import notebook_labels
 
     labels = notebook_labels()
     bucket = storage.Client(project=PROJECT).bucket(BUCKET)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from components.drawing import draw_product_image
-from components.helpers import DEFECT_TYPES, LABELS
+from components.labels import DEFECT_TYPES, LABELS
 
 CLASSES = (None, *DEFECT_TYPES)
 

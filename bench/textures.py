@@ -31,7 +31,7 @@ from pathlib import Path
 from datasets import CLASSES, Sample
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from components.helpers import LABELS
+from components.labels import LABELS
 
 SIZE = 256
 TUNING_SHARE = 0.6  # tuning crops lie in the left 60 % of a photograph, scored ones in the rest

@@ -4,8 +4,8 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
+from components.clients import parse_gcs_uri
 from components.dataset_rules import check_split_rows, jsonl_folder_path, jsonl_texts, oversample_rows
-from components.helpers import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 from components.shipping import lightweight_component
 

@@ -12,14 +12,9 @@ the image URI. The checks of a whole tuning JSONL line (``jsonl_line_problems``,
 message and fix (``jsonl_problem``).
 """
 
-from components.helpers import (
-    defect_type_of,
-    image_mime_types,
-    is_pass_answer,
-    manifest_columns,
-    notebook_labels,
-    parse_gcs_uri,
-)
+from components.clients import parse_gcs_uri
+from components.labels import defect_type_of, is_pass_answer, notebook_labels
+from components.manifests import image_mime_types, manifest_columns
 from platform_facts.gemini import (
     base_model_id,
     gemini_models,
@@ -1049,7 +1044,7 @@ def import_report(records, layout, dataset_uri, imbalance_warning_ratio, notes):
 
 
 def manifest_row(record):
-    """A record as a manifest row (helpers.manifest_columns)."""
+    """A record as a manifest row (manifests.manifest_columns)."""
     import posixpath
 
     return {

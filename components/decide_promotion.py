@@ -15,7 +15,7 @@ from components.champion import (
     run_object,
 )
 from components.champion_store import inspector_name, read_json_object, write_json_object
-from components.helpers import parse_gcs_uri
+from components.clients import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 from components.shipping import lightweight_component
 from platform_facts.gemini import lifecycle_problem

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Output
 
+from components.clients import endpoint_location, genai_client, parse_gcs_uri
 from components.evaluation import (
     confusion_matrix,
     evaluation_records,
@@ -28,13 +29,8 @@ from components.evaluation import (
     summary_line,
     thumbnail_uris,
 )
-from components.helpers import (
-    endpoint_location,
-    genai_client,
-    parse_gcs_uri,
-    report_progress,
-)
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
+from components.progress import report_progress
 from components.shipping import lightweight_component
 from platform_facts.gemini import media_resolution_level, thinking_config_for
 from platform_facts.images import eight_bit

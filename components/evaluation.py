@@ -8,7 +8,7 @@ self-contained (imports inside), the record types come from a function
 them directly.
 """
 
-from components.helpers import defect_type_of, is_pass_answer, judge_answer
+from components.labels import defect_type_of, is_pass_answer, judge_answer
 
 
 # ---------------------------------------------------------------------------- records

@@ -7,6 +7,7 @@ split, JSONL, tuning, evaluation and summary steps run unchanged.
 
 from kfp.dsl import Dataset, Output
 
+from components.clients import parse_gcs_uri
 from components.dataset_rules import (
     check_dataset_uri,
     class_set_problem,
@@ -37,8 +38,9 @@ from components.dataset_rules import (
     skipped_files_note,
     small_class_problems,
 )
-from components.helpers import parse_gcs_uri, report_progress, write_empty_manifest, write_manifest
+from components.manifests import write_empty_manifest, write_manifest
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+from components.progress import report_progress
 from components.shipping import lightweight_component
 
 

@@ -6,12 +6,9 @@ from kfp.dsl import OutputPath
 
 from components.champion import inspector_paths
 from components.champion_store import inspector_name, read_json_object
+from components.clients import genai_client
 from components.entrypoint import exec_python
-from components.helpers import (
-    earlier_attempts_job,
-    genai_client,
-    write_gcp_resources,
-)
+from components.gcp_resources import earlier_attempts_job, write_gcp_resources
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
 from components.shipping import lightweight_component
 from platform_facts.gemini import continuous_tuning_problem, lifecycle_warning, tuning_problems

@@ -6,8 +6,9 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 
 from components.champion import golden_id_of, golden_rows_from_jsonl, inspector_paths, run_object
 from components.champion_store import inspector_name
+from components.clients import parse_gcs_uri
 from components.dataset_rules import jsonl_texts
-from components.helpers import defect_type_of, is_pass_answer, parse_gcs_uri
+from components.labels import defect_type_of, is_pass_answer
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 from components.shipping import lightweight_component
 from components.split_manifest import read_manifest_rows

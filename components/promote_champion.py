@@ -2,7 +2,7 @@
 
 from components.champion import check_champion_record, history_object, inspector_paths, run_object
 from components.champion_store import replace_champion, write_json_object
-from components.helpers import parse_gcs_uri
+from components.clients import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES
 from components.shipping import lightweight_component
 

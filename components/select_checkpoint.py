@@ -9,18 +9,15 @@ from components.champion import (
     checkpoint_table,
     choose_checkpoint,
 )
+from components.clients import endpoint_location, genai_client
 from components.evaluate_inspector import ask_all, read_test_examples
 from components.evaluation import (
     merge_defect_classes,
     score_answers,
     summarize_results,
 )
-from components.helpers import (
-    endpoint_location,
-    genai_client,
-    report_progress,
-)
 from components.packages import BASE_IMAGE, EVAL_PACKAGES
+from components.progress import report_progress
 from components.shipping import lightweight_component
 from platform_facts.gemini import thinking_config_for
 

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components.helpers import manifest_columns
+from components.manifests import manifest_columns
 from components.packages import BASE_IMAGE, BASE_PACKAGES
 from components.shipping import lightweight_component
 
@@ -27,7 +27,7 @@ def check_split_fractions(train_fraction, validation_fraction):
 
 def manifest_to_split(manifest_path, imported_path=None):
     """(columns, rows) of the manifest with rows, the synthesized one or the imported one
-    (both with rows is an error), its columns in the usual order (helpers.manifest_columns)
+    (both with rows is an error), its columns in the usual order (manifests.manifest_columns)
     then any others; ValueError without rows or without the gcs_uri and label columns."""
     fields, rows = read_manifest_rows(manifest_path)
     if imported_path is not None:
@@ -126,7 +126,7 @@ def split_manifest(
     Args:
         manifest: CSV with at least gcs_uri and label columns (status, defect_type and
             sha256 are used when present).
-        train_manifest: output CSV, same columns (those of helpers.manifest_columns first).
+        train_manifest: output CSV, same columns (those of manifests.manifest_columns first).
         validation_manifest: output CSV, same columns.
         test_manifest: output CSV, same columns.
         split_metrics: example counts per split and class (``split_*`` names).

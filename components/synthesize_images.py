@@ -2,16 +2,12 @@
 
 from kfp.dsl import Dataset, Output
 
+from components.clients import parse_gcs_uri, storage_client
 from components.drawing import draw_product_image, drawing_variations
-from components.helpers import (
-    notebook_labels,
-    parse_gcs_uri,
-    report_progress,
-    storage_client,
-    write_empty_manifest,
-    write_manifest,
-)
+from components.labels import notebook_labels
+from components.manifests import write_empty_manifest, write_manifest
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
+from components.progress import report_progress
 from components.shipping import lightweight_component
 
 

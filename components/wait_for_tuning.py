@@ -5,10 +5,12 @@ from typing import NamedTuple
 from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 from kfp.dsl import Metrics, Output, OutputPath
 
+from components.clients import genai_client
 from components.entrypoint import exec_python
 from components.evaluation import scrub_error
-from components.helpers import genai_client, report_progress, vertex_resource_uri, write_gcp_resources
+from components.gcp_resources import vertex_resource_uri, write_gcp_resources
 from components.packages import BASE_IMAGE, TUNING_PACKAGES
+from components.progress import report_progress
 from components.shipping import lightweight_component
 
 

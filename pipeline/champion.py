@@ -19,7 +19,7 @@ from rich.table import Column, Table
 
 from components.champion import inspector_paths
 from components.champion_store import list_json_objects, read_json_object
-from components.helpers import parse_gcs_uri
+from components.clients import parse_gcs_uri
 from pipeline.terminal import console, fail
 
 LOCAL_BUCKET, LOCAL_PROJECT = "gs://local-bucket", "local-project"

@@ -427,7 +427,7 @@ def inspect_command(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
 ):
     """Ask the inspector about images (sent inline, as a camera client would): the champion by default."""
-    from components.helpers import endpoint_location, genai_client
+    from components.clients import endpoint_location, genai_client
     from localvertex import DataDirInUse
     from pipeline.champion import choose_inspector, local_services
 
@@ -480,7 +480,7 @@ def _inspect_target(env: dict, inspector: str, why: str, run: dict | None, endpo
     The champion is asked the way it was tuned (its own prompt and system instruction); without
     one, the latest successful run's chosen checkpoint, saying so.
     """
-    from components.helpers import PROMPT
+    from components.labels import PROMPT
     from pipeline.champion import load_champion, storage_bucket, target_of
 
     params = run["params"] if run else {}
@@ -507,7 +507,8 @@ def _inspect_image(client, target: dict, image: Path) -> dict:
 
     from google.genai import errors, types
 
-    from components.helpers import answer_status, defect_type_of, image_mime_types
+    from components.labels import answer_status, defect_type_of
+    from components.manifests import image_mime_types
     from platform_facts.gemini import thinking_config_for
 
     row = {"file": str(image), "answer": "", "status": "", "defect_type": None, "error": ""}

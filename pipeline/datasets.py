@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from components import dataset_rules as rules
-from components.helpers import image_mime_types
+from components.manifests import image_mime_types
 
 URI_COLUMNS = rules.image_uri_columns()  # the import's own lists: one rule, in one place
 CSV_IMAGE_COLUMNS = URI_COLUMNS + rules.image_column_aliases()

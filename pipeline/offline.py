@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.helpers import parse_progress
+from components.progress import parse_progress
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS_DIR = Path(os.environ.get("PIPELINE_RUNS_DIR", REPO / "runs"))
@@ -75,7 +75,7 @@ def parse_line(line: str, current_task: str) -> Event | None:
     """Turns one line of the kfp.local stream into an Event, if it is one.
 
     Task starts and ends are kfp.local's own log lines; progress is the structured
-    ``::progress::`` record the components print (components.helpers.report_progress).
+    ``::progress::`` record the components print (components.progress.report_progress).
     """
     text = _ANSI.sub("", line)
     if match := _TASK_START.search(text):

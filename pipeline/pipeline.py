@@ -19,8 +19,8 @@ from components.build_tuning_jsonl import build_tuning_jsonl
 from components.check_tuning_cost import check_tuning_cost
 from components.decide_promotion import decide_promotion
 from components.evaluate_inspector import evaluate_inspector
-from components.helpers import PROMPT
 from components.import_dataset import import_dataset
+from components.labels import PROMPT
 from components.launch_tuning import launch_tuning
 from components.notify_run import notify_run
 from components.prepare_golden_set import prepare_golden_set

@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from components.clients import parse_gcs_uri
 from components.dataset_rules import (
     example_image_uris,
     jsonl_file_problems,
@@ -36,7 +37,6 @@ from components.dataset_rules import (
     jsonl_problem,
     jsonl_problem_kinds,
 )
-from components.helpers import parse_gcs_uri
 from pipeline.terminal import fail
 from platform_facts.gemini import base_model_id, gemini_models, recommended_models, tuning_problems
 

@@ -15,7 +15,7 @@ from components.champion_store import list_json_objects, read_json_object, repla
 from components.check_tuning_cost import check_tuning_cost
 from components.decide_promotion import decide_promotion
 from components.drawing import draw_product_image
-from components.helpers import PROMPT
+from components.labels import PROMPT
 from components.prepare_golden_set import prepare_golden_set
 from components.promote_champion import promote_champion, set_champion_alias
 from components.select_checkpoint import select_checkpoint
@@ -316,7 +316,7 @@ def images(local_stack):
     import io
     import random
 
-    from components.helpers import LABELS
+    from components.labels import LABELS
 
     rows = []
     for i in range(12):
@@ -631,8 +631,8 @@ def test_select_checkpoint_scores_every_checkpoints_endpoint(images, tmp_path):
 
     from google.genai import types
 
+    from components.clients import genai_client
     from components.dataset_rules import tuning_example
-    from components.helpers import genai_client
 
     def upload(name, rows):
         bucket().blob(f"select-unit/{name}.jsonl").upload_from_string(

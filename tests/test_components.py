@@ -10,7 +10,8 @@ from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint
 from kfp import dsl
 
 from components.build_tuning_jsonl import build_tuning_jsonl
-from components.helpers import LABELS, PROMPT, genai_client, parse_gcs_uri
+from components.clients import genai_client, parse_gcs_uri
+from components.labels import LABELS, PROMPT
 from components.launch_tuning import launch_tuning
 from components.split_manifest import split_manifest
 from components.summarize_run import summarize_run
@@ -135,7 +136,7 @@ def test_synthesize_is_deterministic_for_a_seed(synthesized, local_stack, tmp_pa
     ],
 )
 def test_storage_client_ignores_proxy_settings_only_for_a_loopback_emulator(monkeypatch, emulator, trusts_environment):
-    from components.helpers import storage_client
+    from components.clients import storage_client
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     assert storage_client(PROJECT)._http.trust_env is trusts_environment
@@ -419,7 +420,7 @@ def test_a_terminated_wait_cancels_its_tuning_job(splits, tmp_path):
 
     from google.genai import types
 
-    from components.helpers import genai_client
+    from components.clients import genai_client
 
     outputs, _ = splits
     jsonl = build_jsonl(outputs, tmp_path, "unit/sigterm")

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from components import dataset_rules as rules
-from components.helpers import LABELS, PROMPT, manifest_columns
+from components.labels import LABELS, PROMPT
+from components.manifests import manifest_columns
 
 DENT = "Status: Defect - Dent detected on product surface."
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageChops
 from bench.datasets import CLASSES, make_balanced, make_samples, stratified_split
 from components import drawing
 from components.drawing import draw_product_image, drawing_variations
-from components.helpers import LABELS
+from components.labels import LABELS
 
 DEFECTS = ("Scratch", "Crack", "Discoloration")
 

@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw
 
 from components.drawing import draw_product_image
 from components.evaluate_inspector import evaluate_inspector, make_thumbnail
-from components.helpers import LABELS, PROMPT, judge_answer, parse_progress
+from components.labels import LABELS, PROMPT, judge_answer
+from components.progress import parse_progress
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
 BURR_LABEL = 'Status: Defect - Burr <edge> & "sharp" at 3 o\'clock'
@@ -107,7 +108,7 @@ def data(local_stack):
 def endpoint(data):
     from google.genai import types
 
-    from components.helpers import genai_client
+    from components.clients import genai_client
 
     client = genai_client(PROJECT, LOCATION)
     job = client.tunings.tune(
@@ -296,7 +297,7 @@ def test_malformed_test_jsonl_names_the_line(local_stack, data, tmp_path):
 def test_answers_naming_a_class_missing_from_the_test_labels_keep_that_class(endpoint, data, local_stack, tmp_path):
     from google.cloud import storage
 
-    from components.helpers import defect_type_of
+    from components.labels import defect_type_of
 
     # Defect images all labelled Pass: the test labels name no defect type at all.
     lines = [

@@ -29,7 +29,7 @@ from components.evaluation import (
     summarize_results,
     summary_line,
 )
-from components.helpers import LABELS, PROMPT
+from components.labels import LABELS, PROMPT
 
 R = evaluation_records()
 PASS, SCRATCH, CRACK = LABELS[None], LABELS["Scratch"], LABELS["Crack"]

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from kfp import dsl
 
-from components.helpers import manifest_columns
 from components.import_dataset import import_dataset
+from components.manifests import manifest_columns
 from components.split_manifest import split_manifest
 from components.synthesize_images import synthesize_images
 from pipeline.pipeline import COMPILED_YAML

@@ -20,8 +20,9 @@ from kfp import dsl
 from PIL import Image
 
 from components.build_tuning_jsonl import build_tuning_jsonl
-from components.helpers import LABELS, PROMPT, parse_gcs_uri
+from components.clients import parse_gcs_uri
 from components.import_dataset import import_dataset
+from components.labels import LABELS, PROMPT
 from components.split_manifest import split_manifest
 from pipeline.datasets import DatasetUploadError, upload_local_dataset
 

@@ -1,4 +1,4 @@
-"""Table-driven tests of the answer scoring in components/helpers.py.
+"""Table-driven tests of the answer scoring in components/labels.py.
 
 Decisions recorded here (and in ``judge_answer``'s docstring):
 - A Pass must be exactly "Status: Pass" (case, spacing, one final "." or "!" aside), as in
@@ -12,7 +12,7 @@ Decisions recorded here (and in ``judge_answer``'s docstring):
 
 import pytest
 
-from components.helpers import DEFECT_TYPES, LABELS, defect_type_of, is_pass_answer, judge_answer
+from components.labels import DEFECT_TYPES, LABELS, defect_type_of, is_pass_answer, judge_answer
 
 PASS = LABELS[None]
 SCRATCH = LABELS["Scratch"]

@@ -18,8 +18,8 @@ from kfp import dsl
 from PIL import Image
 
 from components import dataset_rules as rules
-from components.helpers import LABELS
 from components.import_dataset import import_dataset
+from components.labels import LABELS
 from pipeline.datasets import DatasetUploadError, upload_local_dataset
 
 PROJECT = "local-project"

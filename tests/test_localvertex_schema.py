@@ -468,8 +468,9 @@ def test_component_traffic_follows_the_schema(recorder, discovery, small_dataset
     from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
     from kfp import dsl
 
+    from components.clients import genai_client
     from components.evaluate_inspector import ask_model
-    from components.helpers import earlier_attempts_job, genai_client
+    from components.gcp_resources import earlier_attempts_job
     from components.launch_tuning import launch_tuning
     from components.wait_for_tuning import wait_for_tuning
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from components.drawing import draw_product_image
-from components.helpers import LABELS, judge_answer
+from components.labels import LABELS, judge_answer
 from localvertex.model import Example, InspectorModel, TrainConfig, TrainingCancelled, load_image, train
 from localvertex.model import images as images_module
 from localvertex.model import training as training_module

@@ -19,7 +19,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from components.helpers import PROMPT, genai_client, parse_gcs_uri
+from components.clients import genai_client, parse_gcs_uri
+from components.labels import PROMPT
 from pipeline import champion as champion_cli
 from pipeline import offline, params
 from tests.test_notify import CHAT_PATH, SECRET_KEY, SECRET_TOKEN, receiver

@@ -158,7 +158,7 @@ def test_parse_line_recognises_task_and_progress_lines():
     ],
 )
 def test_report_progress_round_trips(capsys, done, total, unit, note, expected_text):
-    from components.helpers import PROGRESS_MARK, parse_progress, report_progress
+    from components.progress import PROGRESS_MARK, parse_progress, report_progress
 
     report_progress(done, total, unit, note)
     line = capsys.readouterr().out
@@ -177,7 +177,7 @@ def test_report_progress_round_trips(capsys, done, total, unit, note, expected_t
     ],
 )
 def test_report_progress_estimates_the_time_left(capsys, done, total, elapsed_s, expected_text, eta_s):
-    from components.helpers import PROGRESS_MARK, parse_progress, report_progress
+    from components.progress import PROGRESS_MARK, parse_progress, report_progress
 
     report_progress(done, total, "images", "uploaded", elapsed_s)
     line = capsys.readouterr().out

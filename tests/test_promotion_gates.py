@@ -33,8 +33,8 @@ from components.evaluation import (
     summary_line,
     thumbnail_uris,
 )
-from components.helpers import LABELS, PROMPT
 from components.import_dataset import class_set_problem, import_dataset
+from components.labels import LABELS, PROMPT
 from components.prepare_golden_set import class_mismatch_problem, golden_shortfall, prepare_golden_set, row_class
 from components.promote_champion import promote_champion
 from tests.conftest import BUCKET, PROJECT

@@ -20,7 +20,7 @@ from google.cloud.aiplatform.compat.types import pipeline_job as gca_pipeline_jo
 from rich.console import Console
 from typer.testing import CliRunner
 
-from components.helpers import LABELS, PROMPT
+from components.labels import LABELS, PROMPT
 from pipeline import vertex_smoke as smoke
 from pipeline.params import ParameterError
 from pipeline.pipeline import PIPELINE_NAME, TASK_TITLES

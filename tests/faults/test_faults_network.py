@@ -1,7 +1,7 @@
 """Network faults between the components and the (local) cloud, injected by tests/faults/proxy.py.
 
 * ``generateContent`` answers 429, 503 or slowly at a set rate while evaluate_inspector runs
-  against a real tuned endpoint: the genai client's retries (components/helpers.py
+  against a real tuned endpoint: the genai client's retries (components/clients.py
   ``genai_client``: 6 attempts, 1 s doubling backoff) absorb them and the metrics, the
   confusion matrix and every prediction are identical to a clean run's, in bounded time.
 * Cloud Storage answers 500/503 or drops the connection mid-response while synthesize_images,
@@ -33,8 +33,8 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 from components.build_tuning_jsonl import build_tuning_jsonl
 from components.drawing import draw_product_image
 from components.evaluate_inspector import evaluate_inspector
-from components.helpers import LABELS, PROMPT
 from components.import_dataset import import_dataset
+from components.labels import LABELS, PROMPT
 from components.synthesize_images import synthesize_images
 from tests.faults import counts
 from tests.faults.proxy import FaultProxy
@@ -81,7 +81,7 @@ def tuned(local_stack, gcs):
     """
     from google.genai import types
 
-    from components.helpers import genai_client
+    from components.clients import genai_client
 
     bucket, prefix, rng = gcs.bucket(BUCKET), f"faults/eval-{uuid.uuid4().hex[:6]}", random.Random(SEED)
     lines: dict[str, list[str]] = {"train": [], "test": []}

@@ -44,7 +44,7 @@ logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="[KFP Executor
 from kfp import dsl
 from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
 import components.wait_for_tuning as module
-from components.helpers import genai_client
+from components.clients import genai_client
 if sys.argv[3]:  # a client that gives up sooner: an outage longer than its retries
     module.genai_client = lambda project, location: genai_client(project, location, attempts=int(sys.argv[3]))
 out = sys.argv[2]
