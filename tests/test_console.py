@@ -411,6 +411,8 @@ def test_form_checks_are_make_submits():
     by = {f.name: f for f in fields}
     assert by["bucket"].required and by["base_model"].choices and by["thinking"].open_choices
     assert all(v != "gemini-2.5-pro" for v, _ in by["base_model"].choices), "retired models are not offered"
+    assert by["notify_webhook_url"].secret and by["notify_webhook_secret"].secret
+    assert not by["max_training_tokens"].secret and by["max_training_tokens"].text == "0"
     run = run_form.RunForm(
         fields,
         submitted={

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Parameters whose values are credentials: typed into a password box, never shown back.
-SECRET_RE = re.compile(r"(secret|token|password|webhook_url|api_key)", re.I)
+SECRET_RE = re.compile(r"(secret|password|webhook_url|api_key|access_token|credential)", re.I)
 LABEL_KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}")
 RESERVED_LABELS = ("pipeline", "trigger", "experiment")
@@ -40,6 +40,10 @@ class Field:
     @property
     def secret(self) -> bool:
         return bool(SECRET_RE.search(self.name))
+
+    @property
+    def default_text(self) -> str:
+        return _text(self.default, self.type)
 
     @property
     def checked(self) -> bool:

@@ -1,0 +1,62 @@
+"""The console's pages with 1,000 runs in the twin (issue 32's target: each page in <= 300 ms
+on the 2-core machine). The runs are written to the store as finished jobs before the server
+starts (bench_twin_pipelines.write_finished_jobs), then each page is fetched through HTTP with
+a logged-in session, as a browser would; the figure is the median of REPEAT fetches.
+
+    .venv/bin/python -m bench.bench_console [--runs 1000]
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.bench_twin_pipelines import write_finished_jobs
+
+TARGET_S = 0.300
+REPEAT = 7
+PAGES = {
+    "runs (25 a page)": "/console/runs",
+    "runs (100 a page)": "/console/runs?page_size=100",
+    "runs, label filter": "/console/runs?label=parity%3Deven",
+    "runs, state filter": "/console/runs?state=SUCCEEDED",
+    "run": "/console/runs/bench-0500",
+    "experiments": "/console/experiments",
+    "schedules": "/console/schedules",
+    "templates": "/console/templates",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+
+    from localvertex import LocalStack
+    from localvertex.console.security import read_keys
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-console-"))
+    write_finished_jobs(data_dir, args.runs)
+    with LocalStack(data_dir) as stack, httpx.Client(base_url=stack.vertex_url, timeout=60) as browser:
+        browser.get(f"/console/login?token={read_keys(data_dir / 'auth').login_token}")
+        print(f"console pages with {args.runs} runs in the twin (median of {REPEAT}; target {TARGET_S * 1000:.0f} ms)")
+        worst = 0.0
+        for name, path in PAGES.items():
+            browser.get(path)  # warm: the first call imports and opens connections
+            times = []
+            for _ in range(REPEAT):
+                started = time.perf_counter()
+                resp = browser.get(path)
+                times.append(time.perf_counter() - started)
+                assert resp.status_code == 200, (path, resp.status_code, resp.text[:300])
+            median = statistics.median(times)
+            worst = max(worst, median)
+            print(f"  {name:<22} {median * 1000:7.1f} ms  {'ok' if median <= TARGET_S else 'OVER'}")
+        print(f"slowest page: {worst * 1000:.1f} ms ({'within' if worst <= TARGET_S else 'over'} the target)")
+
+
+if __name__ == "__main__":
+    main()
