@@ -62,21 +62,23 @@ bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_scale.py --eval 2000
 
 # ---- Vertex AI (settings in env.sh: cp env.sh.example env.sh) --------------------------
+# Without env.sh the settings come from the environment: `. <(python -m localvertex env)` exports
+# them for the local Vertex AI (make serve). An env.sh, when present, is read on top of them.
 # Extra pipeline parameters: make submit PARAMS="num_images=400 epoch_count=3"; NO_CACHE=1 reruns every step.
 # PARAMS splits on spaces: for a value with spaces use ARGS='--param "system_instruction=You are a QC inspector."'.
 PARAMS ?=
-VERTEX_ENV = set -a && . ./env.sh && set +a
+VERTEX_ENV = set -a && { test ! -f env.sh || . ./env.sh; } && set +a
 VERTEX_RUN_OPTS = --project "$$PROJECT" --location "$$LOCATION" --bucket "$$BUCKET" \
 	$${EXPERIMENT:+--experiment "$$EXPERIMENT"} $${SERVICE_ACCOUNT:+--service-account "$$SERVICE_ACCOUNT"} \
 	$(if $(NO_CACHE),--no-cache) $(foreach p,$(PARAMS),--param $(p))
 
-env.sh:
-	@echo "env.sh not found: cp env.sh.example env.sh, then set PROJECT, LOCATION, BUCKET (and EXPERIMENT, REPO, CRON)" >&2; exit 1
+vertex-env:
+	@test -f env.sh || test -n "$$PROJECT" || { echo "env.sh not found and no PROJECT in the environment: cp env.sh.example env.sh, then set PROJECT, LOCATION, BUCKET (and EXPERIMENT, REPO, CRON); or, for the local Vertex AI, . <(python -m localvertex env)" >&2; exit 1; }
 
-submit: $(STAMP) env.sh ## Submit one run to Vertex AI Pipelines (PARAMS="num_images=400", NO_CACHE=1)
+submit: $(STAMP) vertex-env ## Submit one run to Vertex AI Pipelines (PARAMS="num_images=400", NO_CACHE=1)
 	@$(VERTEX_ENV) && $(PYTHON) -m pipeline submit $(VERTEX_RUN_OPTS) $(ARGS)
 
-schedule: $(STAMP) env.sh ## Create the nightly schedule from CRON in env.sh (ARGS="--list", "--pause NAME")
+schedule: $(STAMP) vertex-env ## Create the nightly schedule from CRON in env.sh (ARGS="--list", "--pause NAME")
 	@$(VERTEX_ENV) && if [[ "$(ARGS)" == *--list* || "$(ARGS)" == *--pause* || "$(ARGS)" == *--resume* || "$(ARGS)" == *--delete* ]]; then \
 		$(PYTHON) -m pipeline schedule --project "$$PROJECT" --location "$$LOCATION" $(ARGS); \
 	else \
@@ -84,14 +86,14 @@ schedule: $(STAMP) env.sh ## Create the nightly schedule from CRON in env.sh (AR
 		$(PYTHON) -m pipeline schedule --cron "$$CRON" $(VERTEX_RUN_OPTS) $(ARGS); \
 	fi
 
-upload: $(STAMP) env.sh ## Upload the compiled pipeline to Artifact Registry (REPO in env.sh) as a console template
+upload: $(STAMP) vertex-env ## Upload the compiled pipeline to Artifact Registry (REPO in env.sh) as a console template
 	@$(VERTEX_ENV) && test -n "$$REPO" || { echo "set REPO in env.sh (https://LOCATION-kfp.pkg.dev/PROJECT/REPO)" >&2; exit 1; }
 	@$(VERTEX_ENV) && $(PYTHON) -m pipeline upload --repo "$$REPO" $(ARGS)
 
-compare: $(STAMP) env.sh ## Compare the Vertex Experiments runs of EXPERIMENT, best first (ARGS="--csv runs.csv")
+compare: $(STAMP) vertex-env ## Compare the Vertex Experiments runs of EXPERIMENT, best first (ARGS="--csv runs.csv")
 	@$(VERTEX_ENV) && $(PYTHON) -m pipeline compare --experiment "$$EXPERIMENT" --project "$$PROJECT" --location "$$LOCATION" $(ARGS)
 
-vertex-smoke: $(STAMP) env.sh ## Smallest real (billed) run on Vertex AI, then a checklist of what only Vertex shows (ARGS=--yes)
+vertex-smoke: $(STAMP) vertex-env ## Smallest real (billed) run on Vertex AI, then a checklist of what only Vertex shows (ARGS=--yes)
 	@$(VERTEX_ENV) && $(PYTHON) -m pipeline vertex-smoke --project "$$PROJECT" --location "$$LOCATION" --bucket "$$BUCKET" \
 		$${EXPERIMENT:+--experiment "$$EXPERIMENT"} $${SERVICE_ACCOUNT:+--service-account "$$SERVICE_ACCOUNT"} \
 		$(foreach p,$(PARAMS),--param $(p)) $(ARGS)
@@ -99,4 +101,4 @@ vertex-smoke: $(STAMP) env.sh ## Smallest real (billed) run on Vertex AI, then a
 clean: ## Remove local runs and the local Vertex AI data (keeps .venv)
 	rm -rf runs .localvertex
 
-.PHONY: help setup run test lint validate compile runs inspect champion serve bench submit schedule upload compare vertex-smoke clean
+.PHONY: help setup run test lint validate compile runs inspect champion serve console bench vertex-env submit schedule upload compare vertex-smoke clean

@@ -114,7 +114,11 @@ def env(
         None, help="Data directory of the running stack (default: $LOCALVERTEX_DATA_DIR or <repo>/.localvertex)."
     ),
     location: str = typer.Option("us-central1", help="LOCATION for the Vertex commands (a tuning region)."),
-    experiment: str = typer.Option("visual-defect-sft", help="EXPERIMENT for submit, schedule and compare."),
+    experiment: str = typer.Option(
+        # Not the pipeline's name, visual-defect-sft: that is the ID of its runs' system.Pipeline context.
+        "visual-defect-sft-runs",
+        help="EXPERIMENT for submit, schedule and compare.",
+    ),
 ) -> None:
     """Print the export lines of the stack running on the data directory (``serve`` or a run):
     the SDKs' variables, then the settings of ``make submit | schedule | upload | compare |

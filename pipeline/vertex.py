@@ -146,11 +146,22 @@ def init_vertex(project: str | None, location: str):
 
 
 def check_experiment_name(experiment: str | None) -> None:
-    """Experiment names end up in a label: lowercase letters, digits, hyphens, 63 at most."""
+    """Experiment names end up in a label: lowercase letters, digits, hyphens, 63 at most.
+
+    Nor may one be the pipeline's name: Vertex AI Pipelines records every run under a
+    ``system.Pipeline`` metadata context with that ID (what ``get_pipeline_df`` reads), and an
+    experiment is a context too, so the SDK refuses it ("Experiment name ... is of type
+    (system.Pipeline)") once the pipeline has run in the project.
+    """
     if experiment is not None and not _EXPERIMENT_RE.match(experiment):
         raise ParameterError(
             f"--experiment {experiment!r}: use lowercase letters, digits and hyphens, "
             "starting with a letter or digit, 63 characters at most"
+        )
+    if experiment == PIPELINE_NAME:
+        raise ParameterError(
+            f"--experiment {experiment!r} is the pipeline's own name, which Vertex AI gives the metadata "
+            f"context of its runs; name the experiment otherwise, e.g. {PIPELINE_NAME}-runs"
         )
 
 

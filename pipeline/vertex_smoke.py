@@ -8,7 +8,10 @@ checklist (✓/✗, each with its evidence: resource names and console links):
 3. the run's ``launch-tuning`` task names its tuning job in ``gcp_resources`` and that job exists;
 4. cancelling a run cancels its tuning job: a second run is cancelled while ``wait-for-tuning``
    waits, and its tuning job must end ``JOB_STATE_CANCELLED`` (the SIGTERM path of
-   ``components/entrypoint.py`` and ``components/wait_for_tuning.py``);
+   ``components/entrypoint.py`` and ``components/wait_for_tuning.py``). That run plans
+   ``CANCEL_EPOCHS`` epochs so that its job is still training when it is cancelled on any
+   backend: a one-epoch job on 32 examples outlasts the settle time on Google (minutes of
+   set-up alone), but not on the local Vertex AI, which trains it in under a minute;
 5. a schedule can be created (paused at once, first start a year ahead, one run at most),
    carries ``maxConcurrentActiveRunCount=1``, and can be paused and deleted.
 
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import typer
 
-from components.helpers import DEFECT_TYPES, LABELS
+from components.labels import DEFECT_TYPES, LABELS
 from pipeline.params import ParameterError, parse_assignments, resolve
 from pipeline.pipeline import COMPILED_YAML, PIPELINE_NAME, TASK_TITLES
 from pipeline.terminal import fail
@@ -73,6 +76,13 @@ CANCEL_END_MIN = 20  # the tuning job ending after the run was cancelled
 SETTLE_S = 120  # after wait-for-tuning turns RUNNING: image pull, pip install, handler installed
 POLL_S = 30
 HEARTBEAT_S = 600  # a progress line at least this often, even when nothing changed
+SETTLE_POLL_S = 5  # how often the settle looks at the tuning job
+SETTLE_MIN_S = 10  # the settle never ends sooner, whatever the job reports
+# Epochs the cancel run plans (at least): its tuning job must still be training when the run is
+# cancelled, up to ~3 minutes after wait-for-tuning starts. It is cancelled then, so it trains
+# (and is billed) for those minutes only; vertex-smoke cancels it itself at the latest after
+# --cancel-end-timeout.
+CANCEL_EPOCHS = 20
 
 PIPELINE_ENDED = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 TUNING_ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
@@ -132,6 +142,13 @@ def smoke_parameters(
     """Every parameter of the smoke run (compiled defaults included), checked and typed."""
     sent = run_parameters(project, location, bucket, smoke_assignments(extra), template)
     return resolve(sent, template)
+
+
+def cancel_assignments(assignments: list[str]) -> list[str]:
+    """The cancel run's ``key=value``: the smoke run's, with at least ``CANCEL_EPOCHS`` epochs."""
+    merged = parse_assignments(list(assignments))
+    merged["epoch_count"] = str(max(int(merged.get("epoch_count", 1)), CANCEL_EPOCHS))
+    return [f"{name}={value}" for name, value in merged.items()]
 
 
 def display_names(stamp: str) -> dict[str, str]:
@@ -262,15 +279,17 @@ def cost_lines(estimate: CostEstimate, price_source: str = "") -> list[str]:
     ]
     if e.usd is not None:
         lines.append(
-            f"At ${e.price_per_m_tokens:g} per 1M training tokens ({price_source}): ≈ ${e.usd:.2f} per "
-            f"tuning job; at most ≈ ${2 * e.usd:.2f} for both (the second is cancelled soon after it "
-            "starts)."
+            f"At ${e.price_per_m_tokens:g} per 1M training tokens ({price_source}): ≈ ${e.usd:.2f} per tuning job "
+            f"of {e.epochs} epoch(s), the checked run's. The cancelled run's job plans {max(e.epochs, CANCEL_EPOCHS)} epochs so "
+            "that it is still training when cancelled, minutes after it starts; were it never stopped it "
+            f"would cost ≈ ${e.usd * max(e.epochs, CANCEL_EPOCHS) / e.epochs:.2f}."
         )
     else:
         lines.append(
             f"No tuning price for {e.base_model} is recorded here (none from a cited source): multiply "
             f"the training tokens by the price per 1M training tokens at {PRICING_URL}. Two tuning jobs "
-            "are started; the second is cancelled soon after it starts, so costs at most as much."
+            f"are started; the second plans {max(e.epochs, CANCEL_EPOCHS)} epochs, so that it is still training "
+            "when it is cancelled, minutes after it starts."
         )
     lines.append(
         f"Evaluation calls the tuned endpoint once per test image: {e.eval_calls} call(s) of ~"
@@ -602,12 +621,12 @@ class Smoke:
 
     # ---- building and sending
 
-    def _job(self, display_name: str, experiment: str | None):
+    def _job(self, display_name: str, experiment: str | None, assignments: list[str] | None = None):
         job = build_job(
             project=self.project,
             location=self.location,
             bucket=self.bucket,
-            assignments=self.assignments,
+            assignments=self.assignments if assignments is None else assignments,
             experiment=experiment,
             display_name=display_name,
             trigger=TRIGGER,
@@ -619,8 +638,8 @@ class Smoke:
         job.job_id = display_name
         return job
 
-    def _submit(self, display_name: str, experiment: str | None):
-        job = self._job(display_name, experiment)
+    def _submit(self, display_name: str, experiment: str | None, assignments: list[str] | None = None):
+        job = self._job(display_name, experiment, assignments)
         job.submit(service_account=self.service_account, experiment=experiment)
         self.submitted.append(job)
         console.print(
@@ -724,7 +743,7 @@ class Smoke:
     def cancel_check(self) -> Check:
         """Check 4: a run cancelled while wait-for-tuning waits leaves its job JOB_STATE_CANCELLED."""
         try:
-            job = self._submit(self.names["cancel"], None)
+            job = self._submit(self.names["cancel"], None, cancel_assignments(self.assignments))
         except Exception as error:
             return not_run(4, f"the run was not submitted ({_error_line(error)})")
         state, tasks, error, _, timed_out = self._wait(job, "cancel run", cancel_ready, self.cancel_reach_s)
@@ -744,14 +763,33 @@ class Smoke:
                 notes.append(f"wait-for-tuning was not running after {_minutes(self.cancel_reach_s)}")
             else:
                 console.print(
-                    f"wait-for-tuning is running; cancelling the run in {int(self.settle_s)} s "
-                    "(time for its Python to start and install the SIGTERM handler)",
+                    f"wait-for-tuning is running; cancelling the run in {int(self.settle_s)} s, or once "
+                    "its tuning job has trained an epoch (time for its Python to start and install the "
+                    "SIGTERM handler)",
                     highlight=False,
                 )
-                _sleep(self.settle_s)
+                ended = self._settle(tuning_job)
+                if ended:
+                    notes.append(f"its tuning job ended {ended} before the cancel")
             self._stop(job)
             console.print(f"cancel requested for {job.resource_name}", highlight=False, markup=False)
         return cancel_row(self._watch_cancel(job, tuning_job, "; ".join(notes)))
+
+    def _settle(self, tuning_job: str) -> str:
+        """Waits ``settle_s`` after wait-for-tuning turned RUNNING, or less once the tuning job
+        lists a checkpoint: a job that has trained an epoch has been waited on by a running
+        wait-for-tuning for long enough (on Google an epoch takes longer than the settle, so
+        there it is always the full wait). Returns the job's state if it ended meanwhile."""
+        start = _clock()
+        while (elapsed := _clock() - start) < self.settle_s:
+            if tuning_job and elapsed >= SETTLE_MIN_S:
+                job = self.tuning.tunings.get(name=tuning_job)
+                if job.has_ended:
+                    return job.state.name
+                if job.tuned_model and job.tuned_model.checkpoints:
+                    return ""
+            _sleep(max(0.0, min(SETTLE_POLL_S, self.settle_s - elapsed)))
+        return ""
 
     def _watch_cancel(self, job, tuning_job: str, note: str) -> CancelObservation:
         start = _clock()

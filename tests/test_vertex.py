@@ -353,6 +353,8 @@ def test_submit_takes_the_project_from_adc(cli, google_api, template):
         (["-p", "epoch_count"], "expected key=value"),
         (["-p", "project=other"], "use --project instead"),
         (["--experiment", "QC_Exp"], "--experiment 'QC_Exp'"),
+        # The pipeline's name is its runs' system.Pipeline context: the twin showed the SDK refuse it.
+        (["--experiment", "visual-defect-sft"], "is the pipeline's own name"),
         # A retired base model fails before any request, naming the replacement (issue 30).
         (["-p", "base_model=gemini-2.5-flash"], "gemini-2.5-flash was retired on 2026-06-17"),
         (["-p", "base_model=gemini-2.5-pro"], "use gemini-3.5-flash instead"),

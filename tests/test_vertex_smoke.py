@@ -558,13 +558,14 @@ def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template)
     jobs = created_jobs(smoke_api)
     [cancel_name] = [n for n in jobs if n.startswith(f"{ROOT}-cancel-")]
     [run_name] = [n for n in jobs if n.startswith(f"{ROOT}-run-")]
-    for _, body in jobs.values():
+    for name, (_, body) in jobs.items():
         assert body["runtimeConfig"]["parameterValues"] == {
             "project": PROJECT,
             "location": LOCATION,
             "bucket": BUCKET,
             "num_images": 40,
-            "epoch_count": 1,
+            # The cancel run plans more epochs, so its job is still training when it is cancelled.
+            "epoch_count": smoke.CANCEL_EPOCHS if name == cancel_name else 1,
             "adapter_size": 1,
             "eval_concurrency": 2,
         }
@@ -697,3 +698,11 @@ def test_interrupted_smoke_cancels_its_runs_and_tuning_jobs(cli, smoke_api, temp
     assert f"/v1/{PARENT}/pipelineJobs/{run_name}:cancel" in cancels
     assert any(p.startswith("/v1beta1/") and "/tuningJobs/" in p for p in cancels)
     assert "interrupted: cancelling" in result.output
+
+
+def test_cancel_run_plans_enough_epochs_to_be_cancelled_while_training():
+    assert smoke.cancel_assignments(["num_images=40", "epoch_count=1"]) == [
+        "num_images=40",
+        f"epoch_count={smoke.CANCEL_EPOCHS}",
+    ]
+    assert smoke.cancel_assignments(["epoch_count=50"]) == ["epoch_count=50"]  # never fewer than asked
