@@ -5,8 +5,8 @@ from typing import NamedTuple
 
 from kfp.dsl import Metrics, Output
 
-from components.champion import cost_guard_problem, estimate_training_tokens, sft_line_parts, training_price
 from components.clients import parse_gcs_uri
+from components.cost import cost_guard_problem, estimate_training_tokens, sft_line_parts, training_price
 from components.packages import BASE_IMAGE, IMAGE_PACKAGES
 from components.shipping import lightweight_component
 

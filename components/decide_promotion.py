@@ -7,13 +7,7 @@ beyond noise by ``accuracy_gain_lower_bound``), and the figures (``golden_rates`
 
 from kfp.dsl import Input, Markdown, Metrics, Output, OutputPath
 
-from components.champion import (
-    champion_record,
-    check_champion_record,
-    comparison_table,
-    inspector_paths,
-    run_object,
-)
+from components.champion import champion_record, check_champion_record, comparison_table, inspector_paths, run_object
 from components.champion_store import inspector_name, read_json_object, write_json_object
 from components.clients import parse_gcs_uri
 from components.packages import BASE_IMAGE, STORAGE_PACKAGES

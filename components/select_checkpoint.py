@@ -4,11 +4,7 @@ from typing import NamedTuple
 
 from kfp.dsl import Markdown, Metrics, Output
 
-from components.champion import (
-    checkpoint_metric_names,
-    checkpoint_table,
-    choose_checkpoint,
-)
+from components.checkpoints import checkpoint_metric_names, checkpoint_table, choose_checkpoint
 from components.clients import endpoint_location, genai_client
 from components.evaluate_inspector import ask_all, read_test_examples
 from components.evaluation import (

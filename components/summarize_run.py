@@ -2,8 +2,9 @@
 
 from kfp.dsl import Input, Markdown, Metrics, Output
 
-from components.champion import checkpoint_table, comparison_table, run_object
+from components.champion import comparison_table, run_object
 from components.champion_store import inspector_name
+from components.checkpoints import checkpoint_table
 from components.clients import genai_client, parse_gcs_uri
 from components.packages import BASE_IMAGE, GENAI, KFP, STORAGE
 from components.shipping import lightweight_component

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from components.champion import training_price
+from components.cost import training_price
 from components.drawing import drawing_variations
 from pipeline.pipeline import COMPILED_YAML
 from platform_facts.gemini import (

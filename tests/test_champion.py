@@ -11,6 +11,7 @@ from google.cloud import storage
 from kfp import dsl
 
 from components import champion as rules
+from components import checkpoints, cost
 from components.champion_store import list_json_objects, read_json_object, replace_champion, write_json_object
 from components.check_tuning_cost import check_tuning_cost
 from components.decide_promotion import decide_promotion
@@ -21,6 +22,7 @@ from components.promote_champion import promote_champion, set_champion_alias
 from components.select_checkpoint import select_checkpoint
 from components.summarize_run import summarize_run
 from pipeline.pipeline import COMPILED_YAML
+from platform_facts import gemini
 from tests.conftest import BUCKET, PROJECT
 
 GOOD = {"status_accuracy": 1.0, "miss_rate": 0.0, "overkill_rate": 0.0, "defect_type_accuracy": 1.0, "examples": 4.0}
@@ -53,38 +55,6 @@ def metrics(tmp_path, name, values=None):
 
 def bucket():
     return storage.Client(project=PROJECT).bucket("local-bucket")
-
-
-# ---------------------------------------------------------------------------- the decision
-@pytest.mark.parametrize(
-    "challenger, champion, promote, words",
-    [
-        (figures(0.85), None, False, "below the minimum 90.0%"),
-        (figures(0.95, miss=0.2), None, False, "miss rate 20.0% on the golden set is above the maximum 10.0%"),
-        (figures(0.95), None, True, "no champion yet"),
-        (figures(0.95), record("r1", acc=1.0), False, "worse than the champion's 100.0% by more than the margin 2.0%"),
-        (figures(0.99), record("r1", acc=1.0), True, "not worse than the champion (run r1)"),
-        (
-            figures(1.0, miss=0.08),
-            record("r1", acc=1.0, miss=0.0),
-            False,
-            "miss rate 8.0% is worse than the champion's 0.0%",
-        ),
-        (figures(0.92), record("r1", acc=1.0, golden_id="other"), True, "another golden set"),
-    ],
-)
-def test_promotion_decision(challenger, champion, promote, words):
-    decided, reason = rules.promotion_decision(
-        challenger, champion, "g1", min_status_accuracy=0.9, max_miss_rate=0.1, margin=0.02
-    )
-    assert decided is promote and words in reason
-
-
-def test_a_tie_is_promoted_only_within_the_margin():
-    champion = record("r1", acc=0.75)
-    assert rules.promotion_decision(figures(0.75), champion, "g1", 0.5, 1.0, 0.0)[0] is True
-    assert rules.promotion_decision(figures(0.5), champion, "g1", 0.5, 1.0, 0.0)[0] is False
-    assert rules.promotion_decision(figures(0.5), champion, "g1", 0.5, 1.0, 0.25)[0] is True
 
 
 def test_champion_record_round_trip_and_checks():
@@ -133,33 +103,33 @@ def test_a_tie_on_a_small_validation_set_keeps_the_last_checkpoint():
     rows = [scored("2", 2, 0.875), scored("4", 4, 0.875)]
     # The same score from different mistakes: 3 wins each way is noise.
     correct = {"2": [True] * 18 + [True] * 3 + [False] * 3, "4": [True] * 18 + [False] * 3 + [True] * 3}
-    best, why = rules.choose_checkpoint(rows, correct)
+    best, why = checkpoints.choose_checkpoint(rows, correct)
     assert best["checkpoint_id"] == "4" and "no earlier checkpoint was better beyond noise" in why
     # The old rule (best accuracy, ties to the earlier epoch) picked 2; a 1-image lead is noise too.
     rows = [scored("2", 2, 0.917), scored("4", 4, 0.875)]
     correct["2"] = [True] * 18 + [True] * 3 + [False] * 2 + [True]
-    assert rules.choose_checkpoint(rows, correct)[0]["checkpoint_id"] == "4"
+    assert checkpoints.choose_checkpoint(rows, correct)[0]["checkpoint_id"] == "4"
 
 
 def test_an_earlier_checkpoint_better_beyond_noise_is_chosen():
     rows = [scored("1", 1, 0.5), scored("2", 2, 0.95), scored("3", 3, 0.6)]
     correct = {"1": [True] * 50 + [False] * 50, "2": [True] * 95 + [False] * 5, "3": [True] * 60 + [False] * 40}
-    best, why = rules.choose_checkpoint(rows, correct)
+    best, why = checkpoints.choose_checkpoint(rows, correct)
     assert best["checkpoint_id"] == "2" and "beat the last checkpoint (epoch 3) beyond noise" in why
-    assert rules.sign_test_p(35, 0) < 1e-9 and rules.sign_test_p(3, 3) == pytest.approx(0.65625)
+    assert checkpoints.sign_test_p(35, 0) < 1e-9 and checkpoints.sign_test_p(3, 3) == pytest.approx(0.65625)
 
 
 def test_checkpoint_choice_skips_checkpoints_that_never_answered():
     rows = [scored("1", 1, 0.5), scored("2", 2, 0.75), scored("3", 3, 1.0, error=1.0)]
-    best, why = rules.choose_checkpoint(rows, {"1": [True, False], "2": [True, True]})
+    best, why = checkpoints.choose_checkpoint(rows, {"1": [True, False], "2": [True, True]})
     assert best["checkpoint_id"] == "2" and why.startswith("the latest checkpoint that answered")
     with pytest.raises(ValueError, match="no checkpoint answered"):
-        rules.choose_checkpoint([scored("1", 1, 0.0, error=1.0)])
-    names = rules.checkpoint_metric_names(
+        checkpoints.choose_checkpoint([scored("1", 1, 0.0, error=1.0)])
+    names = checkpoints.checkpoint_metric_names(
         [scored("1", 1, 0.5), scored("2", 2, 0.5, step=15), scored("3", 2, 0.5, step=20)]
     )
     assert names == {"1": "ckpt_e1", "2": "ckpt_e2_s15", "3": "ckpt_e2_s20"}
-    table = rules.checkpoint_table(rows[:3], "3")
+    table = checkpoints.checkpoint_table(rows[:3], "3")
     assert table.splitlines()[-1].endswith("| **yes** |") and table.count("**yes**") == 1
 
 
@@ -190,21 +160,21 @@ def test_select_checkpoint_without_checkpoints_or_validation_set(tmp_path):
 
 # ---------------------------------------------------------------------------- tokens and cost
 def test_image_tokens_follow_the_gemini_documentation():
-    assert rules.image_token_count(100, 100) == 258
-    assert rules.image_token_count(384, 384) == 258
-    assert rules.image_token_count(385, 200) == 258  # one 768x768 tile
-    assert rules.image_token_count(1000, 1000) == 258 * 4
-    assert rules.image_token_count(None, None) == 258
+    assert gemini.image_token_count(100, 100) == 258
+    assert gemini.image_token_count(384, 384) == 258
+    assert gemini.image_token_count(385, 200) == 258  # one 768x768 tile
+    assert gemini.image_token_count(1000, 1000) == 258 * 4
+    assert gemini.image_token_count(None, None) == 258
 
 
 def test_training_tokens_are_the_training_file_times_epochs():
     from components.dataset_rules import tuning_example
 
     line = json.dumps(tuning_example({"gcs_uri": "gs://b/a.png", "label": "Status: Pass"}, PROMPT, "Be brief."))
-    characters, images = rules.sft_line_parts(line)
+    characters, images = cost.sft_line_parts(line)
     assert characters == len(PROMPT) + len("Status: Pass") + len("Be brief.") and images == [("uri", "gs://b/a.png")]
-    estimate = rules.estimate_training_tokens([(characters, [(100, 100)]), (characters, [None])], epochs=3)
-    per_example = rules.text_token_count(characters) + 258
+    estimate = cost.estimate_training_tokens([(characters, [(100, 100)]), (characters, [None])], epochs=3)
+    per_example = gemini.text_token_count(characters) + 258
     assert estimate == {
         "tokens": 3 * 2 * per_example,
         "tokens_per_epoch": 2 * per_example,
@@ -215,25 +185,23 @@ def test_training_tokens_are_the_training_file_times_epochs():
 
 
 def test_the_price_table_records_its_source_and_invents_no_price():
-    table = rules.tuning_prices()
+    table = gemini.tuning_prices()
     from platform_facts.gemini import gemini_facts_read
 
     assert table["source"].startswith("https://cloud.google.com/") and table["checked"] == gemini_facts_read()
     assert table["usd_per_million_training_tokens"] == {}
-    assert rules.training_price("gemini-3.5-flash")[0] is None
-    assert rules.training_price("gemini-3.5-flash", 3.0) == (3.0, "training_price_per_million_tokens_usd parameter")
+    assert cost.training_price("gemini-3.5-flash")[0] is None
+    assert cost.training_price("gemini-3.5-flash", 3.0) == (3.0, "training_price_per_million_tokens_usd parameter")
 
 
 def test_cost_guard_problems():
     estimate = {"tokens": 20_000, "tokens_per_epoch": 10_000, "examples": 32, "images": 32, "unknown_images": 0}
-    assert rules.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 0.0) is None
-    assert "exceed max_training_tokens=19,999" in rules.cost_guard_problem(estimate, 2, "m", None, 19_999, 0.0)
-    no_price = rules.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 5.0)
+    assert cost.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 0.0) is None
+    assert "exceed max_training_tokens=19,999" in cost.cost_guard_problem(estimate, 2, "m", None, 19_999, 0.0)
+    no_price = cost.cost_guard_problem(estimate, 2, "gemini-3.5-flash", None, 0, 5.0)
     assert "no verified price for gemini-3.5-flash" in no_price and "training_price_per_million_tokens_usd" in no_price
-    assert rules.cost_guard_problem(estimate, 2, "m", 100.0, 0, 2.0) is None  # $2.00 is not above $2
-    assert "cost about $2.00, above max_tuning_cost_usd=1.5" in rules.cost_guard_problem(
-        estimate, 2, "m", 100.0, 0, 1.5
-    )
+    assert cost.cost_guard_problem(estimate, 2, "m", 100.0, 0, 2.0) is None  # $2.00 is not above $2
+    assert "cost about $2.00, above max_tuning_cost_usd=1.5" in cost.cost_guard_problem(estimate, 2, "m", 100.0, 0, 1.5)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +224,7 @@ def train_jsonl(local_stack):
         )
     bucket().blob("cost/train.jsonl").upload_from_string("\n".join(lines) + "\n")
     characters = len(PROMPT) + len("Status: Pass")
-    return "gs://local-bucket/cost/train.jsonl", 3 * rules.text_token_count(characters) + 3 * 1120
+    return "gs://local-bucket/cost/train.jsonl", 3 * gemini.text_token_count(characters) + 3 * 1120
 
 
 def test_cost_guard_component_logs_the_estimate_and_refuses_above_a_limit(train_jsonl, tmp_path):
