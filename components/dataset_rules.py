@@ -282,7 +282,7 @@ def resolve_image_ref(value, bucket_name, base_dir):
     if value.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
         return None, (
             f"image {quoted(value, 200)} is a local path; upload the dataset first "
-            "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)"
+            "(pipeline.uploads.upload_local_dataset or `python -m pipeline run --dataset PATH`)"
         )
     joined = posixpath.normpath(posixpath.join(base_dir, value.replace("\\", "/")))
     if joined == ".." or joined.startswith("../"):

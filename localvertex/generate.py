@@ -26,9 +26,9 @@ from platform_facts.gemini import (
     text_token_count,
 )
 
-from .datasets import decode_b64
 from .errors import invalid
 from .storage import GsUri, InvalidUri, ObjectNotFound, parse_gs_uri
+from .tuning_data import decode_b64
 
 MAX_OUTPUT_TOKENS = 1024
 

@@ -145,8 +145,8 @@ def run_command(
     from localvertex import DataDirInUse
     from pipeline import offline
     from pipeline import params as pipeline_params
-    from pipeline.datasets import DatasetUploadError
     from pipeline.pipeline import COMPILED_YAML
+    from pipeline.uploads import DatasetUploadError
 
     given = {"num_images": num_images, "epoch_count": epochs, "adapter_size": adapter_size, "seed": seed}
     given.update(variation=variation, label_template=label_template)

@@ -186,7 +186,7 @@ def run_offline(
             open(run_dir / "pipeline.log", "w", buffering=1) as log,
         ):
             if local_dataset:
-                from pipeline.datasets import local_text, upload_local_dataset
+                from pipeline.uploads import local_text, upload_local_dataset
 
                 stack.apply_env()
                 uri = upload_local_dataset(local_dataset, params["bucket"], params["project"], local_names=local_names)
@@ -266,7 +266,7 @@ def _finish(
         found = exception_text(task_log_section(run_dir, failed), lines, log_path=run_dir / "pipeline.log")
         outcome["error"] = found or outcome.get("error", "")
         if local_names:
-            from pipeline.datasets import local_text
+            from pipeline.uploads import local_text
 
             outcome["error"] = local_text(outcome["error"], local_names)
     outcome["data_dir"] = str(data_dir)  # where the tuned model lives, for `inspect`

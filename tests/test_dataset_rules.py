@@ -282,7 +282,7 @@ def test_class_key(status, defect_type, key):
             (
                 None,
                 "image '/home/me/a.png' is a local path; upload the dataset first "
-                "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
+                "(pipeline.uploads.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
             ),
         ),
         (
@@ -290,7 +290,7 @@ def test_class_key(status, defect_type, key):
             (
                 None,
                 "image 'C:\\\\img\\\\a.png' is a local path; upload the dataset first "
-                "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
+                "(pipeline.uploads.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
             ),
         ),
         (
@@ -298,7 +298,7 @@ def test_class_key(status, defect_type, key):
             (
                 None,
                 "image '~/a.png' is a local path; upload the dataset first "
-                "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
+                "(pipeline.uploads.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
             ),
         ),
         ("../../escape.png", (None, "image '../../escape.png' points outside the bucket")),
@@ -392,7 +392,7 @@ def test_class_of_row(row, expected):
             {"uri": "/abs/a.png", "status": "Broken"},
             None,  # both problems of the row are reported
             [
-                "r 2: image '/abs/a.png' is a local path; upload the dataset first (pipeline.datasets.upload_local_dataset "
+                "r 2: image '/abs/a.png' is a local path; upload the dataset first (pipeline.uploads.upload_local_dataset "
                 "or `python -m pipeline run --dataset PATH`)",
                 "r 2: status 'Broken' is neither Pass nor Defect (Pass/OK/Good/Normal or Defect/NG/Fail/Bad)",
             ],
@@ -497,7 +497,7 @@ FILE = {"fileData": {"mimeType": "image/png", "fileUri": "img/a.png"}}
             [user({"fileData": {"fileUri": "/tmp/a.png"}}), model("Status: Pass")],
             None,
             [
-                "L: image '/tmp/a.png' is a local path; upload the dataset first (pipeline.datasets.upload_local_dataset or "
+                "L: image '/tmp/a.png' is a local path; upload the dataset first (pipeline.uploads.upload_local_dataset or "
                 "`python -m pipeline run --dataset PATH`)"
             ],
         ),
@@ -519,7 +519,7 @@ def test_csv_records_name_rows_and_skip_blank_ones():
     assert problems == [
         "set.csv row 4: status 'Broken' is neither Pass nor Defect (Pass/OK/Good/Normal or Defect/NG/Fail/Bad)",
         "set.csv row 5: image '/c.png' is a local path; upload the dataset first "
-        "(pipeline.datasets.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
+        "(pipeline.uploads.upload_local_dataset or `python -m pipeline run --dataset PATH`)",
     ]
     with pytest.raises(ValueError, match=r"^gs://bkt/data/set.csv is empty: expected a header row$"):
         rules.csv_records("", source())

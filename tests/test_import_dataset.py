@@ -1,4 +1,4 @@
-"""Bring your own images: import_dataset's python_func and pipeline/datasets.py upload helper.
+"""Bring your own images: import_dataset's python_func and pipeline/uploads.py upload helper.
 
 Real google-cloud-storage client against the local storage emulator (the session's LocalStack,
 tests/conftest.py). Every layout goes through the manifest, then split_manifest and build_tuning_jsonl,
@@ -24,7 +24,7 @@ from components.clients import parse_gcs_uri
 from components.import_dataset import import_dataset
 from components.labels import LABELS, PROMPT
 from components.split_manifest import split_manifest
-from pipeline.datasets import DatasetUploadError, upload_local_dataset
+from pipeline.uploads import DatasetUploadError, upload_local_dataset
 
 PROJECT = "local-project"
 BUCKET = "local-bucket"
@@ -432,7 +432,7 @@ def test_bad_parameters_and_missing_dataset(gcs, prefix, tmp_path):
     )
 
 
-# ---- pipeline/datasets.py: local -> (emulated) Cloud Storage -> import
+# ---- pipeline/uploads.py: local -> (emulated) Cloud Storage -> import
 
 
 def save(path, fmt="PNG"):

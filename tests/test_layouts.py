@@ -2,7 +2,7 @@
 split CSV and a hand-made labels.csv, imported as what they are or refused saying why.
 
 The rules are tested without a server; each layout is then drawn as a tiny folder (a few px per
-image, with PIL), uploaded with pipeline.datasets and imported by import_dataset against the
+image, with PIL), uploaded with pipeline.uploads and imported by import_dataset against the
 session's local storage emulator (tests/conftest.py), as `run --dataset` and Vertex AI read it.
 """
 
@@ -20,7 +20,7 @@ from PIL import Image
 from components import dataset_rules as rules
 from components.import_dataset import import_dataset
 from components.labels import LABELS
-from pipeline.datasets import DatasetUploadError, upload_local_dataset
+from pipeline.uploads import DatasetUploadError, upload_local_dataset
 
 PROJECT = "local-project"
 BUCKET = "local-bucket"

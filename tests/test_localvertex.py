@@ -22,9 +22,9 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from localvertex import datasets
 from localvertex import jobs as J
 from localvertex import model as local_model
+from localvertex import tuning_data
 from localvertex.jobs.protocol import Done
 from localvertex.stack import DataDirInUse, LocalStack
 from localvertex.storage import InvalidUri, parse_gs_uri
@@ -644,7 +644,7 @@ def test_parse_gs_uri():
 
 def test_dataset_parsing():
     ok = line("gs://local-bucket/i.png", "Status: Pass")
-    recs = datasets.parse_jsonl(ok + "\n\n" + ok, "gs://b/t.jsonl")
+    recs = tuning_data.parse_jsonl(ok + "\n\n" + ok, "gs://b/t.jsonl")
     assert [r.line for r in recs] == [1, 3] and recs[0].label == "Status: Pass"
     snake = json.dumps(
         {
@@ -657,7 +657,7 @@ def test_dataset_parsing():
             ]
         }
     )
-    assert datasets.parse_jsonl(snake, "s")[0].image.uri.name == "i.png"
+    assert tuning_data.parse_jsonl(snake, "s")[0].image.uri.name == "i.png"
     inline = json.dumps(
         {
             "contents": [
@@ -666,11 +666,11 @@ def test_dataset_parsing():
             ]
         }
     )
-    assert datasets.parse_jsonl(inline, "s")[0].image.data == b"hi"
+    assert tuning_data.parse_jsonl(inline, "s")[0].image.data == b"hi"
 
     def err(obj) -> str:
-        with pytest.raises(datasets.DatasetError) as exc:
-            datasets.parse_jsonl(ok + "\n" + (obj if isinstance(obj, str) else json.dumps(obj)), "f")
+        with pytest.raises(tuning_data.DatasetError) as exc:
+            tuning_data.parse_jsonl(ok + "\n" + (obj if isinstance(obj, str) else json.dumps(obj)), "f")
         assert str(exc.value).startswith("f line 2: ")
         return exc.value.reason
 
@@ -695,8 +695,8 @@ def test_dataset_parsing():
             ]
         }
     )
-    with pytest.raises(datasets.DatasetError, match="no examples"):
-        datasets.parse_jsonl("\n\n", "empty.jsonl")
+    with pytest.raises(tuning_data.DatasetError, match="no examples"):
+        tuning_data.parse_jsonl("\n\n", "empty.jsonl")
 
 
 def test_cancel_accepted_before_finish_wins(tmp_path, monkeypatch):
@@ -731,7 +731,7 @@ def test_part_media_resolution_in_tuning_data_follows_the_base_model(gcs, local_
     gcs.bucket(BUCKET).blob("mediares/train.jsonl").upload_from_string("\n".join(rows) + "\n")
     uri = f"gs://{BUCKET}/mediares/train.jsonl"
 
-    records = datasets.parse_jsonl("\n".join(rows), uri, datasets.default_limits("gemini-3.5-flash"))
+    records = tuning_data.parse_jsonl("\n".join(rows), uri, tuning_data.default_limits("gemini-3.5-flash"))
     assert records[1].image_tokens == 280  # counted at the part's resolution (LOW)
 
     messages = []
@@ -744,7 +744,7 @@ def test_part_media_resolution_in_tuning_data_follows_the_base_model(gcs, local_
         config={"epochs": 1, "learning_rate_multiplier": 1.0, "adapter_size": 4, "seed": 0},
         model_dir=str(tmp_path / "model"),
         model_meta={},
-        limits=datasets.default_limits("gemini-2.5-flash"),
+        limits=tuning_data.default_limits("gemini-2.5-flash"),
     )
     train_worker(spec, messages.append, lambda: False)
     assert len(messages) == 1 and isinstance(messages[0], P.Failed), messages

@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from localvertex import datasets
 from localvertex import jobs as J
+from localvertex import tuning_data
 from localvertex.errors import RPC_CODES
 from localvertex.jobs.checkpoints import checkpoint_epochs, intermediate_epochs
 from localvertex.schema import ApiSchema, SchemaError, api_schema
@@ -325,8 +325,8 @@ def test_list_filter_subset_of_aip_160():
 
 def test_dataset_stats_carry_what_clients_read():
     lines = [line(f"gs://{BUCKET}/i{i}.png", LABELS["pass" if i % 2 else "crack"]) for i in range(5)]
-    records = datasets.parse_jsonl("\n".join(lines), "gs://b/t.jsonl")
-    stats = datasets.dataset_stats(records, epochs=3)
+    records = tuning_data.parse_jsonl("\n".join(lines), "gs://b/t.jsonl")
+    stats = tuning_data.dataset_stats(records, epochs=3)
     for key in (
         "userInputTokenDistribution",
         "userOutputTokenDistribution",
@@ -346,26 +346,26 @@ def test_dataset_stats_carry_what_clients_read():
 def test_dataset_limits_come_from_the_capabilities_table():
     from platform_facts.gemini import tuning_limits
 
-    assert datasets.MAX_VALIDATION_EXAMPLES == tuning_limits()["max_validation_examples"] == 5000
-    assert datasets.MAX_IMAGES_PER_EXAMPLE == 30 and datasets.MAX_IMAGE_BYTES == 20 * 1024 * 1024
-    assert datasets.default_limits("gemini-2.5-pro")["max_example_tokens"] == 131_072
+    assert tuning_data.MAX_VALIDATION_EXAMPLES == tuning_limits()["max_validation_examples"] == 5000
+    assert tuning_data.MAX_IMAGES_PER_EXAMPLE == 30 and tuning_data.MAX_IMAGE_BYTES == 20 * 1024 * 1024
+    assert tuning_data.default_limits("gemini-2.5-pro")["max_example_tokens"] == 131_072
     image = {"fileData": {"mimeType": "image/png", "fileUri": f"gs://{BUCKET}/x.png"}}
     many = {
         "contents": [{"role": "user", "parts": [image] * 31}, {"role": "model", "parts": [{"text": "Status: Pass"}]}]
     }
-    with pytest.raises(datasets.DatasetError, match="at most 30"):
-        datasets.parse_jsonl(json.dumps(many), "f")
+    with pytest.raises(tuning_data.DatasetError, match="at most 30"):
+        tuning_data.parse_jsonl(json.dumps(many), "f")
     long = {
         "contents": [
             {"role": "user", "parts": [{"text": "x" * 524_300}, image]},
             {"role": "model", "parts": [{"text": "Status: Pass"}]},
         ]
     }
-    with pytest.raises(datasets.DatasetError, match="131072"):
-        datasets.parse_jsonl(json.dumps(long), "f")
-    records = datasets.parse_jsonl(line(f"gs://{BUCKET}/x.png", "Status: Pass"), "v") * 5001
-    with pytest.raises(datasets.DatasetError, match="at most 5000"):
-        datasets.check_validation_size(records, "gs://b/v.jsonl")
+    with pytest.raises(tuning_data.DatasetError, match="131072"):
+        tuning_data.parse_jsonl(json.dumps(long), "f")
+    records = tuning_data.parse_jsonl(line(f"gs://{BUCKET}/x.png", "Status: Pass"), "v") * 5001
+    with pytest.raises(tuning_data.DatasetError, match="at most 5000"):
+        tuning_data.check_validation_size(records, "gs://b/v.jsonl")
 
 
 # --------------------------------------------------------------------------- on the wire

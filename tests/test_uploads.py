@@ -21,7 +21,7 @@ from PIL import Image
 from components import dataset_rules as rules
 from components.import_dataset import import_dataset
 from pipeline import offline
-from pipeline.datasets import local_text, upload_local_dataset
+from pipeline.uploads import local_text, upload_local_dataset
 
 PROJECT = "local-project"
 BUCKET = "local-bucket"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import datasets
+from .. import tuning_data
 from ..errors import RPC_ABORTED, RPC_INTERNAL, RPC_RESOURCE_EXHAUSTED, failed_precondition, is_disk_full, not_found
 from ..ids import check_id, new_id
 from .checkpoints import intermediate_epochs
@@ -346,7 +346,7 @@ class TrainingRunner:
                 "baseModel": job["baseModel"],
                 **({"preTunedModel": job["preTunedModel"]} if job.get("preTunedModel") else {}),
             },
-            limits=datasets.default_limits(loc.get("localBaseModel")),
+            limits=tuning_data.default_limits(loc.get("localBaseModel")),
             checkpoint_epochs=intermediate_epochs(
                 int(loc["config"]["epochs"]), bool(loc.get("exportLastCheckpointOnly"))
             ),

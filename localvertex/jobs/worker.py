@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import datasets
+from .. import tuning_data
 from ..errors import RPC_INTERNAL, RPC_INVALID_ARGUMENT
 from ..storage import GcsReader
 from .checkpoints import checkpoint_model_key
@@ -57,23 +57,23 @@ Emit = Callable[[Message], None]
 
 @dataclass
 class LoadedData:
-    train_records: list[datasets.SftRecord]
+    train_records: list[tuning_data.SftRecord]
     train: list[Any]  # model.Example
     validation: list[Any]
 
 
 def _limits(spec: WorkerSpec) -> dict[str, int]:
-    return {**datasets.default_limits(), **spec.limits}
+    return {**tuning_data.default_limits(), **spec.limits}
 
 
-def _read_records(reader: GcsReader, uri: str | None, limits: dict[str, Any]) -> list[datasets.SftRecord]:
+def _read_records(reader: GcsReader, uri: str | None, limits: dict[str, Any]) -> list[tuning_data.SftRecord]:
     if not uri:
         return []
     try:
         raw = reader.read_bytes(uri)
     except Exception as exc:  # ObjectNotFound, network, size
-        raise datasets.DatasetError(uri, None, f"cannot read dataset: {exc}") from None
-    return datasets.parse_jsonl(raw, uri, limits)
+        raise tuning_data.DatasetError(uri, None, f"cannot read dataset: {exc}") from None
+    return tuning_data.parse_jsonl(raw, uri, limits)
 
 
 def _load_data(spec: WorkerSpec, reader: GcsReader) -> LoadedData:
@@ -82,11 +82,11 @@ def _load_data(spec: WorkerSpec, reader: GcsReader) -> LoadedData:
     train_records = _read_records(reader, spec.training_uri, limits)
     val_records = _read_records(reader, spec.validation_uri, limits)
     if spec.validation_uri:
-        datasets.check_validation_size(val_records, spec.validation_uri, limits)
+        tuning_data.check_validation_size(val_records, spec.validation_uri, limits)
     from .. import model as M
 
     def examples(records, uri):
-        pairs = datasets.load_images(records, uri, reader.read_bytes, M.load_image, limits["max_image_bytes"])
+        pairs = tuning_data.load_images(records, uri, reader.read_bytes, M.load_image, limits["max_image_bytes"])
         return [M.Example(image=img, text=rec.label) for rec, img in pairs]
 
     return LoadedData(
@@ -185,7 +185,7 @@ def _initial_model(M: Any, directory: Path) -> Any:
 
 
 def _failure(exc: Exception) -> Failed:
-    if isinstance(exc, datasets.DatasetError):
+    if isinstance(exc, tuning_data.DatasetError):
         return Failed(RPC_INVALID_ARGUMENT, f"Invalid dataset: {exc}")
     if isinstance(exc, ValueError):
         return Failed(RPC_INVALID_ARGUMENT, f"Invalid tuning data: {exc}")
@@ -199,7 +199,7 @@ def train_worker(spec: WorkerSpec, emit: Emit, should_stop: Callable[[], bool]) 
     try:
         reader = GcsReader(spec.storage_endpoint, spec.project)
         data = _load_data(spec, reader)
-        stats = datasets.dataset_stats(data.train_records, spec.config["epochs"])
+        stats = tuning_data.dataset_stats(data.train_records, spec.config["epochs"])
         emit(DataLoaded(stats, len(data.validation)))
         emit(_train(spec, data, emit, should_stop))
     except Exception as exc:
