@@ -51,7 +51,7 @@ def disk_full_response(request: Request, exc: OSError) -> JSONResponse:
 
 
 def _query_name(loc: tuple) -> str:
-    from .schema import proto_name
+    from .schema.walker import proto_name
 
     return ".".join(proto_name(str(part)) for part in loc[1:]) or "request"
 

@@ -29,7 +29,7 @@ from localvertex import jobs as J
 from localvertex import tuning_data
 from localvertex.errors import RPC_CODES
 from localvertex.jobs.checkpoints import checkpoint_epochs, intermediate_epochs
-from localvertex.schema import ApiSchema, SchemaError, api_schema
+from localvertex.schema.walker import ApiSchema, SchemaError, api_schema
 from tests.test_localvertex import BUCKET, LABELS, LOCATION, PROJECT, draw, line
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"

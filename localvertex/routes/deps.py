@@ -18,7 +18,7 @@ from ..errors import invalid, not_found, unauthenticated, unimplemented
 from ..ids import check_segment
 from ..jobs import JobStore, TrainingRunner, serving_location
 from ..prediction import Predictor
-from ..schema import MAX_DEPTH, SchemaError, api_schema, other_version
+from ..schema.walker import MAX_DEPTH, SchemaError, api_schema, other_version
 from ..storage import GcsReader
 
 API_VERSIONS = ("v1", "v1beta1")
