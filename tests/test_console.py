@@ -346,6 +346,8 @@ def test_create_sends_the_job_as_the_sdk_and_links_the_experiment(fake):
         "num_images": "40",
         "epoch_count": "2",
     }
+    refused = fake.post("/console/create", data={**form, "experiment": "visual-defect-sft"})
+    assert refused.status_code == 400 and "the pipeline&#39;s own name" in refused.text
     resp = fake.post("/console/create", data=form)
     assert resp.status_code == 303, (
         resp.status_code,

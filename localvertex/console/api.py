@@ -137,11 +137,14 @@ class VertexApi:
         does (metadata store first, then a ``system.Experiment`` context)."""
         name = f"{self.parent}/metadataStores/default/contexts/{experiment}"
         try:
-            await self.call("GET", f"/{API}/{name}")
-            return name
+            found = await self.call("GET", f"/{API}/{name}")
         except ApiFailure as failure:
             if failure.status != 404:
                 raise
+        else:  # a context of another kind (a pipeline's) is no experiment, as the SDK says
+            if found.get("schemaTitle") != "system.Experiment":
+                raise ApiFailure(400, f"{experiment!r} names a {found.get('schemaTitle')} context, not an experiment")
+            return name
         body = {"displayName": experiment, "schemaTitle": "system.Experiment", "schemaVersion": "0.0.1"}
         body["metadata"] = {"experiment_deleted": False}
         try:

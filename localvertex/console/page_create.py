@@ -70,7 +70,12 @@ async def create_page(current: PageDep, package: str = "", ref: str = "", from_r
         prefill.update(values)
     spec = await load_spec(current.api, package, ref)
     fields = await asyncio.to_thread(build_fields, spec, prefill)
-    run = RunForm(fields, display_name=default_display_name(spec), experiment=experiment or pipeline_name(spec))
+    run = RunForm(
+        fields,
+        display_name=default_display_name(spec),
+        experiment=experiment or f"{pipeline_name(spec)}-runs",
+        pipeline=pipeline_name(spec),
+    )
     packages = [p["name"].rsplit("/", 1)[-1] for p in await quiet_packages(current.api)]
     return current.render("create.html", run=run, package=package, ref=ref, spec=spec, packages=packages)
 
@@ -96,6 +101,7 @@ async def create_run(current: ActionDep, request: Request) -> Response:
         labels_text=str(form.get("labels") or ""),
         enable_caching=bool(form.get("enable_caching")),
         submitted={f.name: form.get(f.name) for f in fields if form.get(f.name) is not None},
+        pipeline=pipeline_name(spec),
     )
     values, labels = await asyncio.to_thread(check_run_form, run)
     if not run.ok:

@@ -87,7 +87,13 @@ def live_state(job: dict) -> dict:
             "error": (t.get("error") or {}).get("message", ""),
         }
     state = state_word(job.get("state"))
-    return {"state": state, "active": state in ACTIVE, "tasks": tasks, "error": (job.get("error") or {}).get("message")}
+    return {
+        "state": state,
+        "active": state in ACTIVE,
+        "duration": duration(job.get("startTime"), job.get("endTime")),
+        "tasks": tasks,
+        "error": (job.get("error") or {}).get("message"),
+    }
 
 
 @router.get("/runs/{job_id}")

@@ -54,7 +54,12 @@ async def schedules_page(current: PageDep) -> Response:
 async def new_schedule_page(current: PageDep, package: str = "", ref: str = "latest") -> Response:
     spec = await load_spec(current.api, package, ref)
     fields = await asyncio.to_thread(build_fields, spec, await default_values(current.api))
-    run = RunForm(fields, display_name=f"{pipeline_name(spec)}-nightly", experiment=pipeline_name(spec))
+    run = RunForm(
+        fields,
+        display_name=f"{pipeline_name(spec)}-nightly",
+        experiment=f"{pipeline_name(spec)}-runs",
+        pipeline=pipeline_name(spec),
+    )
     return current.render(
         "schedule_new.html", run=run, package=package, ref=ref, cron="0 2 * * *", limit="1", problems={}
     )
@@ -73,6 +78,7 @@ async def create_schedule(current: ActionDep, request: Request) -> Response:
         labels_text=str(form.get("labels") or ""),
         enable_caching=bool(form.get("enable_caching")),
         submitted={f.name: form.get(f.name) for f in fields if form.get(f.name) is not None},
+        pipeline=pipeline_name(spec),
     )
     cron, limit_text = str(form.get("cron") or "").strip(), str(form.get("limit") or "").strip()
     values, labels = await asyncio.to_thread(check_run_form, run)

@@ -231,6 +231,7 @@ class RunForm:
     enable_caching: bool = True
     errors: dict[str, str] = field(default_factory=dict)  # display_name, experiment, labels, form
     submitted: dict[str, str] = field(default_factory=dict)  # the parameter texts as posted
+    pipeline: str = ""  # pipelineInfo.name: the ID of the runs' system.Pipeline context
 
     @property
     def ok(self) -> bool:
@@ -253,6 +254,11 @@ def check_run_form(run: RunForm) -> tuple[dict[str, Any], dict[str, str]]:
     if run.experiment:
         try:
             check_experiment_name(run.experiment)
+            if run.experiment == run.pipeline:  # any template's, as submit refuses its own pipeline's
+                raise ParameterError(
+                    f"{run.experiment!r} is the pipeline's own name, the ID of its runs' system.Pipeline "
+                    f"context; name the experiment otherwise, e.g. {run.pipeline}-runs"
+                )
         except ParameterError as exc:
             run.errors["experiment"] = str(exc).removeprefix("--experiment ")
     labels, problem = parse_labels(run.labels_text)

@@ -10,6 +10,8 @@ function setState(el, state) {
 function applyLive(live) {
   const runState = document.getElementById("run-state");
   if (runState) { runState.textContent = live.state; setState(runState, live.state); }
+  const runDuration = document.getElementById("run-duration");
+  if (runDuration) runDuration.textContent = live.duration;
   const error = document.getElementById("run-error");
   if (error && live.error) { error.textContent = live.error; error.classList.remove("hidden"); }
   for (const [name, task] of Object.entries(live.tasks)) {
