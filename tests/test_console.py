@@ -191,6 +191,21 @@ DETAILED = _job(
 )  # fmt: skip
 
 
+CHAMPION = {
+    "inspector": "qc",
+    "run": "run1",
+    "endpoint": f"{PARENT}/endpoints/77",
+    "base_model": "gemini-3.5-flash",
+    "prompt": "Inspect this part.",
+    "system_instruction": "You are a QC inspector.",
+    "golden_id": "g1",
+    "golden": {"status_accuracy": 1.0, "miss_rate": 0.0},
+    "decision_reason": "no champion yet",
+    "promoted_at": "2026-12-07T02:00:00Z",
+}
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
 class FakeVertex:
     """Answers the console's calls as the published API shapes them; records what it was sent."""
 
@@ -234,6 +249,17 @@ class FakeVertex:
             return httpx.Response(200, text=f"# Summary\n\n{XSS} and **bold**")
         if path.endswith("/o/report.html"):
             return httpx.Response(200, text="<html><body><h1>Report</h1><script>steal()</script></body></html>")
+        if path.endswith("/storage/v1/b/local-bucket/o"):
+            prefix = params.get("prefix", "")
+            names = ["inspectors/qc/champion.json", "inspectors/qc/history/20261207T020000Z-run1.json"]
+            return {"items": [{"name": n} for n in names if n.startswith(prefix)]}
+        if path.endswith("/o/inspectors%2Fqc%2Fchampion.json") or path.endswith("/o/inspectors/qc/champion.json"):
+            return CHAMPION
+        if "/o/inspectors" in path and "history" in path:
+            return CHAMPION
+        if path.endswith(":generateContent"):
+            self.asked = body
+            return {"candidates": [{"content": {"parts": [{"text": f"Status: Defect - Scratch {XSS}"}]}}]}
         if path.endswith("/storage/v1/b"):
             return {"items": [{"name": "local-bucket"}]}
         if path.endswith("/contexts") and method == "GET":
@@ -445,3 +471,22 @@ def test_run_again_prefills_the_runs_values_and_template(fake):
     downloads = [p for m, p, _ in fake.api.sent if p.endswith("/local-repo/toy/latest")]
     assert downloads, "the form is the run's template's"
     assert 'id="p-a" name="a" value="3"' in page and 'name="experiment" value="exp"' in page
+
+
+def test_inspector_asks_the_champion_as_make_inspect(fake):
+    page = fake.get("/console/inspector").text
+    assert "Champion of qc" in page and f"{PARENT}/endpoints/77" in page and "no champion yet" in page
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    answer = fake.post(
+        "/console/inspector/ask", data={"csrf": csrf, "name": "qc"}, files={"photo": ("part.png", PNG, "image/png")}
+    ).text
+    assert "Defect: Scratch" in answer and XSS not in answer, "the model's answer is escaped"
+    asked = fake.api.asked
+    assert asked["contents"][0]["parts"][0] == {"text": "Inspect this part."}
+    assert asked["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "image/png"
+    assert asked["systemInstruction"] == {"parts": [{"text": "You are a QC inspector."}]}
+    assert asked["generationConfig"] == {"temperature": 0.0, "thinkingConfig": {"thinkingLevel": "LOW"}}
+    not_image = fake.post(
+        "/console/inspector/ask", data={"csrf": csrf}, files={"photo": ("x.png", b"<svg onload=x>", "image/png")}
+    )
+    assert not_image.status_code == 400 and "PNG, JPEG" in not_image.text
