@@ -21,9 +21,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
-from ..errors import invalid
+from .errors import invalid
 
 _TOKEN = re.compile(
     r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op><=|>=|!=|=|<|>|:)|(?P<punct>[(),])|(?P<word>[^\s=!<>:"(),]+))'
@@ -41,6 +42,12 @@ class Fields:
     maps: dict[str, Callable[[Any], dict]] = field(default_factory=dict)
     lists: dict[str, Callable[[Any], list]] = field(default_factory=dict)
     functions: dict[str, Callable[[list[str]], Predicate]] = field(default_factory=dict)
+
+
+def snake_case(name: str) -> str:
+    """``display_name`` for ``displayName`` (a dotted map key after the first part is kept)."""
+    head, dot, key = name.partition(".")
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), head) + dot + key
 
 
 def bad_filter(text: str, why: str):
@@ -126,6 +133,11 @@ class _Parser:
         return preds[0] if len(preds) == 1 else (lambda r: any(p(r) for p in preds))
 
     def factor(self) -> Predicate:
+        tok = self.peek()
+        if tok and tok[0] == "word" and tok[1].startswith("-") and len(tok[1]) > 1:  # "-state=X" is NOT
+            self.tokens[self.pos] = ("word", tok[1][1:])
+            inner = self.simple()
+            return lambda r: not inner(r)
         if self.keyword("NOT") or self.keyword("-"):
             inner = self.simple()
             return lambda r: not inner(r)
@@ -168,6 +180,7 @@ class _Parser:
 
     def comparison(self, name: str, op: str, values: list[str]) -> Predicate:
         f, text = self.fields, self.text
+        name = snake_case(name)  # the SDKs' docs use both spellings (displayName, display_name)
         if len(values) > 1 and op != ":":
             raise bad_filter(text, f"a list of values needs ':' ({name})")
         value = values[0]
@@ -201,5 +214,7 @@ class _Parser:
             return lambda r: cmp(get_enum(r), value)
         if name in f.strings:
             get_str = f.strings[name]
+            if op == ":" and "*" in value:  # AIP-160's wildcard: "*" matches any characters
+                return lambda r: fnmatchcase(get_str(r) or "", value)
             return lambda r: (get_str(r) is not None or op == "!=") and cmp(get_str(r) or "", value)
         raise bad_filter(text, f"unknown field {name!r}")

@@ -294,7 +294,7 @@ def test_create_defaults_and_what_is_kept():
     assert V1BETA1.check("TuningJob", J.public_view(job)) == []
 
 
-def test_list_filter_subset_of_aip_160():
+def test_list_filter_is_aip_160():
     job = {"state": "JOB_STATE_RUNNING", "labels": {"kfp_launch": "abc", "team": "qc"}}
     for text, expected in [
         ('labels.kfp_launch="abc"', True),
@@ -304,6 +304,8 @@ def test_list_filter_subset_of_aip_160():
         ("labels.team:*", True),
         ("labels.other:*", False),
         ("state!=JOB_STATE_RUNNING", False),
+        ("labels.team=ops OR labels.kfp_launch=abc", True),
+        ("NOT (state=JOB_STATE_RUNNING)", False),
         ("", True),
     ]:
         assert J.parse_filter(text)(job) is expected, text
@@ -312,9 +314,8 @@ def test_list_filter_subset_of_aip_160():
     for text in (
         "state=RUNNING",
         "display_name=x",
-        "labels.a=1 OR labels.b=2",
         "labels.a",
-        "(labels.a=1)",
+        "(labels.a=1",
         "labels.a=1 and labels.b=2",
         "labels.a=1 AND",
     ):

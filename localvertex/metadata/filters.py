@@ -5,7 +5,7 @@ the SDK sends: ``schema_title="system.Run"`` (or several, OR-ed), ``in_context("
 
 from __future__ import annotations
 
-from ..pipelines import aip160
+from .. import aip160
 from .store import MetadataStore
 
 ARTIFACT_STATES = ("STATE_UNSPECIFIED", "PENDING", "LIVE")

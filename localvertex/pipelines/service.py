@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import aip160
 from ..errors import ApiError, api_error, failed_precondition, invalid, not_found
 from ..ids import new_id
 from ..metadata import pipeline_runs
 from ..metadata.store import MetadataStore
-from . import aip160
 from .resource import (
     ACTIVE,
     PENDING,
