@@ -149,3 +149,38 @@ def test_caching_follows_enable_caching_and_each_tasks_own_setting(sdk, tmp_path
     assert cached.outputs["metrics"].artifacts[0].metadata["sum"] == params["a"] + 2
     third = run(enable_caching=False)  # the job's setting overrides every task's
     assert _task_states(third) == {"add": ("SUCCEEDED", "COMPLETE"), "show": ("SUCCEEDED", "COMPLETE")}
+
+
+def test_list_with_the_sdks_simple_view_reads_only_the_masked_fields(sdk, tmp_path):
+    """``PipelineJob.list(enable_simple_view=True)`` sends the SDK's readMask; the twin answers
+    with those fields only (a default list keeps whole jobs, as Vertex AI's does)."""
+    import httpx
+
+    template = _caching_pipeline(tmp_path)
+    job = submit(sdk, template, {"a": 1, "b": 2}, display_name="masked-list")
+    try:
+        [simple] = sdk.PipelineJob.list(filter='display_name="masked-list"', enable_simple_view=True)
+        resource = simple.gca_resource
+        assert resource.name == job.resource_name and resource.state.name.startswith("PIPELINE_STATE_")
+        assert set(dict(resource.pipeline_spec)) == {"pipelineInfo"}
+        assert not resource.runtime_config.gcs_output_directory and not resource.service_account
+        [whole] = sdk.PipelineJob.list(filter='display_name="masked-list"')
+        assert whole.gca_resource.runtime_config.gcs_output_directory and "root" in dict(
+            whole.gca_resource.pipeline_spec
+        )
+    finally:
+        if job.state.name not in ENDED:
+            job.cancel()
+    base = sdk.initializer.global_config.api_endpoint
+    import google.auth.transport.requests
+
+    credentials = sdk.initializer.global_config.credentials
+    credentials.refresh(google.auth.transport.requests.Request())
+    token = credentials.token
+    bad = httpx.get(
+        f"{base}/v1/projects/{PROJECT}/locations/{LOCATION}/pipelineJobs",
+        params={"readMask": "name,noSuchField"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert (bad.status_code, bad.json()["error"]["status"]) == (400, "INVALID_ARGUMENT"), bad.text
+    assert "noSuchField" in bad.json()["error"]["message"]
