@@ -8,6 +8,7 @@ output folder (``$CONSOLE_SCREENSHOTS`` to keep them elsewhere).
 Needs ``chromium`` (``apt-get install -y chromium``, as root) and the ``playwright``
 package; where either is missing the module skips with one line saying so."""
 
+import importlib.util
 import io
 import os
 import shutil
@@ -15,9 +16,18 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+# One line saying what is missing and the command that enables the test, before any server starts.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM, reason="console browser tests: no Chromium; `apt-get install -y chromium` (as root) enables them"
+    ),
+    pytest.mark.skipif(
+        not HAS_PLAYWRIGHT, reason="console browser tests: `pip install playwright` (it drives Debian's Chromium)"
+    ),
+]
 SMALL = {
     "num_images": "80",  # enough for a golden set of every class, so the run promotes a champion
     "epoch_count": "2",
@@ -30,16 +40,6 @@ SMALL = {
     "tuned_model_display_name": "console-inspector",
 }
 RUN_TIMEOUT_MS = 420_000
-
-
-def _playwright():
-    if not CHROMIUM:
-        pytest.skip("console browser tests: no Chromium; `apt-get install -y chromium` (as root) enables them")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("console browser tests: `pip install playwright` (the package only; it drives Debian's Chromium)")
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def shots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(stack):
-    sync_playwright = _playwright()
+    from playwright.sync_api import sync_playwright
+
     from localvertex.console.security import read_keys
 
     with sync_playwright() as p:
