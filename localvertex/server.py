@@ -61,6 +61,7 @@ class LocalVertex:
         )
         self.scheduler = Scheduler(self.schedules)
         self.registry = TemplateRegistry(self.data_dir)  # Artifact Registry's KFP repositories
+        self.pipelines.templates = self.registry.resolve_template  # templateUri -> spec, templateMetadata
         self.io = BlockingIO(8)
         self.services = Services(
             auth=self.auth,

@@ -184,3 +184,40 @@ def test_list_with_the_sdks_simple_view_reads_only_the_masked_fields(sdk, tmp_pa
     )
     assert (bad.status_code, bad.json()["error"]["status"]) == (400, "INVALID_ARGUMENT"), bad.text
     assert "noSuchField" in bad.json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_runs_from_a_registry_template_record_its_version(local_stack, sdk, tmp_path):
+    """The console's path: a template uploaded with the unchanged RegistryClient; a run created
+    with its ``templateUri`` (with the spec, as the SDK and the console send it, or alone) records
+    ``templateMetadata.version``; a missing template is 404 and creates nothing."""
+    import google.auth.transport.requests
+    import httpx
+    from kfp.registry import RegistryClient
+
+    from localvertex.pipelines.registry import host_url
+
+    credentials = sdk.initializer.global_config.credentials
+    credentials.refresh(google.auth.transport.requests.Request())
+    host = host_url(local_stack.vertex_url, PROJECT, LOCATION)
+    package, version = RegistryClient(host=host, auth=credentials).upload_pipeline(
+        _caching_pipeline(tmp_path), tags=["nightly"]
+    )
+    api = httpx.Client(
+        base_url=f"{local_stack.vertex_url}/v1/projects/{PROJECT}/locations/{LOCATION}/",
+        headers={"Authorization": f"Bearer {credentials.token}"},
+        timeout=30,
+    )
+    runtime = {"gcsOutputDirectory": "gs://local-bucket/template-runs", "parameterValues": {"a": 7}}
+    alone = api.post("pipelineJobs", json={"templateUri": f"{host}/{package}/nightly", "runtimeConfig": runtime})
+    assert alone.status_code == 200, alone.text
+    assert alone.json()["templateMetadata"] == {"version": version}
+    job = sdk.PipelineJob.get(alone.json()["name"])
+    wait_until(lambda: job.state.name in ENDED, 120, "the template run ending")
+    assert job.state.name == "PIPELINE_STATE_SUCCEEDED"
+    found = api.get("pipelineJobs", params={"filter": f'template_metadata.version="{version}"'}).json()
+    assert [j["name"] for j in found["pipelineJobs"]] == [job.resource_name]
+    before = len(api.get("pipelineJobs", params={"pageSize": 1000}).json()["pipelineJobs"])
+    missing = api.post("pipelineJobs", json={"templateUri": f"{host}/{package}/no-such-tag", "runtimeConfig": runtime})
+    assert (missing.status_code, missing.json()["error"]["status"]) == (404, "NOT_FOUND"), missing.text
+    assert len(api.get("pipelineJobs", params={"pageSize": 1000}).json()["pipelineJobs"]) == before

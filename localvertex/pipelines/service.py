@@ -29,6 +29,7 @@ import copy
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,9 @@ class PipelineService:
         self.store = PipelineJobStore(self.data_dir)
         self.runner = PipelineRunner(self.store, self.metadata, self.data_dir, slots)
         self.operations: dict[str, dict[str, Any]] = {}
+        # templateUri -> {"pipelineSpec", "templateMetadata"} (TemplateRegistry.resolve_template);
+        # the server sets it, None resolves nothing.
+        self.templates: Callable[[str], dict] | None = None
         self._async = ThreadPoolExecutor(1, thread_name_prefix="localvertex-pipeline-metadata")
         for job in self.store.list():  # contexts a stop interrupted before they were written
             if "runExecution" not in job["_local"]:
@@ -113,12 +117,32 @@ class PipelineService:
     def create(
         self, project: str, location: str, body: dict, job_id: str | None = None, *, schedule_name: str | None = None
     ) -> dict:
+        template = self._template(body)
+        if template and not body.get("pipelineSpec"):  # a run from a template alone (REST, the console)
+            body = {**body, "pipelineSpec": template["pipelineSpec"]}
         job = build_pipeline_job(body, project, location, job_id, schedule_name)
+        if template:
+            job["templateMetadata"] = template["templateMetadata"]
         if not self.store.add(job):
             raise api_error("ALREADY_EXISTS", f"PipelineJob {job['name']} already exists.")
         self._async.submit(self._write_contexts, id_of(job))
         log.info("created pipeline job %s (%s)", id_of(job), job["_local"]["pipelineName"])
         return public_view(job)
+
+    def _template(self, body: dict) -> dict | None:
+        """``{"pipelineSpec", "templateMetadata"}`` of the job's ``templateUri`` (``templates``,
+        the registry's resolver, set by the server), as Vertex AI records ``templateMetadata.version``.
+        A template that is missing is 404 and nothing is created. A URI of no registry (the
+        SDK also records plain https YAML URLs) is kept as sent when a spec came with it."""
+        uri = body.get("templateUri")
+        if not uri or self.templates is None:
+            return None
+        try:
+            return self.templates(uri)
+        except ApiError as exc:
+            if exc.status == "INVALID_ARGUMENT" and body.get("pipelineSpec"):
+                return None
+            raise
 
     def _write_contexts(self, job_id: str) -> None:
         """jobDetail's contexts, written just after create, as Vertex does (asynchronously)."""
@@ -269,6 +293,7 @@ JOB_FIELDS = aip160.Fields(
         "display_name": lambda j: j.get("displayName"),
         "pipeline_name": lambda j: j["_local"]["pipelineName"],
         "template_uri": lambda j: j.get("templateUri"),
+        "template_metadata.version": lambda j: (j.get("templateMetadata") or {}).get("version"),
         "schedule_name": lambda j: j.get("scheduleName"),
         "pipeline_job_user_id": lambda j: j["_local"]["id"],
     },
