@@ -56,7 +56,7 @@ ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
 SHAPE_MIN_INPUT_SIZE = 128  # input sizes from which the encoder reads the shape channels
 # Photographs: from this input size the encoder is the pretrained EfficientNet-Lite0
 # (network.PretrainedEncoder), which reads them at PRETRAINED_INPUT_SIZE.
-PRETRAINED_MIN_INPUT_SIZE = 10_000  # EXPERIMENT: off until measured
+PRETRAINED_MIN_INPUT_SIZE = 160
 PRETRAINED_INPUT_SIZE = 224
 # The pretrained encoder's weights learn at this fraction of the learning rate (the new layers
 # and the decoder at the full rate), and a pass shows each example this many times (its

