@@ -4,6 +4,17 @@ The requests are built by the real SDKs (google-cloud-aiplatform, kfp.registry).
 command sends them, they go to a loopback HTTP server that plays Vertex AI (REST transport),
 Cloud Storage (STORAGE_EMULATOR_HOST) and Artifact Registry, and records every request. A
 socket guard makes any other connection fail, so no test can reach Google.
+
+The same commands also run end to end against the local twin (a real server that executes
+the runs), without any fake or patch: submit in tests/test_twin_vertex_smoke.py (``make
+submit``) and tests/test_twin_pipelines.py, schedule in tests/test_twin_schedules_api.py,
+tests/test_twin_registry_env.py and tests/test_twin_nightly_soak.py, upload in
+tests/test_twin_registry.py, compare in tests/test_twin_metadata.py, vertex-smoke in
+tests/test_twin_vertex_smoke.py. What stays here is what the twin cannot stand in for: the
+exact bodies Google receives (the twin accepts any body its schema allows, so it would not
+notice a changed label or caching choice), Google's own refusals (403, quota), a project
+taken from gcloud's ADC, Artifact Registry's https host, and everything checked before a
+request is sent (one fast test each, no server).
 """
 
 import json
@@ -290,6 +301,7 @@ def test_cache_keeps_compiled_choices_and_no_cache_turns_all_off(template):
     assert set(off.values()) == {False}
 
 
+# Against the twin: tests/test_twin_vertex_smoke.py::test_make_submit_creates_the_run_linked_to_its_experiment.
 def test_submit_sends_the_job_and_links_the_experiment(cli, google_api, template):
     google_api.state["experiments"].add("qc-exp")
     result = cli(
@@ -426,6 +438,7 @@ def test_api_errors_are_one_line(cli, google_api, template):
 # --------------------------------------------------------------------------- schedules
 
 
+# Against the twin: tests/test_twin_registry_env.py (the command), test_twin_nightly_soak.py (its runs).
 def test_schedule_request(cli, google_api, template):
     result = cli(
         "schedule",
@@ -471,6 +484,7 @@ def test_schedule_request(cli, google_api, template):
     assert f"locations/{LOCATION}/pipelines/schedules/42" in result.stdout
 
 
+# Against the twin: tests/test_twin_schedules_api.py::test_the_pipeline_cli_schedule_commands_against_the_twin.
 def test_schedule_list_pause_resume_delete(cli, google_api):
     google_api.state["schedules"][f"{PARENT}/schedules/42"] = {
         "name": f"{PARENT}/schedules/42",
@@ -516,6 +530,7 @@ def test_help_explains_scheduled_runs_and_experiments(cli):
 # --------------------------------------------------------------------------- upload
 
 
+# Against the twin: tests/test_twin_registry.py::test_upload_command_against_the_twin.
 def test_upload_posts_yaml_and_tags_to_the_registry(cli, google_api, template):
     repo = f"{google_api.url}/kfp-repo"
     result = cli(
@@ -660,6 +675,8 @@ def test_labelled_run_row_matches_experiment_columns():
     assert row["source"] == "label"
 
 
+# Against the twin, unpatched: tests/test_twin_metadata.py::test_experiment_df_and_compare_command and
+# test_twin_nightly_soak.py (labelled scheduled runs). Patched here only to pin the row order.
 def test_compare_merges_experiment_and_labelled_runs_and_writes_csv(cli, google_api, monkeypatch, tmp_path):
     calls = []
 
