@@ -180,3 +180,57 @@ def _photo() -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def test_experiment_rows_are_get_experiment_dfs(page, stack):
+    """The Experiments page's rows (experiment_rows.py, read over REST) are the rows the real
+    ``aiplatform.get_experiment_df`` builds for the runs the whole-path test made."""
+    import asyncio
+    import concurrent.futures
+    import math
+
+    import google.auth.transport.requests
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.oauth2 import service_account
+
+    from localvertex.console.api import VertexApi
+    from localvertex.console.experiment_rows import experiment_rows
+
+    credentials = service_account.Credentials.from_service_account_file(
+        str(stack.credentials_path), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    credentials.refresh(google.auth.transport.requests.Request())
+    aiplatform.init(
+        project="local-project",
+        location="us-central1",
+        credentials=credentials,
+        api_endpoint=stack.vertex_url,
+        api_transport="rest",
+    )
+    try:
+        df = aiplatform.get_experiment_df("console-e2e", include_time_series=False)
+    finally:
+        initializer.global_config.__init__()
+
+    async def console_rows():
+        api = VertexApi(stack.vertex_url, "local-project", "us-central1", lambda: credentials.token)
+        try:
+            return await experiment_rows(api, "console-e2e", include_labelled=False)
+        finally:
+            await api.close()
+
+    # Playwright's sync API holds this thread's event loop: the console's client runs in another.
+    with concurrent.futures.ThreadPoolExecutor(1) as other_thread:
+        rows = other_thread.submit(asyncio.run, console_rows()).result()
+    ours = {r.columns["run_name"]: r.columns for r in rows}
+    assert sorted(ours) == sorted(df.run_name) and len(ours) == 2
+    for record in df.to_dict("records"):
+        mine = ours[record["run_name"]]
+        for column, value in record.items():
+            if isinstance(value, float) and math.isnan(value):
+                assert mine.get(column) is None, column
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert float(mine[column]) == pytest.approx(float(value)), column
+            else:
+                assert mine[column] == value, column
