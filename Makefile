@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 	@# range in pyproject.toml is then satisfied and no multi-GB CUDA build is pulled.
 	$(PYTHON) -m pip install --quiet "torch==2.13.0"
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	@# Chromium for the console's browser tests, from Debian's packages where this user may install
+	@# them (CI runs as root); elsewhere those tests skip, saying which command enables them.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 \
+		&& apt-get install -y -q chromium >/dev/null 2>&1; }; } ; } \
+		|| echo "note: no Chromium (apt-get install -y chromium, as root): the console's browser tests will skip"
 	@touch $@
 
 setup: $(STAMP) ## Create .venv and install everything (idempotent, fast when done)
