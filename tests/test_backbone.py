@@ -1,7 +1,9 @@
 """Tests of the pretrained encoder (localvertex.model.backbone, network.PretrainedEncoder) on tiny inputs."""
 
 import hashlib
+import importlib.util
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +127,29 @@ def test_an_effnet_network_config_builds_without_weights():
     network = InspectorNet(NetworkConfig(len(tokenizer), 4, input_size=32, encoder="effnet-lite0"))
     assert network.config.input_channels == 18
     assert network.image_keys_values(torch.rand(1, 18, 32, 32))[0][0].shape[2] == 2
+
+
+def test_the_network_code_reproduces_imagenet_answers_on_a_photograph():
+    """With the checkpoint's own head and classifier on top, scikit-image's cat and espresso
+    photographs come out as ImageNet's Egyptian cat (285) and espresso (967): the blocks,
+    padding and normalisation written here are the ones the weights were trained with."""
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("scikit-image (a dev dependency) ships the photographs")
+    folder = Path(next(iter(importlib.util.find_spec("skimage").submodule_search_locations))) / "data"
+    state = pretrained_state()
+    network = EfficientNetLite0(16)
+    network.load_pretrained()
+    head = backbone_module.SameConv(320, 1280, 1)
+    head.weight.data = state["_conv_head.weight"]
+    norm = torch.nn.BatchNorm2d(1280, eps=1e-3)
+    norm.load_state_dict({k.removeprefix("_bn1."): v for k, v in state.items() if k.startswith("_bn1.")})
+    classifier = torch.nn.Linear(1280, 1000)
+    classifier.load_state_dict({k.removeprefix("_fc."): v for k, v in state.items() if k.startswith("_fc.")})
+    for module in (network, norm):
+        module.eval()
+    for name, expected in (("chelsea.png", 285), ("coffee.png", 967)):
+        image = Image.open(folder / name).convert("RGB").resize((224, 224), Image.BICUBIC)
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(1, 224, 224, 3)
+        with torch.no_grad():
+            features = torch.nn.functional.relu6(norm(head(network(pixels.permute(0, 3, 1, 2) / 255.0))))
+            assert int(classifier(features.mean(dim=(2, 3))).argmax()) == expected
