@@ -70,8 +70,9 @@ def fire_time(night: int) -> datetime:
 # --------------------------------------------------------------------------- the toy nightly loop
 
 
-def compile_toy(tmp_path: Path) -> str:
-    from kfp import compiler, dsl
+def challenger_component():
+    """The night's training and evaluation: tonight's data, 429/503 retried, a golden-set score."""
+    from kfp import dsl
 
     @dsl.component(base_image="python:3.11")
     def challenger(
@@ -111,6 +112,13 @@ def compile_toy(tmp_path: Path) -> str:
         metrics.log_metric("eval_retries", retries)
         return json.dumps(score)
 
+    return challenger
+
+
+def decide_component():
+    """decide + promote: the real rule against the champion record in the bucket."""
+    from kfp import dsl
+
     from components.decide_promotion import accuracy_gain_lower_bound, promotion_verdict
 
     # The real rule, shipped in the component's source as the pipeline's own components ship it.
@@ -135,6 +143,14 @@ def compile_toy(tmp_path: Path) -> str:
             home.blob("soak/champion.json").upload_from_string(text, if_generation_match=blob.generation if blob else 0)
             home.blob(f"soak/champions/night-{challenger['night']:02d}.json").upload_from_string(text)
         return "promoted" if promote else "kept"
+
+    return decide_and_promote
+
+
+def compile_toy(tmp_path: Path) -> str:
+    from kfp import compiler, dsl
+
+    challenger, decide_and_promote = challenger_component(), decide_component()
 
     @dsl.pipeline(name="nightly-soak")
     def nightly(bucket: str = BUCKET):
