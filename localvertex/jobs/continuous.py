@@ -33,7 +33,7 @@ from typing import Any
 from platform_facts.gemini import continuous_tuning_problem
 
 from ..errors import invalid, not_found
-from .resource import SUCCEEDED, state_word
+from .resource import SUCCEEDED, base_model_name, state_word
 
 # (project, location, model id) -> the job whose tuned model that is, or None.
 FindModel = Callable[[str, str, str], "dict[str, Any] | None"]
@@ -121,4 +121,4 @@ def resolve_pre_tuned(pre: dict[str, Any], project: str, find_model: FindModel) 
     problem = continuous_tuning_problem("", local["localBaseModel"], job.get("createTime", ""))
     if problem:
         raise invalid(f"Model {name} cannot be tuned onward: {problem}.")
-    return PreTuned(name, checkpoint_id, job["baseModel"], local["localBaseModel"], job["name"], key)
+    return PreTuned(name, checkpoint_id, base_model_name(job), local["localBaseModel"], job["name"], key)

@@ -296,7 +296,6 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     job: dict[str, Any] = {
         "name": f"projects/{project}/locations/{location}/tuningJobs/{job_id}",
         "tunedModelDisplayName": (request.display_name or f"{request.local_base_model}-tuned-{job_id[-6:]}"),
-        "baseModel": request.pre_tuned.base_model if request.pre_tuned else body["baseModel"],
         "supervisedTuningSpec": _served_spec(request),
         "state": PENDING,
         "createTime": now,
@@ -305,8 +304,12 @@ def new_job(request: TuningRequest, project: str, location: str) -> dict[str, An
     job.update({k: body[k] for k in ("description", "serviceAccount") if body.get(k)})
     if request.labels:
         job["labels"] = dict(request.labels)
+    # source_model is a oneof: a continued job names preTunedModel (its output-only baseModel
+    # inside), never baseModel too (the SDK's proto parser refuses both).
     if request.pre_tuned:
         job["preTunedModel"] = request.pre_tuned.served()
+    else:
+        job["baseModel"] = body["baseModel"]
     job["_local"] = {
         "id": job_id,
         "project": project,

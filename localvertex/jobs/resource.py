@@ -68,6 +68,11 @@ def model_name(job: dict[str, Any]) -> str:
     return f"projects/{loc['project']}/locations/{loc['location']}/models/{loc['modelId']}@1"
 
 
+def base_model_name(job: dict[str, Any]) -> str:
+    """The base model a job tunes: ``baseModel``, or ``preTunedModel.baseModel`` for a continued job."""
+    return job.get("baseModel") or job.get("preTunedModel", {}).get("baseModel", "")
+
+
 def state_word(job: dict[str, Any]) -> str:
     """``SUCCEEDED`` for ``JOB_STATE_SUCCEEDED``: how messages name a state."""
     return job["state"].removeprefix("JOB_STATE_")

@@ -78,7 +78,12 @@ async def create_tuning_job(version: str, loc: LocationDep, services: ServicesDe
     )
     services.store.add(job)
     services.runner.notify()
-    log.info("created tuning job %s (base %s, %s)", job["_local"]["id"], job["baseModel"], job["_local"]["config"])
+    log.info(
+        "created tuning job %s (base %s, %s)",
+        job["_local"]["id"],
+        job["_local"]["localBaseModel"],
+        job["_local"]["config"],
+    )
     return respond(request, version, "TuningJob", public_view(job))
 
 
