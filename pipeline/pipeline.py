@@ -367,6 +367,45 @@ def visual_defect_sft(
 
     Data steps are cached (same parameters, same data). Steps that talk to live services or
     read the inspector's state are not: a cached tuning step would hand back an old job.
+
+    Args:
+        project: Google Cloud project of the run, its bucket and the tuning job.
+        bucket: gs:// bucket for images, tuning data, champions and golden sets.
+        location: Vertex AI region of the run and the tuning job (us-central1 or europe-west4 for Gemini 3).
+        dataset_uri: your labelled images (folder, CSV/JSONL manifest or tuning JSONL); empty synthesizes images.
+        label_template: defect label of imported images, e.g. "Status: Defect - {defect_type} found.".
+        num_images: synthetic images to draw (with no dataset_uri).
+        defect_ratio: share of defective synthetic images, 0 to 1.
+        seed: seed of the synthetic images and of the split.
+        variation: synthetic look: standard, strong (shifted) or photo (photo-like parts).
+        train_fraction: share of images for training (stratified by class).
+        validation_fraction: share of images for validation (checkpoint choice); the rest is test.
+        prompt: the instruction of every example.
+        system_instruction: optional system instruction of every example.
+        oversample_rare_classes: repeat rarer classes in the training file until balanced.
+        base_model: Gemini model to tune (python -m pipeline models lists those tunable today).
+        epoch_count: passes over the training data.
+        adapter_size: LoRA adapter size: 1, 2, 4, 8 or 16 (per model).
+        learning_rate_multiplier: scales the service's default learning rate.
+        tuned_model_display_name: the inspector's name (its champion and golden set).
+        poll_interval_seconds: how often the tuning job is polled.
+        tuning_timeout_seconds: bound of the wait for tuning; the job is cancelled after it.
+        eval_concurrency: evaluation requests in flight at once.
+        thinking: least, dynamic, none, a level (Gemini 3) or a budget (2.5), sent as each model takes it.
+        media_resolution: images' part-level media resolution: empty, low, medium or high (Gemini 3).
+        tune_from: base, or champion (continuous tuning where Google allows it).
+        evaluate_base_model: also ask the untuned base model, for comparison.
+        golden_test_uri: a fixed golden set of your own (tuning JSONL); empty creates one once.
+        min_status_accuracy: promotion threshold on the golden set.
+        max_miss_rate: promotion threshold: defects called Pass on the golden set.
+        promotion_margin: status-accuracy gain over the champion needed to promote.
+        min_test_per_class: test images per class needed to promote.
+        min_golden_per_class: golden images per class needed to create the golden set and promote.
+        max_training_tokens: refuse to tune above this many estimated training tokens; 0 no limit.
+        max_tuning_cost_usd: refuse to tune above this estimated cost; 0 no limit.
+        training_price_per_million_tokens_usd: the base model's tuning price, for the cost limit.
+        notify_webhook_url: Google Chat or Slack incoming webhook for the outcome (a credential).
+        notify_webhook_secret: Secret Manager version holding the webhook URL instead.
     """
     # The run's parameters (pipeline channels) for the parts below, which add their tasks to
     # this pipeline: plain functions, so the compiled task names stay those of TASK_TITLES.
