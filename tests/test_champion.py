@@ -594,7 +594,7 @@ def test_the_compiled_pipeline_selects_evaluates_decides_and_notifies():
 @pytest.mark.slow
 def test_select_checkpoint_scores_every_checkpoints_endpoint(images, tmp_path):
     """Each listed checkpoint's endpoint answers the validation set; one that never answers is
-    not chosen, and of two that score the same the earlier epoch wins."""
+    not chosen, and of two that answer alike the last (most trained) one ships."""
     import time
 
     from google.genai import types
@@ -642,11 +642,13 @@ def test_select_checkpoint_scores_every_checkpoints_endpoint(images, tmp_path):
         checkpoint_metrics=(m := metrics(tmp_path, "m")),
         checkpoint_report=report,
     )
-    assert (chosen.checkpoint_id, chosen.epoch, chosen.challenger_endpoint) == ("1", 1, endpoint)
+    # Epochs 1 and 3 answer alike (one endpoint): a tie keeps the last checkpoint.
+    assert (chosen.checkpoint_id, chosen.epoch, chosen.challenger_endpoint) == ("3", 3, endpoint)
     selection = json.loads(chosen.selection)
+    assert "no earlier checkpoint was better beyond noise" in selection["reason"]
     assert [row["checkpoint_id"] for row in selection["checkpoints"]] == ["1", "9", "3"]  # in epoch order
     assert selection["checkpoints"][1]["error_rate"] == 1.0 and selection["checkpoints"][1]["status_accuracy"] == 0.0
-    assert m.metadata["ckpt_count"] == 3 and m.metadata["ckpt_selected_epoch"] == 1
+    assert m.metadata["ckpt_count"] == 3 and m.metadata["ckpt_selected_epoch"] == 3
     assert m.metadata["ckpt_e1_status_accuracy"] == m.metadata["ckpt_e3_status_accuracy"]
     assert m.metadata["ckpt_e2_status_accuracy"] == 0.0 and "ckpt_e2_miss_rate" in m.metadata
     table = (tmp_path / "r.md").read_text()

@@ -339,7 +339,8 @@ def test_launch_wait_and_summarize_a_real_local_tuning_job(splits, tmp_path):
         summary=summary,
     )
     written = (tmp_path / "summary.md").read_text()
-    assert "75.0% defect-type accuracy" in text and "needs more data" in text
+    # Four test images are no evidence of readiness either way (summarize_run.readiness).
+    assert "75.0% defect-type accuracy" in text and "readiness cannot be judged on 4 test image(s)" in text
     assert "Source: template (Gemini unavailable: ClientError" in written  # no local Gemini: 404
 
 

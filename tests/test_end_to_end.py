@@ -120,7 +120,22 @@ def test_offline_run_on_an_imported_folder_learns_its_own_classes(finished_run, 
     for name in LOCAL_ENV:
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(
-        app, ["run", "--dataset", str(tmp_path / "parts"), "--epochs", "3", "--data-dir", str(data_dir)]
+        app,
+        [
+            "run",
+            "--dataset",
+            str(tmp_path / "parts"),
+            "--epochs",
+            "3",
+            "--data-dir",
+            str(data_dir),
+            # 30 images leave one test image per class: below the default minimums, nothing would
+            # be promoted (tests/test_promotion_gates.py); here the folder's run must become champion.
+            "--param",
+            "min_test_per_class=1",
+            "--param",
+            "min_golden_per_class=1",
+        ],
     )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -140,6 +155,7 @@ def test_offline_run_on_an_imported_folder_learns_its_own_classes(finished_run, 
     shown = CliRunner().invoke(app, ["champion", "--data-dir", str(data_dir), "--json"])
     assert shown.exit_code == 0, shown.output
     champion = json.loads(shown.output.strip().splitlines()[-1])["champion"]
+    assert champion is not None, shown.output
     assert champion["inspector"] == "visual-defect-inspector-parts"
     image = tmp_path / "dent.png"
     draw_product_image(random.Random(7), None).save(image)

@@ -120,9 +120,9 @@ def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
     [new_job] = [job for job_id, job in jobs.items() if job_id != killed_job and job["state"] == "JOB_STATE_SUCCEEDED"]
     assert result["tuned_endpoint"] == new_job["tunedModel"]["endpoint"]
 
-    # `runs` lists only the finished run; `inspect` asks the finished run's endpoint.
+    # `runs` lists both runs, the killed one with its state; `inspect` asks the finished run's endpoint.
     listed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "runs"],
+        [sys.executable, "-m", "pipeline", "runs", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -131,13 +131,15 @@ def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
     )
     table = listed.stdout + listed.stderr  # the table goes to the console, which is stderr
     assert listed.returncode == 0, table
-    assert new_run.name in table and killed_run.name not in table and "1 offline run(s)" in table, table
+    assert new_run.name in table and killed_run.name in table and "2 offline run(s)" in table, table
+    killed_row = next(line for line in table.splitlines() if killed_run.name in line)
+    assert "succeeded" not in killed_row, killed_row  # shown interrupted or failed, never as a success
     image = tmp_path / "photo.png"
     from PIL import Image
 
     Image.new("RGB", (100, 100), (0x55, 0x55, 0xAA)).save(image)
     asked = subprocess.run(
-        [sys.executable, "-m", "pipeline", "inspect", str(image), "--json"],
+        [sys.executable, "-m", "pipeline", "inspect", str(image), "--json", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         cwd=REPO,
