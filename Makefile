@@ -66,6 +66,10 @@ bench: $(STAMP) ## Run the benchmarks (they print figures)
 	$(PYTHON) bench/bench_serving.py
 	$(PYTHON) bench/bench_scale.py
 	$(PYTHON) bench/bench_scale.py --eval 2000
+	$(PYTHON) bench/bench_cli_startup.py
+	$(PYTHON) bench/bench_twin_pipelines.py
+	$(PYTHON) bench/bench_twin_run.py
+	$(PYTHON) bench/bench_console.py
 
 # ---- Vertex AI (settings in env.sh: cp env.sh.example env.sh) --------------------------
 # Without env.sh the settings come from the environment: `. <(python -m localvertex env)` exports
