@@ -88,11 +88,11 @@ async def quiet_packages(api) -> list[dict]:
         return []
 
 
-@router.post("/create")
-async def create_run(current: ActionDep, request: Request) -> Response:
-    form = await read_form(request)
-    package, ref = str(form.get("package") or ""), str(form.get("ref") or "")
-    spec = await load_spec(current.api, package, ref)
+async def submitted_run_form(api, form, default_ref: str):
+    """(package, ref, spec, RunForm) of a posted run form: the template it names and the values
+    the user gave (the create-run and new-schedule pages post the same fields)."""
+    package, ref = str(form.get("package") or ""), str(form.get("ref") or default_ref)
+    spec = await load_spec(api, package, ref)
     fields = await asyncio.to_thread(build_fields, spec)
     run = RunForm(
         fields,
@@ -103,6 +103,13 @@ async def create_run(current: ActionDep, request: Request) -> Response:
         submitted={f.name: form.get(f.name) for f in fields if form.get(f.name) is not None},
         pipeline=pipeline_name(spec),
     )
+    return package, ref, spec, run
+
+
+@router.post("/create")
+async def create_run(current: ActionDep, request: Request) -> Response:
+    form = await read_form(request)
+    package, ref, spec, run = await submitted_run_form(current.api, form, default_ref="")
     values, labels = await asyncio.to_thread(check_run_form, run)
     if not run.ok:
         return _form_again(current, run, package, ref, spec)

@@ -13,7 +13,14 @@ from fastapi.responses import RedirectResponse, Response
 from .api import ApiFailure
 from .context import ActionDep, Page, PageDep
 from .forms import read_form
-from .page_create import default_display_name, default_values, job_body, load_spec, pipeline_name, quiet_packages
+from .page_create import (
+    default_values,
+    job_body,
+    load_spec,
+    pipeline_name,
+    quiet_packages,
+    submitted_run_form,
+)
 from .run_form import RunForm, build_fields, check_run_form
 
 router = APIRouter()
@@ -68,18 +75,7 @@ async def new_schedule_page(current: PageDep, package: str = "", ref: str = "lat
 @router.post("/schedules/new")
 async def create_schedule(current: ActionDep, request: Request) -> Response:
     form = await read_form(request)
-    package, ref = str(form.get("package") or ""), str(form.get("ref") or "latest")
-    spec = await load_spec(current.api, package, ref)
-    fields = await asyncio.to_thread(build_fields, spec)
-    run = RunForm(
-        fields,
-        display_name=str(form.get("display_name") or "").strip() or default_display_name(spec),
-        experiment=str(form.get("experiment") or "").strip(),
-        labels_text=str(form.get("labels") or ""),
-        enable_caching=bool(form.get("enable_caching")),
-        submitted={f.name: form.get(f.name) for f in fields if form.get(f.name) is not None},
-        pipeline=pipeline_name(spec),
-    )
+    package, ref, spec, run = await submitted_run_form(current.api, form, default_ref="latest")
     cron, limit_text = str(form.get("cron") or "").strip(), str(form.get("limit") or "").strip()
     values, labels = await asyncio.to_thread(check_run_form, run)
     problems = _schedule_problems(cron, limit_text)
