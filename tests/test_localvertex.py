@@ -28,6 +28,7 @@ from localvertex import tuning_data
 from localvertex.jobs.protocol import Done
 from localvertex.stack import DataDirInUse, LocalStack
 from localvertex.storage import InvalidUri, parse_gs_uri
+from tests.harness import wait_for_job
 
 # Intermediate checkpoints need model.train's on_checkpoint hook (jobs/worker.py).
 TRAIN_HAS_CHECKPOINT_HOOK = "on_checkpoint" in inspect.signature(local_model.train).parameters
@@ -74,13 +75,7 @@ def line(uri: str, label: str, roles=("user", "model")) -> str:
 
 
 def wait_for(client, name: str, states: set[str], timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.tunings.get(name=name)
-        if job.state.name in states:
-            return job
-        assert time.monotonic() < deadline, f"{name} still {job.state} after {timeout}s"
-        time.sleep(0.3)
+    return wait_for_job(client, name, states, timeout)
 
 
 @pytest.fixture(scope="module")
