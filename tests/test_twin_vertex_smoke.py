@@ -28,6 +28,9 @@ def make_against_the_twin(stack, make_args: str, timeout: float) -> subprocess.C
     if not (REPO_ROOT / "compiled" / "visual_defect_sft.yaml").exists():
         pytest.skip("compiled/visual_defect_sft.yaml is missing (python -m pipeline compile)")
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    # The twin trains 32 small images an epoch in seconds: the cancelled run plans enough epochs
+    # to still be training when it is cancelled (20 finished first once on an idle machine).
+    env["VERTEX_SMOKE_CANCEL_EPOCHS"] = "400"
     script = (
         f'set -e; . <("{sys.executable}" -m localvertex env --data-dir "{stack.data_dir}"); '
         f'make -o .venv/.installed {make_args} PYTHON="{sys.executable}"'
