@@ -239,10 +239,6 @@ def _check_budget(level: Any, budget: Any, model: str, rules: dict[str, Any]) ->
         )
 
 
-def count_text_tokens(text: str) -> int:
-    return text_token_count(len(text))
-
-
 def response_body(
     text: str, finish_reason: str, prompt: Prompt, model_version: str, create_time: str, base_model: str = ""
 ) -> dict[str, Any]:
@@ -250,8 +246,8 @@ def response_body(
     counted as ``base_model`` counts them at their media resolution)."""
     image_tokens = sum(image_token_count(0, 0, base_model, level) for level in prompt.levels)
     image_tokens += image_token_count(0, 0, base_model) * (prompt.image_count - len(prompt.levels))
-    prompt_tokens = count_text_tokens(prompt.text) + image_tokens
-    out_tokens = count_text_tokens(text)
+    prompt_tokens = text_token_count(len(prompt.text)) + image_tokens
+    out_tokens = text_token_count(len(text))
     return {
         "candidates": [
             {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish_reason, "index": 0}
