@@ -183,6 +183,27 @@ def _metadata_only_kept(deserialize):
     return deserialize_artifact
 
 
+def resolved_parameters(params: dict[str, Any], task_run: dict[str, Any]) -> dict[str, Any]:
+    """The parameter values the task receives: kfp.local replaces these constant placeholders
+    (``{{$.pipeline_job_uuid}}`` and kin) in the executor input only, so the orchestrator's
+    arguments still hold them (placeholder_utils.resolve_individual_placeholder does the same
+    substitution). ``{{$.pipeline_task_uuid}}`` is drawn at random inside kfp.local: kept."""
+    from kfp import dsl
+
+    constants = {
+        dsl.PIPELINE_JOB_NAME_PLACEHOLDER: task_run["pipeline_resource_name"],
+        dsl.PIPELINE_JOB_ID_PLACEHOLDER: task_run["unique_pipeline_id"],
+        dsl.PIPELINE_ROOT_PLACEHOLDER: task_run["pipeline_root"],
+    }
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, str):
+            for placeholder, actual in constants.items():
+                value = value.replace(placeholder, actual)
+        out[name] = value
+    return out
+
+
 def install_hooks(uploader: Uploader) -> None:
     from kfp.local import cache as cache_module
     from kfp.local import status, subprocess_task_handler
@@ -209,6 +230,7 @@ def install_hooks(uploader: Uploader) -> None:
         except Exception:  # the orchestrator itself reports what it cannot resolve
             inputs = {}
         params, artifacts = _split(inputs, task_name, uploader, upload=False)
+        params = resolved_parameters(params, kwargs)
         if STATE.cancelled:
             emit("task_end", task=task_name, state="CANCELLED", skipped=True)
             return {}, status.Status.FAILURE
