@@ -1,5 +1,5 @@
 """``python -m pipeline``: the command line."""
 
-from pipeline.cli import app
+from pipeline.commands import app
 
 app(prog_name="python -m pipeline")

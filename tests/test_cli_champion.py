@@ -17,7 +17,7 @@ from components.champion_store import write_json_object
 from localvertex import LocalStack
 from pipeline import offline
 from pipeline.champion import storage_bucket
-from pipeline.cli import app
+from pipeline.commands import app
 
 REPO = offline.REPO
 SDK_VARIABLES = ("GOOGLE_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")

@@ -9,7 +9,7 @@ import sys
 from typer.testing import CliRunner
 
 from pipeline import offline
-from pipeline.cli import app
+from pipeline.commands import app
 
 LONG_DIR = "runs-of-the-second-production-line-in-the-new-hall-with-a-rather-long-folder-name"
 ENDPOINT = "projects/local-project/locations/us-central1/endpoints/1234567890123456789-a-long-checkpoint-endpoint-id"

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import offline
-from pipeline.cli import app
+from pipeline.commands import app
 
 LONG_URI = "gs://local-bucket/datasets/our-own-photographs-of-the-second-production-line-2026-01/"
 

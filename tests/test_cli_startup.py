@@ -31,7 +31,7 @@ def test_light_commands_import_no_heavy_package(args, tmp_path):
 def test_every_command_is_listed_and_runs_after_lazy_loading():
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.commands import app
 
     listing = CliRunner().invoke(app, ["--help"])
     for name in ("run", "runs", "inspect", "champion", "validate", "submit", "schedule", "compare", "vertex-smoke"):

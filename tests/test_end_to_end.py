@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from components.drawing import draw_product_image
 from pipeline import offline
-from pipeline.cli import app
+from pipeline.commands import app
 
 # Both image steps run (import_dataset stands aside without a dataset_uri): a static DAG.
 TASKS = {

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from components import packages
 from pipeline import offline, params
-from pipeline.cli import app
+from pipeline.commands import app
 from pipeline.pipeline import COMPILED_YAML, compile_pipeline
 
 TASK_ORDER = [
@@ -198,7 +198,7 @@ def _all_tasks(node):
 
 
 def test_cli_and_pipeline_share_task_titles():
-    from pipeline import cli
+    from pipeline import commands as cli
     from pipeline import pipeline as dag
 
     assert cli.TASK_TITLES is dag.TASK_TITLES

@@ -116,7 +116,7 @@ def test_upload_command_against_the_twin(host, credentials, toy_yaml):
     """``python -m pipeline upload --repo <the twin's host>`` (``make upload``'s command)."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.commands import app
 
     result = CliRunner().invoke(app, ["upload", "--repo", host, "--tag", "cli", "--template", str(toy_yaml)])
     assert result.exit_code == 0, result.output

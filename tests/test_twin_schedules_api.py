@@ -115,7 +115,7 @@ def test_the_pipeline_cli_schedule_commands_against_the_twin(aiplatform_local, l
     """``python -m pipeline schedule --list / --pause / --resume / --delete`` by display name."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.commands import app
 
     aiplatform = aiplatform_local
     toy_job(aiplatform, toy_yaml).create_schedule(cron="0 2 1 1 *", display_name="toy-cli", max_concurrent_run_count=1)
