@@ -88,3 +88,83 @@ def test_task_execution_records_the_resolved_pipeline_job_id(chatty_job):
     received = metadata["output:Output"]  # what the task itself was given
     assert "{{" not in received and received
     assert metadata["input:run_id"] == received
+
+
+def custom_job_id(job: dict, name: str) -> str:
+    main_job = task(job, name)["executorDetail"]["containerDetail"]["mainJob"]
+    assert main_job.startswith(f"projects/{PROJECT}/locations/{LOCATION}/customJobs/")
+    return main_job.rsplit("/", 1)[-1]
+
+
+def entries_list(http, **body) -> httpx.Response:
+    return http.post("/v2/entries:list", json={"resourceNames": [f"projects/{PROJECT}"], **body})
+
+
+def test_the_tasks_log_is_served_by_entries_list_as_google_serves_it(http, chatty_job):
+    job_id = custom_job_id(chatty_job, "chatty")
+    query = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+    first = entries_list(http, filter=query, pageSize=30)
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert len(page["entries"]) == 30 and page["nextPageToken"]
+    entry = page["entries"][0]
+    assert entry["resource"] == {
+        "type": "ml_job",
+        "labels": {"job_id": job_id, "project_id": PROJECT, "task_name": "workerpool0-0"},
+    }
+    assert entry["logName"] == f"projects/{PROJECT}/logs/workerpool0-0"
+    assert entry["timestamp"].endswith("Z") and entry["insertId"]
+    entries = page["entries"]
+    token = page["nextPageToken"]
+    while token:
+        more = entries_list(http, filter=query, pageSize=30, pageToken=token).json()
+        entries += more["entries"]
+        token = more.get("nextPageToken")
+    assert [e["timestamp"] for e in entries] == sorted(e["timestamp"] for e in entries)
+    printed = [e["textPayload"] for e in entries if e["severity"] == "INFO"]  # kfp's executor prints too
+    stdout = [t for t in printed if t.startswith(("line ", "<script>"))]
+    assert stdout == [f"line {i} of {LINES}" for i in range(LINES)] + ['<script>alert("x")</script> & more']
+    assert ("ERROR", "careful: this goes to stderr") in [(e["severity"], e["textPayload"]) for e in entries]
+
+    # The tail, as the console asks for it: newest first, one page.
+    tail = entries_list(http, filter=query, orderBy="timestamp desc", pageSize=5).json()["entries"]
+    assert [e["timestamp"] for e in tail] == sorted((e["timestamp"] for e in tail), reverse=True)
+    errors = entries_list(http, filter=f"{query} severity>=ERROR").json()["entries"]
+    assert [(e["severity"], e["textPayload"]) for e in errors] == [("ERROR", "careful: this goes to stderr")]
+    later = entries_list(http, filter=f'{query} AND timestamp>"{tail[0]["timestamp"]}"').json()
+    assert later == {}  # nothing newer than the newest: proto3 JSON leaves the empty list out
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"filter": 'resource.labels.job_id="1" OR severity=ERROR'}, "'OR'"),
+        ({"filter": "NOT severity=ERROR"}, "'NOT'"),
+        ({"filter": '(resource.labels.job_id="1")'}, "comparison"),
+        ({"filter": 'textPayload:"line"'}, "':'"),
+        ({"filter": 'jsonPayload.message="x"'}, "jsonPayload.message"),
+        ({"filter": 'resource.type="aiplatform.googleapis.com/PipelineJob"'}, "only ml_job"),
+        ({"filter": "severity>=LOUD"}, "LogSeverity"),
+        ({"filter": 'timestamp>="yesterday"'}, "RFC 3339"),
+        ({"filter": "logName=~workerpool"}, "regular expressions"),
+        ({"filter": "x" * 20_001}, "20000"),
+        ({"pageSize": 1001}, "page_size"),
+        ({"pageSize": -1}, "page_size"),
+        ({"orderBy": "severity desc"}, "order_by"),
+        ({"pageToken": "not-a-token"}, "pageToken"),
+        ({"resourceNames": []}, "resource_names"),
+        ({"resourceNames": ["organizations/1"]}, "only projects/"),
+        ({"resourceNames": [f"projects/p{i}" for i in range(101)]}, "at most 100"),
+        ({"bogus": 1}, '"bogus"'),
+    ],
+)
+def test_unsupported_requests_are_invalid_argument_never_ignored(http, body, words):
+    resp = entries_list(http, **body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and words in error["message"], error["message"]
+
+
+def test_entries_list_needs_a_bearer_token(local_stack):
+    resp = httpx.post(f"{local_stack.vertex_url}/v2/entries:list", json={"resourceNames": [f"projects/{PROJECT}"]})
+    assert resp.status_code == 401 and resp.json()["error"]["status"] == "UNAUTHENTICATED"

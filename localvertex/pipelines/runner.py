@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import task_logs
 from ..childproc import die_with_parent
 from ..errors import RPC_ABORTED, RPC_INTERNAL
 from ..jobs.store import atomic_write_json
@@ -144,6 +145,7 @@ class PipelineRunner:
             "cacheRoot": str(self.data_dir / "pipelines" / "cache"),
             "gcsRoot": job["runtimeConfig"]["gcsOutputDirectory"],
             "workDir": str(PACKAGE_PARENT),
+            "logDir": str(task_logs.log_dir(self.data_dir, job["_local"]["project"])),
             "env": worker_env(self.data_dir),
         }
         atomic_write_json(run_dir / "spec.json", spec)
@@ -223,7 +225,9 @@ class PipelineRunner:
         if msg["kind"] == "task_start":
 
             def started(j):
-                task_detail(j, msg["task"]).update(state="RUNNING", startTime=now)
+                task_detail(j, msg["task"]).update(
+                    state="RUNNING", startTime=now, executorDetail=executor_detail(j, msg)
+                )
                 # What the task's execution records when it ends; kept out of the resource.
                 j["_local"].setdefault("taskInputs", {})[msg["task"]] = {
                     "inputs": msg.get("inputs", {}),
@@ -242,6 +246,8 @@ class PipelineRunner:
             t = task_detail(j, msg["task"])
             t.update(state=msg["state"], endTime=now)
             t.setdefault("startTime", now)
+            if msg["state"] == "SKIPPED":  # a cache hit ran no container, so no CustomJob
+                t.pop("executorDetail", None)
             if execution is not None:
                 t["execution"] = self.metadata.get("executions", execution["name"])
                 t["inputs"] = pipeline_runs.artifact_list(self.metadata, execution["name"], "INPUT")
@@ -288,6 +294,16 @@ class PipelineRunner:
             )
             with contextlib.suppress(Exception):
                 pipeline_runs.set_run_state(self.metadata, run_exec, state)
+
+
+def executor_detail(job: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    """The task's CustomJob, where its log is (task_logs.py): Vertex AI names the job that ran
+    a container task in ``containerDetail.mainJob`` (PipelineTaskExecutorDetail.ContainerDetail,
+    https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.pipelineJobs).
+    The twin serves no customJobs resource: the id is for reading the task's log."""
+    local = job["_local"]
+    job_id = task_logs.custom_job_id(local["id"], msg["task"])
+    return {"containerDetail": {"mainJob": task_logs.custom_job_name(local["project"], local["location"], job_id)}}
 
 
 def failure_message(job: dict[str, Any], outcome: dict[str, Any]) -> str:

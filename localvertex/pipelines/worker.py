@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import queue as queue_mod
 import re
 import signal
 import subprocess
@@ -31,6 +32,8 @@ import threading
 import traceback
 from pathlib import Path
 from typing import Any
+
+from localvertex import task_logs
 
 PREFIX = "@@localvertex-pipeline@@ "
 _EXCEPTION = re.compile(r"^\s*([\w.]*(?:Error|Exception|Timeout\w*|Cancelled|Interrupt)\b:.*)$")
@@ -43,6 +46,9 @@ class _State:
     cache_hit = False
     failed_task = ""
     failed_error = ""
+    job_id = ""
+    log_dir: Path | None = None  # where the tasks' logs go (task_logs.log_dir)
+    log_path: Path | None = None  # the running task's
 
 
 STATE = _State()
@@ -61,16 +67,40 @@ def _on_sigterm(signum, frame) -> None:
         proc.send_signal(signal.SIGTERM)
 
 
+def _stream_lines(proc: subprocess.Popen):
+    """(severity, line, when read) as the task prints them: stdout INFO, stderr ERROR (what
+    Vertex AI's container logs record for each stream); one reader thread a stream. As in Cloud
+    Logging, lines of the two streams are ordered by the time they were read, not written."""
+    lines: queue_mod.Queue = queue_mod.Queue()
+
+    def read(stream, severity: str) -> None:
+        for line in iter(stream.readline, ""):
+            lines.put((severity, line, task_logs.now_rfc3339()))
+        lines.put(None)
+
+    for stream, severity in ((proc.stdout, "INFO"), (proc.stderr, "ERROR")):
+        threading.Thread(target=read, args=(stream, severity), daemon=True).start()
+    open_streams = 2
+    while open_streams:
+        item = lines.get()
+        if item is None:
+            open_streams -= 1
+        else:
+            yield item
+
+
 def _run_process(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
-    """kfp.local's run_local_subprocess, keeping the pid and the last lines printed."""
+    """kfp.local's run_local_subprocess, keeping the pid, the last lines printed (for a failed
+    task's error) and every line in the task's log (task_logs.py)."""
     from localvertex.childproc import die_with_parent
 
     env = {**os.environ, **(env_vars or {})}
     STATE.tail.clear()
+    log = task_logs.TaskLog(STATE.log_path) if STATE.log_path else None
     with subprocess.Popen(
         full_command,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
         bufsize=1,
         env=env,
@@ -79,11 +109,15 @@ def _run_process(full_command: list[str], env_vars: dict[str, str] | None = None
         STATE.proc = proc
         if STATE.cancelled:  # a cancel that came while the process started
             proc.send_signal(signal.SIGTERM)
-        for line in iter(proc.stdout.readline, ""):
+        for severity, line, when in _stream_lines(proc):
             print(line, end="")
             STATE.tail.append(line.rstrip("\n"))
+            if log:
+                log.write(severity, line.rstrip("\n"), when)
         code = proc.wait()
     STATE.proc = None
+    if log:
+        log.close()
     return code
 
 
@@ -236,6 +270,8 @@ def install_hooks(uploader: Uploader) -> None:
             return {}, status.Status.FAILURE
         emit("task_start", task=task_name, inputs=params, inputArtifacts=artifacts)
         STATE.cache_hit = False
+        if STATE.log_dir:
+            STATE.log_path = STATE.log_dir / f"{task_logs.custom_job_id(STATE.job_id, task_name)}.jsonl"
         outputs, task_status = original(**kwargs)
         if task_status == status.Status.SUCCESS:
             out_params, out_artifacts = _split(outputs, task_name, uploader, upload=True)
@@ -271,6 +307,8 @@ def run(spec: dict[str, Any]) -> None:
     pipeline_spec = json_format.ParseDict(spec["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     apply_caching(pipeline_spec, spec.get("enableCaching"))
     uploader = Uploader(spec["localRoot"], spec["gcsRoot"], spec["jobId"], spec["project"])
+    STATE.job_id = spec["jobId"]
+    STATE.log_dir = Path(spec["logDir"]) if spec.get("logDir") else None
     install_hooks(uploader)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
