@@ -176,6 +176,7 @@ DETAILED = _job(
         "pipelineRunContext": {"name": f"{PARENT}/metadataStores/default/contexts/run1"},
         "taskDetails": [
             {"taskName": "add", "state": "SUCCEEDED", "startTime": "2026-12-07T02:00:02Z", "endTime": "2026-12-07T02:00:09Z",
+             "executorDetail": {"containerDetail": {"mainJob": f"{PARENT}/customJobs/4242"}},
              "execution": {"metadata": {"input:a": 3, "output:gcp_resources": f'{{"resources": [{{"resourceUri": "https://x/v1/{PARENT}/tuningJobs/42"}}]}}'}},
              "outputs": {
                  "metrics": _artifact("system.Metrics", "gs://b/metrics", {"accuracy": 0.9166666, "display_name": "m"}),
@@ -257,6 +258,9 @@ class FakeVertex:
             return CHAMPION
         if "/o/inspectors" in path and "history" in path:
             return CHAMPION
+        if path == "/v2/entries:list":  # newest first, as the console asks
+            lines = [f"step {i}" for i in range(3)] + [f"printed {XSS}"]
+            return {"entries": [{"textPayload": t, "severity": "INFO"} for t in reversed(lines)]}
         if path.endswith(":generateContent"):
             self.asked = body
             return {"candidates": [{"content": {"parts": [{"text": f"Status: Defect - Scratch {XSS}"}]}}]}
@@ -349,6 +353,26 @@ def test_run_page_draws_the_dag_and_renders_artifacts(fake):
     assert 'sandbox src="/console/runs/run1/artifact?uri=gs%3A//b/report.html"' in page
     live = fake.get("/console/runs/run1/live.json").json()
     assert live["tasks"]["show"]["state"] == "failed" and live["tuning"]["done"] == 1
+
+
+def test_run_page_shows_each_tasks_log_tail_read_from_cloud_logging(fake):
+    page = fake.get("/console/runs/run1").text
+    asked = [body for method, path, body in fake.api.sent if path == "/v2/entries:list"]
+    assert asked == [
+        {
+            "resourceNames": [f"projects/{PARENT.split('/')[1]}"],
+            "filter": 'resource.type="ml_job" AND resource.labels.job_id="4242"',
+            "orderBy": "timestamp desc",
+            "pageSize": 50,
+        }
+    ], "one call, for the one task that ran a container"
+    assert XSS not in page
+    assert "step 0\nstep 1\nstep 2\nprinted &lt;script&gt;alert(1)&lt;/script&gt;</pre>" in page, "oldest first"
+    assert "(no log: the task has not run a container)" in page  # "show" names no CustomJob
+    live = fake.get("/console/runs/run1/live.json").json()
+    assert live["logs"] == {}, "no task is running: no log is read"
+    live = fake.get("/console/runs/run1/live.json", params={"logs": "add,nope"}).json()
+    assert live["logs"] == {"add": ["step 0", "step 1", "step 2", f"printed {XSS}"]}
 
 
 def test_html_artifact_is_sandboxed_and_only_the_runs_own(fake):

@@ -1,7 +1,7 @@
 """The console in a real browser (Debian's Chromium driven by Playwright), the whole path a
 QC engineer takes: log in with the printed URL, upload a template, create a small run from
 the form (a wrong value first: the error shows next to its field), watch the DAG reach
-Succeeded without reloading, open the report, compare with a second run, create and pause
+Succeeded and a task's log fill without reloading, open the report, compare with a second run, create and pause
 a schedule, and ask the inspector about a photo. Screenshots of each page go to the test's
 output folder (``$CONSOLE_SCREENSHOTS`` to keep them elsewhere).
 
@@ -116,7 +116,17 @@ def test_whole_path_in_chromium(page, stack, shots):
     page.wait_for_url("**/console/runs/*")
     assert page.text_content("h1").startswith("first <b>run</b>"), "the display name is shown as text"
     page.screenshot(path=shots / "05-run-started.png", full_page=True)
+    # A task's log, live: opened before the task starts, it fills without a reload.
+    waiting = page.locator('#tasks tr[data-task="wait-for-tuning"]')
+    waiting.locator("summary").click()
+    page.wait_for_function(
+        """() => document.querySelector('#tasks tr[data-task="wait-for-tuning"] [data-field="log"]')
+                    .textContent.includes(': JOB_STATE_')""",
+        timeout=RUN_TIMEOUT_MS,
+    )
     _wait_succeeded(page)
+    log = waiting.locator('[data-field="log"]')
+    assert log.is_visible() and ": JOB_STATE_SUCCEEDED" in log.text_content(), "its last lines came in too"
     assert page.locator("svg.dag g.state-succeeded").count() >= 12
     page.wait_for_selector("iframe.report")
     page.wait_for_selector("table.matrix")

@@ -203,6 +203,17 @@ class VertexApi:
     async def generate(self, endpoint: str, body: dict) -> dict:
         return await self.call("POST", f"/v1beta1/{endpoint}:generateContent", json=body)
 
+    # -- Cloud Logging: entries:list, as google-cloud-logging and gcloud call it
+    # (https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list)
+    async def list_log_entries(self, filter_text: str, page_size: int, order_by: str = "timestamp desc") -> list[dict]:
+        body = {
+            "resourceNames": [f"projects/{self.project}"],
+            "filter": filter_text,
+            "orderBy": order_by,
+            "pageSize": page_size,
+        }
+        return (await self.call("POST", "/v2/entries:list", json=body)).get("entries", [])
+
     # -- Cloud Storage (JSON API of the storage server the SDKs use)
     async def list_buckets(self) -> list[str]:
         page = await self._storage_get("/storage/v1/b", {"project": self.project})

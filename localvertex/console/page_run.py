@@ -1,9 +1,17 @@
 """Run: one PipelineJob. Its DAG drawn from the spec it ran, each task's state, times,
-inputs and outputs, the tuning job's progress, the rendered artifacts, and cancel (after a
-confirmation page). ``/runs/ID/live.json`` is what the page's script polls to update the
-task states without a reload."""
+inputs, outputs and log tail, the tuning job's progress, the rendered artifacts, and cancel
+(after a confirmation page). ``/runs/ID/live.json`` is what the page's script polls to update
+the task states and the running tasks' logs without a reload.
+
+A task's log is read as Google's clients read it: the task names the CustomJob it ran as
+(``executorDetail.containerDetail.mainJob``), and Cloud Logging's ``entries:list`` with
+``resource.type="ml_job" AND resource.labels.job_id="ID"`` (gcloud's ``ai custom-jobs
+stream-logs`` filter, googlecloudsdk/command_lib/ai/log_util.py) serves what it printed."""
 
 from __future__ import annotations
+
+import asyncio
+import re
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -19,6 +27,7 @@ from .views import duration, state_word, when
 router = APIRouter()
 
 ACTIVE = ("queued", "pending", "running", "cancelling", "paused")
+LOG_TAIL = 50  # lines of each task's log on the page
 
 
 def task_rows(job: dict, graph: dag.Graph) -> list[dict]:
@@ -50,6 +59,37 @@ def _artifact_names(listing: dict | None) -> list[tuple[str, str, str]]:
         for name, entry in sorted((listing or {}).items())
         for a in entry.get("artifacts", [])
     ]
+
+
+def task_custom_job_id(task: dict) -> str:
+    """The numeric id of the CustomJob the task ran as ('' for none: not started, or cached)."""
+    main_job = (task.get("executorDetail") or {}).get("containerDetail", {}).get("mainJob", "")
+    job_id = main_job.rsplit("/", 1)[-1]
+    return job_id if re.fullmatch(r"\d{1,20}", job_id) else ""
+
+
+async def log_tail(api, task: dict) -> list[str]:
+    """The last LOG_TAIL lines the task printed, oldest first (newest first from the API)."""
+    job_id = task_custom_job_id(task)
+    if not job_id:
+        return []
+    query = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+    try:
+        entries = await api.list_log_entries(query, LOG_TAIL)
+    except ApiFailure as failure:
+        return [f"(the log could not be read: {failure.message})"]
+    return [entry.get("textPayload", "") for entry in reversed(entries)]
+
+
+async def log_tails(api, job: dict, names: set[str] | None = None) -> dict[str, list[str]]:
+    """{task: its log tail} for the tasks in ``names`` (every task when None), read in parallel."""
+    tasks = [
+        t
+        for t in job.get("jobDetail", {}).get("taskDetails", [])
+        if (names is None or t.get("taskName") in names) and task_custom_job_id(t)
+    ]
+    tails = await asyncio.gather(*(log_tail(api, t) for t in tasks))
+    return {t["taskName"]: tail for t, tail in zip(tasks, tails, strict=True)}
 
 
 def run_parameters(job: dict) -> list[tuple[str, str]]:
@@ -101,6 +141,10 @@ async def run_page(current: PageDep, job_id: str) -> Response:
     job = await current.api.get_job(job_id)
     graph = dag.layout(job.get("pipelineSpec") or {})
     state = state_word(job.get("state"))
+    tasks = task_rows(job, graph)
+    tails = await log_tails(current.api, job)
+    for row in tasks:
+        row["log"] = tails.get(row["key"])
     return current.render(
         "run.html",
         job=job,
@@ -111,7 +155,8 @@ async def run_page(current: PageDep, job_id: str) -> Response:
         graph=graph,
         node_w=dag.NODE_W,
         node_h=dag.NODE_H,
-        tasks=task_rows(job, graph),
+        tasks=tasks,
+        log_tail=LOG_TAIL,
         parameters=run_parameters(job),
         shown=await artifacts.shown_artifacts(current.api, job),
         tuning=await tuning_progress(current.api, job),
@@ -120,9 +165,13 @@ async def run_page(current: PageDep, job_id: str) -> Response:
 
 
 @router.get("/runs/{job_id}/live.json")
-async def run_live(current: PageDep, job_id: str) -> Response:
+async def run_live(current: PageDep, job_id: str, logs: str = "") -> Response:
+    """``logs``: tasks (comma-separated) whose log the page wants besides the running ones'
+    (those that ran at its last look, for their last lines)."""
     job = await current.api.get_job(job_id)
     live = live_state(job)
+    wanted = {name for name, task in live["tasks"].items() if task["state"] in ACTIVE}
+    live["logs"] = await log_tails(current.api, job, wanted | set(filter(None, logs.split(","))))
     progress = await tuning_progress(current.api, job)
     if progress:
         live["tuning"] = {k: progress[k] for k in ("state", "total", "error")} | {"done": len(progress["epochs"])}

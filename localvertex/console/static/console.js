@@ -1,5 +1,5 @@
 // The console's only script (CSP: script-src 'self'). Pages work without it; it adds the
-// run page's live task states and the inspector's drop zone.
+// run page's live task states and logs, and the inspector's drop zone.
 "use strict";
 
 function setState(el, state) {
@@ -22,7 +22,33 @@ function applyLive(live) {
     const stateCell = row.querySelector('[data-field="state"]');
     stateCell.textContent = task.state; setState(stateCell, task.state);
     for (const field of ["start", "end", "duration"]) row.querySelector('[data-field="' + field + '"]').textContent = task[field];
-    if (task.error) row.querySelector('[data-field="error"]').textContent = task.error;
+    if (task.error) {
+      const box = row.querySelector('[data-field="error"]');
+      box.textContent = task.error; box.classList.remove("hidden");
+    }
+  }
+  for (const [name, lines] of Object.entries(live.logs || {})) {
+    const pre = document.querySelector('#tasks tr[data-task="' + CSS.escape(name) + '"] [data-field="log"]');
+    if (!pre) continue;
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;  // follow the tail unless scrolled up
+    pre.textContent = lines.length ? lines.join("\n") : "(nothing printed yet)";
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+  }
+}
+
+function runningTasks(live) {
+  // The tasks whose log may still grow: asked for once more after they end, for their last lines.
+  const active = ["queued", "pending", "running", "cancelling"];
+  return Object.entries(live.tasks).filter(([, task]) => active.includes(task.state)).map(([name]) => name);
+}
+
+function followLogs() {
+  // A log opened shows its newest lines.
+  for (const details of document.querySelectorAll("#tasks details")) {
+    details.addEventListener("toggle", () => {
+      const pre = details.querySelector('[data-field="log"]');
+      if (pre) pre.scrollTop = pre.scrollHeight;
+    });
   }
 }
 
@@ -46,12 +72,15 @@ function pollRun() {
   if (!run || run.dataset.active !== "1") return;
   let artifacts = Number(run.dataset.artifactCount || 0);
   const seen = {};
+  let running = [];
   const tick = async () => {
     try {
-      const resp = await fetch(run.dataset.live, { credentials: "same-origin" });
+      const query = running.length ? "?logs=" + encodeURIComponent(running.join(",")) : "";
+      const resp = await fetch(run.dataset.live + query, { credentials: "same-origin" });
       if (!resp.ok) throw new Error(resp.status);
       const live = await resp.json();
       applyLive(live);
+      running = runningTasks(live);
       await refreshTuning(live, seen);
       if (live.artifacts !== artifacts) { artifacts = live.artifacts; await refreshArtifacts(run); }
       if (!live.active) {
@@ -78,4 +107,4 @@ function dropZone() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { pollRun(); dropZone(); });
+document.addEventListener("DOMContentLoaded", () => { followLogs(); pollRun(); dropZone(); });
