@@ -226,7 +226,11 @@ class FakeVertex:
 
     def answer(self, method, path, params, body):
         if path.endswith("/pipelineJobs") and method == "GET":
-            return {"pipelineJobs": [DETAILED, _job("run2", "second", "PIPELINE_STATE_RUNNING", scheduleName="s")]}
+            jobs = [DETAILED, _job("run2", "second", "PIPELINE_STATE_RUNNING", scheduleName="s")]
+            if params.get("pageToken", "").startswith("T"):  # the paging test's pages: T1, T2, T3 (the last)
+                later = {"T1": "T2", "T2": "T3"}.get(params["pageToken"])
+                return {"pipelineJobs": jobs, **({"nextPageToken": later} if later else {})}
+            return {"pipelineJobs": jobs, **({"nextPageToken": "T1"} if params.get("pageSize") == "10" else {})}
         if path.endswith("/pipelineJobs") and method == "POST":
             return {**body, "name": f"{PARENT}/pipelineJobs/{params['pipelineJobId']}"}
         if "/pipelineJobs/" in path:
@@ -340,6 +344,31 @@ def test_runs_page_escapes_names_and_shows_trigger(fake):
     assert path.endswith("/pipelineJobs") and query["pageSize"] == "10" and query["orderBy"] == "create_time desc"
     assert query["filter"] == 'state="PIPELINE_STATE_RUNNING" AND labels.experiment="exp"'
     assert fake.get("/console/runs", params={"label": 'x" OR name="y'}).text.count("label filter") == 1
+
+
+def _pager(page: str) -> dict[str, str]:
+    """{link text: href} of the runs page's pager."""
+    import html
+    import re
+
+    pager = page[page.index('<p class="pager">') :].split("</p>", 1)[0]
+    return {text: html.unescape(href) for href, text in re.findall(r'<a[^>]* href="([^"]*)">([^<]*)</a>', pager)}
+
+
+def test_runs_paging_goes_back_with_the_tokens_in_the_links(fake):
+    first = _pager(fake.get("/console/runs", params={"label": "experiment=exp", "page_size": 10}).text)
+    assert set(first) == {"Next page"}, "the first page has no way back"
+    second = _pager(fake.get(first["Next page"]).text)
+    assert second["Previous page"] == second["First page"] == "/console/runs?label=experiment%3Dexp&page_size=10"
+    third_url = second["Next page"]
+    assert third_url == "/console/runs?label=experiment%3Dexp&page_size=10&page_token=T2&back=&back=T1"
+    assert fake.get(third_url).status_code == 200 and fake.api.sent[-1][2]["pageToken"] == "T2"
+    third = _pager(fake.get(third_url).text)
+    assert third["Previous page"] == "/console/runs?label=experiment%3Dexp&page_size=10&page_token=T1&back="
+    assert _pager(fake.get(third["Previous page"]).text)["Previous page"] == second["First page"]
+    assert "page 3" in fake.get(third_url).text
+    last = _pager(fake.get(third["Next page"]).text)
+    assert "Next page" not in last and last["Previous page"] == third_url, "back to the page it came from"
 
 
 def test_run_page_draws_the_dag_and_renders_artifacts(fake):

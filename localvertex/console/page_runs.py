@@ -1,11 +1,16 @@
 """Runs: the PipelineJobs of the project and location, newest first, filtered by state and
-label (as AIP-160 filters the API evaluates), a page at a time (the API's page tokens)."""
+label (as AIP-160 filters the API evaluates), a page at a time (the API's page tokens).
+
+The API's tokens only go forward, so the way back lives in the links, not on the server:
+each page's URL carries ``back``, the tokens of the pages before it (``""`` for the first),
+and Previous pops the last one."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from .context import PageDep
 from .views import state_word
@@ -15,6 +20,7 @@ router = APIRouter()
 STATES = ("QUEUED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED", "PAUSED")
 LABEL_FILTER_RE = re.compile(r"([a-z][a-z0-9_-]{0,62})=([a-z0-9_-]{0,63})")
 PAGE_SIZES = (10, 25, 50, 100)
+MAX_BACK = 50  # pages remembered for Previous (the URL stays short); First page always works
 
 
 def trigger_of(job: dict) -> str:
@@ -45,8 +51,28 @@ def run_filter(state: str, label: str) -> tuple[str, str]:
     return " AND ".join(parts), ""
 
 
+def pager_links(state: str, label: str, page_size: int, page_token: str, back: list[str], next_token: str) -> dict:
+    """The hrefs of First, Previous and Next ('' where there is none) and the page number."""
+
+    def href(token: str, stack: list[str]) -> str:
+        query = {"state": state, "label": label, "page_size": page_size, "page_token": token, "back": stack}
+        return "/console/runs?" + urllib.parse.urlencode({k: v for k, v in query.items() if v != ""}, doseq=True)
+
+    first = href("", []) if page_token else ""
+    previous = href(back[-1], back[:-1]) if page_token and back else first
+    forward = href(next_token, ([*back, page_token])[-MAX_BACK:]) if next_token else ""
+    return {"first": first, "previous": previous, "next": forward, "number": len(back) + 1 if page_token else 1}
+
+
 @router.get("/runs")
-async def runs_page(current: PageDep, state: str = "", label: str = "", page_token: str = "", page_size: int = 25):
+async def runs_page(
+    current: PageDep,
+    state: str = "",
+    label: str = "",
+    page_token: str = "",
+    page_size: int = 25,
+    back: list[str] = Query([]),  # repeated: ?back=&back=T1
+):
     filter_text, problem = run_filter(state, label)
     page_size = page_size if page_size in PAGE_SIZES else 25
     page = {} if problem else await current.api.list_jobs(filter_text, page_size, page_token)
@@ -73,6 +99,5 @@ async def runs_page(current: PageDep, state: str = "", label: str = "", page_tok
         problem=problem,
         page_size=page_size,
         page_sizes=PAGE_SIZES,
-        next_token=page.get("nextPageToken", ""),
-        first_page=not page_token,
+        pager=pager_links(state, label, page_size, page_token, back[-MAX_BACK:], page.get("nextPageToken", "")),
     )
