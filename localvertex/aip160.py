@@ -89,7 +89,7 @@ def _instant(text: str, value: Any) -> datetime:
         raise bad_filter(text, f"{value!r} is not an RFC 3339 timestamp") from None
 
 
-_COMPARE = {
+COMPARE = {
     "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
     "<": lambda a, b: a < b,
@@ -191,7 +191,7 @@ class _Parser:
                 return lambda r: key in (get_map(r) or {})
             if op not in ("=", "!=", ":"):
                 raise bad_filter(text, f"{name} takes =, != or :")
-            cmp = _COMPARE["=" if op == ":" else op]
+            cmp = COMPARE["=" if op == ":" else op]
             return lambda r: cmp((get_map(r) or {}).get(key), value)
         if name in f.lists:
             if op != ":":
@@ -201,7 +201,7 @@ class _Parser:
         if op == ":" and value == "*" and name in {**f.strings, **f.enums, **f.times}:
             getter = {**f.strings, **f.times, **{k: g for k, (g, _) in f.enums.items()}}[name]
             return lambda r: bool(getter(r))
-        cmp = _COMPARE.get("=" if op == ":" else op)
+        cmp = COMPARE.get("=" if op == ":" else op)
         if name in f.times:
             get_time, when = f.times[name], _instant(text, value)
             return lambda r: bool(get_time(r)) and cmp(_instant(text, get_time(r)), when)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import task_logs
-from .aip160 import tokenize
+from .aip160 import COMPARE, tokenize
 from .errors import invalid
 from .ids import NAME_SEGMENT_RE
 
@@ -47,14 +47,6 @@ SNAKE_FIELDS = {"resource_names": "resourceNames", "project_ids": "projectIds", 
 SNAKE_FIELDS |= {"page_size": "pageSize", "page_token": "pageToken"}
 # LogSeverity, in order (logging.v2.json, LogEntry.severity).
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
 LABELS = ("job_id", "task_name", "project_id")
 Entry = dict[str, Any]
 
