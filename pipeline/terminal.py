@@ -33,3 +33,8 @@ def fail(message: str, code: int = 2) -> None:
     """Prints one red line (never wrapped, so it greps whole) and exits with ``code``."""
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def say(text: str) -> None:
+    """One line for the user, as it is: no markup, never wrapped (paths and names are copied from it)."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)

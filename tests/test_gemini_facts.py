@@ -211,8 +211,8 @@ def test_models_command_lists_gemini_3_with_sources(tmp_path):
 
 
 def test_champion_shows_its_retirement_date():
-    from pipeline.champion import _retirement
+    from pipeline.champion import retirement
 
-    assert _retirement("gemini-2.5-flash").startswith("RETIRED since 2026-06-17")
-    assert _retirement("gemini-3.5-flash").startswith("2027-05-19 (https://")
-    assert _retirement("gemini-9").startswith("unknown")
+    assert retirement("gemini-2.5-flash").startswith("RETIRED since 2026-06-17")
+    assert retirement("gemini-3.5-flash").startswith("2027-05-19 (https://")
+    assert retirement("gemini-9").startswith("unknown")

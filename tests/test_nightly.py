@@ -16,13 +16,13 @@ import json
 import re
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from components.clients import genai_client, parse_gcs_uri
 from components.labels import PROMPT
 from pipeline import champion as champion_cli
 from pipeline import offline, params
+from pipeline.commands import app
 from tests.test_notify import CHAT_PATH, SECRET_KEY, SECRET_TOKEN, receiver
 
 pytestmark = pytest.mark.slow
@@ -220,9 +220,6 @@ def continued_night(loop, record, generation, m1, golden_id):
 
 def champion_command_shows(loop, newest, history):
     # `python -m pipeline champion` shows the champion and every promotion.
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    champion_cli.register(app)
     shown = CliRunner().invoke(app, ["champion", "--name", INSPECTOR, "--data-dir", str(loop.data_dir), "--json"])
     assert shown.exit_code == 0, shown.output
     listed = json.loads(shown.output.strip().splitlines()[-1])

@@ -198,10 +198,10 @@ def _all_tasks(node):
 
 
 def test_cli_and_pipeline_share_task_titles():
-    from pipeline import commands as cli
     from pipeline import pipeline as dag
+    from pipeline.task_views import PlainView
 
-    assert cli.TASK_TITLES is dag.TASK_TITLES
+    assert PlainView().titles is dag.TASK_TITLES
     spec = yaml.safe_load(dag.COMPILED_YAML.read_text())
     shown = {task["taskInfo"]["name"] for task in _all_tasks(spec)}
     assert set(dag.TASK_TITLES.values()) <= shown

@@ -13,12 +13,12 @@ import json
 import re
 
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from components import dataset_rules as rules
 from pipeline import validate
+from pipeline.commands import app
 from tests import test_dataset_rules
 
 PROMPT = "Analyze the following product image for manufacturing defects."
@@ -53,19 +53,8 @@ def chat(*messages):
     return {"messages": [{"role": role, "content": content} for role, content in messages]}
 
 
-def cli_app():
-    app = typer.Typer()
-
-    @app.callback()
-    def main():
-        """The root CLI, reduced to validate."""
-
-    validate.register(app)
-    return app
-
-
 def run_cli(*args):
-    return CliRunner().invoke(cli_app(), ["validate", *map(str, args)])
+    return CliRunner().invoke(app, ["validate", *map(str, args)])
 
 
 def write(tmp_path, *lines, name="train.jsonl"):

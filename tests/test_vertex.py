@@ -1,4 +1,5 @@
-"""Offline tests of the Vertex AI commands (pipeline/vertex.py).
+"""Offline tests of the Vertex AI commands (pipeline/commands/submit.py, schedule.py, upload.py,
+compare.py; pipeline/vertex.py).
 
 The requests are built by the real SDKs (google-cloud-aiplatform, kfp.registry). Where a
 command sends them, they go to a loopback HTTP server that plays Vertex AI (REST transport),
@@ -29,7 +30,6 @@ import google.auth
 import google.auth.credentials
 import pandas as pd
 import pytest
-import typer
 import yaml
 from google.cloud import aiplatform
 from google.cloud.aiplatform import initializer
@@ -38,6 +38,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from pipeline import vertex
+from pipeline.commands import app
 from pipeline.pipeline import PIPELINE_NAME, compile_pipeline
 
 PROJECT, LOCATION, BUCKET = "test-project", "europe-west4", "gs://qc-bucket"
@@ -232,11 +233,9 @@ def google_api(monkeypatch, adc):
 
 @pytest.fixture
 def cli():
-    app = typer.Typer()
-    vertex.register(app)
     runner = CliRunner()
 
-    def invoke(*args):
+    def invoke(*args):  # the root CLI, as under `python -m pipeline`
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
@@ -746,10 +745,12 @@ def test_env_example_names_every_setting():
         assert re.search(rf"^#?\s*(export\s+)?{name}=", text, re.M), name
 
 
-def test_register_adds_the_four_commands():
-    app = typer.Typer()
-    vertex.register(app)
-    assert {c.name for c in app.registered_commands} == {"submit", "schedule", "upload", "compare"}
+def test_the_four_commands_have_a_module_each():
+    from pipeline.commands import COMMANDS, load
+
+    for name in ("submit", "schedule", "upload", "compare"):
+        assert COMMANDS[name] == f"{name}:{name}_command"
+        assert load(name).__module__ == f"pipeline.commands.{name}"
 
 
 def test_compiled_template_inputs_are_what_the_commands_check(template):

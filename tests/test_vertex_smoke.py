@@ -1,4 +1,4 @@
-"""Offline tests of ``vertex-smoke`` (pipeline/vertex_smoke.py).
+"""Offline tests of ``vertex-smoke`` (pipeline/vertex_smoke/, pipeline/commands/vertex_smoke.py).
 
 The pure parts (cost estimate, refusals, request arguments, checklist rows) are tested
 directly. The command itself runs the real aiplatform and google-genai SDKs against the
@@ -14,16 +14,29 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
 import pytest
-import typer
 from google.cloud import aiplatform
 from google.cloud.aiplatform.compat.types import pipeline_job as gca_pipeline_job
 from rich.console import Console
 from typer.testing import CliRunner
 
+from components.cost import training_price
 from components.labels import LABELS, PROMPT
-from pipeline import vertex_smoke as smoke
+from pipeline.commands import app as root_app
+from pipeline.commands import vertex_smoke as smoke_command
 from pipeline.params import ParameterError
 from pipeline.pipeline import PIPELINE_NAME, TASK_TITLES
+from pipeline.vertex_smoke import (
+    cancel,
+    checklist,
+    cost,
+    experiment,
+    observe,
+    plan,
+    schedule,
+    session,
+    succeeds,
+    tuning_link,
+)
 from tests import test_vertex
 from tests.test_vertex import BUCKET, CONTEXTS, LOCATION, PARENT, PROJECT, FakeGoogle, requests_to
 
@@ -219,8 +232,8 @@ def smoke_api(monkeypatch, adc):
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setattr(resource_manager_utils, "get_project_number", lambda *a, **k: "123456")
     clock = {"t": 0.0}
-    monkeypatch.setattr(smoke, "_clock", lambda: clock["t"])
-    monkeypatch.setattr(smoke, "_sleep", lambda s: clock.__setitem__("t", clock["t"] + max(s, 1.0)))
+    monkeypatch.setattr(session, "clock", lambda: clock["t"])
+    monkeypatch.setattr(session, "sleep", lambda s: clock.__setitem__("t", clock["t"] + max(s, 1.0)))
 
     def experiment_df(name, **kwargs):  # what get_experiment_df shows once submit() linked the run
         linked = [r["path"].split("/")[-1].split(":")[0] for r in requests_to(server, "POST", ":addContextChildren")]
@@ -245,15 +258,8 @@ def smoke_api(monkeypatch, adc):
 
 @pytest.fixture
 def cli():
-    app = typer.Typer()
-    smoke.register(app)
-
-    @app.callback()
-    def root():  # a group, so the command is invoked by name as under `python -m pipeline`
-        pass
-
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
+    runner = CliRunner()  # the root CLI, as under `python -m pipeline`
+    return lambda *args: runner.invoke(root_app, [str(a) for a in args])
 
 
 WHERE = ["--project", PROJECT, "--location", LOCATION, "--bucket", BUCKET]
@@ -263,14 +269,14 @@ WHERE = ["--project", PROJECT, "--location", LOCATION, "--bucket", BUCKET]
 
 
 def smoke_params(template, *extra):
-    return smoke.smoke_parameters(PROJECT, LOCATION, BUCKET, list(extra), template)
+    return plan.smoke_parameters(PROJECT, LOCATION, BUCKET, list(extra), template)
 
 
 def test_smoke_parameters_are_the_smallest_run(template):
     params = smoke_params(template)
-    assert {k: params[k] for k in smoke.SMOKE_PARAMS} == smoke.SMOKE_PARAMS
+    assert {k: params[k] for k in plan.SMOKE_PARAMS} == plan.SMOKE_PARAMS
     assert params["dataset_uri"] == "" and params["base_model"] == "gemini-3.5-flash"
-    assert smoke.split_counts(40, 0.8, 0.1) == (32, 4, 4)  # what split_manifest targets
+    assert cost.split_counts(40, 0.8, 0.1) == (32, 4, 4)  # what split_manifest targets
     assert smoke_params(template, "epoch_count=2")["epoch_count"] == 2
     with pytest.raises(ParameterError, match="synthesized images"):
         smoke_params(template, "dataset_uri=gs://b/parts/")
@@ -280,42 +286,45 @@ def test_smoke_parameters_are_the_smallest_run(template):
 
 def test_cost_estimate_counts_training_tokens(template):
     params = smoke_params(template)
-    estimate = smoke.estimate_cost(params, prices={})
+    estimate = cost.estimate_cost(params, prices={})
     defect_label = sum(len(LABELS[t]) for t in ("Scratch", "Crack", "Discoloration")) / 3
-    # A Gemini 3 image at the default resolution counts 1,120 tokens (platform_facts.gemini).
-    per_example = 1120 + math.ceil(len(PROMPT) / 4) + math.ceil((0.5 * len("Status: Pass") + 0.5 * defect_label) / 4)
+    # A Gemini 3 image at the default resolution counts 1,120 tokens (platform_facts.gemini); the
+    # prompt and the answer (averaged over the class mix) are one example's text, counted as the
+    # cost guard counts a line of the tuning file (components/cost.py): ~4 characters a token.
+    text = len(PROMPT) + 0.5 * len("Status: Pass") + 0.5 * defect_label
+    per_example = 1120 + math.ceil(int(text) / 4)
     assert estimate.tokens_per_example == per_example
     assert estimate.train_examples == 32 and estimate.epochs == 1
     assert estimate.training_tokens == 32 * per_example
     assert estimate.usd is None and estimate.price_per_m_tokens is None
     assert estimate.test_images == 4 and estimate.eval_calls == 4  # one call per test image
     # More epochs and images scale it; evaluating the base model too doubles the calls.
-    bigger = smoke.estimate_cost(
+    bigger = cost.estimate_cost(
         smoke_params(template, "num_images=400", "epoch_count=3", "evaluate_base_model=true"), prices={}
     )
     assert bigger.training_tokens == 320 * per_example * 3
     assert bigger.eval_calls == 2 * 40
     # A price per 1M tokens for the model gives dollars.
-    priced = smoke.estimate_cost(params, prices={"gemini-3.5-flash": 5.0})
+    priced = cost.estimate_cost(params, prices={"gemini-3.5-flash": 5.0})
     assert priced.usd == pytest.approx(32 * per_example / 1e6 * 5.0)
-    assert smoke.estimate_cost(params, prices={"gemini-3.1-flash-lite": 25.0}).usd is None  # another model's price
+    assert cost.estimate_cost(params, prices={"gemini-3.1-flash-lite": 25.0}).usd is None  # another model's price
 
 
 def test_cost_lines_never_invent_a_price(template):
     params = smoke_params(template)
-    unpriced = " ".join(smoke.cost_lines(smoke.estimate_cost(params, prices={})))
-    assert smoke.PRICING_URL in unpriced and "$" not in unpriced
+    unpriced = " ".join(cost.cost_lines(cost.estimate_cost(params, prices={})))
+    assert cost.PRICING_URL in unpriced and "$" not in unpriced
     assert "training tokens" in unpriced and "once per test image" in unpriced
     priced = " ".join(
-        smoke.cost_lines(
-            smoke.estimate_cost(params, prices={"gemini-3.5-flash": 5.0}),
+        cost.cost_lines(
+            cost.estimate_cost(params, prices={"gemini-3.5-flash": 5.0}),
             price_source="Vertex AI pricing page, read 2026-01-01",
         )
     )
-    usd = 32 * smoke.estimate_cost(params, prices={}).tokens_per_example / 1e6 * 5.0
+    usd = 32 * cost.estimate_cost(params, prices={}).tokens_per_example / 1e6 * 5.0
     assert f"≈ ${usd:.2f} per tuning job" in priced and "read 2026-01-01" in priced
-    # Whatever price table is recorded, it names its source.
-    assert not smoke.TUNING_PRICE_PER_M_TOKENS or smoke.PRICE_SOURCE
+    # Without prices given, the cost guard's own price lookup is used (none is recorded today).
+    assert cost.estimate_cost(params).price_per_m_tokens == training_price("gemini-3.5-flash")[0]
 
 
 # --------------------------------------------------------------------------- refusals
@@ -326,7 +335,7 @@ def test_cost_lines_never_invent_a_price(template):
 )
 def test_ci_refusal(value, refused):
     environ = {} if value is None else {"CI": value}
-    message = smoke.ci_refusal(environ)
+    message = plan.ci_refusal(environ)
     assert bool(message) is refused
     if refused:
         assert "never runs in CI" in message
@@ -367,16 +376,16 @@ def test_command_refuses_without_credentials(cli, monkeypatch, template):
 
 
 def test_confirmation_refusal():
-    assert smoke.confirmation_refusal(yes=True, interactive=False) is None
-    assert smoke.confirmation_refusal(yes=False, interactive=True) is None
-    assert "--yes" in smoke.confirmation_refusal(yes=False, interactive=False)
+    assert plan.confirmation_refusal(yes=True, interactive=False) is None
+    assert plan.confirmation_refusal(yes=False, interactive=True) is None
+    assert "--yes" in plan.confirmation_refusal(yes=False, interactive=False)
 
 
 # --------------------------------------------------------------------------- requests and observations
 
 
 def test_schedule_arguments_never_start_a_run():
-    args = smoke.schedule_arguments(
+    args = schedule.schedule_arguments(
         "visual-defect-sft-smoke-schedule-x",
         datetime(2026, 3, 1, 12, 30, 5, 7, UTC),
         service_account="sa@p.iam.gserviceaccount.com",
@@ -402,26 +411,26 @@ def test_task_view_reads_outputs_and_display_titles():
             **{"output:job_name": name, "output:gcp_resources": gcp_resources(name)},
         )
     )
-    view = smoke.task_view(detail)
+    view = observe.task_view(detail)
     assert view.name == "launch-tuning" and view.state == "SUCCEEDED" and view.job_name == name
-    assert smoke.parse_gcp_resources(view.gcp_resources) == [name]
-    assert smoke.task_view(detail_of(task("launch-tuning", "RUNNING"))).name == "launch-tuning"
-    assert smoke.parse_gcp_resources("") == [] and smoke.parse_gcp_resources("not json") == []
+    assert tuning_link.parse_gcp_resources(view.gcp_resources) == [name]
+    assert observe.task_view(detail_of(task("launch-tuning", "RUNNING"))).name == "launch-tuning"
+    assert tuning_link.parse_gcp_resources("") == [] and tuning_link.parse_gcp_resources("not json") == []
 
 
 def test_progress_line_and_cancel_readiness():
     tasks = [
-        smoke.TaskView("split-manifest", "SUCCEEDED"),
-        smoke.TaskView("launch-tuning", "SUCCEEDED"),
-        smoke.TaskView("wait-for-tuning", "RUNNING"),
-        smoke.TaskView("condition-branches-1", "SUCCEEDED"),
+        observe.TaskView("split-manifest", "SUCCEEDED"),
+        observe.TaskView("launch-tuning", "SUCCEEDED"),
+        observe.TaskView("wait-for-tuning", "RUNNING"),
+        observe.TaskView("condition-branches-1", "SUCCEEDED"),
     ]
-    line = smoke.progress_line("cancel run", 125, "PIPELINE_STATE_RUNNING", tasks)
+    line = observe.progress_line("cancel run", 125, "PIPELINE_STATE_RUNNING", tasks)
     expected = len(TASK_TITLES) - 1  # every task but promote-champion, which runs only on a win
     assert line == f"[   2m05s] cancel run: RUNNING · 2/{expected} tasks done · running wait-for-tuning"
-    assert smoke.cancel_ready("PIPELINE_STATE_RUNNING", tasks)
-    assert not smoke.cancel_ready("PIPELINE_STATE_RUNNING", tasks[:2])
-    assert smoke.cancel_ready("PIPELINE_STATE_FAILED", [])
+    assert cancel.cancel_ready("PIPELINE_STATE_RUNNING", tasks)
+    assert not cancel.cancel_ready("PIPELINE_STATE_RUNNING", tasks[:2])
+    assert cancel.cancel_ready("PIPELINE_STATE_FAILED", [])
 
 
 # --------------------------------------------------------------------------- checklist
@@ -432,65 +441,71 @@ TUNING = f"{PARENT}/tuningJobs/9000"
 
 
 def test_rows_from_observations():
-    run = smoke.run_row(smoke.RunObservation(JOB, "PIPELINE_STATE_SUCCEEDED", 1830, 10800))
+    run = succeeds.run_row(succeeds.RunObservation(JOB, "PIPELINE_STATE_SUCCEEDED", 1830, 10800))
     assert run.ok and "SUCCEEDED after 30m30s" in run.evidence[0]
     assert run.evidence[1].startswith(
         f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/"
     )
-    failed = smoke.run_row(
-        smoke.RunObservation(
-            JOB, "PIPELINE_STATE_FAILED", 60, 10800, tasks=(smoke.TaskView("launch-tuning", "FAILED", error="quota"),)
+    failed = succeeds.run_row(
+        succeeds.RunObservation(
+            JOB, "PIPELINE_STATE_FAILED", 60, 10800, tasks=(observe.TaskView("launch-tuning", "FAILED", error="quota"),)
         )
     )
     assert not failed.ok and "task launch-tuning FAILED: quota" in failed.evidence
 
-    exp = smoke.experiment_row(
+    exp = experiment.experiment_row(
         "qc-exp", "visual-defect-sft-20260301123005", ["visual-defect-sft-20260301123005"], PROJECT, LOCATION
     )
     assert exp.ok and exp.evidence[1] == (
         f"https://console.cloud.google.com/vertex-ai/experiments/locations/"
         f"{LOCATION}/experiments/qc-exp?project={PROJECT}"
     )
-    assert not smoke.experiment_row("qc-exp", "x", ["y"], PROJECT, LOCATION).ok
+    assert not experiment.experiment_row("qc-exp", "x", ["y"], PROJECT, LOCATION).ok
 
-    link = smoke.tuning_link_row(smoke.TuningLink((TUNING,), "task details", TUNING, "JOB_STATE_SUCCEEDED"))
+    link = tuning_link.tuning_link_row(tuning_link.TuningLink((TUNING,), "task details", TUNING, "JOB_STATE_SUCCEEDED"))
     assert link.ok and f"names {TUNING}" in link.evidence[0]
     assert link.evidence[-1] == (
         f"https://console.cloud.google.com/vertex-ai/generative/language/locations/"
         f"{LOCATION}/tuning/tuningJob/9000?project={PROJECT}"
     )
-    assert not smoke.tuning_link_row(
-        smoke.TuningLink((TUNING,), "task details", f"{PARENT}/tuningJobs/1", "JOB_STATE_SUCCEEDED")
+    assert not tuning_link.tuning_link_row(
+        tuning_link.TuningLink((TUNING,), "task details", f"{PARENT}/tuningJobs/1", "JOB_STATE_SUCCEEDED")
     ).ok  # names another job
-    assert not smoke.tuning_link_row(smoke.TuningLink((TUNING,), "task details", TUNING, "")).ok  # not found
-    assert not smoke.tuning_link_row(smoke.TuningLink()).ok
+    assert not tuning_link.tuning_link_row(
+        tuning_link.TuningLink((TUNING,), "task details", TUNING, "")
+    ).ok  # not found
+    assert not tuning_link.tuning_link_row(tuning_link.TuningLink()).ok
 
-    cancelled = smoke.cancel_row(
-        smoke.CancelObservation(JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_CANCELLED", 95, 1200)
+    cancelled = cancel.cancel_row(
+        cancel.CancelObservation(JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_CANCELLED", 95, 1200)
     )
     assert cancelled.ok and f"{TUNING}: JOB_STATE_CANCELLED 1m35s after the cancel request" in cancelled.evidence[2]
-    still = smoke.cancel_row(
-        smoke.CancelObservation(
+    still = cancel.cancel_row(
+        cancel.CancelObservation(
             JOB, TUNING, "PIPELINE_STATE_CANCELLED", "JOB_STATE_RUNNING", 1200, 1200, cancelled_by_smoke=True
         )
     )
     assert not still.ok and any("vertex-smoke cancelled it itself" in e for e in still.evidence)
 
-    schedule = smoke.schedule_row(smoke.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", True))
-    assert schedule.ok and "maxConcurrentActiveRunCount=1" in schedule.evidence[0]
-    kept = smoke.schedule_row(smoke.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", False))
+    scheduled = schedule.schedule_row(
+        schedule.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", True)
+    )
+    assert scheduled.ok and "maxConcurrentActiveRunCount=1" in scheduled.evidence[0]
+    kept = schedule.schedule_row(
+        schedule.ScheduleObservation(f"{PARENT}/schedules/42", 1, 1, "ACTIVE", "PAUSED", False)
+    )
     assert not kept.ok and any("make schedule ARGS=\"--delete" in e for e in kept.evidence)
-    assert not smoke.schedule_row(
-        smoke.ScheduleObservation(f"{PARENT}/schedules/42", 0, 1, "ACTIVE", "PAUSED", True)
+    assert not schedule.schedule_row(
+        schedule.ScheduleObservation(f"{PARENT}/schedules/42", 0, 1, "ACTIVE", "PAUSED", True)
     ).ok
 
 
 def test_checklist_rendering():
     checks = [
-        smoke.Check(2, "The run is linked to its experiment", False, ["experiment qc-exp does not list run x"]),
-        smoke.Check(1, "A smallest run succeeds within the bound", True, [JOB, "https://console/run"]),
+        checklist.Check(2, "The run is linked to its experiment", False, ["experiment qc-exp does not list run x"]),
+        checklist.Check(1, "A smallest run succeeds within the bound", True, [JOB, "https://console/run"]),
     ]
-    lines = smoke.checklist_lines(checks)
+    lines = checklist.checklist_lines(checks)
     assert lines == [
         "✓ 1. A smallest run succeeds within the bound",
         f"    {JOB}",
@@ -500,21 +515,21 @@ def test_checklist_rendering():
         "1/2 checks passed",
     ]
     console = Console(record=True, width=200)
-    smoke.out, saved = console, smoke.out
+    smoke_command.out, saved = console, smoke_command.out
     try:
-        smoke.print_checklist(checks)
+        smoke_command.print_checklist(checks)
     finally:
-        smoke.out = saved
+        smoke_command.out = saved
     text = console.export_text()
     assert "✓ 1. A smallest run" in text and "✗ 2. The run is linked" in text
     assert "    experiment qc-exp does not list run x" in text and "1/2 checks passed" in text
     # Evidence is printed as it is, never read as rich markup.
     console = Console(record=True, width=200)
-    smoke.out, saved = console, smoke.out
+    smoke_command.out, saved = console, smoke_command.out
     try:
-        smoke.print_checklist([smoke.Check(3, "t", False, ["error: [bold]x[/bold]"])])
+        smoke_command.print_checklist([checklist.Check(3, "t", False, ["error: [bold]x[/bold]"])])
     finally:
-        smoke.out = saved
+        smoke_command.out = saved
     assert "error: [bold]x[/bold]" in console.export_text()
 
 
@@ -565,7 +580,7 @@ def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template)
             "bucket": BUCKET,
             "num_images": 40,
             # The cancel run plans more epochs, so its job is still training when it is cancelled.
-            "epoch_count": smoke.CANCEL_EPOCHS if name == cancel_name else 1,
+            "epoch_count": plan.CANCEL_EPOCHS if name == cancel_name else 1,
             "adapter_size": 1,
             "eval_concurrency": 2,
         }
@@ -583,7 +598,7 @@ def test_smoke_sends_every_request_and_all_checks_pass(cli, smoke_api, template)
     [cancel] = [r for r in state["requests"] if r["method"] == "POST" and r["path"].endswith(":cancel")]
     assert cancel["path"] == f"/v1/{PARENT}/pipelineJobs/{cancel_id}:cancel"
     assert not [r for r in state["requests"] if "/tuningJobs/" in r["path"] and r["method"] == "POST"]
-    assert smoke_api.clock["t"] >= smoke.SETTLE_S  # it let wait-for-tuning start before cancelling
+    assert smoke_api.clock["t"] >= plan.SETTLE_S  # it let wait-for-tuning start before cancelling
 
     # The checklist: five ✓ with their evidence.
     out = result.stdout
@@ -654,17 +669,18 @@ def test_a_failed_run_is_a_cross_with_its_reason(cli, smoke_api, template, monke
     assert "✓ 5. " in result.stdout
 
 
-def test_register_adds_vertex_smoke():
-    app = typer.Typer()
-    smoke.register(app)
-    assert [c.name for c in app.registered_commands] == ["vertex-smoke"]
+def test_the_root_cli_runs_vertex_smoke_from_its_command_module():
+    from pipeline.commands import COMMANDS, load
+
+    assert COMMANDS["vertex-smoke"] == "vertex_smoke:smoke_command"
+    assert load("vertex-smoke") is smoke_command.smoke_command
 
 
 def test_an_error_in_one_phase_is_a_cross_and_the_others_still_run(cli, smoke_api, template, monkeypatch):
-    def broken(self, job, tuning_job, note):
+    def broken(smoke, job, tuning_job, note):
         raise RuntimeError("lost the connection")
 
-    monkeypatch.setattr(smoke.Smoke, "_watch_cancel", broken)
+    monkeypatch.setattr(cancel, "watch_cancel", broken)
     result = cli("vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes", "--template", template)
     assert result.exit_code == 1, result.output
     assert "✗ 4. " in result.stdout and "stopped by an error: RuntimeError: lost the connection" in result.stdout
@@ -673,7 +689,7 @@ def test_an_error_in_one_phase_is_a_cross_and_the_others_still_run(cli, smoke_ap
 
 
 def test_interrupted_smoke_cancels_its_runs_and_tuning_jobs(cli, smoke_api, template, monkeypatch):
-    original_wait, original_advance = smoke.Smoke._wait, advance
+    original_wait, original_advance = session.Smoke.wait, advance
 
     def interrupt_the_second_run(self, job, label, done, timeout_s):
         if label == "smoke run":  # Ctrl-C while it runs, with a tuning job going
@@ -686,7 +702,7 @@ def test_interrupted_smoke_cancels_its_runs_and_tuning_jobs(cli, smoke_api, temp
         if "-smoke-run-" not in job["displayName"]:
             original_advance(state, job)
 
-    monkeypatch.setattr(smoke.Smoke, "_wait", interrupt_the_second_run)
+    monkeypatch.setattr(session.Smoke, "wait", interrupt_the_second_run)
     monkeypatch.setitem(globals(), "advance", the_second_run_keeps_running)
     result = cli("vertex-smoke", *WHERE, "--experiment", "qc-exp", "--yes", "--template", template)
     assert result.exit_code != 0
@@ -701,8 +717,8 @@ def test_interrupted_smoke_cancels_its_runs_and_tuning_jobs(cli, smoke_api, temp
 
 
 def test_cancel_run_plans_enough_epochs_to_be_cancelled_while_training():
-    assert smoke.cancel_assignments(["num_images=40", "epoch_count=1"]) == [
+    assert cancel.cancel_assignments(["num_images=40", "epoch_count=1"]) == [
         "num_images=40",
-        f"epoch_count={smoke.CANCEL_EPOCHS}",
+        f"epoch_count={plan.CANCEL_EPOCHS}",
     ]
-    assert smoke.cancel_assignments(["epoch_count=50"]) == ["epoch_count=50"]  # never fewer than asked
+    assert cancel.cancel_assignments(["epoch_count=50"]) == ["epoch_count=50"]  # never fewer than asked

@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from components import dataset_rules as rules
 from components.import_dataset import import_dataset
 from pipeline import validate
+from pipeline.commands import app
 from tests.faults import counts
 
 pytestmark = pytest.mark.faults
@@ -256,7 +257,6 @@ def test_the_validator_names_the_line_of_every_bad_input(tmp_path):
     path = tmp_path / "fuzz.jsonl"
     path.write_bytes(data)
     runner = CliRunner()
-    app = validate_app()
     result = runner.invoke(app, ["validate", str(path), "--no-lookup"])
     assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit), (
         result.exception
@@ -265,19 +265,6 @@ def test_the_validator_names_the_line_of_every_bad_input(tmp_path):
     assert result.stdout.splitlines()[-1].startswith(f"summary: {len(report.problems)} problem(s)")
     document = json.loads(runner.invoke(app, ["validate", str(path), "--no-lookup", "--json"]).stdout)
     assert len(document["problems"]) == len(report.problems)
-
-
-def validate_app():
-    import typer
-
-    app = typer.Typer()
-
-    @app.callback()
-    def main():
-        """validate only."""
-
-    validate.register(app)
-    return app
 
 
 def test_the_line_rules_never_raise_on_any_json_value():
