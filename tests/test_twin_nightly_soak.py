@@ -243,7 +243,7 @@ def wait_until(predicate, timeout: float, what: str, poll: float = 0.3):
 
 
 def create_schedule(template: str):
-    """The nightly schedule as ``make schedule`` creates it (pipeline/vertex.py)."""
+    """The nightly schedule as ``make schedule`` creates it (pipeline/commands/schedule.py, with pipeline/vertex.py's labels)."""
     from google.cloud import aiplatform
 
     from pipeline.vertex import run_labels

@@ -83,7 +83,7 @@ def test_cancel_while_waiting_for_tuning_cancels_the_tuning_job(local_stack, sdk
     tuning_job = launch.execution.metadata["output:job_name"]
     assert "/tuningJobs/" in tuning_job and tuning_job in launch.execution.metadata["output:gcp_resources"]
     # Its first poll is printed after its SIGTERM handler is installed (a cancel before that
-    # stops the task without cancelling the job, on Vertex AI too: see vertex_smoke.SETTLE_S).
+    # stops the task without cancelling the job, on Vertex AI too: see SETTLE_S in pipeline/vertex_smoke/plan.py).
     log = local_stack.data_dir / "pipelines" / "runs" / job.name / "pipeline.log"
     wait_until(lambda: f"{tuning_job}: JOB_STATE_" in log.read_text(errors="replace"), 120, "wait-for-tuning polling")
     client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
