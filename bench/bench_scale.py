@@ -216,18 +216,96 @@ def scale(sizes: list[int], workers: int, kinds: list[str]) -> None:
     )
 
 
+def upload_test_set(count: int) -> str:
+    """``count`` drawn test images and their test JSONL (the pipeline's own tuning lines) in the
+    local storage; returns the JSONL's URI."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import bench_serving as serving
+    from google.cloud import storage
+
+    from components.dataset_rules import tuning_example
+    from components.labels import PROMPT, notebook_labels
+
+    labels = notebook_labels()
+    bucket = storage.Client(project=PROJECT).bucket(BUCKET)
+    images = serving.pngs(count, seed=3)
+
+    def put(i: int) -> None:
+        bucket.blob(f"eval/img_{i}.png").upload_from_string(images[i][0], content_type="image/png")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(count)))
+    rows = [{"gcs_uri": f"gs://{BUCKET}/eval/img_{i}.png", "label": labels[kind]} for i, (_, kind) in enumerate(images)]
+    lines = [json.dumps(tuning_example(row, PROMPT)) for row in rows]
+    bucket.blob("eval/test.jsonl").upload_from_string("\n".join(lines) + "\n")
+    return f"gs://{BUCKET}/eval/test.jsonl"
+
+
+def warm_up(endpoint: str) -> None:
+    """One answer from ``endpoint``, so that its model is loaded before the clock starts."""
+    import bench_serving as serving
+    from google import genai
+    from google.genai import types
+
+    from components.labels import PROMPT
+
+    warm = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)
+    warm.models.generate_content(
+        model=endpoint,
+        contents=[PROMPT, types.Part.from_bytes(data=serving.pngs(1)[0][0], mime_type="image/png")],
+    )
+
+
+def timed_evaluation(server_pid: int, endpoint: str, test_uri: str, count: int, concurrency: int, out: Path):
+    """(evaluate_inspector's result, seconds, seconds until the last answer, CPU ms per image by
+    process, load before) of one evaluation of the test set at ``test_uri``."""
+    import contextlib
+
+    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
+
+    from components.evaluate_inspector import evaluate_inspector
+
+    arts = {
+        "metrics": Metrics(name="m", uri=str(out / "m.json"), metadata={}),
+        "classification_metrics": ClassificationMetrics(name="c", uri=str(out / "c.json"), metadata={}),
+        "report": HTML(name="r", uri=str(out / "r.html"), metadata={}),
+        "predictions": Dataset(name="p", uri=str(out / "p.csv"), metadata={}),
+    }
+    load = load_avg()
+    pids = {"server": server_pid, "prediction worker": worker_pid(server_pid)}
+    cpu0 = {k: process_cpu_s(p) for k, p in pids.items() if p}
+    own0 = time.process_time()
+    t0 = time.perf_counter()
+    asked = [0.0]
+
+    class Timed(io.TextIOBase):  # when the last answer came (progress lines)
+        def write(self, text: str) -> int:
+            if "::progress::" in text:
+                asked[0] = time.perf_counter() - t0
+            return len(text)
+
+    with contextlib.redirect_stdout(Timed()):
+        result = evaluate_inspector.python_func(
+            project=PROJECT,
+            location=LOCATION,
+            tuned_endpoint=endpoint,
+            test_jsonl_uri=test_uri,
+            concurrency=concurrency,
+            **arts,
+        )
+    seconds = time.perf_counter() - t0
+    cpu = {k: (process_cpu_s(pids[k]) - v) / count * 1000 for k, v in cpu0.items()}
+    cpu["component (client)"] = (time.process_time() - own0) / count * 1000
+    return result, seconds, asked[0], cpu, load
+
+
 def evaluation(count: int, concurrency: int, data_dir: Path | None = None, endpoint: str | None = None) -> None:
     """evaluate_inspector over ``count`` test images against `python -m localvertex serve`
     (on ``data_dir`` holding ``endpoint``, or a fresh one with a small model tuned first)."""
     sys.path.insert(0, str(REPO / "bench"))
     import bench_serving as serving
-    from google.cloud import storage
-    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics
 
-    from components.evaluate_inspector import evaluate_inspector
-    from components.labels import PROMPT, notebook_labels
-
-    labels = notebook_labels()
     with tempfile.TemporaryDirectory(dir=REPO) as scratch:
         server = serving.Server(data_dir or Path(scratch) / "lv")
         try:
@@ -235,84 +313,14 @@ def evaluation(count: int, concurrency: int, data_dir: Path | None = None, endpo
                 t0 = time.perf_counter()
                 endpoint = serving.tune_endpoint(serving.pngs(48, seed=1))
                 print(f"tuned a small model in {time.perf_counter() - t0:.0f} s: {endpoint}")
-            from google import genai
-            from google.genai import types
-
-            warm = genai.Client(vertexai=True, project=PROJECT, location=LOCATION)  # starts the model
-            warm.models.generate_content(
-                model=endpoint,
-                contents=[PROMPT, types.Part.from_bytes(data=serving.pngs(1)[0][0], mime_type="image/png")],
+            warm_up(endpoint)
+            test_uri = upload_test_set(count)
+            result, seconds, asked, cpu, load = timed_evaluation(
+                server.proc.pid, endpoint, test_uri, count, concurrency, Path(scratch) / "out"
             )
-            bucket = storage.Client(project=PROJECT).bucket(BUCKET)
-            images = serving.pngs(count, seed=3)
-            lines = []
-            from concurrent.futures import ThreadPoolExecutor
-
-            def put(i: int) -> None:
-                bucket.blob(f"eval/img_{i}.png").upload_from_string(images[i][0], content_type="image/png")
-
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(put, range(count)))
-            for i, (_, kind) in enumerate(images):
-                lines.append(
-                    json.dumps(
-                        {
-                            "contents": [
-                                {
-                                    "role": "user",
-                                    "parts": [
-                                        {"text": PROMPT},
-                                        {
-                                            "fileData": {
-                                                "mimeType": "image/png",
-                                                "fileUri": f"gs://{BUCKET}/eval/img_{i}.png",
-                                            }
-                                        },
-                                    ],
-                                },
-                                {"role": "model", "parts": [{"text": labels[kind]}]},
-                            ]
-                        }
-                    )
-                )
-            bucket.blob("eval/test.jsonl").upload_from_string("\n".join(lines) + "\n")
-            out = Path(scratch) / "out"
-            arts = {
-                "metrics": Metrics(name="m", uri=str(out / "m.json"), metadata={}),
-                "classification_metrics": ClassificationMetrics(name="c", uri=str(out / "c.json"), metadata={}),
-                "report": HTML(name="r", uri=str(out / "r.html"), metadata={}),
-                "predictions": Dataset(name="p", uri=str(out / "p.csv"), metadata={}),
-            }
-            load = load_avg()
-            pids = {"server": server.proc.pid, "prediction worker": worker_pid(server.proc.pid)}
-            cpu0 = {k: process_cpu_s(p) for k, p in pids.items() if p}
-            own0 = time.process_time()
-            t0 = time.perf_counter()
-            asked = [0.0]
-
-            class Timed(io.TextIOBase):  # when the last answer came (progress lines)
-                def write(self, text: str) -> int:
-                    if "::progress::" in text:
-                        asked[0] = time.perf_counter() - t0
-                    return len(text)
-
-            import contextlib
-
-            with contextlib.redirect_stdout(Timed()):
-                result = evaluate_inspector.python_func(
-                    project=PROJECT,
-                    location=LOCATION,
-                    tuned_endpoint=endpoint,
-                    test_jsonl_uri=f"gs://{BUCKET}/eval/test.jsonl",
-                    concurrency=concurrency,
-                    **arts,
-                )
-            seconds = time.perf_counter() - t0
-            cpu = {k: (process_cpu_s(pids[k]) - v) / count * 1000 for k, v in cpu0.items()}
-            cpu["component (client)"] = (time.process_time() - own0) / count * 1000
             print(
                 f"evaluate_inspector, {count} test images, concurrency {concurrency}: {seconds:.1f} s "
-                f"({count / seconds:.0f} images/s; answers after {asked[0]:.1f} s, then scoring, "
+                f"({count / seconds:.0f} images/s; answers after {asked:.1f} s, then scoring, "
                 f"thumbnails and report; status accuracy {result.status_accuracy:.3f})   "
                 f"target <= 15 s; load before {load}"
             )
