@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from .auth import Auth, BearerAuthMiddleware
+from .cloud_logging import TaskLogReader
 from .jobs import JobStore, TrainingRunner
 from .middleware import BodySizeLimitMiddleware, RequestLogMiddleware, install_error_handlers
 from .pipelines.registry import TemplateRegistry
@@ -102,6 +103,7 @@ def build_app(lv: LocalVertex) -> FastAPI:
     app.state.pipelines = lv.pipelines
     app.state.schedules = lv.schedules
     app.state.registry = lv.registry
+    app.state.task_logs = TaskLogReader(lv.data_dir)  # Cloud Logging's entries:list reads through it
     install_error_handlers(app)
     # The last middleware added runs first: token check, then size limit, then the log.
     app.add_middleware(RequestLogMiddleware)

@@ -69,23 +69,8 @@ class TaskLog:
         self._fh.close()
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The lines written so far ([] for a job with no log); a half-written last line is skipped."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def log_entry(project: str, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    """A record as Cloud Logging's LogEntry (the fields of the published schema)."""
+    """A line of a task's log as Cloud Logging's LogEntry (fields of the published schema)."""
     return {
         "logName": f"projects/{project}/logs/{REPLICA}",
         "resource": {

@@ -168,3 +168,27 @@ def test_unsupported_requests_are_invalid_argument_never_ignored(http, body, wor
 def test_entries_list_needs_a_bearer_token(local_stack):
     resp = httpx.post(f"{local_stack.vertex_url}/v2/entries:list", json={"resourceNames": [f"projects/{PROJECT}"]})
     assert resp.status_code == 401 and resp.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_a_growing_log_is_read_from_where_the_last_read_stopped(tmp_path):
+    from localvertex import task_logs
+    from localvertex.cloud_logging import TaskLogReader, parse_request
+
+    path = task_logs.log_dir(tmp_path, PROJECT) / "123.jsonl"
+    log = task_logs.TaskLog(path)
+    log.write("INFO", "first")
+    reader = TaskLogReader(tmp_path)
+    query = parse_request({"resourceNames": [f"projects/{PROJECT}"], "filter": 'resource.labels.job_id="123"'})
+
+    def texts():
+        return [e["textPayload"] for e in reader.page(query, 0)[0]]
+
+    assert texts() == ["first"]
+    log.write("ERROR", "second")
+    with open(path, "a") as fh:
+        fh.write('{"t": "2099-01-01T00:00:00Z", "s": "INFO", "m": "half')  # a line still being written
+    assert texts() == ["first", "second"]
+    with open(path, "a") as fh:
+        fh.write(' written", "n": 2}\n')
+    assert texts() == ["first", "second", "half written"]
+    log.close()

@@ -18,13 +18,11 @@ router = APIRouter(dependencies=[Depends(require_token)])
 @router.post("/v2/entries:list")
 async def list_log_entries(request: Request) -> JSONResponse:
     query = cloud_logging.parse_request(await json_body(request))
-    data_dir = request.app.state.pipelines.data_dir
-    entries = await request.app.state.services.io.run(cloud_logging.matching_entries, data_dir, query)
     offset = parse_page_token(query.page_token, query.key) if query.page_token else 0
+    page, more = await request.app.state.services.io.run(request.app.state.task_logs.page, query, offset)
     out: dict[str, Any] = {}
-    page = entries[offset : offset + query.page_size]
     if page:  # proto3 JSON leaves an empty list out
         out["entries"] = page
-    if offset + query.page_size < len(entries):
+    if more:
         out["nextPageToken"] = page_token(offset + query.page_size, query.key)
     return JSONResponse(out)
