@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 RESOURCE_TYPE = "ml_job"
-REPLICA = "workerpool0-0"  # a CustomJob's first worker pool, first replica: the task's container
+# A CustomJob's first worker pool, first replica: the task's container. Used as the ml_job
+# resource's task_name label (gcloud reads resource.labels.task_name) and as the log id. Not
+# checked on Google's monitored-resource list: this name and the project_id label are what
+# users' queries show (resource.labels.task_name="workerpool0-0"), not a published table.
+REPLICA = "workerpool0-0"
 
 
 def custom_job_id(pipeline_job_id: str, task_name: str) -> str:
