@@ -239,6 +239,22 @@ def build_job(
     )
 
 
+def prepared_job(
+    project: str | None, location: str, bucket: str, assignments: list[str], experiment: str | None, **job
+):
+    """The ``PipelineJob`` that ``submit`` and ``schedule --cron`` send.
+
+    The experiment name and the parameters are checked before any credentials are asked for, so
+    a typo fails at once; then ``aiplatform`` is initialised with ADC (``init_vertex``) and the
+    job built (``build_job``, whose other arguments ``job`` holds); nothing is sent here.
+    """
+    check_experiment_name(experiment)
+    run_parameters(project or "checking", location, bucket, assignments, job.get("template", COMPILED_YAML))
+    _, project = init_vertex(project, location)
+    job.update(project=project, location=location, bucket=bucket, assignments=assignments, experiment=experiment)
+    return build_job(**job)
+
+
 def console_url(resource_name: str) -> str:
     """Cloud console link of a pipeline run or schedule resource name."""
     parts = resource_name.split("/")

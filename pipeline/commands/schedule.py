@@ -10,15 +10,13 @@ from pipeline.pipeline import PIPELINE_NAME
 from pipeline.terminal import fail
 from pipeline.vertex import (
     EXPERIMENT_LABEL,
-    build_job,
-    check_experiment_name,
     cloud_errors,
     console,
     console_url,
     find_schedule,
     init_vertex,
     out,
-    run_parameters,
+    prepared_job,
     schedules_table,
 )
 
@@ -80,17 +78,11 @@ def schedule_command(
             + (f" (got {', '.join(actions)})" if actions else "")
         )
     with cloud_errors():
-        if cron:
-            if not bucket:
-                fail("--cron needs --bucket gs://BUCKET")
-            options.require_compiled(template)
-            check_experiment_name(experiment)
-            run_parameters(project or "checking", location, bucket, param, template)
-        aiplatform, project = init_vertex(project, location)
-        if list_:
-            out.print(schedules_table(aiplatform.PipelineJobSchedule.list(order_by="create_time desc")))
-            return
-        if pause or resume or delete:
+        if not cron:
+            aiplatform, project = init_vertex(project, location)
+            if list_:
+                out.print(schedules_table(aiplatform.PipelineJobSchedule.list(order_by="create_time desc")))
+                return
             schedule = find_schedule(aiplatform, pause or resume or delete)
             if pause:
                 schedule.pause()
@@ -101,17 +93,11 @@ def schedule_command(
             verb = "paused" if pause else "resumed" if resume else "deleted"
             console.print(f"{verb} [bold]{schedule.resource_name}[/bold]", highlight=False)
             return
-        job = build_job(
-            project=project,
-            location=location,
-            bucket=bucket,
-            assignments=param,
-            experiment=experiment,
-            cache=cache,
-            display_name=name,
-            trigger="schedule",
-            template=template,
-        )
+        if not bucket:
+            fail("--cron needs --bucket gs://BUCKET")
+        options.require_compiled(template)
+        job_options = {"cache": cache, "display_name": name, "trigger": "schedule", "template": template}
+        job = prepared_job(project, location, bucket, param, experiment, **job_options)
         # maxConcurrentRunCount alone bounds start requests, not runs still in progress: with
         # tuning waits of hours, only maxConcurrentActiveRunCount keeps nightly runs from overlapping.
         schedule = job.create_schedule(

@@ -7,14 +7,11 @@ import typer
 
 from pipeline.commands import options
 from pipeline.vertex import (
-    build_job,
-    check_experiment_name,
     cloud_errors,
     console,
     console_url,
-    init_vertex,
     out,
-    run_parameters,
+    prepared_job,
 )
 
 TEMPLATE = options.template_option()
@@ -48,19 +45,8 @@ def submit_command(
     """Submit one run to Vertex AI Pipelines (optionally in an Experiment) and print its console link."""
     options.require_compiled(template)
     with cloud_errors():
-        check_experiment_name(experiment)
-        run_parameters(project or "checking", location, bucket, param, template)  # fail before auth
-        aiplatform, project = init_vertex(project, location)
-        job = build_job(
-            project=project,
-            location=location,
-            bucket=bucket,
-            assignments=param,
-            experiment=experiment,
-            cache=cache,
-            display_name=display_name,
-            template=template,
-        )
+        job_options = {"cache": cache, "display_name": display_name, "template": template}
+        job = prepared_job(project, location, bucket, param, experiment, **job_options)
         job.submit(service_account=service_account, experiment=experiment)
         console.print(
             f"submitted [bold]{job.resource_name}[/bold]"
