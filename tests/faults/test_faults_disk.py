@@ -123,6 +123,41 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def while_full(client, names: dict[str, str], log: Path, jobs: Path) -> dict:
+    """What the runner and the job files show while ``jobs/`` is full: the training job's next
+    epoch cannot be recorded, then the queued job's claim cannot."""
+    seen = {}
+    wait_for(lambda: "runner error" in log.read_text(), 60, "runner error")
+    time.sleep(1.0)
+    errors_before = log.read_text().count("runner error")
+    time.sleep(3.0)
+    seen["runner_errors_in_3_s"] = log.read_text().count("runner error") - errors_before
+    seen["while_full"] = {name: client.tunings.get(name=name).state.name for name in names.values()}
+    seen["tmp_files"] = sorted(p.name for p in jobs.glob(".*.tmp"))
+    seen["files"] = {}
+    for path in jobs.glob("*.json"):
+        try:
+            seen["files"][path.stem] = json.loads(path.read_text())["state"]
+        except ValueError as error:
+            seen["files"][path.stem] = f"corrupt: {error}"
+    return seen
+
+
+def after_space_returns(client, data_dir: Path, training: str, queued: str) -> dict:
+    """The training and queued jobs once space is back: how they ended, and whether the worker lives."""
+    # A generous bound on a state, not a fixed wait: at load 8 the job took over 20 s to end.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        after = {name: client.tunings.get(name=name) for name in (training, queued)}
+        if all(job.has_ended for job in after.values()):
+            break
+        time.sleep(0.5)
+    return {
+        "after": {name: (job.state.name, job.error.message if job.error else "") for name, job in after.items()},
+        "training_worker_alive": worker_alive(data_dir, training),
+    }
+
+
 @pytest.fixture(scope="module")
 def full_disk(tmp_path_factory):
     """One scenario, observed once and judged by the tests below.
@@ -173,33 +208,9 @@ def full_disk(tmp_path_factory):
                 tune(uri, 1)
             except errors.APIError as error:
                 seen["create"] = (error.code, error.status, error.message)
-            # The training job's next epoch cannot be recorded; then the queued job's claim cannot.
-            wait_for(lambda: "runner error" in log.read_text(), 60, "runner error")
-            time.sleep(1.0)
-            errors_before = log.read_text().count("runner error")
-            time.sleep(3.0)
-            seen["runner_errors_in_3_s"] = log.read_text().count("runner error") - errors_before
-            seen["while_full"] = {name: client.tunings.get(name=name).state.name for name in names.values()}
-            seen["tmp_files"] = sorted(p.name for p in jobs.glob(".*.tmp"))
-            seen["files"] = {}
-            for path in jobs.glob("*.json"):
-                try:
-                    seen["files"][path.stem] = json.loads(path.read_text())["state"]
-                except ValueError as error:
-                    seen["files"][path.stem] = f"corrupt: {error}"
-
+            seen.update(while_full(client, names, log, jobs))
             filler.unlink()  # space comes back
-            # A generous bound on a state, not a fixed wait: at load 8 the job took over 20 s to end.
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                after = {name: client.tunings.get(name=name) for name in (training, queued)}
-                if all(job.has_ended for job in after.values()):
-                    break
-                time.sleep(0.5)
-            seen["after"] = {
-                name: (job.state.name, job.error.message if job.error else "") for name, job in after.items()
-            }
-            seen["training_worker_alive"] = worker_alive(data_dir, training)
+            seen.update(after_space_returns(client, data_dir, training, queued))
             seen["names"] = names
         # 3. restarted on the same directory (the mounts stay)
         with LocalStack(data_dir) as again:

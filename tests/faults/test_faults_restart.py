@@ -151,6 +151,57 @@ def server_env(tmp_path, monkeypatch):
         server.kill()
 
 
+def start_wait_step(running: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """The pipeline's wait step polling the training job ``running``, as a KFP task (its own
+    process); returns once it has seen the job RUNNING: (the process, the file it writes to)."""
+    waited_path = tmp_path / "wait-step.txt"
+    with open(waited_path, "w") as log:
+        step = subprocess.Popen(
+            [sys.executable, "-c", WAIT_STEP, running, str(tmp_path), ""],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=os.environ.copy(),
+        )
+    deadline = time.monotonic() + 90
+    while f"{running}: JOB_STATE_RUNNING" not in waited_path.read_text():
+        assert step.poll() is None and time.monotonic() < deadline, waited_path.read_text()[-1500:]
+        time.sleep(0.3)
+    return step, waited_path
+
+
+def kill_the_server(server: Server, data_dir: Path, running: str) -> float:
+    """SIGKILL to the server's whole process group (the storage child dies with it); checks that
+    the lock went with it and its orphaned worker stopped; returns when it was killed."""
+    assert workers_of(data_dir), "the 100-epoch job has a worker"
+    server.kill()
+    killed_at = time.monotonic()
+    counts.add_faults()
+    # The lock went with the process (the kernel releases an flock), and the orphaned worker
+    # stops by itself: its stdin closed.
+    assert lock_is_free(data_dir)
+    while workers_of(data_dir):
+        assert time.monotonic() - killed_at < 30, "the worker outlived its server by 30 s"
+        time.sleep(0.2)
+    on_disk = json.loads((data_dir / "jobs" / f"{running.rsplit('/', 1)[1]}.json").read_text())
+    assert on_disk["state"] == "JOB_STATE_RUNNING"  # nobody could say otherwise: the server died
+    return killed_at
+
+
+def assert_a_second_server_is_refused(start, data_dir: Path, running_server: Server) -> None:
+    """A second server on the same data directory is refused, in one line."""
+    third = start("third.log", port=0, storage_port=0)
+    assert third.proc.wait(timeout=60) == 1
+    said = third.log.read_text().strip().splitlines()
+    assert len(said) == 1, said
+    assert said[0] == (
+        f"cannot start: {data_dir} is in use by another local Vertex AI (pid {running_server.proc.pid}); "
+        "stop it, pass another --data-dir, or point the SDKs at the running one with its exports "
+        "(python -m localvertex env)"
+    ), said
+    counts.add_faults()
+
+
 def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     from google import genai
     from google.cloud import storage
@@ -177,37 +228,10 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     wait_state(client, running, {"JOB_STATE_RUNNING"}, timeout=60)
     pending = tune(1)
     assert client.tunings.get(name=pending).state.name == "JOB_STATE_PENDING"
+    step, waited_path = start_wait_step(running, tmp_path)
 
-    # The pipeline's wait step polls the training job, as a KFP task (its own process).
-    waited_path = tmp_path / "wait-step.txt"
-    with open(waited_path, "w") as log:
-        step = subprocess.Popen(
-            [sys.executable, "-c", WAIT_STEP, running, str(tmp_path), ""],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=os.environ.copy(),
-        )
-    deadline = time.monotonic() + 90
-    while f"{running}: JOB_STATE_RUNNING" not in waited_path.read_text():
-        assert step.poll() is None and time.monotonic() < deadline, waited_path.read_text()[-1500:]
-        time.sleep(0.3)
-
-    # ---- the fault: SIGKILL to the server's whole process group (the storage child dies with it)
-    assert workers_of(data_dir), "the 100-epoch job has a worker"
-    first.kill()
-    killed_at = time.monotonic()
-    counts.add_faults()
-    # The lock went with the process (the kernel releases an flock), and the orphaned worker
-    # stops by itself: its stdin closed.
-    assert lock_is_free(data_dir)
-    while workers_of(data_dir):
-        assert time.monotonic() - killed_at < 30, "the worker outlived its server by 30 s"
-        time.sleep(0.2)
-    on_disk = json.loads((data_dir / "jobs" / f"{running.rsplit('/', 1)[1]}.json").read_text())
-    assert on_disk["state"] == "JOB_STATE_RUNNING"  # nobody could say otherwise: the server died
-
-    # ---- restart on the same directory and ports
+    # ---- the fault, then a restart on the same directory and ports
+    killed_at = kill_the_server(first, data_dir, running)
     second = start("second.log")
     second.wait_up()
     down_s = time.monotonic() - killed_at
@@ -244,17 +268,7 @@ def test_sigkill_during_tuning_then_restart(server_env, tmp_path):
     # outage longer than those retries is the last test below.
     assert "Retrying" in waited and "ConnectError" in waited
 
-    # ---- a second server on the same data directory is refused, in one line
-    third = start("third.log", port=0, storage_port=0)
-    assert third.proc.wait(timeout=60) == 1
-    said = third.log.read_text().strip().splitlines()
-    assert len(said) == 1, said
-    assert said[0] == (
-        f"cannot start: {data_dir} is in use by another local Vertex AI (pid {second.proc.pid}); "
-        "stop it, pass another --data-dir, or point the SDKs at the running one with its exports "
-        "(python -m localvertex env)"
-    ), said
-    counts.add_faults()
+    assert_a_second_server_is_refused(start, data_dir, second)
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=30) == 0
 

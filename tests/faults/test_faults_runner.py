@@ -60,11 +60,9 @@ def processes_using(data_dir: Path) -> list[str]:
     return found
 
 
-def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
-    data_dir, runs = tmp_path / "lv", tmp_path / "runs"
-    # The CLI starts its own local Vertex AI on the data folder: no session stack's variables.
-    env = {k: v for k, v in os.environ.items() if k not in SDK_VARIABLES}
-    env.update(PIPELINE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
+def kill_a_run_while_it_tunes(env: dict, data_dir: Path, tmp_path: Path) -> float:
+    """Starts a run on ``data_dir`` in its own process group and SIGKILLs the group once its tuning
+    job is RUNNING; returns the seconds it ran."""
     started = time.monotonic()
     with open(tmp_path / "first.out", "w") as out:
         first = subprocess.Popen(
@@ -84,11 +82,12 @@ def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
         finally:
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
-    killed_after = time.monotonic() - started
     counts.add_faults()
-    [killed_job] = [job_id for job_id, job in jobs_in(data_dir).items() if job["state"] == "JOB_STATE_RUNNING"]
+    return time.monotonic() - started
 
-    # The lock is free at once; whatever the run started stops by itself.
+
+def assert_nothing_holds_the_folder(data_dir: Path) -> None:
+    """The lock is free at once; whatever the killed run started stops by itself within 30 s."""
     fd = os.open(data_dir / ".lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if still held
@@ -99,6 +98,48 @@ def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
     while left := processes_using(data_dir):
         assert time.monotonic() < deadline, f"still running 30 s after the kill: {left}"
         time.sleep(0.3)
+
+
+def assert_runs_and_inspect_see_the_finished_run(env: dict, data_dir: Path, new_run: Path, killed_run: Path) -> None:
+    """`runs` lists both runs, the killed one with its state; `inspect` asks the finished run's endpoint."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "runs", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "COLUMNS": "250"},
+        timeout=120,
+    )
+    table = listed.stdout + listed.stderr  # the table goes to the console, which is stderr
+    assert listed.returncode == 0, table
+    assert new_run.name in table and killed_run.name in table and "2 offline run(s)" in table, table
+    killed_row = next(line for line in table.splitlines() if killed_run.name in line)
+    assert "succeeded" not in killed_row, killed_row  # shown interrupted or failed, never as a success
+    image = data_dir.parent / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (100, 100), (0x55, 0x55, 0xAA)).save(image)
+    asked = subprocess.run(
+        [sys.executable, "-m", "pipeline", "inspect", str(image), "--json", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=180,
+    )
+    assert asked.returncode == 0, asked.stdout[-2000:] + asked.stderr[-2000:]
+    answer = json.loads(asked.stdout.strip().splitlines()[-1])
+    assert answer["answer"].startswith("Status:") and not answer["error"]
+
+
+def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
+    data_dir, runs = tmp_path / "lv", tmp_path / "runs"
+    # The CLI starts its own local Vertex AI on the data folder: no session stack's variables.
+    env = {k: v for k, v in os.environ.items() if k not in SDK_VARIABLES}
+    env.update(PIPELINE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
+    killed_after = kill_a_run_while_it_tunes(env, data_dir, tmp_path)
+    [killed_job] = [job_id for job_id, job in jobs_in(data_dir).items() if job["state"] == "JOB_STATE_RUNNING"]
+    assert_nothing_holds_the_folder(data_dir)
     [killed_run] = list(runs.iterdir())
     assert not (killed_run / "metrics.json").exists() and not (killed_run / "result.json").exists()
 
@@ -120,35 +161,7 @@ def test_the_runner_killed_during_tuning_then_run_again(tmp_path):
     [new_job] = [job for job_id, job in jobs.items() if job_id != killed_job and job["state"] == "JOB_STATE_SUCCEEDED"]
     assert result["tuned_endpoint"] == new_job["tunedModel"]["endpoint"]
 
-    # `runs` lists both runs, the killed one with its state; `inspect` asks the finished run's endpoint.
-    listed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "runs", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**env, "COLUMNS": "250"},
-        timeout=120,
-    )
-    table = listed.stdout + listed.stderr  # the table goes to the console, which is stderr
-    assert listed.returncode == 0, table
-    assert new_run.name in table and killed_run.name in table and "2 offline run(s)" in table, table
-    killed_row = next(line for line in table.splitlines() if killed_run.name in line)
-    assert "succeeded" not in killed_row, killed_row  # shown interrupted or failed, never as a success
-    image = tmp_path / "photo.png"
-    from PIL import Image
-
-    Image.new("RGB", (100, 100), (0x55, 0x55, 0xAA)).save(image)
-    asked = subprocess.run(
-        [sys.executable, "-m", "pipeline", "inspect", str(image), "--json", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=180,
-    )
-    assert asked.returncode == 0, asked.stdout[-2000:] + asked.stderr[-2000:]
-    answer = json.loads(asked.stdout.strip().splitlines()[-1])
-    assert answer["answer"].startswith("Status:") and not answer["error"]
+    assert_runs_and_inspect_see_the_finished_run(env, data_dir, new_run, killed_run)
     lost = int(not (new_run / "metrics.json").exists())
     counts.add_data_lost(lost)
     print(
