@@ -2,6 +2,8 @@
 
 import copy
 import io
+import json
+import math
 import random
 
 import pytest
@@ -27,7 +29,7 @@ from localvertex.model.images import (
     top_hats,
     with_sensor_noise,
 )
-from localvertex.model.inspector import AnswerDrafts, frequent_answers
+from localvertex.model.inspector import AnswerDrafts, BranchBalance, frequent_answers
 from localvertex.model.network import Cache, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, WordTokenizer, split_pieces
 
@@ -192,9 +194,12 @@ def test_drafted_decoding_writes_what_token_by_token_decoding_writes(trained, te
     """The answers drafts speed up greedy decoding without changing a single answer."""
     model = trained[0].model
     assert model.answers[0] in {label(t) for t in CLASSES} and len(model.answers) == len(CLASSES)
-    plain = InspectorModel(model.network, model.tokenizer)  # no drafts: one token per pass
+    assert model.balance.biases  # one Pass label against three defect labels: an uneven branch
+    plain = InspectorModel(model.network, model.tokenizer, balance=model.balance)  # no drafts: one token per pass
     # Drafts that are all wrong after the first word must not change answers either.
-    misleading = InspectorModel(model.network, model.tokenizer, ["Status: Defect - Burr (edge) at 3 o'clock."])
+    misleading = InspectorModel(
+        model.network, model.tokenizer, ["Status: Defect - Burr (edge) at 3 o'clock."], model.balance
+    )
     images = [e.image for e in test_set] + [Image.new("RGB", (100, 100), c) for c in ("black", "white", "red")]
     expected = plain.generate(images)
     for limit in (1, 3, 6, 48):
@@ -202,7 +207,27 @@ def test_drafted_decoding_writes_what_token_by_token_decoding_writes(trained, te
     assert misleading.generate(images) == expected
     assert [model.generate([image])[0] for image in images[:10]] == expected[:10]
     model.save(tmp_path)
-    assert InspectorModel.load(tmp_path).answers == model.answers
+    loaded = InspectorModel.load(tmp_path)
+    assert loaded.answers == model.answers and loaded.balance.biases == model.balance.biases
+
+
+def test_branch_balance_weighs_the_rarer_branch_up_by_the_answer_ratio():
+    # Token ids: 5 "Status:", 6 " Pass", 7 " Defect", 8 " -", 9/10/11 three defect types.
+    answers = [[5, 6], [5, 7, 8, 9], [5, 7, 8, 10], [5, 7, 8, 11], [5, 7, 8, 9]]  # a repeat counts once
+    balance = BranchBalance.of_answers(answers)
+    assert balance.biases == {(5,): {6: pytest.approx(math.log(3)), 7: 0.0}}  # even branches get nothing
+    assert BranchBalance.from_json(json.loads(json.dumps(balance.to_json()))).biases == balance.biases
+    assert BranchBalance.of_answers([[5, 6], [5, 7]]).biases == {}
+
+
+def test_branch_balance_adds_its_bias_where_each_row_reaches_the_branch():
+    balance = BranchBalance({(5,): {6: 1.5}})
+    logits = torch.zeros(2, 3, 12)
+    written = torch.tensor([[5], [4]])  # row 0 has written "Status:", row 1 something else
+    fed = torch.tensor([[5, 6, 8], [4, 5, 6]])  # fed[:, 0] is the last written token, then drafts
+    balance.apply(logits, written, fed)
+    assert logits[0, 0, 6] == 1.5 and logits[0].abs().sum() == 1.5  # only where the prefix is (5,)
+    assert logits[1].abs().sum() == 0  # row 1's prefixes are (4,), (4, 5), (4, 5, 6)
 
 
 @pytest.mark.slow

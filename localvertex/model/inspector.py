@@ -7,9 +7,17 @@ is proposed, the network scores the whole draft in one pass, and every drafted t
 equals its own greedy choice is kept, plus its choice where they first differ. The text is
 what token-by-token greedy decoding writes (only how many passes it takes changes), and a
 "Status: Defect - Crack ..." answer takes 2-3 passes instead of 9.
+
+Decisions are balanced where the training answers branch (`BranchBalance`): training shows
+every distinct answer equally often, so "Status: Pass" is one answer in four against three
+defect answers, and the network learns a prior of 3:1 for "Defect" at that word. Decoding
+adds the log of that ratio back to the rarer branch (post-hoc logit adjustment, Menon et al.,
+"Long-tail learning via logit adjustment", ICLR 2021), so Pass and Defect are weighed as
+equally likely before the image is seen, and each defect type as likely as another.
 """
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,6 +58,50 @@ class AnswerDrafts:
         return self._rest.get(tuple(prefix), ())[:limit]
 
 
+class BranchBalance:
+    """Logit biases where the distinct training answers branch unevenly.
+
+    For a prefix whose next tokens lead to different numbers of distinct answers, each next
+    token gets log(largest count / its count): "Status:" -> " Pass" (1 answer) gets log 3
+    against " Defect" (3 answers); even branches and tokens outside the answers get nothing.
+    """
+
+    def __init__(self, biases: dict[tuple[int, ...], dict[int, float]] | None = None):
+        self.biases = biases or {}
+
+    @classmethod
+    def of_answers(cls, answers: Iterable[list[int]]) -> "BranchBalance":
+        """The biases of distinct answers (token id lists without BOS; EOS is appended)."""
+        branches: dict[tuple[int, ...], Counter] = {}
+        for full in {(*ids, EOS) for ids in answers}:
+            for k in range(len(full)):
+                branches.setdefault(full[:k], Counter())[full[k]] += 1
+        biases = {
+            prefix: {token: math.log(max(counts.values()) / n) for token, n in counts.items()}
+            for prefix, counts in branches.items()
+            if len(set(counts.values())) > 1
+        }
+        return cls(biases)
+
+    def to_json(self) -> list:
+        return [[list(prefix), sorted(biases.items())] for prefix, biases in sorted(self.biases.items())]
+
+    @classmethod
+    def from_json(cls, entries: list) -> "BranchBalance":
+        return cls({tuple(prefix): {int(t): float(b) for t, b in biases} for prefix, biases in entries})
+
+    def apply(self, logits: torch.Tensor, written: torch.Tensor, fed: torch.Tensor) -> torch.Tensor:
+        """Adds the biases to logits (N, T, vocab) in place: position t of row r continues the
+        prefix written[r] + fed[r, 1 : t + 1] (fed[:, 0] is the last written token)."""
+        if not self.biases:
+            return logits
+        for r, (row, block) in enumerate(zip(written.tolist(), fed[:, 1:].tolist(), strict=True)):
+            for t in range(logits.shape[1]):
+                for token, bias in self.biases.get(tuple(row + block[:t]), {}).items():
+                    logits[r, t, token] += bias
+        return logits
+
+
 def frequent_answers(texts: Iterable[str], limit: int = MAX_DRAFT_ANSWERS) -> list[str]:
     """Distinct texts, most frequent first (ties in first-seen order), at most `limit`."""
     return [text for text, _ in Counter(texts).most_common(limit)]
@@ -60,13 +112,22 @@ class InspectorModel:
 
     `answers` are the distinct training answers, most frequent first: the drafts of greedy
     decoding (a model without them decodes one token per pass, with the same result).
+    `balance` weighs the branches of the training answers evenly (module docstring); a model
+    saved without it decodes without biases.
     """
 
-    def __init__(self, network: InspectorNet, tokenizer: WordTokenizer, answers: list[str] | None = None):
+    def __init__(
+        self,
+        network: InspectorNet,
+        tokenizer: WordTokenizer,
+        answers: list[str] | None = None,
+        balance: BranchBalance | None = None,
+    ):
         self.network = network.eval()
         self.tokenizer = tokenizer
         self.answers = list(answers or [])[:MAX_DRAFT_ANSWERS]
         self._drafts = AnswerDrafts(tokenizer.encode(text) for text in self.answers)
+        self.balance = balance or BranchBalance()
 
     def save(self, directory: Path) -> None:
         """Writes `model.safetensors` (weights) and `inspector.json` (vocabulary, shape).
@@ -83,6 +144,7 @@ class InspectorModel:
             "network": self.network.config.to_dict(),
             "vocabulary": self.tokenizer.vocabulary,
             "answers": self.answers,
+            "branch_balance": self.balance.to_json(),
         }
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -101,7 +163,8 @@ class InspectorModel:
         # Models saved before the encoder was named used the 64x64 grid encoder.
         network = InspectorNet(NetworkConfig(**{"encoder": "grid64", **meta["network"]}))
         network.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-        return cls(network, WordTokenizer(meta["vocabulary"]), meta.get("answers"))
+        balance = BranchBalance.from_json(meta.get("branch_balance", []))
+        return cls(network, WordTokenizer(meta["vocabulary"]), meta.get("answers"), balance)
 
     def generate(
         self,
@@ -157,7 +220,7 @@ class InspectorModel:
         while position < steps and not finished.all():
             drafts = self._draft(output[:, :position], finished, steps - position - 1) if temperature == 0 else None
             fed = token if drafts is None else torch.cat([token, drafts], dim=1)
-            logits = self.network.decode(fed, image_kv, caches, position)
+            logits = self.balance.apply(self.network.decode(fed, image_kv, caches, position), output[:, :position], fed)
             if temperature == 0:
                 chosen = logits.argmax(-1)
             else:

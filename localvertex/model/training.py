@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from localvertex.model.images import INPUT_CHANNELS, augment, choose_input_size, images_to_input, with_sensor_noise
-from localvertex.model.inspector import InspectorModel, frequent_answers
+from localvertex.model.inspector import BranchBalance, InspectorModel, frequent_answers
 from localvertex.model.network import ENCODERS, HEAD_DIM, InspectorNet, NetworkConfig
 from localvertex.model.tokenizer import BOS, EOS, PAD, WordTokenizer, split_pieces
 
@@ -206,6 +206,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, total_steps))
     labels = [e.text for e in train_examples]
     answers = frequent_answers(labels)  # the drafts of greedy decoding (inspector.py)
+    # Every distinct label is shown equally often (_balanced_order): decoding undoes that prior.
+    balance = BranchBalance.of_answers(tokenizer.encode(text) for text in set(labels))
 
     history: list[EpochStats] = []
     best: tuple[float, int, dict, torch.Tensor] | None = None  # lowest loss, epoch, weights, losses
@@ -230,14 +232,14 @@ def train(
         if on_epoch is not None:
             on_epoch(history[-1])
         if on_checkpoint is not None:
-            on_checkpoint(history[-1], InspectorModel(network, tokenizer, answers))
+            on_checkpoint(history[-1], InspectorModel(network, tokenizer, answers, balance))
     best_epoch = config.epochs
     if best is not None and best[1] != config.epochs and _clearly_lower(best[3], last_losses):
         network.load_state_dict(best[2])
         best_epoch = best[1]
 
     return TrainResult(
-        model=InspectorModel(network, tokenizer, answers),
+        model=InspectorModel(network, tokenizer, answers, balance),
         epochs=history,
         step_count=total_steps,
         example_count=len(train_examples),
