@@ -38,3 +38,18 @@ def test_every_command_is_listed_and_runs_after_lazy_loading():
         assert f" {name} " in listing.output, name
     helped = CliRunner().invoke(app, ["validate", "--help"])
     assert helped.exit_code == 0 and "--json" in helped.output
+
+
+def test_every_command_module_is_listed_and_its_help_line_is_its_docstring():
+    """pipeline/commands/: one module per command, each in COMMANDS; --help reads the same first
+    paragraph from the source that the imported function carries."""
+    import inspect
+    from pathlib import Path
+
+    from pipeline import commands
+
+    modules = {p.stem for p in Path(commands.__file__).parent.glob("*.py")} - {"__init__", "options"}
+    assert modules == {entry.split(":")[0] for entry in commands.COMMANDS.values()}
+    for name in commands.COMMANDS:
+        function = commands.load(name)
+        assert commands.help_line(name) == inspect.getdoc(function).split("\n\n")[0].strip() != "", name
