@@ -91,8 +91,16 @@ def _wait_succeeded(page) -> None:
 def test_whole_path_in_chromium(page, stack, shots):
     assert page.url.endswith("/console/runs"), "the login URL leads to the runs, without the token"
     page.screenshot(path=shots / "01-runs-empty.png", full_page=True)
+    _upload_checked_in_template(page, stack, shots)
+    _create_first_run(page, shots)
+    _watch_first_run_succeed(page, shots)
+    _run_again_and_compare(page, stack, shots)
+    _create_and_pause_schedule(page, stack, shots)
+    _ask_inspector(page, stack, shots)
 
-    # Upload the checked-in pipeline as a template.
+
+def _upload_checked_in_template(page, stack, shots) -> None:
+    """Upload the checked-in pipeline as a template; its page lists the parameters."""
     page.goto(f"{stack.vertex_url}/console/templates")
     page.check("input[name=checked_in]")
     page.click("#upload")
@@ -103,7 +111,9 @@ def test_whole_path_in_chromium(page, stack, shots):
     assert {"base_model", "num_images", "thinking"} <= set(names)
     page.screenshot(path=shots / "03-template.png", full_page=True)
 
-    # Create a small run from the template's form: a wrong value first.
+
+def _create_first_run(page, shots) -> None:
+    """Create a small run from the template's form: a wrong value first, shown at its field."""
     page.click("text=Create run from this template")
     _fill(page, {**SMALL, "num_images": "0"})
     page.fill("#experiment", "console-e2e")
@@ -116,7 +126,11 @@ def test_whole_path_in_chromium(page, stack, shots):
     page.wait_for_url("**/console/runs/*")
     assert page.text_content("h1").startswith("first <b>run</b>"), "the display name is shown as text"
     page.screenshot(path=shots / "05-run-started.png", full_page=True)
-    # A task's log, live: opened before the task starts, it fills without a reload.
+
+
+def _watch_first_run_succeed(page, shots) -> None:
+    """A task's log, live: opened before the task starts, it fills without a reload; then the
+    DAG, the report and the tuning job show on the succeeded run's page."""
     waiting = page.locator('#tasks tr[data-task="wait-for-tuning"]')
     waiting.locator("summary").click()
     page.wait_for_function(
@@ -138,7 +152,9 @@ def test_whole_path_in_chromium(page, stack, shots):
     page.screenshot(path=shots / "06-run-succeeded.png")
     page.screenshot(path=shots / "06-run-succeeded-full.png", full_page=True)
 
-    # A second run ("Run again"), one epoch: then compare the two.
+
+def _run_again_and_compare(page, stack, shots) -> None:
+    """A second run ("Run again"), one epoch: then compare the two in their experiment."""
     page.click("text=Run again…")
     page.fill("#p-epoch_count", "1")
     page.fill("#experiment", "console-e2e")
@@ -155,7 +171,9 @@ def test_whole_path_in_chromium(page, stack, shots):
     assert page.locator("#diff-table tr.differs", has_text="param.epoch_count").count() == 1
     page.screenshot(path=shots / "08-compare.png")
 
-    # A schedule from the template, then paused.
+
+def _create_and_pause_schedule(page, stack, shots) -> None:
+    """A schedule from the template, then paused."""
     page.goto(f"{stack.vertex_url}/console/schedules")
     page.click("a.label:has-text('visual-defect-sft')")
     page.fill("#display_name", "nightly")
@@ -171,7 +189,9 @@ def test_whole_path_in_chromium(page, stack, shots):
     assert "paused" in page.locator("#schedules tbody tr", has_text="nightly").text_content()
     page.screenshot(path=shots / "09-schedules.png", full_page=True)
 
-    # The inspector: the champion's answer for a photo.
+
+def _ask_inspector(page, stack, shots) -> None:
+    """The inspector: the champion's answer for a photo."""
     page.goto(f"{stack.vertex_url}/console/inspector")
     page.set_input_files("#photo", files=[{"name": "part.png", "mimeType": "image/png", "buffer": _photo()}])
     page.click("#ask")
