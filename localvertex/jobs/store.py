@@ -34,6 +34,31 @@ def atomic_write_json(path: Path, data: Any) -> None:
         raise
 
 
+def read_json_files(
+    folder: Path, read: Callable[[Path], dict[str, Any]], what: str, logger: logging.Logger
+) -> list[dict[str, Any]]:
+    """What ``read`` makes of each ``*.json`` in ``folder``, in file-name order; a file it cannot
+    read is logged ("ignoring unreadable <what> file") and left out. The tmp files of writes a
+    crash interrupted (atomic_write_json) are removed."""
+    items = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            items.append(read(path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring unreadable %s file %s: %s", what, path.name, exc)
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return items
+
+
+def read_named_json(path: Path) -> dict[str, Any]:
+    """The resource in ``path``; ValueError unless its ``_local.id`` is the file's name."""
+    item = json.loads(path.read_text(encoding="utf-8"))
+    if item["_local"]["id"] != path.stem:
+        raise ValueError(f"file name does not match its id {item['_local']['id']!r}")
+    return item
+
+
 def _read_job_file(path: Path) -> dict[str, Any]:
     job = json.loads(path.read_text(encoding="utf-8"))
     job_id = job["_local"]["id"]
@@ -60,15 +85,8 @@ class JobStore:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._by_endpoint: dict[str, str] = {}
         self._unsaved: set[str] = set()  # jobs whose last change is in memory only (a failed write)
-        for path in sorted(self.dir.glob("*.json")):
-            try:
-                job = _read_job_file(path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable job file %s: %s", path.name, exc)
-                continue
+        for job in read_json_files(self.dir, _read_job_file, "job", log):
             self._index(job)
-        for tmp in self.dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
 
     def _index(self, job: dict[str, Any]) -> None:
         """Keep ``job`` and map each of its endpoints (its own, its checkpoints') to it."""

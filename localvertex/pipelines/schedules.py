@@ -15,7 +15,6 @@ served.
 
 from __future__ import annotations
 
-import binascii
 import copy
 import json
 import logging
@@ -26,16 +25,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import api_error, failed_precondition, invalid, not_found
-from ..httputil import b64url_decode, b64url_encode
 from ..ids import ID_RE, check_id, new_id
-from ..jobs.store import atomic_write_json
+from ..jobs.store import atomic_write_json, read_json_files, read_named_json
+from ..paging import parse_page
 from .schedules_cron import parse_cron
 from .schedules_filter import parse_filter, parse_order_by
 
 log = logging.getLogger("localvertex.schedules")
 
 ACTIVE, PAUSED, COMPLETED = "ACTIVE", "PAUSED", "COMPLETED"
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
+DEFAULT_PAGE_SIZE = 100
 MAX_DISPLAY_NAME = 128
 MAX_RUN_ID_PREFIX = 40
 # Fields a patch may name (snake_case; camelCase masks are converted).
@@ -132,21 +131,6 @@ def first_run_time(schedule: dict[str, Any], now: datetime) -> datetime:
     return cron.first_at_or_after(max(start, now))
 
 
-def page_token(offset: int, key: str) -> str:
-    return b64url_encode(json.dumps({"o": offset, "k": key}).encode())
-
-
-def parse_page_token(token: str, key: str) -> int:
-    try:
-        data = json.loads(b64url_decode(token))
-        offset = int(data["o"])
-        if offset < 0 or data.get("k") != key:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        raise invalid("Invalid pageToken (it must come from the previous page of the same list request).") from None
-
-
 class ScheduleStore:
     """Schedules in memory, each persisted to its own file; readers get copies."""
 
@@ -154,18 +138,8 @@ class ScheduleStore:
         self.dir = Path(data_dir) / "schedules"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self._items: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.dir.glob("*.json")):
-            try:
-                item = json.loads(path.read_text(encoding="utf-8"))
-                if item["_local"]["id"] != path.stem:
-                    raise ValueError("file name does not match the schedule id")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable schedule file %s: %s", path.name, exc)
-                continue
-            self._items[path.stem] = item
-        for tmp in self.dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        items = read_json_files(self.dir, read_named_json, "schedule", log)
+        self._items: dict[str, dict[str, Any]] = {item["_local"]["id"]: item for item in items}
 
     def _path(self, schedule_id: str) -> Path:
         return self.dir / f"{check_id(schedule_id, 'schedule id')}.json"
@@ -238,17 +212,13 @@ class ScheduleService:
         page_size: int = 0,
         token: str = "",
     ) -> dict[str, Any]:
-        if page_size < 0:
-            raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {page_size}: must not be negative")
+        page = parse_page(page_size, token, json.dumps([filter_text, order_by]), DEFAULT_PAGE_SIZE)
         matches, sort = parse_filter(filter_text), parse_order_by(order_by)
-        key = json.dumps([filter_text, order_by])
-        offset = parse_page_token(token, key) if token else 0
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         items = sort([public_view(s) for s in self.store.list(project, location)])
         items = [s for s in items if matches(s)]
-        out: dict[str, Any] = {"schedules": items[offset : offset + size]}
-        if offset + size < len(items):
-            out["nextPageToken"] = page_token(offset + size, key)
+        out: dict[str, Any] = {"schedules": page.of(items)}
+        if next_token := page.next_token(len(items)):
+            out["nextPageToken"] = next_token
         return out
 
     # -- writes

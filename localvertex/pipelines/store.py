@@ -5,14 +5,13 @@ take milliseconds, not a directory scan)."""
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..jobs.store import atomic_write_json
+from ..jobs.store import atomic_write_json, read_json_files, read_named_json
 from .resource import PENDING, now_rfc3339
 
 log = logging.getLogger("localvertex.pipelines")
@@ -29,18 +28,8 @@ class PipelineJobStore:
         self.dir = Path(data_dir) / "pipelines" / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self._jobs: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.dir.glob("*.json")):
-            try:
-                job = json.loads(path.read_text(encoding="utf-8"))
-                if job["_local"]["id"] != path.stem:
-                    raise ValueError("file name does not match job id")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable pipeline job file %s: %s", path.name, exc)
-                continue
-            self._jobs[path.stem] = job
-        for tmp in self.dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        jobs = read_json_files(self.dir, read_named_json, "pipeline job", log)
+        self._jobs: dict[str, dict[str, Any]] = {job["_local"]["id"]: job for job in jobs}
 
     def _path(self, job_id: str) -> Path:
         return self.dir / f"{job_id}.json"

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from .. import cloud_logging
+from ..paging import page_token, parse_page_token
 from .deps import json_body, require_token
-from .tuning import page_token, parse_page_token
 
 router = APIRouter(dependencies=[Depends(require_token)])
 

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Request
 from ..errors import invalid, method_not_found, not_found
 from ..metadata import KINDS
 from ..metadata import filters as md_filters
+from ..paging import Page, parse_page
 from .deps import LOCATION_PREFIX, Location, LocationDep, location_path, respond, schema_body
-from .tuning import page_token, parse_page_token
 
 router = APIRouter(prefix=LOCATION_PREFIX, dependencies=[Depends(location_path)])
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
+DEFAULT_PAGE_SIZE = 100
 RESOURCE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 ID_PARAM = {"contexts": "contextId", "artifacts": "artifactId", "executions": "executionId"}
 ORDER_FIELDS = {"create_time": "createTime", "update_time": "updateTime", "display_name": "displayName"}
@@ -94,23 +94,20 @@ def _register_create_and_list(kind: str) -> None:
         filter: str = "",
         orderBy: str = "",
     ):
-        if pageSize < 0:
-            raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {pageSize}: must not be negative")
-        out = _list_page(md(request), kind, store_name(loc, store), pageSize, pageToken, filter, orderBy)
+        page = parse_page(pageSize, pageToken, f"{filter}|{orderBy}", DEFAULT_PAGE_SIZE)
+        out = _list_page(md(request), kind, store_name(loc, store), page, filter, orderBy)
         return respond(request, version, f"List{message}sResponse", out)
 
 
-def _list_page(store_, kind: str, parent: str, size: int, token: str, filter_: str, order_by: str) -> dict:
+def _list_page(store_, kind: str, parent: str, page: Page, filter_: str, order_by: str) -> dict:
     """One page of a kind's resources under ``parent``, filtered and ordered, with the next token."""
-    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     matches = md_filters.parse(store_, kind, filter_)
-    offset = parse_page_token(token, f"{filter_}|{order_by}") if token else 0
     with store_.lock:
         nodes = _sorted([n for n in (store_.nodes[n] for n in store_.names(kind, parent)) if matches(n)], order_by)
-        page = [store_.view(n["name"]) for n in nodes[offset : offset + size]]
-    out: dict[str, Any] = {kind: page}
-    if offset + size < len(nodes):
-        out["nextPageToken"] = page_token(offset + size, f"{filter_}|{order_by}")
+        views = [store_.view(n["name"]) for n in page.of(nodes)]
+    out: dict[str, Any] = {kind: views}
+    if next_token := page.next_token(len(nodes)):
+        out["nextPageToken"] = next_token
     return out
 
 

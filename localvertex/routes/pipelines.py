@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from ..errors import invalid, method_not_found
+from ..paging import parse_page
 from ..pipelines.resource import public_view
 from ..schema.walker import api_schema
 from .deps import LOCATION_PREFIX, LocationDep, location_path, respond, schema_body
-from .tuning import page_token, parse_page_token
 
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 1000
+DEFAULT_PAGE_SIZE = 20
 
 router = APIRouter(prefix=LOCATION_PREFIX, dependencies=[Depends(location_path)])
 
@@ -47,16 +47,12 @@ async def list_pipeline_jobs(
     orderBy: str = "",
     readMask: str = "",
 ):
-    if pageSize < 0:
-        raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {pageSize}: must not be negative")
-    size = min(pageSize or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = parse_page(pageSize, pageToken, f"{filter}|{orderBy}", DEFAULT_PAGE_SIZE)
     mask = parse_read_mask(readMask, version)
     jobs = pipelines(request).list(loc.project, loc.location, filter, orderBy)
-    offset = parse_page_token(pageToken, f"{filter}|{orderBy}") if pageToken else 0
-    page = jobs[offset : offset + size]
-    out: dict[str, Any] = {"pipelineJobs": [masked(j, mask) if mask else public_view(j) for j in page]}
-    if offset + size < len(jobs):
-        out["nextPageToken"] = page_token(offset + size, f"{filter}|{orderBy}")
+    out: dict[str, Any] = {"pipelineJobs": [masked(j, mask) if mask else public_view(j) for j in page.of(jobs)]}
+    if next_token := page.next_token(len(jobs)):
+        out["nextPageToken"] = next_token
     return respond(request, version, "ListPipelineJobsResponse", out)
 
 

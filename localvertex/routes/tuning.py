@@ -6,17 +6,15 @@ body binds to the request's ``tuning_job`` field, so its violations are reported
 ``'tuning_job...'``. Cancelling a job that has ended is FAILED_PRECONDITION (HTTP 400).
 """
 
-import binascii
-import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from ..errors import invalid, method_not_found, not_found
-from ..httputil import b64url_decode, b64url_encode
+from ..errors import method_not_found, not_found
 from ..ids import check_id
 from ..jobs import build_job, parse_filter, public_view
+from ..paging import parse_page
 from .deps import (
     LOCATION_PREFIX,
     Location,
@@ -32,28 +30,13 @@ from .deps import (
 
 log = logging.getLogger("localvertex.server")
 
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
+DEFAULT_PAGE_SIZE = 100
 
 router = APIRouter(prefix=LOCATION_PREFIX, dependencies=[Depends(location_path)])
 # Local-only figures, outside the API versions: /local/v1/projects/P/locations/L/...
 local_router = APIRouter(
     prefix="/local/v1/projects/{project}/locations/{location}", dependencies=[Depends(require_token)]
 )
-
-
-def page_token(offset: int, filter_text: str) -> str:
-    return b64url_encode(json.dumps({"o": offset, "f": filter_text}).encode())
-
-
-def parse_page_token(token: str, filter_text: str) -> int:
-    try:
-        data = json.loads(b64url_decode(token))
-        offset = int(data["o"])
-        if offset < 0 or data.get("f", "") != filter_text:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        raise invalid("Invalid pageToken (it must come from the previous page of the same list request).") from None
 
 
 def find_job(services: Services, loc: Location, job_id: str) -> dict[str, Any]:
@@ -97,15 +80,12 @@ async def list_tuning_jobs(
     pageToken: str = "",
     filter: str = "",
 ):
-    if pageSize < 0:
-        raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {pageSize}: must not be negative")
-    size = min(pageSize or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = parse_page(pageSize, pageToken, filter, DEFAULT_PAGE_SIZE)
     matches = parse_filter(filter)
-    offset = parse_page_token(pageToken, filter) if pageToken else 0
     jobs = [j for j in services.store.list(loc.project, loc.location) if matches(j)]
-    out: dict[str, Any] = {"tuningJobs": [public_view(j) for j in jobs[offset : offset + size]]}
-    if offset + size < len(jobs):
-        out["nextPageToken"] = page_token(offset + size, filter)
+    out: dict[str, Any] = {"tuningJobs": [public_view(j) for j in page.of(jobs)]}
+    if next_token := page.next_token(len(jobs)):
+        out["nextPageToken"] = next_token
     return respond(request, version, "ListTuningJobsResponse", out)
 
 
