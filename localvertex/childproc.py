@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -42,3 +43,12 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+def wait_or_kill(proc: subprocess.Popen, timeout_s: float = 5) -> None:
+    """Wait up to ``timeout_s`` for ``proc`` to exit; past that, SIGKILL it and reap it."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 from typing import Protocol
 
-from .childproc import die_with_parent
+from .childproc import die_with_parent, wait_or_kill
 
 log = logging.getLogger("localvertex.storage")
 
@@ -412,11 +412,7 @@ class FakeGcsServer:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_or_kill(proc)
         if self._owner is not None:
             self._owner.join(timeout=5)
             self._owner = None

@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .childproc import die_with_parent
+from .childproc import die_with_parent, wait_or_kill
 from .errors import invalid, not_found
 from .ids import check_id
 from .prediction_worker import finish_reason
@@ -250,11 +250,7 @@ class Predictor:
             return ""
         if kill:
             proc.kill()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        wait_or_kill(proc)
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
             return lines[-1][:300] if lines else ""
