@@ -92,13 +92,13 @@ def pretrained_result():
 def test_a_pretrained_encoder_model_trains_and_only_its_unfrozen_part_moves(pretrained_result):
     result, _ = pretrained_result
     network = result.model.network
-    assert network.config.encoder == "effnet-lite0" and result.step_count >= 1
+    assert network.config.encoder == "effnet-lite0-rgb" and result.step_count >= 1
+    assert network.config.input_channels == 3 and network.encoder.detail is None  # the colour alone
     state = pretrained_state()
     assert torch.equal(network.encoder.backbone.stem.weight, state["stem.weight"])
     assert torch.equal(network.encoder.backbone.blocks[0].depthwise.weight, state["blocks.0.depthwise.weight"])
     moved = network.encoder.backbone.blocks[FROZEN_BLOCKS].expand.weight
     assert not torch.equal(moved, state[f"blocks.{FROZEN_BLOCKS}.expand.weight"])
-    assert network.encoder.detail.weight.any()
     assert result.epochs[0].validation_loss is not None
 
 
@@ -110,22 +110,30 @@ def test_a_pretrained_encoder_model_answers_the_same_after_save_and_load(pretrai
     # Loading a saved model needs no pretrained weights: they are in model.safetensors.
     monkeypatch.setattr(backbone_module, "weights_path", lambda: pytest.fail("weights file read on load"))
     loaded = InspectorModel.load(tmp_path)
-    assert loaded.network.config.encoder == "effnet-lite0"
+    assert loaded.network.config.encoder == "effnet-lite0-rgb"
     assert loaded.generate(images) == before
 
 
 def test_continuous_tuning_keeps_a_pretrained_encoder(pretrained_result):
     result, examples = pretrained_result
     again = train(examples, [], TrainConfig(epochs=1, adapter_size=1), initial_model=result.model)
-    assert again.model.network.config.encoder == "effnet-lite0"
+    assert again.model.network.config.encoder == "effnet-lite0-rgb"
     assert again.model.network.config.input_size == result.model.network.config.input_size
     assert again.initial_weights.loaded == again.initial_weights.total
 
 
 def test_an_effnet_network_config_builds_without_weights():
     tokenizer = WordTokenizer.build(["a b"])
+    network = InspectorNet(NetworkConfig(len(tokenizer), 4, input_size=32, encoder="effnet-lite0-rgb"))
+    assert network.config.input_channels == 3
+    assert network.image_keys_values(torch.rand(1, 3, 32, 32))[0][0].shape[2] == 2
+
+
+def test_a_model_saved_with_the_detail_channels_beside_the_encoder_still_builds():
+    """Models saved before the pretrained encoder read the colour alone keep their 18 channels."""
+    tokenizer = WordTokenizer.build(["a b"])
     network = InspectorNet(NetworkConfig(len(tokenizer), 4, input_size=32, encoder="effnet-lite0"))
-    assert network.config.input_channels == 18
+    assert network.config.input_channels == 18 and network.encoder.detail is not None
     assert network.image_keys_values(torch.rand(1, 18, 32, 32))[0][0].shape[2] == 2
 
 

@@ -701,3 +701,11 @@ def test_shape_channels_work_on_batches_and_uint8():
     together = shape_channels(detail)
     assert together.dtype == torch.uint8 and together.shape == (3, INPUT_CHANNELS - DETAIL_CHANNELS, 64, 64)
     assert all(torch.equal(together[i], shape_channels(detail[i : i + 1])[0]) for i in range(3))
+
+
+def test_the_colour_alone_is_the_first_three_channels_of_the_full_input():
+    rng = random.Random(3)
+    images = [draw(rng, "Scratch").resize((300, 220)), draw(rng, None), Image.new("L", (50, 90), 77)]
+    colour = images_to_input(images, 64, 3)
+    assert colour.shape == (3, 3, 64, 64) and colour.dtype == torch.uint8
+    assert torch.equal(colour, images_to_input(images, 64, INPUT_CHANNELS)[:, :3])

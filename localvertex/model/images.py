@@ -211,6 +211,8 @@ def images_to_input(images: list[Image.Image], size: int, channels: int = INPUT_
     if channels not in (3, DETAIL_CHANNELS, INPUT_CHANNELS):
         raise ValueError(f"channels must be 3, {DETAIL_CHANNELS} or {INPUT_CHANNELS} (an encoder's), got {channels}")
     images = [to_rgb(image) for image in images]
+    if channels == 3:  # the colour alone (the pretrained encoder's input)
+        return _pixels(images, size)
     out = torch.empty(len(images), max(channels, DETAIL_CHANNELS), size, size, dtype=torch.uint8)
     by_scale: dict[int, list[int]] = {}
     for i, image in enumerate(images):

@@ -167,6 +167,9 @@ class PretrainedEncoder(nn.Module):
 
 # Each encoder and how many of images.images_to_input's channels it reads.
 ENCODERS = {
+    "effnet-lite0-rgb": (PretrainedEncoder, 3),
+    # With the detail and shape channels beside the frozen blocks: models saved before
+    # 2026-12-07 (they called 72-96 % of good texture crops defective; training.py).
     "effnet-lite0": (PretrainedEncoder, INPUT_CHANNELS),
     "fcn-max-shape": (ImageEncoder, INPUT_CHANNELS),
     "fcn-max": (ImageEncoder, DETAIL_CHANNELS),
