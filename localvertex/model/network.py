@@ -102,9 +102,10 @@ class GridEncoder(nn.Module):
 # edges and colours at 1/2 and 1/4 of the input size, where the backward pass would cost most).
 PRETRAINED_BLOCKS = 11
 FROZEN_BLOCKS = 3
-# Fine detail reaches the trained blocks beside the frozen ones: the top-hat and shape channels,
-# max-pooled to the frozen blocks' resolution, through a 1x1 convolution that starts at zero
-# (so training starts from the pretrained network exactly).
+# With 18 input channels (encoder "effnet-lite0", models saved before 2026-12-07) fine detail
+# reached the trained blocks beside the frozen ones: the top-hat and shape channels, max-pooled
+# to the frozen blocks' resolution, through a 1x1 convolution that starts at zero. New models
+# read the colour alone ("effnet-lite0-rgb"; training._encoder_for says why).
 DETAIL_STRIDE = 4
 PATCH_TOKENS = False
 # Batch-norm statistics of the whole backbone stay ImageNet's (its scales and shifts still
@@ -116,9 +117,9 @@ FREEZE_BN_STATISTICS = True
 class PretrainedEncoder(nn.Module):
     """EfficientNet-Lite0 (ImageNet), fine-tuned: (N, channels, S, S) in [0, 1] -> image tokens.
 
-    Reads the colour through the pretrained network and the top-hat and shape channels
-    (images.py) through a zero-initialised 1x1 convolution added to the features of the last
-    frozen block. Local evidence: each 16 px cell of the feature map is a patch feature, and
+    Reads the colour through the pretrained network (and, given more than 3 channels, the
+    top-hat and shape channels of images.py through a zero-initialised 1x1 convolution added
+    to the features of the last frozen block). Local evidence: each 16 px cell of the feature map is a patch feature, and
     the image tokens are their maximum and mean over the image (a defect in one patch moves the
     maximum); with PATCH_TOKENS the patches themselves follow, without positions.
     """

@@ -19,7 +19,9 @@ How the Vertex AI hyperparameters map onto this model:
 The input size is not a hyperparameter: it follows the job's images (images.choose_input_size),
 and so does the encoder (`_encoder_for`: the shape channels from 128 px; from
 PRETRAINED_MIN_INPUT_SIZE, photographs, the pretrained EfficientNet-Lite0 of backbone.py
-fine-tuned at PRETRAINED_INPUT_SIZE, network.PretrainedEncoder). A pinned input size keeps
+fine-tuned at PRETRAINED_INPUT_SIZE on the colour alone, network.PretrainedEncoder).
+Decoding then weighs the branches of the distinct labels evenly (inspector.BranchBalance),
+undoing the prior the label-balanced batches teach. A pinned input size keeps
 the encoder of that size and is read at that size.
 
 Continuous tuning (`initial_model`, Vertex AI's preTunedModel): training starts from a saved
