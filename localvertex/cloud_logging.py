@@ -3,7 +3,7 @@
 Request and answer follow the published schema (google-api-python-client's
 ``logging.v2.json``, revision 20260911: ListLogEntriesRequest, ListLogEntriesResponse,
 LogEntry; https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list), with the
-limits Google states there:
+limits Google states there (all sources below read 2026-12-07):
 
 * ``resourceNames`` is required, at most 100; only ``projects/PROJECT`` is served here
   (organizations, folders, billing accounts and log views: 400). ``projectIds`` (deprecated)
