@@ -251,9 +251,10 @@ class TaskLogReader:
             fixed = task_logs.log_entry(project, job_id, {"t": "", "s": "DEFAULT", "m": "", "n": 0})
             if all(p(fixed) for p in query.per_log):
                 lines = self.records(path)
-                if query.per_record:
-                    lines = [r for r in lines if all(p(r) for p in query.per_record)]
-                streams.append(_keyed(project, job_id, reversed(lines) if query.descending else lines))
+                ordered = reversed(lines) if query.descending else lines
+                if query.per_record:  # lazily: only the lines up to the page are tested
+                    ordered = (r for r in ordered if all(p(r) for p in query.per_record))
+                streams.append(_keyed(project, job_id, ordered))
         merged = heapq.merge(*streams, key=lambda item: item[0], reverse=query.descending)
         wanted = list(itertools.islice(merged, offset + query.page_size + 1))
         page = [task_logs.log_entry(project, job_id, r) for _, project, job_id, r in wanted[offset:][: query.page_size]]

@@ -13,7 +13,8 @@ Here the pipeline worker writes each line a task prints to
 ``t`` timestamp, ``s`` severity, ``m`` the text, ``n`` its number), stdout as INFO and
 stderr as ERROR, and the server's Cloud Logging ``entries:list`` (cloud_logging.py) reads them.
 
-Standard library only: the pipeline worker imports this module.
+Standard library only (and pipelines/resource.py, which is too): the pipeline worker
+imports this module.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .pipelines.resource import now_rfc3339  # standard library only as well
 
 RESOURCE_TYPE = "ml_job"
 # A CustomJob's first worker pool, first replica: the task's container. Used as the ml_job
@@ -46,10 +48,6 @@ def custom_job_name(project: str, location: str, job_id: str) -> str:
 
 def log_dir(data_dir: Path, project: str) -> Path:
     return Path(data_dir) / "logging" / project / RESOURCE_TYPE
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class TaskLog:

@@ -1,6 +1,6 @@
-"""What the restart and fault tests share: tiny training data in the local storage and a
-bounded wait for a tuning job's state (a state, never a fixed sleep: the suite must hold on
-a busy machine)."""
+"""What the restart and fault tests share: tiny training data in the local storage and
+bounded waits for a state (a state, never a fixed sleep: the suite must hold on a busy
+machine)."""
 
 import io
 import json
@@ -50,3 +50,14 @@ def wait_for_job(client, name: str, states: set[str], timeout: float = 180.0):
             return job
         assert time.monotonic() < deadline, f"{name} still {job.state.name} after {timeout} s"
         time.sleep(0.3)
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.3):
+    """``predicate()``'s first truthy value, asked every ``poll`` s; fails naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")

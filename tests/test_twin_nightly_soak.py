@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.proxy import FaultProxy
+from tests.harness import wait_until
 
 PROJECT, LOCATION, BUCKET = "local-project", "us-central1", "local-bucket"
 EXPERIMENT = "nightly-soak-runs"  # not the pipeline name: that is its runs' system.Pipeline context
@@ -79,7 +80,6 @@ def challenger_component():
         bucket: str, golden_examples: int, metrics: dsl.Output[dsl.Metrics], report: dsl.Output[dsl.Markdown]
     ) -> str:
         import json
-        import time
         import urllib.error
         import urllib.request
 
@@ -230,16 +230,6 @@ class Twin:
     def champion(self) -> dict | None:
         blob = self.bucket().get_blob("soak/champion.json")
         return json.loads(blob.download_as_bytes()) if blob else None
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def create_schedule(template: str):

@@ -5,11 +5,12 @@ cached task is SKIPPED with a CACHED execution; ``enable_caching=False`` runs it
 
 No ``from __future__ import annotations`` here: kfp reads the components' annotations."""
 
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.harness import wait_until
 
 PROJECT, LOCATION = "local-project", "us-central1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,16 +49,6 @@ def submit(aiplatform, template: str, params: dict, **kwargs):
     )
     job.submit(service_account="runner@local-project.iam.gserviceaccount.com")
     return job
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def tasks_of(job) -> dict:

@@ -25,6 +25,7 @@ from google.protobuf import json_format
 
 from components.entrypoint import exec_python
 from pipeline.pipeline import COMPILED_YAML
+from tests.harness import wait_until
 
 LOCATION = "us-central1"
 
@@ -83,16 +84,6 @@ def namespace_init(unshare: subprocess.Popen, timeout: float = 10.0) -> int:
     raise AssertionError("unshare started no child")
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def running_job(local_stack, tiny_train_jsonl):
     """A local tuning job that trains long enough to be cancelled while it runs."""
@@ -105,7 +96,7 @@ def running_job(local_stack, tiny_train_jsonl):
         training_dataset=types.TuningDataset(gcs_uri=tiny_train_jsonl),
         config=types.CreateTuningJobConfig(epoch_count=100),
     )
-    wait_for(lambda: client.tunings.get(name=job.name).state.name == "JOB_STATE_RUNNING", 120, "the job to run")
+    wait_until(lambda: client.tunings.get(name=job.name).state.name == "JOB_STATE_RUNNING", 120, "the job to run")
     yield client, job.name
     if not client.tunings.get(name=job.name).has_ended:
         client.tunings.cancel(name=job.name)
@@ -206,7 +197,7 @@ def test_a_retried_launch_resumes_its_job_and_never_starts_a_second(local_stack,
         assert sorted(mine) == sorted({first, second})
         # A job that ended CANCELLED is not resumed: the retry starts anew.
         client.tunings.cancel(name=first)
-        wait_for(lambda: client.tunings.get(name=first).has_ended, 60, "the cancel")
+        wait_until(lambda: client.tunings.get(name=first).has_ended, 60, "the cancel")
         anew = launched_job(run_compiled_task("launch-tuning", arguments, tmp_path / "after-cancel", local_stack.env))
         assert anew not in (first, second)
     finally:
@@ -232,7 +223,7 @@ def run_wait_task_and_terminate(
     unshare = start_as_pid1(command, args, local_stack.env, log)
     try:
         pid1 = namespace_init(unshare)
-        wait_for(lambda: "JOB_STATE_RUNNING" in log.read_text(), 60, "the task to poll the job")
+        wait_until(lambda: "JOB_STATE_RUNNING" in log.read_text(), 60, "the task to poll the job")
         os.kill(pid1, signal.SIGTERM)  # what the kubelet does to a pod of a cancelled run
         try:
             code = unshare.wait(timeout=grace)
@@ -257,7 +248,7 @@ def test_cancelling_the_run_cancels_the_tuning_job(local_stack, running_job, tmp
     )
     assert f"task terminated: cancelling {job_name}" in log, log
     assert code == 128 + signal.SIGTERM
-    job = wait_for(lambda: (j := client.tunings.get(name=job_name)).has_ended and j, 60, "the job to end")
+    job = wait_until(lambda: (j := client.tunings.get(name=job_name)).has_ended and j, 60, "the job to end")
     assert job.state.name == "JOB_STATE_CANCELLED"
 
 

@@ -60,10 +60,9 @@ def read_named_json(path: Path) -> dict[str, Any]:
 
 
 def _read_job_file(path: Path) -> dict[str, Any]:
-    job = json.loads(path.read_text(encoding="utf-8"))
-    job_id = job["_local"]["id"]
-    if path.stem != job_id or not ID_RE.fullmatch(job_id):
-        raise ValueError("file name does not match job id")
+    job = read_named_json(path)
+    if not ID_RE.fullmatch(job["_local"]["id"]):
+        raise ValueError(f"not a job id: {job['_local']['id']!r}")
     return job
 
 

@@ -68,6 +68,7 @@ class BranchBalance:
 
     def __init__(self, biases: dict[tuple[int, ...], dict[int, float]] | None = None):
         self.biases = biases or {}
+        self._lengths = {len(prefix) for prefix in self.biases}  # positions where a bias may apply
 
     @classmethod
     def of_answers(cls, answers: Iterable[list[int]]) -> "BranchBalance":
@@ -93,11 +94,13 @@ class BranchBalance:
     def apply(self, logits: torch.Tensor, written: torch.Tensor, fed: torch.Tensor) -> torch.Tensor:
         """Adds the biases to logits (N, T, vocab) in place: position t of row r continues the
         prefix written[r] + fed[r, 1 : t + 1] (fed[:, 0] is the last written token)."""
-        if not self.biases:
+        position = written.shape[1]
+        steps = [t for t in range(logits.shape[1]) if position + t in self._lengths]
+        if not steps:  # most decoding passes: no branch at these positions
             return logits
-        for r, (row, block) in enumerate(zip(written.tolist(), fed[:, 1:].tolist(), strict=True)):
-            for t in range(logits.shape[1]):
-                for token, bias in self.biases.get(tuple(row + block[:t]), {}).items():
+        for r, row in enumerate(torch.cat([written, fed[:, 1:]], dim=1).tolist()):
+            for t in steps:
+                for token, bias in self.biases.get(tuple(row[: position + t]), {}).items():
                     logits[r, t, token] += bias
         return logits
 

@@ -35,7 +35,7 @@ import pytest
 from kfp.dsl import Dataset
 
 from tests.faults import counts
-from tests.harness import upload_training_file, wait_for_job
+from tests.harness import upload_training_file, wait_for_job, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore:The SDK's tuning implementation is experimental")]
 
@@ -116,18 +116,11 @@ def epochs_logged(log: Path, job: str) -> int:
     return log.read_text().count(f"job {job.rsplit('/', 1)[1]} epoch ")
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.2)
-
-
 def while_full(client, names: dict[str, str], log: Path, jobs: Path) -> dict:
     """What the runner and the job files show while ``jobs/`` is full: the training job's next
     epoch cannot be recorded, then the queued job's claim cannot."""
     seen = {}
-    wait_for(lambda: "runner error" in log.read_text(), 60, "runner error")
+    wait_until(lambda: "runner error" in log.read_text(), 60, "runner error")
     time.sleep(1.0)
     errors_before = log.read_text().count("runner error")
     time.sleep(3.0)
@@ -199,7 +192,7 @@ def full_disk(tmp_path_factory):
 
             # 2. jobs/ fills while a job trains and another waits
             training = tune(uri, 100)
-            wait_for(lambda: epochs_logged(log, training) >= 1, 90, "epoch of the training job")
+            wait_until(lambda: epochs_logged(log, training) >= 1, 90, "epoch of the training job")
             queued = tune(uri, 1)
             names = {"first": first.name, "second": second.name, "training": training, "queued": queued}
             seen["before"] = {job.name: job.state.name for job in client.tunings.list()}
