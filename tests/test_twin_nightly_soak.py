@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import signal
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,6 +79,7 @@ def challenger_component():
         bucket: str, golden_examples: int, metrics: dsl.Output[dsl.Metrics], report: dsl.Output[dsl.Markdown]
     ) -> str:
         import json
+        import time
         import urllib.error
         import urllib.request
 
