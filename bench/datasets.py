@@ -19,6 +19,7 @@ class Sample:
     image: Image.Image
     defect_type: str | None
     label: str
+    source: str = ""  # what it was drawn from, where that says something (a texture's photograph)
 
 
 def draw(rng: random.Random, defect_type: str | None, variation: str) -> Sample:

@@ -22,7 +22,6 @@ gravel, craters, object edges) stay on them, which is what makes these sets hard
 """
 
 import importlib.util
-import io
 import math
 import random
 from functools import cache
@@ -31,6 +30,7 @@ from pathlib import Path
 from datasets import CLASSES, Sample
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from components.drawing import gaussian_noise_image, jpeg_round_trip
 from components.labels import LABELS
 
 SIZE = 256
@@ -56,8 +56,8 @@ def photograph(name: str) -> Image.Image:
         return image.convert("L" if name in GREY_SOURCES else "RGB")
 
 
-def crop(rng: random.Random, held_out: bool) -> Image.Image:
-    """A random crop of a random photograph, from its tuning or its scored part, at SIZE px."""
+def crop(rng: random.Random, held_out: bool) -> tuple[str, Image.Image]:
+    """A random photograph's name and a random crop of it, from its tuning or its scored part, at SIZE px."""
     name = rng.choice(GREY_SOURCES + COLOUR_SOURCES)
     source = photograph(name)
     width, height = source.size
@@ -71,7 +71,7 @@ def crop(rng: random.Random, held_out: bool) -> Image.Image:
         image = Image.merge("RGB", [image.point(lambda v, g=g: min(255, int(v * g))) for g in tint])
     for _ in range(rng.randint(0, 3)):
         image = image.transpose(Image.ROTATE_90)
-    return image.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
+    return name, image.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
 def _luminance(image: Image.Image, x: float, y: float) -> float:
@@ -168,22 +168,20 @@ DRAWERS = {"Scratch": draw_scratch, "Crack": draw_crack, "Discoloration": draw_s
 
 
 def camera(rng: random.Random, image: Image.Image) -> Image.Image:
-    """A camera's blur, sensor noise and JPEG, the same for every class."""
+    """A camera's blur, sensor noise and JPEG, the same for every class (all drawn from `rng`:
+    a seed gives the same images; PIL's own noise, used before 2026-12-07, was not seeded)."""
     if rng.random() < 0.6:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
-    sigma = rng.uniform(1, 5)
-    noise = Image.effect_noise(image.size, sigma).convert("L")  # mean 128
+    noise = gaussian_noise_image(rng, image.size, rng.uniform(1, 5))  # mean 128, drawn from rng
     image = ImageChops.add(image, Image.merge("RGB", (noise, noise, noise)), scale=1.0, offset=-128)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=rng.randint(70, 95))
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return jpeg_round_trip(image, rng.randint(70, 95))
 
 
-def texture_image(rng: random.Random, defect_type: str | None, held_out: bool) -> Image.Image:
-    image = crop(rng, held_out)
+def texture_sample(rng: random.Random, defect_type: str | None, held_out: bool) -> Sample:
+    name, image = crop(rng, held_out)
     if defect_type is not None:
         image = DRAWERS[defect_type](rng, image)
-    return camera(rng, image)
+    return Sample(camera(rng, image), defect_type, LABELS[defect_type], source=name)
 
 
 def make_textures(per_class: int, seed: int, held_out: bool) -> list[Sample]:
@@ -192,4 +190,4 @@ def make_textures(per_class: int, seed: int, held_out: bool) -> list[Sample]:
     rng = random.Random(seed)
     types = [t for t in CLASSES for _ in range(per_class)]
     rng.shuffle(types)
-    return [Sample(texture_image(rng, t, held_out), t, LABELS[t]) for t in types]
+    return [texture_sample(rng, t, held_out) for t in types]
