@@ -29,7 +29,10 @@ they are scored but no longer held out.
 Scoring is the notebook's regex rule (components.labels.judge_answer): "defect type" is its
 accuracy over all images (a good part's type is right when it is called Pass); a miss is a
 defective part not judged Defect, an overkill a good part not judged Pass (an unreadable
-answer counts as wrong either way).
+answer counts as wrong either way). "status AUC" does not depend on where the decision's
+threshold lies: the share of (good, defective) pairs in which the good part gets the higher
+logit of " Pass" against " Defect" after "Status:" (0.5 is chance, 1 a perfect separation;
+a few seeds or variants are compared by it, since 50 good parts move overkill in 0.02 steps).
 
 Run from the repository root:
     python bench/bench_robustness.py                 # all three scenarios, full sets
@@ -51,8 +54,10 @@ import torch  # noqa: E402
 from datasets import CLASSES, Sample, make_balanced, make_samples, stratified_split, train_on  # noqa: E402
 from textures import make_textures  # noqa: E402
 
-from components.labels import DEFECT_TYPES, judge_answer  # noqa: E402
+from components.labels import DEFECT_TYPES, LABELS, judge_answer  # noqa: E402
 from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
+from localvertex.model.images import images_to_input  # noqa: E402
+from localvertex.model.tokenizer import BOS  # noqa: E402
 from localvertex.model.training import BATCH_SIZE  # noqa: E402
 
 
@@ -70,6 +75,7 @@ def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
         "type": statistics.mean(v["type_correct"] for v in verdicts),
         "miss": statistics.mean(not v["status_correct"] for v in defects) if defects else float("nan"),
         "overkill": statistics.mean(not v["status_correct"] for v in passes) if passes else float("nan"),
+        "status AUC": status_auc(model, samples),
         "images/s": speed,
         **{
             f"recall {t or 'Pass'}": statistics.mean(v["type_correct"] for v in of_class) if of_class else float("nan")
@@ -77,6 +83,26 @@ def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
             for of_class in [[v for s, v in zip(samples, verdicts, strict=True) if s.defect_type == t]]
         },
     }
+
+
+@torch.inference_mode()
+def status_auc(model: InspectorModel, samples: list[Sample]) -> float:
+    """How well the " Pass" - " Defect" logit after "Status:" separates good from defective parts."""
+    pass_row, defect_row = (model.tokenizer.encode(LABELS[t]) for t in (None, DEFECT_TYPES[0]))
+    branch = next(k for k, (a, b) in enumerate(zip(pass_row, defect_row, strict=False)) if a != b)
+    prefix = torch.tensor([[BOS, *pass_row[:branch]]])
+    config = model.network.config
+    margins = []
+    for start in range(0, len(samples), 50):
+        chunk = samples[start : start + 50]
+        pixels = images_to_input([s.image for s in chunk], config.input_size, config.input_channels).float() / 255.0
+        logits = model.network(pixels, prefix.expand(len(chunk), -1))[:, -1]
+        margins += (logits[:, pass_row[branch]] - logits[:, defect_row[branch]]).tolist()
+    good = [m for m, s in zip(margins, samples, strict=True) if s.defect_type is None]
+    bad = [m for m, s in zip(margins, samples, strict=True) if s.defect_type is not None]
+    if not good or not bad:
+        return float("nan")
+    return sum((g > b) + 0.5 * (g == b) for g in good for b in bad) / (len(good) * len(bad))
 
 
 def by_source(model: InspectorModel, samples: list[Sample]) -> None:
@@ -138,15 +164,17 @@ def print_table(rows: list[tuple], tuning: dict[str, str]) -> None:
     """The figures once more, as the Markdown table README.md quotes."""
     recalls = [f"recall {t or 'Pass'}" for t in CLASSES]
     print(
-        "\n| tuned on | scored on | images | status | defect type | miss | overkill | "
+        "\n| tuned on | scored on | images | status | defect type | miss | overkill | status AUC | "
         + " | ".join(r.replace("recall ", "") + " recall" for r in recalls)
         + " | scoring images/s |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(recalls) + "---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(recalls) + "---:|")
     for scenario, name, count, f in rows:
         print(
             f"| {scenario} | {name} | {count} | {f['status']:.3f} | {f['type']:.3f} | {f['miss']:.3f} "
-            f"| {f['overkill']:.3f} | " + " | ".join(f"{f[r]:.3f}" for r in recalls) + f" | {f['images/s']:.0f} |"
+            f"| {f['overkill']:.3f} | {f['status AUC']:.3f} | "
+            + " | ".join(f"{f[r]:.3f}" for r in recalls)
+            + f" | {f['images/s']:.0f} |"
         )
     for scenario, line in tuning.items():
         print(f"\n{scenario}: {line}")
