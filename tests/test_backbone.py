@@ -161,3 +161,20 @@ def test_the_network_code_reproduces_imagenet_answers_on_a_photograph():
         with torch.no_grad():
             features = torch.nn.functional.relu6(norm(head(network(pixels.permute(0, 3, 1, 2) / 255.0))))
             assert int(classifier(features.mean(dim=(2, 3))).argmax()) == expected
+
+
+@pytest.mark.parametrize(
+    ("side", "pinned", "expected"),
+    [
+        (256, None, (training_module.PRETRAINED_INPUT_SIZE, "effnet-lite0-rgb")),  # photographs: read larger
+        (320, None, (training_module.PRETRAINED_INPUT_SIZE, "effnet-lite0-rgb")),
+        (256, 192, (192, "effnet-lite0-rgb")),  # a pinned size is kept, and picks the encoder
+        (100, None, (96, "fcn-max")),  # the notebook's images: the small encoder near their own size
+        (320, 128, (128, "fcn-max-shape")),
+    ],
+)
+def test_a_job_reads_its_images_at_the_size_and_with_the_encoder_they_call_for(side, pinned, expected):
+    examples = [Example(Image.new("RGB", (side, side)), "Status: Pass") for _ in range(3)]
+    config = TrainConfig(input_size=pinned)
+    assert training_module._input_size_and_encoder(examples, config, None) == expected
+    assert training_module.PRETRAINED_INPUT_SIZE > training_module.PRETRAINED_MIN_INPUT_SIZE
