@@ -61,16 +61,17 @@ from localvertex.model.tokenizer import BOS  # noqa: E402
 from localvertex.model.training import BATCH_SIZE  # noqa: E402
 
 
-def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
+def score(model: InspectorModel, samples: list[Sample]) -> tuple[dict[str, float], list[dict]]:
     """Status and defect-type accuracy (the notebook's rule), miss and overkill rates, images/s,
-    and each class's recall (the share of its images whose type is right: Pass for a good part)."""
+    and each class's recall (the share of its images whose type is right: Pass for a good part);
+    and each image's verdict (judge_answer's), for figures by other groupings."""
     started = time.perf_counter()
     answers = model.generate([s.image for s in samples])
     speed = len(samples) / (time.perf_counter() - started)
     verdicts = [judge_answer(s.label, a, DEFECT_TYPES) for s, a in zip(samples, answers, strict=True)]
     passes = [v for s, v in zip(samples, verdicts, strict=True) if s.defect_type is None]
     defects = [v for s, v in zip(samples, verdicts, strict=True) if s.defect_type is not None]
-    return {
+    figures = {
         "status": statistics.mean(v["status_correct"] for v in verdicts),
         "type": statistics.mean(v["type_correct"] for v in verdicts),
         "miss": statistics.mean(not v["status_correct"] for v in defects) if defects else float("nan"),
@@ -83,6 +84,7 @@ def score(model: InspectorModel, samples: list[Sample]) -> dict[str, float]:
             for of_class in [[v for s, v in zip(samples, verdicts, strict=True) if s.defect_type == t]]
         },
     }
+    return figures, verdicts
 
 
 @torch.inference_mode()
@@ -105,10 +107,8 @@ def status_auc(model: InspectorModel, samples: list[Sample]) -> float:
     return sum((g > b) + 0.5 * (g == b) for g in good for b in bad) / (len(good) * len(bad))
 
 
-def by_source(model: InspectorModel, samples: list[Sample]) -> None:
-    """Prints each source's overkill and miss (answers judged as in `score`)."""
-    answers = model.generate([s.image for s in samples])
-    verdicts = [judge_answer(s.label, a, DEFECT_TYPES) for s, a in zip(samples, answers, strict=True)]
+def by_source(samples: list[Sample], verdicts: list[dict]) -> None:
+    """Prints each source's overkill and miss (the verdicts `score` gave the samples)."""
     print("  by photograph (overkill: good crops not called Pass; miss: defective crops not called Defect)")
     for source in sorted({s.source for s in samples}):
         good = [v for s, v in zip(samples, verdicts, strict=True) if s.source == source and s.defect_type is None]
@@ -143,21 +143,24 @@ def tune(name: str, samples: list[Sample], config: TrainConfig) -> tuple[Inspect
     return result.model, {digest(s) for s in train_set + validation_set}, test_set, line
 
 
-def report(scenario: str, model: InspectorModel, seen: set[str], sets: dict[str, list[Sample]]) -> list[tuple]:
-    """Scores the model on each set (none may share an image with its tuning data)."""
-    rows = []
+def report(
+    scenario: str, model: InspectorModel, seen: set[str], sets: dict[str, list[Sample]]
+) -> tuple[list[tuple], dict[str, list[dict]]]:
+    """Scores the model on each set (none may share an image with its tuning data); returns the
+    table rows and each set's verdicts."""
+    rows, verdicts = [], {}
     for name, samples in sets.items():
         overlap = sum(digest(s) in seen for s in samples)
         if overlap:
             raise RuntimeError(f"{name}: {overlap} scored images were in the tuning data")
-        figures = score(model, samples)
+        figures, verdicts[name] = score(model, samples)
         rows.append((scenario, name, len(samples), figures))
         print(
             f"  {name:<46} {len(samples):>5}  "
             + "  ".join(f"{k} {v:.3f}" if k != "images/s" else f"{v:.0f} images/s" for k, v in figures.items()),
             flush=True,
         )
-    return rows
+    return rows, verdicts
 
 
 def print_table(rows: list[tuple], tuning: dict[str, str]) -> None:
@@ -259,9 +262,11 @@ def main() -> None:
         print(f"{scenario}: tune on {description}", flush=True)
         model, seen, test, tuning[scenario] = tune(scenario, tuning_set(), config)
         sets = scored_sets(size)
-        rows += report(scenario, model, seen, {"test split": test, **sets})
+        new_rows, verdicts = report(scenario, model, seen, {"test split": test, **sets})
+        rows += new_rows
         if scenario == "texture":
-            by_source(model, [s for name, samples in sets.items() if name.startswith(SCORED_PARTS) for s in samples])
+            scored = [name for name in sets if name.startswith(SCORED_PARTS)]
+            by_source([s for name in scored for s in sets[name]], [v for name in scored for v in verdicts[name]])
     print_table(rows, tuning)
 
 
