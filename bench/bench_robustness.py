@@ -37,6 +37,7 @@ a few seeds or variants are compared by it, since 50 good parts move overkill in
 Run from the repository root:
     python bench/bench_robustness.py                 # all three scenarios, full sets
     python bench/bench_robustness.py --scenario photo --quick   # or texture; both: standard + photo
+    python bench/bench_robustness.py --scenario texture --quick --per-class 120   # the data lever
 """
 
 import argparse
@@ -207,9 +208,9 @@ def photo_sets(size: int) -> dict[str, list[Sample]]:
     }
 
 
-def texture_tuning_set() -> list[Sample]:
-    """60 photographic-texture images per class from the photographs' tuning parts (seed 1)."""
-    return make_textures(60, seed=1, held_out=False)
+def texture_tuning_set(per_class: int = 60) -> list[Sample]:
+    """Photographic-texture images per class from the photographs' tuning parts (seed 1)."""
+    return make_textures(per_class, seed=1, held_out=False)
 
 
 SCORED_PARTS = "textures, scored part"
@@ -228,6 +229,16 @@ def texture_sets(size: int) -> dict[str, list[Sample]]:
     }
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} (each class needs a test and validation share)")
+        return value
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=("standard", "photo", "texture", "both", "all"), default="all")
@@ -235,7 +246,14 @@ def main() -> None:
     parser.add_argument("--adapter-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--quick", action="store_true", help="smaller scoring sets (a quarter)")
+    parser.add_argument(
+        "--per-class",
+        type=_at_least(10),
+        default=60,
+        help="photo and texture tuning images per class (60: the issue's terms; more measures the data lever)",
+    )
     args = parser.parse_args()
+    per_class = args.per_class
     size = 4 if args.quick else 1
     config = TrainConfig(epochs=args.epochs, adapter_size=args.adapter_size, seed=args.seed)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -245,13 +263,13 @@ def main() -> None:
     scenarios = {
         "standard": ("200 standard images (seed 42)", lambda: make_samples(200, seed=42), standard_sets),
         "photo": (
-            "60 photo-like images per class (seed 1)",
-            lambda: make_balanced(60, seed=1, variation="photo"),
+            f"{per_class} photo-like images per class (seed 1)",
+            lambda: make_balanced(per_class, seed=1, variation="photo"),
             photo_sets,
         ),
         "texture": (
-            "60 photographic-texture images per class (seed 1)",
-            texture_tuning_set,
+            f"{per_class} photographic-texture images per class (seed 1)",
+            lambda: texture_tuning_set(per_class),
             texture_sets,
         ),
     }
