@@ -7,7 +7,8 @@ Prints figures (it asserts nothing). Three scenarios, each a fresh tuning job's 
             test split, on standard images of other seeds, on a shifted-geometry set ("strong":
             other sizes, widths, lengths, kinks, shades, noise, blur, JPEG), and on the photo-like
             set (a domain it never saw; expected to fail, printed for honesty).
-  photo:    tune on 60 photo-like images per class (seed 1), score on its test split and on
+  photo:    tune on 60 photo-like images per class (seed 1; --per-class sets another count, for
+            photo and texture alike), score on its test split and on
             photo-like images of other seeds at their full size (about 320 px; the model resizes).
   texture:  tune on 60 photographic-texture images per class (bench/textures.py: crops of real
             photographs from scikit-image's wheel with scratches, cracks and stains drawn by our
