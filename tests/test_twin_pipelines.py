@@ -19,17 +19,23 @@ def _toy_pipeline(tmp_path, fail: bool = False, sleep: float = 0.0) -> dict:
     import yaml
     from kfp import compiler, dsl
 
+    from components.entrypoint import exec_python
+
     @dsl.component(base_image="python:3.11")
     def add(a: int, b: int, metrics: dsl.Output[dsl.Metrics]) -> int:
         metrics.log_metric("sum", a + b)
         return a + b
 
+    # Python replaces the shells, as in the product's long-running components, so a cancel's
+    # SIGTERM reaches it (dash would die and leave Python sleeping: components/entrypoint.py).
+    @exec_python
     @dsl.component(base_image="python:3.11")
     def show(x: int, seconds: float, page: dsl.Output[dsl.Markdown]):
         import time
 
         if x < 0:
             raise ValueError(f"negative sum {x}")
+        print(f"sleeping {seconds}s", flush=True)
         time.sleep(seconds)
         with open(page.path, "w") as f:
             f.write(f"# {x}")
@@ -203,7 +209,7 @@ def test_failed_task_names_itself_and_its_error(api, toy_spec):
     assert "negative sum -4" in tasks["show"]["error"]["message"]
 
 
-def test_cancel_running_and_pending(api, toy_spec):
+def test_cancel_running_and_pending(api, toy_spec, local_stack):
     slow = api.post("pipelineJobs", json=job_body(toy_spec, seconds=120.0)).json()["name"].rsplit("/", 1)[1]
     queued = api.post("pipelineJobs", json=job_body(toy_spec)).json()["name"].rsplit("/", 1)[1]
     deadline = time.monotonic() + 120
@@ -211,6 +217,13 @@ def test_cancel_running_and_pending(api, toy_spec):
         tasks = api.get(f"pipelineJobs/{slow}").json().get("jobDetail", {}).get("taskDetails", [])
         if any(t["taskName"] == "show" and t["state"] == "RUNNING" for t in tasks):
             break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"{slow}: show never started")
+    # Cancel while show's Python sleeps (not while pip runs): the case a late cancel meets.
+    log = local_stack.data_dir / "pipelines" / "runs" / slow / "pipeline.log"
+    while "sleeping 120.0s" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{slow}: show never slept"
         time.sleep(0.3)
     assert api.get(f"pipelineJobs/{queued}").json()["state"] == "PIPELINE_STATE_PENDING"
     assert api.post(f"pipelineJobs/{queued}:cancel").status_code == 200
