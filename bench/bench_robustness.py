@@ -58,7 +58,6 @@ from textures import make_textures  # noqa: E402
 
 from components.labels import DEFECT_TYPES, LABELS, judge_answer  # noqa: E402
 from localvertex.model import InspectorModel, TrainConfig  # noqa: E402
-from localvertex.model.images import images_to_input  # noqa: E402
 from localvertex.model.tokenizer import BOS  # noqa: E402
 from localvertex.model.training import BATCH_SIZE  # noqa: E402
 
@@ -95,12 +94,9 @@ def status_auc(model: InspectorModel, samples: list[Sample]) -> float:
     pass_row, defect_row = (model.tokenizer.encode(LABELS[t]) for t in (None, DEFECT_TYPES[0]))
     branch = next(k for k, (a, b) in enumerate(zip(pass_row, defect_row, strict=False)) if a != b)
     prefix = torch.tensor([[BOS, *pass_row[:branch]]])
-    config = model.network.config
     margins = []
-    for start in range(0, len(samples), 50):
-        chunk = samples[start : start + 50]
-        pixels = images_to_input([s.image for s in chunk], config.input_size, config.input_channels).float() / 255.0
-        logits = model.network(pixels, prefix.expand(len(chunk), -1))[:, -1]
+    for pixels in model.pixel_batches([s.image for s in samples]):
+        logits = model.network(pixels, prefix.expand(len(pixels), -1))[:, -1]
         margins += (logits[:, pass_row[branch]] - logits[:, defect_row[branch]]).tolist()
     good = [m for m, s in zip(margins, samples, strict=True) if s.defect_type is None]
     bad = [m for m, s in zip(margins, samples, strict=True) if s.defect_type is not None]

@@ -15,7 +15,7 @@ import pytest
 PROJECT, LOCATION = "local-project", "us-central1"
 
 
-def _toy_pipeline(tmp_path, fail: bool = False, sleep: float = 0.0) -> dict:
+def _toy_pipeline(tmp_path) -> dict:
     import yaml
     from kfp import compiler, dsl
 

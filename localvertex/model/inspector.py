@@ -19,7 +19,7 @@ equally likely before the image is seen, and each defect type as likely as anoth
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -199,13 +199,17 @@ class InspectorModel:
         else:
             generator.manual_seed(seed)
         answers: list[str] = []
+        for pixels in self.pixel_batches(images):
+            answers += self._generate_batch(pixels, temperature, max_new_tokens, generator)
+        return answers
+
+    def pixel_batches(self, images: list[Image.Image]) -> Iterator[torch.Tensor]:
+        """The images as the network reads them (floats in [0, 1]), in chunks that bound memory."""
         config = self.network.config
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_VALUES // (config.input_channels * config.input_size**2)))
         for start in range(0, len(images), chunk):
             pixels = images_to_input(images[start : start + chunk], config.input_size, config.input_channels)
-            pixels = pixels.float() / 255.0
-            answers += self._generate_batch(pixels, temperature, max_new_tokens, generator)
-        return answers
+            yield pixels.float() / 255.0
 
     @torch.inference_mode()
     def _generate_batch(
